@@ -1,0 +1,96 @@
+"""User-facing errors: each carries where it happened and what was expected versus found.
+
+Only the CLI catches these; it prints ``str(error)`` (no traceback) and exits with status 2.
+"""
+from __future__ import annotations
+
+
+class GraphnetError(Exception):
+    """Base of every error a user can cause: a bad spec, data file, checkpoint, plugin or argument.
+
+    Fields (all optional but ``message``): ``file``, ``node``, ``field``, ``expected``, ``found``,
+    ``hint``. ``str()`` renders them as one line such as
+    ``specs/net.toml: node 'conv1', field 'kernel': expected an integer >= 1, found 0``.
+    """
+
+    def __init__(self, message: str = "", *, file=None, node=None, field=None,
+                 expected=None, found=None, hint=None):
+        self.message = message
+        self.file = None if file is None else str(file)
+        self.node = node
+        self.field = field
+        self.expected = expected
+        self.found = found
+        self.hint = hint
+        super().__init__(self.render())
+
+    def where(self) -> str:
+        """The location prefix: file, node and field, whichever are known."""
+        parts = []
+        if self.node is not None:
+            parts.append(f"node {self.node!r}")
+        if self.field is not None:
+            parts.append(f"field {self.field!r}")
+        location = ", ".join(parts)
+        if self.file and location:
+            return f"{self.file}: {location}"
+        return self.file or location
+
+    def render(self) -> str:
+        body = self.message
+        if self.expected is not None or self.found is not None:
+            detail = ", ".join(
+                text for text in (
+                    None if self.expected is None else f"expected {self.expected}",
+                    None if self.found is None else f"found {self.found}",
+                ) if text
+            )
+            body = f"{body}: {detail}" if body else detail
+        where = self.where()
+        line = f"{where}: {body}" if where else body
+        if self.hint:
+            line += f" ({self.hint})"
+        return line
+
+    def with_context(self, **context) -> "GraphnetError":
+        """Fill in location fields that are still unknown (e.g. the file, added by the loader)."""
+        for key, value in context.items():
+            if getattr(self, key) is None and value is not None:
+                setattr(self, key, str(value) if key == "file" else value)
+        self.args = (self.render(),)
+        return self
+
+    def __str__(self) -> str:
+        return self.render()
+
+
+class SpecError(GraphnetError):
+    """A graph spec that cannot be read, is malformed, or does not fit together."""
+
+
+class ShapeError(SpecError):
+    """Shapes that do not fit: raised by an op's shape inference, located by the graph builder."""
+
+
+class PluginError(GraphnetError):
+    """A plugin that failed to import, registered a malformed op, or misbehaved while running."""
+
+
+class DataError(GraphnetError):
+    """A dataset or input file that is missing, truncated, corrupt or of the wrong layout."""
+
+
+class CheckpointError(GraphnetError):
+    """A checkpoint that is corrupt, of another spec, or of a newer format."""
+
+
+class NumericError(GraphnetError):
+    """A value that became NaN or infinite while running the graph."""
+
+
+class UsageError(GraphnetError):
+    """A bad command-line argument or API call."""
+
+
+class ResourceError(GraphnetError):
+    """A graph whose estimated memory exceeds the allowed limit."""

@@ -1,0 +1,318 @@
+"""The op contract: what a layer defines, and nothing more.
+
+An op is a class deriving from :class:`Op`, registered by a plugin through the
+``graphnet_register_ops`` hook (see :mod:`graphnet.hookspecs`). The engine never names a layer;
+it only calls the methods below. Shapes given to and returned by ``shape``/``params`` are *per
+sample* (no batch axis; images are channels, height, width). Arrays given to ``forward`` and
+``backward`` carry the batch axis first.
+
+A minimal op::
+
+    class Scale(Op):
+        '''Multiply by a constant factor.'''
+        name = "scale"
+        attrs = {"factor": Attr("float", default=2.0, doc="the multiplier")}
+
+        def shape(self, input_shapes, attrs):
+            return input_shapes[0]
+
+        def forward(self, inputs, params, attrs, ctx):
+            return inputs[0] * attrs.factor, None
+
+        def backward(self, grad_output, saved, params, attrs, ctx):
+            return [grad_output * attrs.factor], {}
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+
+from .errors import ShapeError, SpecError
+
+REQUIRED = object()
+"""Default of an attribute that the spec must give."""
+
+ATTR_KINDS = ("int", "float", "bool", "str", "pair", "padding", "array", "shape")
+
+
+@dataclass(frozen=True)
+class Attr:
+    """One attribute in an op's schema.
+
+    ``kind`` is one of:
+
+    - ``"int"``, ``"float"``, ``"bool"``, ``"str"`` — a scalar (``choices`` restricts a str);
+    - ``"pair"`` — an int or ``[height, width]``, normalised to a tuple of two ints;
+    - ``"padding"`` — ``"valid"``, ``"same"``, an int or ``[height, width]``; normalised to the
+      string or a tuple of two ints;
+    - ``"array"`` — a (nested) list of numbers, normalised to a float64 numpy array;
+    - ``"shape"`` — a list of ints, normalised to a tuple.
+
+    ``minimum``/``maximum`` bound numbers (every element of a pair or shape).
+    """
+
+    kind: str
+    default: Any = REQUIRED
+    doc: str = ""
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple | None = None
+
+    def __post_init__(self):
+        if self.kind not in ATTR_KINDS:
+            raise ValueError(f"unknown attribute kind {self.kind!r}; expected one of {ATTR_KINDS}")
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+    def describe(self) -> str:
+        """A short phrase for what this attribute accepts, used in messages and the op catalogue."""
+        names = {
+            "int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
+            "pair": "an integer or [height, width]",
+            "padding": '"valid", "same", an integer or [height, width]',
+            "array": "a list of numbers", "shape": "a list of integers",
+        }
+        text = names[self.kind]
+        if self.choices:
+            text = "one of " + ", ".join(repr(c) for c in self.choices)
+        bounds = []
+        if self.minimum is not None:
+            bounds.append(f">= {self.minimum:g}")
+        if self.maximum is not None:
+            bounds.append(f"<= {self.maximum:g}")
+        if bounds:
+            text += " " + " and ".join(bounds)
+        return text
+
+    def parse(self, value: Any, name: str) -> Any:
+        """Check ``value`` from a spec and return it normalised; raise :class:`SpecError` if bad."""
+        def fail():
+            raise SpecError("bad attribute value", field=name, expected=self.describe(),
+                            found=_show(value))
+
+        if self.kind == "int":
+            if not _is_int(value):
+                fail()
+            self._check_bounds(value, fail)
+            return int(value)
+        if self.kind == "float":
+            if not _is_number(value) or not math.isfinite(value):
+                fail()
+            self._check_bounds(value, fail)
+            return float(value)
+        if self.kind == "bool":
+            if not isinstance(value, bool):
+                fail()
+            return value
+        if self.kind == "str":
+            if not isinstance(value, str) or (self.choices and value not in self.choices):
+                fail()
+            return value
+        if self.kind == "pair":
+            pair = _as_pair(value)
+            if pair is None:
+                fail()
+            for item in pair:
+                self._check_bounds(item, fail)
+            return pair
+        if self.kind == "padding":
+            if isinstance(value, str):
+                if value not in ("valid", "same"):
+                    fail()
+                return value
+            pair = _as_pair(value)
+            if pair is None or min(pair) < 0:
+                fail()
+            return pair
+        if self.kind == "shape":
+            if not isinstance(value, list) or not all(_is_int(v) for v in value):
+                fail()
+            for item in value:
+                self._check_bounds(item, fail)
+            return tuple(int(v) for v in value)
+        # array
+        return parse_number_array(value, name)
+
+    def _check_bounds(self, number, fail):
+        if self.minimum is not None and number < self.minimum:
+            fail()
+        if self.maximum is not None and number > self.maximum:
+            fail()
+
+
+def parse_number_array(value: Any, name: str) -> np.ndarray:
+    """A nested list of numbers → float64 array; ragged or non-numeric lists raise SpecError."""
+    def check(item, depth):
+        if isinstance(item, list):
+            if depth > 8:
+                raise SpecError("array nested too deeply", field=name, expected="at most 8 levels")
+            for sub in item:
+                check(sub, depth + 1)
+        elif not _is_number(item) or not math.isfinite(item):
+            raise SpecError("bad array element", field=name, expected="finite numbers",
+                            found=_show(item))
+
+    if not isinstance(value, list):
+        raise SpecError("bad attribute value", field=name, expected="a list of numbers",
+                        found=_show(value))
+    check(value, 0)
+    try:
+        array = np.array(value, dtype=np.float64)
+    except ValueError:
+        raise SpecError("ragged array", field=name,
+                        expected="rows of equal length", found="rows of differing lengths") from None
+    return array
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _as_pair(value):
+    if _is_int(value):
+        return (int(value), int(value))
+    if isinstance(value, list) and len(value) == 2 and all(_is_int(v) for v in value):
+        return (int(value[0]), int(value[1]))
+    return None
+
+
+def _show(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+@dataclass(frozen=True)
+class Param:
+    """A parameter an op asks the engine to create and own.
+
+    ``init`` is ``"he_normal"``, ``"he_uniform"``, ``"glorot_uniform"``, ``"glorot_normal"``,
+    ``"zeros"``, ``"ones"``, or a callable ``init(rng, shape, dtype) -> array``. ``fan_in`` and
+    ``fan_out`` feed the He/Glorot scales. A parameter with ``trainable=False`` is state (such as
+    batch norm's running mean): saved in checkpoints, never given a gradient or updated by the
+    optimizer; ``forward`` may update it in place while training.
+    """
+
+    shape: tuple
+    init: str | Callable = "zeros"
+    fan_in: int | None = None
+    fan_out: int | None = None
+    trainable: bool = True
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+
+@dataclass(frozen=True)
+class Window:
+    """How one sliding-window layer changes the receptive field, per spatial axis (height, width).
+
+    ``padding`` is the padding before the first element (top, left): it moves the field's start.
+    """
+
+    kernel: tuple[int, int]
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+
+
+POINTWISE = "pointwise"
+"""Receptive-field contribution of an op that maps each position to itself (ReLU, batch norm, add)."""
+GLOBAL = "global"
+"""Receptive-field contribution of an op whose every output sees the whole input (flatten, dense)."""
+
+
+@dataclass
+class RunContext:
+    """What the engine tells an op about the current pass."""
+
+    training: bool
+    rng: np.random.Generator
+    dtype: np.dtype = field(default_factory=lambda: np.dtype(np.float32))
+    needs_input_grad: tuple[bool, ...] = ()
+    """Set before each ``backward`` call: which inputs want a gradient. An op may return None for
+    an input that does not (a first conv layer need not compute the image's gradient)."""
+    needs_param_grad: bool = True
+    """False for a frozen node: an op may skip its parameter gradients."""
+
+
+class Op:
+    """Base class of every op. Override ``shape``, ``forward`` and ``backward`` at least.
+
+    Class attributes:
+
+    - ``name``: the name a spec uses in ``op = "..."``; the first line of the class docstring is
+      its one-line doc;
+    - ``attrs``: the attribute schema, ``{name: Attr}``;
+    - ``arity``: how many inputs: an int, or ``(minimum, maximum)`` with ``None`` for no maximum;
+    - ``integer_inputs``: positions of inputs that take integer data (class labels): they get no
+      gradient and gradient checks leave them alone;
+    - ``is_loss``: the output is one scalar for the whole batch (shape ``()``), not per sample.
+    """
+
+    name: ClassVar[str] = ""
+    attrs: ClassVar[dict[str, Attr]] = {}
+    arity: ClassVar[int | tuple[int, int | None]] = 1
+    integer_inputs: ClassVar[tuple[int, ...]] = ()
+    is_loss: ClassVar[bool] = False
+
+    @classmethod
+    def doc(cls) -> str:
+        """The one-line doc: the first line of the class docstring."""
+        text = (cls.__doc__ or "").strip()
+        return text.splitlines()[0].strip() if text else ""
+
+    @classmethod
+    def arity_range(cls) -> tuple[int, int | None]:
+        if isinstance(cls.arity, int):
+            return cls.arity, cls.arity
+        return tuple(cls.arity)
+
+    # --- static analysis -------------------------------------------------------------------
+    def shape(self, input_shapes: list[tuple], attrs: SimpleNamespace) -> tuple:
+        """Per-sample output shape for these per-sample input shapes; raise ShapeError if unfit."""
+        raise NotImplementedError
+
+    def params(self, input_shapes: list[tuple], attrs: SimpleNamespace) -> dict[str, Param]:
+        """The parameters to create, by name. Most ops have none."""
+        return {}
+
+    def receptive_field(self, input_shapes: list[tuple], attrs: SimpleNamespace):
+        """A :class:`Window`, :data:`POINTWISE` or :data:`GLOBAL`."""
+        return POINTWISE
+
+    def macs(self, input_shapes: list[tuple], output_shape: tuple, attrs: SimpleNamespace) -> int:
+        """Multiply-accumulates per sample."""
+        return 0
+
+    # --- execution -------------------------------------------------------------------------
+    def forward(self, inputs: list[np.ndarray], params: dict[str, np.ndarray],
+                attrs: SimpleNamespace, ctx: RunContext) -> tuple[np.ndarray, Any]:
+        """Return ``(output, saved)``; ``saved`` is whatever ``backward`` needs (or None)."""
+        raise NotImplementedError
+
+    def backward(self, grad_output: np.ndarray, saved: Any, params: dict[str, np.ndarray],
+                 attrs: SimpleNamespace, ctx: RunContext) -> tuple[list, dict[str, np.ndarray]]:
+        """Return ``(input_grads, param_grads)``: one gradient (or None) per input, in order, and
+        one gradient per trainable parameter, by name."""
+        raise NotImplementedError
+
+
+def shape_error(message: str, *, field=None, expected=None, found=None) -> ShapeError:
+    """Build the ShapeError an op raises from ``shape``; the graph builder adds file and node."""
+    return ShapeError(message, field=field, expected=expected, found=found)
+
+
+def format_shape(shape) -> str:
+    """``(3, 32, 32)`` → ``3×32×32``; a scalar → ``scalar``."""
+    return "×".join(str(d) for d in shape) if len(shape) else "scalar"

@@ -1,0 +1,274 @@
+"""Build the plugin manager and collect what plugins register.
+
+Built-in plugins, entry-point plugins and plugin files take the same path: each is registered
+with pluggy, then its hook implementations are called one plugin at a time, so that a broken
+plugin is reported by name while every other plugin keeps working.
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import importlib
+import importlib.metadata
+import importlib.util
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .errors import PluginError, SpecError
+from .op import Attr, Op
+
+ENTRY_POINT_GROUP = "graphnet.plugins"
+PLUGINS_ENV = "GRAPHNET_PLUGINS"
+DISABLE_ENV = "GRAPHNET_DISABLE_PLUGINS"
+RESERVED_NODE_KEYS = ("name", "op", "inputs", "trainable", "weights")
+REGISTER_HOOKS = ("graphnet_register_ops", "graphnet_register_optimizers",
+                  "graphnet_register_datasets")
+
+
+@dataclass
+class Entry:
+    """One registered thing (op, optimizer, schedule or dataset class) and the plugin it came from."""
+
+    kind: str
+    name: str
+    value: Any
+    plugin: str
+
+
+@dataclass
+class Registry:
+    """What the plugins registered, by kind and name, plus the problems found while loading them."""
+
+    entries: dict[str, dict[str, Entry]] = field(default_factory=lambda: {
+        "op": {}, "optimizer": {}, "schedule": {}, "dataset": {}})
+    conflicts: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    problems: list[PluginError] = field(default_factory=list)
+    plugin_names: list[str] = field(default_factory=list)
+    current_plugin: str = "?"
+
+    # --- called by plugins -----------------------------------------------------------------
+    def add_op(self, op_class) -> None:
+        """Register an op class (a subclass of :class:`graphnet.op.Op`)."""
+        problem = _op_problem(op_class)
+        if problem:
+            label = getattr(op_class, "name", None) or getattr(op_class, "__name__", repr(op_class))
+            raise PluginError(f"plugin {self.current_plugin!r}, op {label!r}: {problem}")
+        self._add("op", op_class.name, op_class)
+
+    def add_optimizer(self, optimizer_class) -> None:
+        """Register an optimizer class with a ``name`` (see :mod:`graphnet.optim`)."""
+        self._add("optimizer", _named(optimizer_class, "optimizer", self.current_plugin),
+                  optimizer_class)
+
+    def add_schedule(self, schedule_class) -> None:
+        """Register a learning-rate schedule class with a ``name`` (see :mod:`graphnet.optim`)."""
+        self._add("schedule", _named(schedule_class, "schedule", self.current_plugin),
+                  schedule_class)
+
+    def add_dataset(self, dataset_class) -> None:
+        """Register a dataset class with a ``name`` (see :mod:`graphnet.data`)."""
+        self._add("dataset", _named(dataset_class, "dataset", self.current_plugin), dataset_class)
+
+    def _add(self, kind: str, name: str, value) -> None:
+        table = self.entries[kind]
+        if name in table or (kind, name) in self.conflicts:
+            owners = self.conflicts.setdefault((kind, name), [table[name].plugin] if name in table
+                                               else [])
+            owners.append(self.current_plugin)
+            table.pop(name, None)
+            self.problems.append(PluginError(
+                f"{kind} {name!r} is registered by more than one plugin: "
+                + " and ".join(repr(p) for p in owners)))
+            return
+        table[name] = Entry(kind, name, value, self.current_plugin)
+
+    # --- used by graphnet ------------------------------------------------------------------
+    def names(self, kind: str) -> list[str]:
+        return sorted(self.entries[kind])
+
+    def entry(self, kind: str, name: str, *, field_name: str | None = None) -> Entry:
+        """The entry registered under ``name``; a clear error (with suggestions) if there is none."""
+        table = self.entries[kind]
+        if name in table:
+            return table[name]
+        if (kind, name) in self.conflicts:
+            owners = " and ".join(repr(p) for p in self.conflicts[(kind, name)])
+            raise PluginError(f"{kind} {name!r} is registered by more than one plugin: {owners}; "
+                              "disable one with GRAPHNET_DISABLE_PLUGINS", field=field_name)
+        broken = [p for p in self.problems if f"{kind} {name!r}" in p.message]
+        hint = suggest(name, table)
+        if broken:
+            hint = f"it failed to register: {broken[0].message}"
+        known = ", ".join(sorted(table)) or "none"
+        raise SpecError(f"unknown {kind} {name!r}", field=field_name,
+                        expected=f"one of: {known}", found=repr(name), hint=hint)
+
+    def op(self, name: str) -> Op:
+        """A fresh instance of the op registered under ``name``."""
+        return self.entry("op", name, field_name="op").value()
+
+    def plugin_of(self, kind: str, name: str) -> str:
+        return self.entries[kind][name].plugin
+
+
+def suggest(name: str, known) -> str | None:
+    """``did you mean 'x'?`` for the closest known name, or None."""
+    close = difflib.get_close_matches(str(name), list(known), n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}?" if close else None
+
+
+def _named(value, kind: str, plugin: str) -> str:
+    name = getattr(value, "name", None)
+    if not isinstance(name, str) or not name:
+        raise PluginError(f"plugin {plugin!r}: a {kind} must have a non-empty string 'name', "
+                          f"found {name!r} on {value!r}")
+    return name
+
+
+def _op_problem(op_class) -> str | None:
+    """Why ``op_class`` is not a usable op, or None."""
+    if not (isinstance(op_class, type) and issubclass(op_class, Op)):
+        return f"expected a subclass of graphnet.op.Op, found {op_class!r}"
+    name = op_class.name
+    if not isinstance(name, str) or not name.replace("_", "a").isalnum() or name[0].isdigit():
+        return f"'name' must be an identifier such as 'my_conv', found {name!r}"
+    if not isinstance(op_class.attrs, dict):
+        return f"'attrs' must be a dict of Attr, found {type(op_class.attrs).__name__}"
+    for attr_name, attr in op_class.attrs.items():
+        if not isinstance(attr, Attr):
+            return f"attribute {attr_name!r} must be an Attr, found {attr!r}"
+        if attr_name in RESERVED_NODE_KEYS:
+            return f"attribute {attr_name!r} is reserved for every node ({', '.join(RESERVED_NODE_KEYS)})"
+    for method in ("shape", "forward", "backward"):
+        if getattr(op_class, method) is getattr(Op, method):
+            return f"does not define {method}()"
+    try:
+        low, high = op_class.arity_range()
+        if low < 0 or (high is not None and high < low):
+            raise ValueError
+    except (TypeError, ValueError):
+        return f"'arity' must be an int or (minimum, maximum), found {op_class.arity!r}"
+    if not op_class.doc():
+        return "has no docstring (its first line is the op's one-line doc)"
+    return None
+
+
+# --- building the manager --------------------------------------------------------------------
+def _builtin_plugins() -> list[tuple[str, Any]]:
+    import graphnet_plugins
+    return [(f"builtin:{name}", importlib.import_module(f"graphnet_plugins.{name}"))
+            for name in graphnet_plugins.BUILTIN_PLUGINS]
+
+
+def _entry_point_plugins(problems: list[PluginError]) -> list[tuple[str, Any]]:
+    found = []
+    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            found.append((entry_point.name, entry_point.load()))
+        except Exception as error:  # a broken third-party plugin must not stop graphnet
+            problems.append(PluginError(
+                f"plugin {entry_point.name!r} ({entry_point.value}) failed to import: "
+                f"{type(error).__name__}: {error}"))
+    return found
+
+
+def load_plugin_file(path: str | os.PathLike) -> Any:
+    """Import a plugin from a Python file the user named; raises PluginError on failure."""
+    path = Path(path)
+    if not path.is_file():
+        raise PluginError("plugin file not found", file=path, expected="a Python file",
+                          found="nothing at that path")
+    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
+    module_name = f"graphnet_user_plugin_{path.stem}_{digest}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise PluginError("cannot import plugin file", file=path, expected="a .py file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:
+        del sys.modules[module_name]
+        raise PluginError(f"plugin failed to import: {type(error).__name__}: {error}",
+                          file=path) from None
+    return module
+
+
+def plugin_paths_from_env() -> list[str]:
+    return [p for p in os.environ.get(PLUGINS_ENV, "").split(os.pathsep) if p.strip()]
+
+
+def disabled_from_env() -> set[str]:
+    return {p.strip() for p in os.environ.get(DISABLE_ENV, "").split(",") if p.strip()}
+
+
+def build_registry(plugin_paths=(), *, entry_points: bool = True, environment: bool = True,
+                   disabled=()) -> Registry:
+    """Load the built-in plugins, installed entry-point plugins and the named plugin files.
+
+    With ``environment`` (the default), ``GRAPHNET_PLUGINS`` adds plugin files and
+    ``GRAPHNET_DISABLE_PLUGINS`` turns plugins off. Problems are collected in
+    ``registry.problems``, never raised: every plugin that works stays usable.
+    """
+    registry = Registry()
+    disabled = set(disabled) | (disabled_from_env() if environment else set())
+    candidates = _builtin_plugins()
+    if entry_points:
+        candidates += _entry_point_plugins(registry.problems)
+    paths = list(plugin_paths) + (plugin_paths_from_env() if environment else [])
+    for path in dict.fromkeys(str(p) for p in paths):
+        try:
+            candidates.append((path, load_plugin_file(path)))
+        except PluginError as error:
+            registry.problems.append(error)
+
+    manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    manager.add_hookspecs(hookspecs)
+    for name, plugin in candidates:
+        stem = Path(name).stem if name.endswith(".py") else name
+        if name in disabled or stem in disabled or name.removeprefix("builtin:") in disabled:
+            continue
+        if manager.get_plugin(name) is not None or manager.is_registered(plugin):
+            continue
+        try:
+            manager.register(plugin, name=name)
+            manager.check_pending()
+        except pluggy.PluginValidationError as error:
+            manager.unregister(name=name)
+            registry.problems.append(PluginError(f"plugin {name!r} is not a valid plugin: {error}"))
+            continue
+        registry.plugin_names.append(name)
+
+    for hook_name in REGISTER_HOOKS:
+        for impl in getattr(manager.hook, hook_name).get_hookimpls():  # registration order
+            registry.current_plugin = impl.plugin_name
+            try:
+                impl.function(registry=registry)
+            except PluginError as error:
+                registry.problems.append(error)
+            except Exception as error:  # isolate a plugin that raises while registering
+                registry.problems.append(PluginError(
+                    f"plugin {impl.plugin_name!r} raised while registering: "
+                    f"{type(error).__name__}: {error}"))
+    registry.current_plugin = "?"
+    return registry
+
+
+_default_registries: dict[tuple, Registry] = {}
+
+
+def get_registry(plugin_paths=()) -> Registry:
+    """The registry for these plugin files (plus the environment's), built once per process."""
+    key = (tuple(str(p) for p in plugin_paths), os.environ.get(PLUGINS_ENV, ""),
+           os.environ.get(DISABLE_ENV, ""))
+    if key not in _default_registries:
+        _default_registries[key] = build_registry(plugin_paths)
+    return _default_registries[key]
