@@ -160,10 +160,16 @@ def _op_problem(op_class) -> str | None:
 
 
 # --- building the manager --------------------------------------------------------------------
-def _builtin_plugins() -> list[tuple[str, Any]]:
+def _builtin_plugins(problems: list[PluginError]) -> list[tuple[str, Any]]:
     import graphnet_plugins
-    return [(f"builtin:{name}", importlib.import_module(f"graphnet_plugins.{name}"))
-            for name in graphnet_plugins.BUILTIN_PLUGINS]
+    found = []
+    for name in graphnet_plugins.BUILTIN_PLUGINS:
+        try:
+            found.append((f"builtin:{name}", importlib.import_module(f"graphnet_plugins.{name}")))
+        except Exception as error:  # reported like any plugin's failure; the rest keep working
+            problems.append(PluginError(f"plugin 'builtin:{name}' failed to import: "
+                                        f"{type(error).__name__}: {error}"))
+    return found
 
 
 def _entry_point_plugins(problems: list[PluginError]) -> list[tuple[str, Any]]:
@@ -220,7 +226,7 @@ def build_registry(plugin_paths=(), *, entry_points: bool = True, environment: b
     """
     registry = Registry()
     disabled = set(disabled) | (disabled_from_env() if environment else set())
-    candidates = _builtin_plugins()
+    candidates = _builtin_plugins(registry.problems)
     if entry_points:
         candidates += _entry_point_plugins(registry.problems)
     paths = list(plugin_paths) + (plugin_paths_from_env() if environment else [])

@@ -4,5 +4,7 @@ Each module is an ordinary pluggy plugin, registered exactly as a user's plugin 
 hooks from :mod:`graphnet.hookspecs` with ``@hookimpl`` and calls ``registry.add_op(...)``.
 """
 
-BUILTIN_PLUGINS = ()
+BUILTIN_PLUGINS = (
+    "conv", "pooling", "activations", "dense", "regularization", "merge", "losses",
+)
 """Module names of the built-in plugins, registered in this order."""
