@@ -1,0 +1,56 @@
+"""The ``graphnet`` command: argument parsing and exit codes only.
+
+Each subcommand is a module in :mod:`graphnet.commands` defining ``register(subparsers, common)``
+(which adds its parser and sets ``run``) and an ``ORDER`` for the help listing. Exit status: 0
+success, 1 a check that ran and failed (e.g. gradcheck), 2 bad input of any kind (spec, data,
+checkpoint, plugin or argument), 130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from . import __version__, commands
+from .errors import GraphnetError
+from .render import print_error
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="graphnet",
+        description="Declare, inspect, train and extend convolutional neural networks as data.")
+    parser.add_argument("--version", action="version", version=f"graphnet {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--plugin", action="append", default=[], metavar="PATH",
+                        help="load layer plugins from this Python file (repeatable; also "
+                             "GRAPHNET_PLUGINS)")
+    common.add_argument("--disable-plugin", action="append", default=[], metavar="NAME",
+                        help="turn this plugin off (repeatable; also GRAPHNET_DISABLE_PLUGINS)")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    modules = [importlib.import_module(f"{commands.__name__}.{info.name}")
+               for info in pkgutil.iter_modules(commands.__path__) if not info.name.startswith("_")]
+    for module in sorted(modules, key=lambda m: (getattr(m, "ORDER", 99), m.__name__)):
+        module.register(subparsers, common)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args) or 0)
+    except GraphnetError as error:
+        print_error(error)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

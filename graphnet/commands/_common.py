@@ -1,0 +1,25 @@
+"""Plumbing shared by the subcommands: the registry from CLI flags, loading specs."""
+from __future__ import annotations
+
+from ..graph import Graph, load
+from ..registry import Registry, build_registry, disabled_from_env
+from ..render import print_error
+
+_registries: dict[tuple, Registry] = {}
+
+
+def registry_from_args(args) -> Registry:
+    """The registry for ``--plugin``/``--disable-plugin`` (plus the environment); plugin
+    problems are printed once on stderr, and every plugin that works stays usable."""
+    key = (tuple(args.plugin), tuple(args.disable_plugin))
+    if key not in _registries:
+        registry = build_registry(args.plugin, disabled=set(args.disable_plugin) | disabled_from_env())
+        for problem in registry.problems:
+            print_error(problem)
+        _registries[key] = registry
+    return _registries[key]
+
+
+def load_graph(args, path) -> Graph:
+    """Load one spec with the registry the flags ask for."""
+    return load(path, registry=registry_from_args(args))

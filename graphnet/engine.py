@@ -1,0 +1,353 @@
+"""The scheduler: runs a :class:`graphnet.graph.Graph` forward in topological order and backward
+in reverse, summing gradients where one output feeds several consumers.
+
+It knows graphs, not layers: every op is reached through the op contract (:mod:`graphnet.op`).
+The engine checks what ops return (shape, dtype, one gradient per input) and says which node
+it was running when anything goes wrong.
+"""
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import numpy as np
+
+from .errors import DataError, GraphnetError, NumericError, PluginError, UsageError
+from .op import RunContext, format_shape
+
+FLOAT_DTYPES = {"float32": np.float32, "float64": np.float64}
+
+
+def resolve_dtype(dtype) -> np.dtype:
+    """``"float32"``/``"float64"`` (or numpy types) → np.dtype; anything else is a UsageError."""
+    name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+    if name not in FLOAT_DTYPES:
+        raise UsageError("unsupported dtype", field="dtype", expected="float32 or float64",
+                         found=repr(dtype))
+    return np.dtype(FLOAT_DTYPES[name])
+
+
+def initialise(param, rng: np.random.Generator, dtype) -> np.ndarray:
+    """A new array for a :class:`graphnet.op.Param` by its ``init`` rule (He/Glorot/zeros/ones)."""
+    shape = tuple(param.shape)
+    fan_in = param.fan_in or (math.prod(shape[1:]) if len(shape) > 1 else shape[0] if shape else 1)
+    fan_out = param.fan_out or (shape[0] if shape else 1)
+    init = param.init
+    if callable(init):
+        return np.asarray(init(rng, shape, dtype), dtype=dtype)
+    if init == "zeros":
+        return np.zeros(shape, dtype)
+    if init == "ones":
+        return np.ones(shape, dtype)
+    if init == "he_normal":
+        values = rng.standard_normal(shape) * math.sqrt(2.0 / fan_in)
+    elif init == "he_uniform":
+        limit = math.sqrt(6.0 / fan_in)
+        values = rng.uniform(-limit, limit, shape)
+    elif init == "glorot_uniform":
+        limit = math.sqrt(6.0 / (fan_in + fan_out))
+        values = rng.uniform(-limit, limit, shape)
+    elif init == "glorot_normal":
+        values = rng.standard_normal(shape) * math.sqrt(2.0 / (fan_in + fan_out))
+    else:
+        raise PluginError(f"unknown initialiser {init!r}", field="init",
+                          expected="he_normal, he_uniform, glorot_uniform, glorot_normal, zeros, "
+                          "ones or a callable")
+    return values.astype(dtype)
+
+
+def node_rng(seed: int, name: str) -> np.random.Generator:
+    """A generator per (seed, node name): adding a node never changes another node's init."""
+    return np.random.default_rng([seed, zlib.crc32(name.encode("utf-8"))])
+
+
+@dataclass
+class Gradients:
+    """The result of :meth:`Network.backward`: ``params[node][name]`` and ``inputs[input_name]``."""
+
+    params: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    inputs: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class Network:
+    """A graph with parameters, ready to run.
+
+    ``forward(feeds)`` takes a dict of arrays with the batch axis first and returns the named
+    outputs; after a forward with ``training=True`` (or ``keep_for_backward=True``),
+    ``backward()`` returns the gradients of the loss (or of given output gradients).
+    """
+
+    def __init__(self, graph, *, dtype="float32", seed: int = 0, params=None):
+        self.graph = graph
+        self.dtype = resolve_dtype(dtype)
+        self.seed = seed
+        self.params: dict[str, dict[str, np.ndarray]] = {}
+        for node in graph.op_nodes:
+            rng = node_rng(seed, node.name)
+            self.params[node.name] = {
+                name: (np.array(node.fixed_weights[name], dtype=self.dtype)
+                       if name in node.fixed_weights else initialise(spec, rng, self.dtype))
+                for name, spec in node.param_specs.items()}
+        if params is not None:
+            self.load_params(params)
+        self.step_rng = np.random.default_rng([seed, 1])
+        self._saved: dict[str, Any] = {}
+        self._ran: list[str] = []
+        self._feeds_grad: set[str] = set()
+        self._plans: dict[tuple, list[str]] = {}
+
+    # --- parameters -------------------------------------------------------------------------
+    def trainable(self) -> Iterable[tuple[str, str, np.ndarray]]:
+        """``(node, param name, array)`` for every parameter the optimizer updates."""
+        for node in self.graph.op_nodes:
+            if not node.trainable:
+                continue
+            for name, spec in node.param_specs.items():
+                if spec.trainable:
+                    yield node.name, name, self.params[node.name][name]
+
+    def flat_params(self) -> dict[str, np.ndarray]:
+        """Every parameter (state included) keyed ``"node/param"``, as checkpoints store them."""
+        return {f"{node}/{name}": array for node, arrays in self.params.items()
+                for name, array in arrays.items()}
+
+    def load_params(self, flat: dict[str, np.ndarray]) -> None:
+        """Copy ``"node/param"`` arrays in; names and shapes must match this graph exactly."""
+        expected = self.flat_params()
+        for key, target in expected.items():
+            if key not in flat:
+                raise UsageError("parameter missing", field=key, expected=format_shape(target.shape),
+                                 found="nothing")
+            source = np.asarray(flat[key])
+            if source.shape != target.shape:
+                raise UsageError("parameter has the wrong shape", field=key,
+                                 expected=format_shape(target.shape), found=format_shape(source.shape))
+        extra = sorted(set(flat) - set(expected))
+        if extra:
+            raise UsageError("parameter not in this graph", field=extra[0],
+                             expected="one of the graph's parameters")
+        for key, target in expected.items():
+            target[...] = flat[key]
+
+    # --- running ----------------------------------------------------------------------------
+    def _plan(self, output_names: tuple[str, ...]) -> list[str]:
+        """The nodes needed for these outputs, in topological order (cached)."""
+        if output_names not in self._plans:
+            needed = set()
+            stack = [self.graph.outputs[o] for o in output_names]
+            while stack:
+                name = stack.pop()
+                if name not in needed:
+                    needed.add(name)
+                    stack.extend(self.graph.nodes[name].inputs)
+            self._plans[output_names] = [n for n in self.graph.order if n in needed]
+        return self._plans[output_names]
+
+    def _feed(self, feeds: dict, name: str) -> np.ndarray:
+        node = self.graph.nodes[name]
+        if name not in feeds:
+            raise DataError("missing input", field=name,
+                            expected=f"an array of shape N×{format_shape(node.shape)}",
+                            found="nothing fed")
+        array = np.asarray(feeds[name])
+        if array.shape[1:] != node.shape or array.ndim != len(node.shape) + 1:
+            raise DataError("input has the wrong shape", field=name,
+                            expected=f"N×{format_shape(node.shape)} (batch first)",
+                            found=format_shape(array.shape))
+        if node.dtype_kind == "int":
+            if not np.issubdtype(array.dtype, np.integer):
+                raise DataError("input must hold integers", field=name, expected="an integer array",
+                                found=str(array.dtype))
+            return array.astype(np.int64, copy=False)
+        if not np.issubdtype(array.dtype, np.number):
+            raise DataError("input must hold numbers", field=name, found=str(array.dtype))
+        return array.astype(self.dtype, copy=False)
+
+    def forward(self, feeds: dict[str, np.ndarray], *, training: bool = False,
+                outputs: Iterable[str] | None = None, keep_for_backward: bool | None = None,
+                check_finite: bool = False, rng: np.random.Generator | None = None,
+                ) -> dict[str, np.ndarray]:
+        """Run the nodes the requested outputs need (all outputs by default), in order.
+
+        ``training`` switches dropout and batch norm to their training behaviour;
+        ``keep_for_backward`` (default: ``training``) keeps what backward needs;
+        ``check_finite`` raises NumericError at the first node whose output is NaN or infinite.
+        """
+        output_names = tuple(outputs) if outputs is not None else tuple(self.graph.outputs)
+        for output in output_names:
+            if output not in self.graph.outputs:
+                raise UsageError("unknown output", field=output,
+                                 expected="one of: " + ", ".join(self.graph.outputs))
+        keep = training if keep_for_backward is None else keep_for_backward
+        plan = self._plan(output_names)
+        ctx = RunContext(training=training, rng=rng or self.step_rng, dtype=self.dtype)
+        kept_outputs = {self.graph.outputs[o] for o in output_names}
+        remaining_uses = {name: 0 for name in plan}
+        for name in plan:
+            for source in self.graph.nodes[name].inputs:
+                remaining_uses[source] += 1
+        values: dict[str, np.ndarray] = {}
+        self._saved = {}
+        self._ran = []
+        batch = None
+        for name in plan:
+            node = self.graph.nodes[name]
+            if node.is_input:
+                values[name] = self._feed(feeds, name)
+                if batch is None:
+                    batch = values[name].shape[0]
+                elif values[name].shape[0] != batch:
+                    raise DataError("inputs disagree on the batch size", field=name,
+                                    expected=f"{batch} samples", found=f"{values[name].shape[0]}")
+            else:
+                inputs = [values[source] for source in node.inputs]
+                output, saved = self._call(node, "forward", inputs, self.params[name],
+                                           node.attrs, ctx)
+                expected_shape = () if node.is_loss else (batch,) + node.shape
+                self._check_array(node, "forward", "output", output, expected_shape)
+                if check_finite and not np.all(np.isfinite(output)):
+                    raise NumericError("output became non-finite (NaN or infinite)", node=name,
+                                       hint=f"op {node.op_name}")
+                values[name] = output
+                if keep:
+                    self._saved[name] = saved
+                for source in node.inputs:
+                    remaining_uses[source] -= 1
+                    if remaining_uses[source] == 0 and source not in kept_outputs:
+                        del values[source]  # free activations as soon as no consumer needs them
+            self._ran.append(name)
+        self._batch = batch
+        self._ctx = ctx
+        return {o: values[self.graph.outputs[o]] for o in output_names}
+
+    def backward(self, grad_outputs: dict[str, np.ndarray] | None = None, *,
+                 input_grads: bool = False) -> Gradients:
+        """Reverse-mode autodiff from the loss (or from ``grad_outputs``), in reverse order.
+
+        Returns gradients of every trainable parameter that the seeds depend on and, with
+        ``input_grads``, of every float graph input. Saved forward state is freed as it is used.
+        """
+        if not self._ran or (not self._saved and any(not self.graph.nodes[n].is_input
+                                                     for n in self._ran)):
+            raise UsageError("backward() needs a forward pass with training=True or "
+                             "keep_for_backward=True first")
+        graph = self.graph
+        grad_by_node: dict[str, np.ndarray] = {}
+        owned: set[str] = set()  # gradients we allocated and may add into in place
+        if grad_outputs is None:
+            if graph.loss is None or graph.loss not in self._ran:
+                raise UsageError("this graph has no loss output; pass grad_outputs")
+            grad_by_node[graph.loss] = np.ones((), dtype=self.dtype)
+        else:
+            for output, grad in grad_outputs.items():
+                target = graph.outputs[output]
+                self._accumulate(grad_by_node, owned, target, np.asarray(grad, dtype=self.dtype))
+        requires_grad = self._requires_grad(input_grads)
+        ctx = self._ctx
+        result = Gradients()
+        for name in reversed(self._ran):
+            node = graph.nodes[name]
+            grad = grad_by_node.pop(name, None)
+            if grad is None:
+                continue
+            if node.is_input:
+                if input_grads and node.dtype_kind == "float":
+                    result.inputs[name] = grad
+                continue
+            ctx.needs_input_grad = tuple(
+                requires_grad[source] and position not in node.op.integer_inputs
+                for position, source in enumerate(node.inputs))
+            ctx.needs_param_grad = node.trainable
+            saved = self._saved.pop(name)
+            input_grads_list, param_grads = self._call(node, "backward", grad, saved,
+                                                       self.params[name], node.attrs, ctx)
+            if not isinstance(input_grads_list, (list, tuple)) or \
+                    len(input_grads_list) != len(node.inputs):
+                raise PluginError(f"plugin {node.plugin!r}, op {node.op_name!r}, node {name!r}: "
+                                  "backward must return one gradient (or None) per input",
+                                  expected=f"{len(node.inputs)} gradients",
+                                  found=_describe(input_grads_list))
+            for position, (source, source_grad) in enumerate(zip(node.inputs, input_grads_list)):
+                if source_grad is None or not ctx.needs_input_grad[position]:
+                    continue
+                expected = self._value_shape(source, (self._batch,))
+                self._check_array(node, "backward", f"gradient of input {position + 1}",
+                                  source_grad, expected)
+                self._accumulate(grad_by_node, owned, source, source_grad)
+            if node.trainable:
+                trainable = {k for k, p in node.param_specs.items() if p.trainable}
+                grads = {}
+                for param_name in trainable:
+                    if param_name not in (param_grads or {}):
+                        raise PluginError(f"plugin {node.plugin!r}, op {node.op_name!r}, node "
+                                          f"{name!r}: backward returned no gradient for parameter "
+                                          f"{param_name!r}")
+                    param_grad = param_grads[param_name]
+                    self._check_array(node, "backward", f"gradient of {param_name!r}", param_grad,
+                                      self.params[name][param_name].shape)
+                    grads[param_name] = param_grad
+                if grads:
+                    result.params[name] = grads
+        self._saved = {}
+        return result
+
+    # --- helpers ----------------------------------------------------------------------------
+    def _value_shape(self, name: str, batch_shape: tuple) -> tuple:
+        node = self.graph.nodes[name]
+        return () if node.is_loss else batch_shape + node.shape
+
+    def _requires_grad(self, input_grads: bool) -> dict[str, bool]:
+        requires = {}
+        for name in self._ran:
+            node = self.graph.nodes[name]
+            if node.is_input:
+                requires[name] = input_grads and node.dtype_kind == "float"
+            else:
+                own = node.trainable and any(p.trainable for p in node.param_specs.values())
+                requires[name] = own or any(requires[s] for s in node.inputs)
+        return requires
+
+    @staticmethod
+    def _accumulate(grad_by_node: dict, owned: set, name: str, grad: np.ndarray) -> None:
+        """Sum gradients at fan-out without writing into an array an op may still hold."""
+        if name not in grad_by_node:
+            grad_by_node[name] = grad
+        elif name in owned:
+            grad_by_node[name] += grad
+        else:
+            grad_by_node[name] = grad_by_node[name] + grad
+            owned.add(name)
+
+    def _call(self, node, method: str, *args):
+        try:
+            return getattr(node.op, method)(*args)
+        except GraphnetError as error:
+            raise error.with_context(node=node.name, file=self.graph.file)
+        except (MemoryError, KeyboardInterrupt):
+            raise
+        except Exception as error:
+            raise PluginError(f"while running {method} of node {node.name!r} (op "
+                              f"{node.op_name!r}, plugin {node.plugin!r}): "
+                              f"{type(error).__name__}: {error}") from error
+
+    def _check_array(self, node, method: str, what: str, array, expected_shape: tuple) -> None:
+        prefix = f"plugin {node.plugin!r}, op {node.op_name!r}, node {node.name!r}: {method}"
+        if not isinstance(array, np.ndarray):
+            if np.isscalar(array) and expected_shape == ():
+                return
+            raise PluginError(f"{prefix} returned {type(array).__name__} as the {what}",
+                              expected="a numpy array")
+        if array.shape != tuple(expected_shape):
+            raise PluginError(f"{prefix} returned {format_shape(array.shape)} as the {what}",
+                              expected=format_shape(expected_shape), found=format_shape(array.shape))
+        if array.dtype != self.dtype and not (method == "forward" and array.dtype.kind in "iu"):
+            raise PluginError(f"{prefix} returned {array.dtype} as the {what}",
+                              expected=str(self.dtype), found=str(array.dtype))
+
+
+def _describe(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return f"{len(value)} gradients"
+    return type(value).__name__

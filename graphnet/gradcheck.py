@@ -1,0 +1,157 @@
+"""Compare the engine's gradients with central differences in float64.
+
+Every trainable parameter array and every float input is checked along one random direction
+(which touches every element) and at a sample of single coordinates. A graph without a loss
+output is differentiated through a fixed random linear function of its outputs.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .engine import Network
+from .numeric import relative_error
+
+DEFAULT_TOLERANCE = 1e-5
+
+
+@dataclass
+class ArrayCheck:
+    """One checked array: its owner node, its name and the relative error found."""
+
+    node: str
+    array: str
+    error: float
+    points: int
+
+
+@dataclass
+class GradcheckReport:
+    """All checked arrays; ``worst_by_node`` for display, ``passed`` for the exit status."""
+
+    checks: list[ArrayCheck] = field(default_factory=list)
+    tolerance: float = DEFAULT_TOLERANCE
+
+    @property
+    def worst_by_node(self) -> dict[str, ArrayCheck]:
+        worst: dict[str, ArrayCheck] = {}
+        for check in self.checks:
+            if check.node not in worst or check.error > worst[check.node].error:
+                worst[check.node] = check
+        return worst
+
+    @property
+    def passed(self) -> bool:
+        return all(c.error <= self.tolerance for c in self.checks)
+
+    @property
+    def worst(self) -> float:
+        return max((c.error for c in self.checks), default=0.0)
+
+
+def class_count_for(graph, input_name: str) -> int:
+    """How many classes an integer input may index: the per-sample size of the float input that
+    its consumers pair it with (the logits), or 2 when nothing says."""
+    counts = []
+    for consumer in graph.consumers(input_name):
+        node = graph.nodes[consumer]
+        for source in node.inputs:
+            shape = graph.nodes[source].shape
+            if graph.nodes[source].dtype_kind == "float" and shape:
+                counts.append(shape[-1] if len(shape) == 1 else shape[0])
+    return max(1, min(counts)) if counts else 2
+
+
+def random_feeds(graph, batch_size: int, rng: np.random.Generator, dtype=np.float64) -> dict:
+    """Random data for every graph input: normal floats, integer labels within class range."""
+    feeds = {}
+    for name in graph.inputs:
+        node = graph.nodes[name]
+        shape = (batch_size,) + node.shape
+        if node.dtype_kind == "int":
+            feeds[name] = rng.integers(0, class_count_for(graph, name), size=shape)
+        else:
+            feeds[name] = rng.standard_normal(shape).astype(dtype)
+    return feeds
+
+
+def gradcheck(graph, *, batch_size: int = 2, seed: int = 0, epsilon: float = 1e-6,
+              tolerance: float = DEFAULT_TOLERANCE, points_per_array: int | None = 6,
+              network: Network | None = None) -> GradcheckReport:
+    """Check every gradient of ``graph`` (or of ``network``, converted to float64).
+
+    ``points_per_array=None`` checks every element (for small graphs and single ops).
+    """
+    rng = np.random.default_rng(seed)
+    net = Network(graph, dtype="float64", seed=seed)
+    if network is not None:
+        net.load_params({k: v.astype(np.float64) for k, v in network.flat_params().items()})
+    feeds = random_feeds(graph, batch_size, rng)
+    output_names = [o for o in graph.outputs if graph.nodes[graph.outputs[o]].dtype_kind == "float"]
+    has_loss = graph.loss is not None
+
+    if has_loss:
+        output_names = ["loss"]
+        projections = None
+    else:
+        probe = net.forward(feeds, training=True, outputs=output_names,
+                            rng=np.random.default_rng(seed))
+        projections = {o: rng.standard_normal(np.shape(v)) for o, v in probe.items()}
+
+    def loss_value() -> float:
+        outputs = net.forward(feeds, training=True, outputs=output_names, keep_for_backward=False,
+                              rng=np.random.default_rng(seed))
+        if has_loss:
+            return float(outputs["loss"])
+        return float(sum(np.sum(outputs[o] * projections[o]) for o in output_names))
+
+    net.forward(feeds, training=True, outputs=output_names, keep_for_backward=True,
+                rng=np.random.default_rng(seed))
+    grads = net.backward(None if has_loss else projections, input_grads=True)
+
+    targets = [(node, name, array, grads.params.get(node, {}).get(name))
+               for node, name, array in net.trainable()]
+    targets += [(name, "input", feeds[name], grads.inputs.get(name))
+                for name in graph.inputs if graph.nodes[name].dtype_kind == "float"]
+    report = GradcheckReport(tolerance=tolerance)
+    for node, name, array, analytic in targets:
+        analytic = np.zeros(array.shape) if analytic is None else analytic
+        report.checks.append(_check_array(loss_value, array, analytic, rng, epsilon,
+                                          points_per_array, node, name))
+    return report
+
+
+def _check_array(loss_value, array, analytic, rng, epsilon, points, node, name) -> ArrayCheck:
+    analytic_values, numeric_values = [], []
+    # One random direction covers every element at the cost of two forward passes.
+    direction = rng.standard_normal(array.shape)
+    direction /= max(np.linalg.norm(direction), 1e-12)
+    original = array.copy()
+    array += epsilon * direction
+    plus = loss_value()
+    array[...] = original - epsilon * direction
+    minus = loss_value()
+    array[...] = original
+    numeric_values.append((plus - minus) / (2 * epsilon))
+    analytic_values.append(float(np.sum(analytic * direction)))
+    size = array.size
+    if points is None or points >= size:
+        indices = list(np.ndindex(array.shape))
+    else:
+        flat = rng.choice(size, size=points, replace=False)
+        indices = [np.unravel_index(i, array.shape) for i in flat]
+    for index in indices:
+        value = array[index]
+        array[index] = value + epsilon
+        plus = loss_value()
+        array[index] = value - epsilon
+        minus = loss_value()
+        array[index] = value
+        numeric_values.append((plus - minus) / (2 * epsilon))
+        analytic_values.append(float(analytic[index]))
+    error = relative_error(analytic_values, numeric_values)
+    if not math.isfinite(error):
+        error = math.inf
+    return ArrayCheck(node, name, error, len(indices) + 1)

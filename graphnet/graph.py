@@ -1,0 +1,234 @@
+"""Spec + registry → :class:`Graph`: a validated networkx DAG of op nodes in a fixed order.
+
+Building a graph resolves every op through the registry, checks its attributes against the op's
+schema, rejects cycles (naming the nodes on one), then runs the analysis passes
+(:mod:`graphnet.analysis`): shapes, parameters, costs and receptive fields. No layer math lives
+here; nothing is allocated but Python ints.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import networkx as nx
+import numpy as np
+
+from .errors import GraphnetError, SpecError
+from .op import Op, Param, format_shape, parse_number_array
+from .registry import Registry, get_registry, suggest
+from .spec import Spec, SpecErrors, load_spec
+
+
+@dataclass
+class Node:
+    """One vertex of the graph: a graph input (``op is None``) or an op node, plus what the
+    analysis passes wrote about it."""
+
+    name: str
+    index: int
+    op_name: str = "input"
+    op: Op | None = None
+    plugin: str | None = None
+    attrs: SimpleNamespace = field(default_factory=SimpleNamespace)
+    inputs: tuple[str, ...] = ()
+    trainable: bool = True
+    fixed_weights: dict[str, np.ndarray] = field(default_factory=dict)
+    # written by the analysis passes
+    shape: tuple[int, ...] | None = None
+    dtype_kind: str = "float"  # "float" or "int"
+    param_specs: dict[str, Param] = field(default_factory=dict)
+    params: int = 0
+    macs: int = 0
+    receptive_field: Any = None
+
+    @property
+    def is_input(self) -> bool:
+        return self.op is None
+
+    @property
+    def is_loss(self) -> bool:
+        return self.op is not None and self.op.is_loss
+
+
+@dataclass
+class Graph:
+    """A validated, analysed graph. ``order`` is the deterministic topological order (spec order
+    breaks ties); ``dag`` is the networkx DiGraph (edges input → consumer)."""
+
+    spec: Spec
+    dag: nx.DiGraph
+    nodes: dict[str, Node]
+    order: list[str]
+    registry: Registry
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def file(self) -> str | None:
+        return self.spec.file
+
+    @property
+    def outputs(self) -> dict[str, str]:
+        return self.spec.outputs
+
+    @property
+    def loss(self) -> str | None:
+        return self.spec.loss
+
+    @property
+    def inputs(self) -> list[str]:
+        return [n for n in self.order if self.nodes[n].is_input]
+
+    @property
+    def op_nodes(self) -> list[Node]:
+        return [self.nodes[n] for n in self.order if not self.nodes[n].is_input]
+
+    def consumers(self, name: str) -> list[str]:
+        return [n for n in self.order if name in self.nodes[n].inputs]
+
+    @property
+    def total_params(self) -> int:
+        return sum(n.params for n in self.nodes.values())
+
+    @property
+    def total_macs(self) -> int:
+        return sum(n.macs for n in self.nodes.values())
+
+    def summary(self) -> str:
+        """One line: name, node count, parameters, MACs per sample."""
+        return (f"{self.name}: {len(self.op_nodes)} nodes, {self.total_params:,} parameters, "
+                f"{self.total_macs:,} MACs per sample")
+
+
+def load(source: str | Path | dict, *, registry: Registry | None = None,
+         plugins=()) -> Graph:
+    """Load, validate and analyse a graph spec (a TOML/JSON path or a dict).
+
+    Raises :class:`graphnet.SpecError` (or :class:`graphnet.spec.SpecErrors` holding several),
+    each naming the file, node and field.
+    """
+    registry = registry or get_registry(plugins)
+    spec = load_spec(source)
+    return build_graph(spec, registry)
+
+
+def build_graph(spec: Spec, registry: Registry) -> Graph:
+    """Resolve ops and attributes, check for cycles, order the nodes and run the analyses."""
+    from . import analysis  # the passes depend on Graph, defined above
+
+    problems: list[SpecError] = []
+    nodes: dict[str, Node] = {}
+    for position, input_spec in enumerate(spec.inputs.values()):
+        nodes[input_spec.name] = Node(input_spec.name, index=-len(spec.inputs) + position,
+                                      shape=input_spec.shape,
+                                      dtype_kind="int" if input_spec.is_integer else "float")
+    for node_spec in spec.nodes:
+        try:
+            nodes[node_spec.name] = _resolve_node(node_spec, registry)
+        except SpecErrors as errors:
+            problems.extend(e.with_context(file=spec.file, node=node_spec.name) for e in errors.errors)
+        except GraphnetError as error:
+            problems.append(SpecError(error.message, field=error.field, expected=error.expected,
+                                      found=error.found, hint=error.hint,
+                                      file=spec.file, node=node_spec.name))
+
+    dag = nx.DiGraph()
+    for name, node in nodes.items():
+        dag.add_node(name)
+    for node_spec in spec.nodes:
+        for input_name in node_spec.inputs:
+            dag.add_edge(input_name, node_spec.name)
+    try:
+        cycle = nx.find_cycle(dag)
+    except nx.NetworkXNoCycle:
+        cycle = None
+    if cycle:
+        names = [edge[0] for edge in cycle]
+        problems.append(SpecError("the graph has a cycle", file=spec.file, node=names[0],
+                                  field="inputs", expected="a DAG (no node may depend on itself)",
+                                  found=" → ".join(names + [names[0]])))
+    if problems:
+        raise problems[0] if len(problems) == 1 else SpecErrors(problems)
+
+    index = {name: node.index for name, node in nodes.items()}
+    order = list(nx.lexicographical_topological_sort(dag, key=lambda name: index[name]))
+    graph = Graph(spec=spec, dag=dag, nodes=nodes, order=order, registry=registry)
+    analysis.run_passes(graph)
+    return graph
+
+
+def _resolve_node(node_spec, registry: Registry) -> Node:
+    """The node's op instance and parsed attributes; errors name the field."""
+    entry = registry.entry("op", node_spec.op, field_name="op")
+    op_class = entry.value
+    op = op_class()
+    problems: list[SpecError] = []
+    parsed = {}
+    for key, value in node_spec.attrs.items():
+        if key not in op_class.attrs:
+            known = sorted(op_class.attrs)
+            problems.append(SpecError(f"unknown attribute for op {op_class.name!r}", field=key,
+                                      expected="one of: " + (", ".join(known) or "no attributes"),
+                                      hint=suggest(key, known)))
+            continue
+        try:
+            parsed[key] = op_class.attrs[key].parse(value, key)
+        except SpecError as error:
+            problems.append(error)
+    for key, attr in op_class.attrs.items():
+        if key not in node_spec.attrs:
+            if attr.required:
+                problems.append(SpecError(f"missing required attribute of op {op_class.name!r}",
+                                          field=key, expected=attr.describe()))
+            else:
+                parsed[key] = attr.default
+    low, high = op_class.arity_range()
+    count = len(node_spec.inputs)
+    if count < low or (high is not None and count > high):
+        wanted = str(low) if low == high else (f"at least {low}" if high is None
+                                                else f"{low} to {high}")
+        problems.append(SpecError(f"op {op_class.name!r} takes {wanted} input(s)", field="inputs",
+                                  expected=f"{wanted} input(s)", found=f"{count}: {node_spec.inputs}"))
+    weights = {}
+    if node_spec.weights is not None:
+        try:
+            weights = _parse_weights(node_spec.weights)
+        except SpecError as error:
+            problems.append(error)
+    if problems:
+        raise problems[0] if len(problems) == 1 else SpecErrors(problems)
+    return Node(name=node_spec.name, index=node_spec.index, op_name=op_class.name, op=op,
+                plugin=entry.plugin, attrs=SimpleNamespace(**parsed),
+                inputs=tuple(node_spec.inputs), trainable=node_spec.trainable,
+                fixed_weights=weights)
+
+
+def _parse_weights(raw) -> dict[str, np.ndarray]:
+    """``weights = [[...]]`` (the op's first parameter) or ``weights = { name = [...] }``."""
+    if isinstance(raw, list):
+        return {"": parse_number_array(raw, "weights")}
+    if isinstance(raw, dict):
+        return {str(name): parse_number_array(value, f"weights.{name}")
+                for name, value in raw.items()}
+    raise SpecError("wrong type", field="weights",
+                    expected="a list of numbers or a table of parameter name → list",
+                    found=type(raw).__name__)
+
+
+def fit_fixed_weight(array: np.ndarray, shape: tuple, field_name: str) -> np.ndarray:
+    """Reshape a spec-given weight to the parameter's shape when only leading 1s differ
+    (a 7×7 filter for a 1×1×7×7 kernel); otherwise raise SpecError naming both shapes."""
+    def squeeze(dims):
+        dims = list(dims)
+        while dims and dims[0] == 1:
+            dims.pop(0)
+        return dims
+    if tuple(array.shape) == tuple(shape) or squeeze(array.shape) == squeeze(shape):
+        return array.reshape(shape)
+    raise SpecError("fixed weights do not fit the parameter", field=field_name,
+                    expected=format_shape(shape), found=format_shape(array.shape))

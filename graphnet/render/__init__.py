@@ -1,0 +1,34 @@
+"""All rich output lives in this package; renderers take plain data and print nothing else.
+
+Consoles: ``stdout()`` for results, ``stderr()`` for errors and warnings. Both follow rich's
+terminal detection, so piped output carries no colour codes (and ``NO_COLOR`` is honoured).
+"""
+from __future__ import annotations
+
+from rich.console import Console
+from rich.markup import escape
+
+_consoles: dict[str, Console] = {}
+
+
+def stdout() -> Console:
+    if "out" not in _consoles:
+        _consoles["out"] = Console(highlight=False)
+    return _consoles["out"]
+
+
+def stderr() -> Console:
+    if "err" not in _consoles:
+        _consoles["err"] = Console(stderr=True, highlight=False)
+    return _consoles["err"]
+
+
+def print_error(error) -> None:
+    """One line per problem, ``error: file: node 'x', field 'y': ...``, on stderr."""
+    problems = getattr(error, "errors", None) or [error]
+    for problem in problems:
+        stderr().print(f"[bold red]error:[/] {escape(str(problem))}", soft_wrap=True)
+
+
+def print_warning(text: str) -> None:
+    stderr().print(f"[yellow]warning:[/] {escape(text)}", soft_wrap=True)

@@ -1,0 +1,25 @@
+"""Rendering of check results (gradcheck)."""
+from __future__ import annotations
+
+from rich.table import Table
+
+from . import stdout
+
+
+def render_gradcheck(graph, report) -> None:
+    table = Table(title=f"gradient check: {graph.name}", title_justify="left")
+    table.add_column("node")
+    table.add_column("op")
+    table.add_column("worst array")
+    table.add_column("rel. error", justify="right")
+    table.add_column("", justify="center")
+    for node_name, check in report.worst_by_node.items():
+        node = graph.nodes[node_name]
+        ok = check.error <= report.tolerance
+        table.add_row(node_name, node.op_name, check.array, f"{check.error:.2e}",
+                      "[green]ok[/]" if ok else "[bold red]FAIL[/]")
+    console = stdout()
+    console.print(table)
+    verdict = "[green]all gradients agree[/]" if report.passed else "[bold red]gradients disagree[/]"
+    console.print(f"{verdict}: worst relative error {report.worst:.2e} "
+                  f"(tolerance {report.tolerance:.0e}, {len(report.checks)} arrays)")

@@ -1,0 +1,324 @@
+"""Read a graph spec (TOML or JSON, one schema) into a validated, plain :class:`Spec`.
+
+This module checks structure only: sections, names, references, types of the reserved keys.
+Whether an op exists and its attributes are right is checked by :mod:`graphnet.graph`, which
+knows the registry.
+"""
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import SpecError
+from .registry import RESERVED_NODE_KEYS, suggest
+
+SECTIONS = ("graph", "inputs", "nodes", "outputs", "train")
+INPUT_KEYS = ("shape", "dtype")
+INPUT_DTYPES = ("float32", "float64", "int64", "int32")
+MAX_NAME_LENGTH = 200
+
+
+@dataclass
+class InputSpec:
+    """A named input: per-sample ``shape`` and ``dtype`` (float32 unless given)."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+
+    @property
+    def is_integer(self) -> bool:
+        return self.dtype.startswith("int")
+
+
+@dataclass
+class NodeSpec:
+    """A node as written: op name, input names, raw attributes, trainability and fixed weights."""
+
+    name: str
+    op: str
+    inputs: list[str]
+    attrs: dict[str, Any]
+    trainable: bool = True
+    weights: Any = None
+    index: int = 0
+
+
+@dataclass
+class Spec:
+    """A whole graph spec, structurally valid (names unique, references resolved)."""
+
+    name: str
+    description: str
+    inputs: dict[str, InputSpec]
+    nodes: list[NodeSpec]
+    outputs: dict[str, str]
+    train: dict[str, Any] = field(default_factory=dict)
+    file: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def loss(self) -> str | None:
+        """The node whose scalar output backward differentiates (``outputs.loss``), if any."""
+        return self.outputs.get("loss")
+
+
+class SpecErrors(SpecError):
+    """Several problems found in one spec; ``errors`` holds each as its own SpecError."""
+
+    def __init__(self, errors: list[SpecError]):
+        self.errors = errors
+        super().__init__("\n".join(str(e) for e in errors))
+
+    def render(self) -> str:
+        return "\n".join(str(e) for e in getattr(self, "errors", []))
+
+
+def read_spec_file(path: str | Path) -> dict:
+    """Parse a .toml or .json file into a dict; syntax errors name the line and column."""
+    path = Path(path)
+    if path.suffix.lower() not in (".toml", ".json"):
+        raise SpecError("cannot tell the spec's format", file=path,
+                        expected="a file ending in .toml or .json", found=repr(path.suffix or "no suffix"))
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise SpecError("spec file not found", file=path) from None
+    except IsADirectoryError:
+        raise SpecError("spec path is a directory", file=path, expected="a file") from None
+    except OSError as error:
+        raise SpecError(f"cannot read spec: {error.strerror}", file=path) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise SpecError("spec is not UTF-8 text", file=path,
+                        found=f"byte 0x{data[error.start]:02x} at offset {error.start}") from None
+    if not text.strip():
+        raise SpecError("spec file is empty", file=path,
+                        expected="[inputs], [[nodes]] and [outputs] sections")
+    if path.suffix.lower() == ".toml":
+        try:
+            parsed = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as error:
+            raise SpecError(f"TOML syntax error: {error}", file=path) from None
+    else:
+        try:
+            parsed = json.loads(text, parse_constant=_reject_constant)
+        except json.JSONDecodeError as error:
+            raise SpecError(f"JSON syntax error: {error.msg} (at line {error.lineno}, "
+                            f"column {error.colno})", file=path) from None
+        except (ValueError, RecursionError) as error:
+            raise SpecError(f"JSON syntax error: {error}", file=path) from None
+    if not isinstance(parsed, dict):
+        raise SpecError("spec must be an object/table at the top level", file=path,
+                        found=type(parsed).__name__)
+    return parsed
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not a number a spec may hold")
+
+
+def parse_spec(data: dict, file: str | Path | None = None) -> Spec:
+    """Validate the structure of a spec dict and return a :class:`Spec`.
+
+    Every structural problem is collected; one raises :class:`SpecError`, several raise
+    :class:`SpecErrors`. Each names the file, node and field.
+    """
+    file = None if file is None else str(file)
+    problems: list[SpecError] = []
+
+    def problem(message, **where):
+        problems.append(SpecError(message, file=file, **where))
+
+    if not isinstance(data, dict):
+        raise SpecError("spec must be a table/object", file=file, found=type(data).__name__)
+    for key in data:
+        if key not in SECTIONS:
+            problem("unknown section", field=str(key), expected="one of " + ", ".join(SECTIONS),
+                    hint=suggest(key, SECTIONS))
+
+    graph_section = _table(data.get("graph", {}), "graph", problem)
+    name = graph_section.get("name", Path(file).stem if file else "graph")
+    description = graph_section.get("description", "")
+    for key, value in (("name", name), ("description", description)):
+        if not isinstance(value, str):
+            problem("wrong type", field=f"graph.{key}", expected="a string", found=_show(value))
+    for key in graph_section:
+        if key not in ("name", "description"):
+            problem("unknown key", field=f"graph.{key}", expected="name or description",
+                    hint=suggest(key, ("name", "description")))
+
+    inputs = _parse_inputs(data.get("inputs"), problem)
+    nodes = _parse_nodes(data.get("nodes"), inputs, problem)
+    node_names = [n.name for n in nodes]
+    outputs = _parse_outputs(data.get("outputs"), node_names, list(inputs), problem)
+    train = _table(data.get("train", {}), "train", problem)
+
+    if problems:
+        raise problems[0] if len(problems) == 1 else SpecErrors(problems)
+    return Spec(name=name, description=description, inputs=inputs, nodes=nodes, outputs=outputs,
+                train=train, file=file, raw=data)
+
+
+def load_spec(source: str | Path | dict) -> Spec:
+    """A Spec from a file path (TOML or JSON) or from an already parsed dict."""
+    if isinstance(source, dict):
+        return parse_spec(source)
+    return parse_spec(read_spec_file(source), file=source)
+
+
+# --- sections --------------------------------------------------------------------------------
+def _table(value, section: str, problem) -> dict:
+    if isinstance(value, dict):
+        return value
+    problem("wrong type", field=section, expected="a table/object", found=_show(value))
+    return {}
+
+
+def _valid_name(value) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= MAX_NAME_LENGTH and value.strip() == value \
+        and value.isprintable()
+
+
+def _parse_inputs(section, problem) -> dict[str, InputSpec]:
+    if section is None:
+        problem("missing section", field="inputs",
+                expected='at least one input, e.g. image = { shape = [3, 32, 32] }')
+        return {}
+    section = _table(section, "inputs", problem)
+    if not section:
+        problem("no inputs", field="inputs", expected="at least one named input")
+    inputs = {}
+    for name, declaration in section.items():
+        field_name = f"inputs.{name}"
+        if not _valid_name(name):
+            problem("bad input name", field=field_name,
+                    expected=f"a printable name of 1 to {MAX_NAME_LENGTH} characters without "
+                    "surrounding spaces", found=_show(name))
+            continue
+        if not isinstance(declaration, dict):
+            problem("wrong type", field=field_name, expected="a table such as { shape = [1, 28, 28] }",
+                    found=_show(declaration))
+            continue
+        for key in declaration:
+            if key not in INPUT_KEYS:
+                problem("unknown key", field=f"{field_name}.{key}", expected="shape or dtype",
+                        hint=suggest(key, INPUT_KEYS))
+        shape = declaration.get("shape")
+        if not isinstance(shape, list) or not all(
+                isinstance(d, int) and not isinstance(d, bool) for d in shape):
+            problem("bad shape", field=f"{field_name}.shape",
+                    expected="a list of positive integers (per sample, e.g. [3, 32, 32]; [] for a "
+                    "scalar such as a label)", found=_show(shape))
+            continue
+        if any(d <= 0 for d in shape):
+            problem("bad shape", field=f"{field_name}.shape", expected="dimensions >= 1",
+                    found=_show(shape))
+            continue
+        dtype = declaration.get("dtype", "float32")
+        if dtype not in INPUT_DTYPES:
+            problem("bad dtype", field=f"{field_name}.dtype",
+                    expected="one of " + ", ".join(INPUT_DTYPES), found=_show(dtype),
+                    hint=suggest(dtype, INPUT_DTYPES))
+            continue
+        inputs[name] = InputSpec(name, tuple(shape), dtype)
+    return inputs
+
+
+def _parse_nodes(section, inputs: dict, problem) -> list[NodeSpec]:
+    if section is None:
+        problem("missing section", field="nodes", expected="a list of [[nodes]]")
+        return []
+    if not isinstance(section, list):
+        problem("wrong type", field="nodes", expected="a list of tables ([[nodes]])",
+                found=_show(section))
+        return []
+    nodes: list[NodeSpec] = []
+    seen: dict[str, int] = {}
+    previous: str | None = None  # the node written before this one, even if it was faulty
+    for index, raw in enumerate(section):
+        label = f"nodes[{index}]"
+        if not isinstance(raw, dict):
+            problem("wrong type", field=label, expected="a table with name and op", found=_show(raw))
+            continue
+        name = raw.get("name")
+        if not _valid_name(name):
+            problem("bad or missing node name", field=f"{label}.name",
+                    expected=f"a printable name of 1 to {MAX_NAME_LENGTH} characters",
+                    found=_show(name))
+            continue
+        if name in seen or name in inputs:
+            problem("duplicate name", node=name, field="name",
+                    expected="a name used once", found=f"{name!r} also used by "
+                    + (f"nodes[{seen[name]}]" if name in seen else f"input {name!r}"))
+            continue
+        seen[name] = index
+        before, previous = previous, name
+        op = raw.get("op")
+        if not isinstance(op, str) or not op:
+            problem("missing op", node=name, field="op", expected="an op name such as 'conv2d'",
+                    found=_show(op))
+            continue
+        node_inputs = raw.get("inputs")
+        if node_inputs is None:
+            if before is not None:
+                node_inputs = [before]
+            elif len(inputs) == 1:
+                node_inputs = list(inputs)
+            else:
+                problem("inputs not given", node=name, field="inputs",
+                        expected="the names of its inputs (the first node has no node before it "
+                        f"and the spec has {len(inputs)} inputs)")
+                continue
+        elif isinstance(node_inputs, str):
+            node_inputs = [node_inputs]
+        if not isinstance(node_inputs, list) or not all(isinstance(i, str) for i in node_inputs):
+            problem("wrong type", node=name, field="inputs", expected="a list of names",
+                    found=_show(node_inputs))
+            continue
+        trainable = raw.get("trainable", True)
+        if not isinstance(trainable, bool):
+            problem("wrong type", node=name, field="trainable", expected="true or false",
+                    found=_show(trainable))
+            continue
+        attrs = {k: v for k, v in raw.items() if k not in RESERVED_NODE_KEYS}
+        nodes.append(NodeSpec(name, op, node_inputs, attrs, trainable, raw.get("weights"), index))
+
+    known = set(inputs) | set(seen)
+    for node in nodes:
+        for input_name in node.inputs:
+            if input_name not in known:
+                problem("unknown input", node=node.name, field="inputs",
+                        expected="the name of an input or node", found=repr(input_name),
+                        hint=suggest(input_name, known))
+    return nodes
+
+
+def _parse_outputs(section, node_names: list[str], input_names: list[str], problem) -> dict[str, str]:
+    if section is None:
+        return {"output": node_names[-1]} if node_names else {}
+    section = _table(section, "outputs", problem)
+    outputs = {}
+    for key, target in section.items():
+        if not isinstance(target, str):
+            problem("wrong type", field=f"outputs.{key}", expected="a node name",
+                    found=_show(target))
+        elif target not in node_names and target not in input_names:
+            problem("output names a missing node", field=f"outputs.{key}",
+                    expected="the name of a node", found=repr(target),
+                    hint=suggest(target, node_names))
+        else:
+            outputs[str(key)] = target
+    return outputs
+
+
+def _show(value) -> str:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
