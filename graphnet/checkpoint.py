@@ -1,0 +1,128 @@
+"""Checkpoints: parameters, optimizer state and run metadata in one ``.npz`` (never pickle).
+
+Layout of the archive: ``param/<node>/<name>`` arrays, ``optim/<key>`` arrays, and ``meta``, a
+uint8 array holding UTF-8 JSON: ``format_version``, ``spec_hash``, ``epoch``, ``step``,
+``rng_state``, ``history`` and anything else the trainer records. Files are written atomically.
+"""
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import CheckpointError
+from .files import atomic_write_bytes
+from .op import format_shape
+
+FORMAT_VERSION = 1
+PARAM_PREFIX = "param/"
+OPTIM_PREFIX = "optim/"
+META_KEY = "meta"
+
+
+@dataclass
+class Checkpoint:
+    """What a checkpoint holds: flat ``"node/param"`` arrays, optimizer arrays, metadata."""
+
+    params: dict[str, np.ndarray]
+    optimizer: dict[str, np.ndarray] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def epoch(self) -> int:
+        return int(self.meta.get("epoch", 0))
+
+
+def spec_hash(graph) -> str:
+    """SHA-256 of what fixes the parameters' meaning: inputs, nodes and outputs (not ``[train]``
+    or the description), so retuning training settings keeps checkpoints usable."""
+    raw = graph.spec.raw
+    relevant = {key: raw.get(key) for key in ("inputs", "nodes", "outputs")}
+    text = json.dumps(relevant, sort_keys=True, ensure_ascii=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
+    """Write atomically; a full disk raises CheckpointError and leaves the old file intact."""
+    meta = dict(checkpoint.meta, format_version=FORMAT_VERSION)
+    arrays = {PARAM_PREFIX + k: v for k, v in checkpoint.params.items()}
+    arrays.update({OPTIM_PREFIX + k: v for k, v in checkpoint.optimizer.items()})
+    arrays[META_KEY] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    try:
+        atomic_write_bytes(path, buffer.getvalue())
+    except OSError as error:
+        reason = "the disk is full" if error.errno == errno.ENOSPC else error.strerror
+        raise CheckpointError(f"could not write checkpoint: {reason}; the previous checkpoint "
+                              "is kept", file=path) from None
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a checkpoint; a missing, truncated, corrupt, pickled or too-new file is refused."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError("checkpoint not found", file=path)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except ValueError as error:
+        if "pickle" in str(error).lower() or "object" in str(error).lower():
+            raise CheckpointError("checkpoint holds object arrays, which could run code; refused",
+                                  file=path) from None
+        raise CheckpointError(f"checkpoint is corrupt: {error}", file=path) from None
+    except (OSError, zipfile.BadZipFile, EOFError, KeyError) as error:
+        raise CheckpointError(f"checkpoint is truncated or corrupt ({type(error).__name__}: "
+                              f"{error})", file=path, expected="an .npz written by graphnet") from None
+    if META_KEY not in arrays:
+        raise CheckpointError("not a graphnet checkpoint", file=path,
+                              expected=f"a {META_KEY!r} entry", found=", ".join(sorted(arrays)[:5]))
+    try:
+        meta = json.loads(arrays.pop(META_KEY).tobytes().decode("utf-8"))
+        version = int(meta.get("format_version", 0))
+    except (ValueError, UnicodeDecodeError, AttributeError, TypeError):
+        raise CheckpointError("checkpoint metadata is corrupt", file=path) from None
+    if version > FORMAT_VERSION:
+        raise CheckpointError("checkpoint format is newer than this graphnet understands",
+                              file=path, expected=f"format version <= {FORMAT_VERSION}",
+                              found=str(version), hint="upgrade graphnet")
+    params = {k[len(PARAM_PREFIX):]: v for k, v in arrays.items() if k.startswith(PARAM_PREFIX)}
+    optimizer = {k[len(OPTIM_PREFIX):]: v for k, v in arrays.items() if k.startswith(OPTIM_PREFIX)}
+    return Checkpoint(params=params, optimizer=optimizer, meta=meta)
+
+
+def check_compatible(checkpoint: Checkpoint, network, path=None) -> None:
+    """Refuse a checkpoint of another spec, naming the first parameter that does not match."""
+    expected = network.flat_params()
+    for key, array in expected.items():
+        if key not in checkpoint.params:
+            raise CheckpointError("checkpoint is of a different spec", file=path, field=key,
+                                  expected=f"parameter {key!r} of shape {format_shape(array.shape)}",
+                                  found="no such parameter")
+        stored = checkpoint.params[key]
+        if stored.shape != array.shape:
+            raise CheckpointError("checkpoint is of a different spec", file=path, field=key,
+                                  expected=format_shape(array.shape), found=format_shape(stored.shape))
+        if not np.issubdtype(stored.dtype, np.floating):
+            raise CheckpointError("checkpoint parameter is not floating point", file=path,
+                                  field=key, expected="float32 or float64", found=str(stored.dtype))
+    for key in checkpoint.params:
+        if key not in expected:
+            raise CheckpointError("checkpoint is of a different spec", file=path, field=key,
+                                  expected="only this graph's parameters",
+                                  found=f"extra parameter {key!r}")
+
+
+def restore_params(path: str | Path, network) -> Checkpoint:
+    """Load a checkpoint into ``network`` after checking it fits; returns the checkpoint."""
+    checkpoint = load_checkpoint(path)
+    check_compatible(checkpoint, network, path)
+    network.load_params(checkpoint.params)
+    return checkpoint
