@@ -132,18 +132,19 @@ class Network:
             target[...] = flat[key]
 
     # --- running ----------------------------------------------------------------------------
-    def _plan(self, output_names: tuple[str, ...]) -> list[str]:
-        """The nodes needed for these outputs, in topological order (cached)."""
-        if output_names not in self._plans:
+    def _plan(self, output_names: tuple[str, ...], capture: tuple[str, ...] = ()) -> list[str]:
+        """The nodes needed for these outputs and captures, in topological order (cached)."""
+        key = (output_names, capture)
+        if key not in self._plans:
             needed = set()
-            stack = [self.graph.outputs[o] for o in output_names]
+            stack = [self.graph.outputs[o] for o in output_names] + list(capture)
             while stack:
                 name = stack.pop()
                 if name not in needed:
                     needed.add(name)
                     stack.extend(self.graph.nodes[name].inputs)
-            self._plans[output_names] = [n for n in self.graph.order if n in needed]
-        return self._plans[output_names]
+            self._plans[key] = [n for n in self.graph.order if n in needed]
+        return self._plans[key]
 
     def _feed(self, feeds: dict, name: str) -> np.ndarray:
         node = self.graph.nodes[name]
@@ -168,12 +169,14 @@ class Network:
     def forward(self, feeds: dict[str, np.ndarray], *, training: bool = False,
                 outputs: Iterable[str] | None = None, keep_for_backward: bool | None = None,
                 check_finite: bool = False, rng: np.random.Generator | None = None,
-                ) -> dict[str, np.ndarray]:
+                capture: Iterable[str] = ()) -> dict[str, np.ndarray]:
         """Run the nodes the requested outputs need (all outputs by default), in order.
 
         ``training`` switches dropout and batch norm to their training behaviour;
         ``keep_for_backward`` (default: ``training``) keeps what backward needs;
-        ``check_finite`` raises NumericError at the first node whose output is NaN or infinite.
+        ``check_finite`` raises NumericError at the first node whose output is NaN or infinite;
+        ``capture`` names nodes (or inputs) whose values are kept in ``self.captured`` (for
+        activation maps and training diagnostics).
         """
         output_names = tuple(outputs) if outputs is not None else tuple(self.graph.outputs)
         for output in output_names:
@@ -181,7 +184,12 @@ class Network:
                 raise UsageError("unknown output", field=output,
                                  expected="one of: " + ", ".join(self.graph.outputs))
         keep = training if keep_for_backward is None else keep_for_backward
-        plan = self._plan(output_names)
+        capture = tuple(capture)
+        for name in capture:
+            if name not in self.graph.nodes:
+                raise UsageError("unknown node", field=name, expected="a node of the graph")
+        plan = self._plan(output_names, capture)
+        self.captured: dict[str, np.ndarray] = {}
         ctx = RunContext(training=training, rng=rng or self.step_rng, dtype=self.dtype)
         kept_outputs = {self.graph.outputs[o] for o in output_names}
         remaining_uses = {name: 0 for name in plan}
@@ -217,6 +225,8 @@ class Network:
                     remaining_uses[source] -= 1
                     if remaining_uses[source] == 0 and source not in kept_outputs:
                         del values[source]  # free activations as soon as no consumer needs them
+            if name in capture:
+                self.captured[name] = values[name]
             self._ran.append(name)
         self._batch = batch
         self._ctx = ctx
