@@ -245,6 +245,10 @@ class RunContext:
     needs_param_grad: bool = True
     """False for a frozen node: an op may skip its parameter gradients."""
 
+    def wants_input_grad(self, position: int) -> bool:
+        """Whether input ``position`` needs a gradient (all do when the engine did not say)."""
+        return position >= len(self.needs_input_grad) or self.needs_input_grad[position]
+
 
 class Op:
     """Base class of every op. Override ``shape``, ``forward`` and ``backward`` at least.

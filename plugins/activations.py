@@ -1,0 +1,137 @@
+"""Activation functions: relu, leaky_relu, sigmoid, tanh and softmax.
+
+Each maps its input to an output of the same shape and costs no multiply-accumulates (MACs count
+only weighted sums). Backward passes are written from the forward's output or a mask, so no op
+keeps a copy of its input.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from graphnet.hookspecs import hookimpl
+from graphnet.op import Attr, Op, format_shape, shape_error
+
+
+
+class _Elementwise(Op):
+    """Base of the activations applied to each element on its own: the shape is unchanged."""
+
+    def shape(self, input_shapes, attrs):
+        return input_shapes[0]
+
+
+class Relu(_Elementwise):
+    """Rectified linear unit: max(x, 0).
+
+    MACs: 0. The gradient at exactly 0 is taken as 0.
+    """
+
+    name = "relu"
+
+    def forward(self, inputs, params, attrs, ctx):
+        return np.maximum(inputs[0], 0), inputs[0] > 0
+
+    def backward(self, grad_output, saved, params, attrs, ctx):
+        if not ctx.wants_input_grad(0):
+            return [None], {}
+        positive = saved
+        return [grad_output * positive], {}
+
+
+class LeakyRelu(_Elementwise):
+    """Leaky rectified linear unit: x where x > 0, slope·x elsewhere.
+
+    MACs: 0.
+    """
+
+    name = "leaky_relu"
+    attrs = {"slope": Attr("float", default=0.01, minimum=0.0,
+                           doc="the gradient for negative inputs")}
+
+    def forward(self, inputs, params, attrs, ctx):
+        positive = inputs[0] > 0
+        return np.where(positive, inputs[0], inputs[0] * attrs.slope), positive
+
+    def backward(self, grad_output, saved, params, attrs, ctx):
+        if not ctx.wants_input_grad(0):
+            return [None], {}
+        positive = saved
+        return [np.where(positive, grad_output, grad_output * attrs.slope)], {}
+
+
+class Sigmoid(_Elementwise):
+    """Logistic sigmoid: 1 / (1 + exp(−x)), squashing to (0, 1).
+
+    MACs: 0. Computed from exp(−|x|), which never overflows, so ±1e4 stays exact.
+    """
+
+    name = "sigmoid"
+
+    def forward(self, inputs, params, attrs, ctx):
+        x = inputs[0]
+        decay = np.exp(-np.abs(x))  # in (0, 1]: exp of a non-positive number cannot overflow
+        # σ(x) = 1/(1+e^−x) for x ≥ 0 and e^x/(1+e^x) for x < 0; both are written with exp(−|x|).
+        output = np.where(x >= 0, 1.0, decay) / (1 + decay)
+        return output, output
+
+    def backward(self, grad_output, saved, params, attrs, ctx):
+        if not ctx.wants_input_grad(0):
+            return [None], {}
+        output = saved
+        return [grad_output * output * (1 - output)], {}
+
+
+class Tanh(_Elementwise):
+    """Hyperbolic tangent, squashing to (−1, 1).
+
+    MACs: 0.
+    """
+
+    name = "tanh"
+
+    def forward(self, inputs, params, attrs, ctx):
+        output = np.tanh(inputs[0])
+        return output, output
+
+    def backward(self, grad_output, saved, params, attrs, ctx):
+        if not ctx.wants_input_grad(0):
+            return [None], {}
+        output = saved
+        return [grad_output * (1 - output * output)], {}
+
+
+class Softmax(Op):
+    """Softmax over the channel (feature) axis: exp(x) / Σ exp(x), per sample and position.
+
+    For a (C,) input it normalises the C features; for (C, H, W) it normalises the C channels at
+    every pixel. MACs: 0. The largest score is subtracted first, so ±1e4 does not overflow.
+    """
+
+    name = "softmax"
+
+    def shape(self, input_shapes, attrs):
+        if len(input_shapes[0]) == 0:
+            raise shape_error("softmax needs a channel or feature axis to normalise over",
+                              field="inputs", expected="a shape with at least one axis",
+                              found=format_shape(input_shapes[0]))
+        return input_shapes[0]
+
+    def forward(self, inputs, params, attrs, ctx):
+        x = inputs[0]
+        exponent = np.exp(x - x.max(axis=1, keepdims=True))  # ≤ 1, and the largest is exactly 1
+        output = exponent / exponent.sum(axis=1, keepdims=True)
+        return output, output
+
+    def backward(self, grad_output, saved, params, attrs, ctx):
+        if not ctx.wants_input_grad(0):
+            return [None], {}
+        output = saved
+        # The Jacobian diag(y) − y·yᵀ applied to g without forming it: y ⊙ (g − ⟨g, y⟩).
+        projection = (grad_output * output).sum(axis=1, keepdims=True)
+        return [output * (grad_output - projection)], {}
+
+
+@hookimpl
+def graphnet_register_ops(registry):
+    for op_class in (Relu, LeakyRelu, Sigmoid, Tanh, Softmax):
+        registry.add_op(op_class)

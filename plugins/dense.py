@@ -1,0 +1,100 @@
+"""Fully connected layers: flatten and dense.
+
+Both see the whole sample at once, so their receptive field is global.
+"""
+from __future__ import annotations
+
+import math
+
+from graphnet.hookspecs import hookimpl
+from graphnet.op import GLOBAL, Attr, Op, Param
+
+INITS = ("he_normal", "he_uniform", "glorot_uniform", "glorot_normal")
+
+
+
+class Flatten(Op):
+    """Flatten each sample to a vector: (C, H, W), or any shape, becomes (C·H·W,).
+
+    MACs: 0.
+    """
+
+    name = "flatten"
+
+    def shape(self, input_shapes, attrs):
+        return (math.prod(input_shapes[0]),)
+
+    def receptive_field(self, input_shapes, attrs):
+        return GLOBAL
+
+    def forward(self, inputs, params, attrs, ctx):
+        x = inputs[0]
+        # Sizes are spelled out rather than -1, which is ambiguous for an empty batch.
+        return x.reshape(len(x), math.prod(x.shape[1:])), x.shape
+
+    def backward(self, grad_output, saved, params, attrs, ctx):
+        if not ctx.wants_input_grad(0):
+            return [None], {}
+        input_shape = saved
+        return [grad_output.reshape(input_shape)], {}
+
+
+class Dense(Op):
+    """Fully connected layer: x·Wᵀ + b, flattening each sample first.
+
+    Accepts any per-sample shape; its in_features are the product of that shape. The weight has
+    shape (units, in_features), PyTorch's layout. MACs: in_features·units per sample (the bias
+    add is not counted).
+    """
+
+    name = "dense"
+    attrs = {
+        "units": Attr("int", minimum=1, doc="the number of outputs"),
+        "bias": Attr("bool", default=True, doc="whether to add a learned bias"),
+        "init": Attr("str", default="glorot_uniform", choices=INITS,
+                     doc="how the weight is initialised (the bias starts at zero)"),
+    }
+
+    def shape(self, input_shapes, attrs):
+        return (attrs.units,)
+
+    def params(self, input_shapes, attrs):
+        in_features = math.prod(input_shapes[0])
+        params = {"weight": Param((attrs.units, in_features), init=attrs.init,
+                                  fan_in=in_features, fan_out=attrs.units)}
+        if attrs.bias:
+            params["bias"] = Param((attrs.units,), init="zeros")
+        return params
+
+    def receptive_field(self, input_shapes, attrs):
+        return GLOBAL
+
+    def macs(self, input_shapes, output_shape, attrs):
+        return math.prod(input_shapes[0]) * attrs.units
+
+    def forward(self, inputs, params, attrs, ctx):
+        x = inputs[0]
+        weight = params["weight"]
+        flat = x.reshape(len(x), weight.shape[1])  # a view: saved for the weight gradient
+        output = flat @ weight.T
+        if attrs.bias:
+            output += params["bias"]
+        return output, (flat, x.shape)
+
+    def backward(self, grad_output, saved, params, attrs, ctx):
+        flat, input_shape = saved
+        input_grads = [None]
+        if ctx.wants_input_grad(0):
+            input_grads = [(grad_output @ params["weight"]).reshape(input_shape)]
+        param_grads = {}
+        if ctx.needs_param_grad:
+            param_grads["weight"] = grad_output.T @ flat
+            if attrs.bias:
+                param_grads["bias"] = grad_output.sum(axis=0)
+        return input_grads, param_grads
+
+
+@hookimpl
+def graphnet_register_ops(registry):
+    for op_class in (Flatten, Dense):
+        registry.add_op(op_class)

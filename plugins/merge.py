@@ -1,0 +1,88 @@
+"""Ops that join several inputs into one: add (residual connections) and concat (channel stacking).
+
+Both map each position to itself, so their receptive field is pointwise (the graph's analysis
+takes the union of the inputs' fields).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from graphnet.hookspecs import hookimpl
+from graphnet.op import Op, format_shape, shape_error
+
+
+
+class Add(Op):
+    """Elementwise sum of two or more inputs of the same shape.
+
+    The same node may be given more than once (``add(x, x)``): each position gets its own gradient
+    and the engine sums them. MACs: 0.
+    """
+
+    name = "add"
+    arity = (2, None)
+
+    def shape(self, input_shapes, attrs):
+        first = input_shapes[0]
+        for position, shape in enumerate(input_shapes[1:], start=2):
+            if shape != first:
+                raise shape_error("add needs inputs of the same shape", field="inputs",
+                                  expected=f"every input of shape {format_shape(first)} "
+                                           "(like input 1)",
+                                  found=f"{format_shape(shape)} at input {position}")
+        return first
+
+    def forward(self, inputs, params, attrs, ctx):
+        total = inputs[0] + inputs[1]  # a new array, so the in-place sums below touch no input
+        for extra in inputs[2:]:
+            total += extra
+        return total, len(inputs)
+
+    def backward(self, grad_output, saved, params, attrs, ctx):
+        input_count = saved
+        # The engine never mutates a gradient it receives, so every input may share this one.
+        return [grad_output if ctx.wants_input_grad(position) else None
+                for position in range(input_count)], {}
+
+
+class Concat(Op):
+    """Stack two or more inputs along the channel (feature) axis.
+
+    Every other axis must match: (C1, H, W) and (C2, H, W) give (C1 + C2, H, W). MACs: 0.
+    """
+
+    name = "concat"
+    arity = (2, None)
+
+    def shape(self, input_shapes, attrs):
+        first = input_shapes[0]
+        if len(first) == 0:
+            raise shape_error("concat needs a channel axis to stack along", field="inputs",
+                              expected="inputs with at least one axis",
+                              found="scalar at input 1")
+        for position, shape in enumerate(input_shapes[1:], start=2):
+            if len(shape) != len(first) or shape[1:] != first[1:]:
+                raise shape_error(
+                    "concat needs inputs that differ only in their channel count",
+                    field="inputs",
+                    expected=f"every input of shape {format_shape(('*',) + tuple(first[1:]))} "
+                             "(like input 1; * is any channel count)",
+                    found=f"{format_shape(shape)} at input {position}")
+        return (sum(shape[0] for shape in input_shapes),) + tuple(first[1:])
+
+    def forward(self, inputs, params, attrs, ctx):
+        channel_counts = [x.shape[1] for x in inputs]
+        return np.concatenate(inputs, axis=1), channel_counts
+
+    def backward(self, grad_output, saved, params, attrs, ctx):
+        channel_counts = saved
+        split_points = np.cumsum(channel_counts)[:-1]
+        slices = np.split(grad_output, split_points, axis=1)  # views: the engine does not mutate
+        return [grad if ctx.wants_input_grad(position) else None
+                for position, grad in enumerate(slices)], {}
+
+
+@hookimpl
+def graphnet_register_ops(registry):
+    for op_class in (Add, Concat):
+        registry.add_op(op_class)

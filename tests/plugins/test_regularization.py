@@ -1,0 +1,177 @@
+"""dropout and batch_norm: training and evaluation behaviour, running statistics, gradients."""
+import numpy as np
+import pytest
+
+from graphnet.errors import ShapeError, SpecError
+from graphnet.op import POINTWISE
+from graphnet_plugins import regularization
+from graphnet_plugins.regularization import BatchNorm, Dropout
+
+
+def random(shape, seed=0, dtype=np.float64):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+def test_registers_dropout_and_batch_norm(registered_ops):
+    assert registered_ops(regularization) == {"dropout", "batch_norm"}
+
+
+# --- dropout ---------------------------------------------------------------------------------
+def test_dropout_is_the_identity_outside_training(attrs_for, context):
+    x = random((2, 3, 4, 4))
+    output, _ = Dropout().forward([x], {}, attrs_for(Dropout, rate=0.5), context())
+    assert np.array_equal(output, x)
+
+
+def test_dropout_training_uses_the_run_generator(attrs_for, context):
+    x = random((4, 3, 5, 5))
+    output, _ = Dropout().forward([x], {}, attrs_for(Dropout, rate=0.25),
+                                  context(training=True, seed=7))
+    kept = np.random.default_rng(7).random(x.shape) >= 0.25
+    assert np.allclose(output, np.where(kept, x / 0.75, 0))
+
+
+def test_dropout_keeps_the_expected_value(attrs_for, context):
+    x = np.ones((200, 500))
+    output, _ = Dropout().forward([x], {}, attrs_for(Dropout, rate=0.3), context(training=True))
+    assert abs((output == 0).mean() - 0.3) < 0.01
+    assert abs(output.mean() - 1) < 0.01
+
+
+def test_dropout_rate_zero_is_the_identity_while_training(attrs_for, context):
+    x = random((2, 6))
+    output, _ = Dropout().forward([x], {}, attrs_for(Dropout, rate=0.0), context(training=True))
+    assert np.array_equal(output, x)
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_dropout_gradients(training, attrs_for, check_gradients):
+    check_gradients(Dropout(), [random((3, 2, 4, 4))], {}, attrs_for(Dropout, rate=0.4),
+                    training=training, seed=3)
+
+
+def test_dropout_rate_must_be_below_one(attrs_for):
+    with pytest.raises(ShapeError) as raised:
+        Dropout().shape([(3,)], attrs_for(Dropout, rate=1.0))
+    assert (raised.value.field, raised.value.found) == ("rate", "1")
+    with pytest.raises(SpecError):
+        attrs_for(Dropout, rate=-0.1)
+
+
+def test_dropout_shape_cost_and_dtype(attrs_for, context):
+    op, attrs = Dropout(), attrs_for(Dropout, rate=0.5)
+    x = random((2, 3, 4, 4), dtype=np.float32)
+    output, saved = op.forward([x], {}, attrs, context(training=True, dtype=np.float32))
+    (grad,), _ = op.backward(np.ones_like(output), saved, {}, attrs, context(dtype=np.float32))
+    assert op.shape([(3, 4, 4)], attrs) == output.shape[1:]
+    assert output.dtype == grad.dtype == np.float32
+    assert op.receptive_field([(3, 4, 4)], attrs) == POINTWISE
+    assert op.macs([(3, 4, 4)], (3, 4, 4), attrs) == 0
+
+
+# --- batch_norm ------------------------------------------------------------------------------
+def batch_norm_params(channels, seed=1, dtype=np.float64):
+    """Weight and bias away from their 1/0 start, and running stats of a model mid-training."""
+    rng = np.random.default_rng(seed)
+    return {"weight": rng.uniform(0.5, 2, channels).astype(dtype),
+            "bias": rng.standard_normal(channels).astype(dtype),
+            "running_mean": rng.standard_normal(channels).astype(dtype),
+            "running_var": rng.uniform(0.5, 2, channels).astype(dtype)}
+
+
+@pytest.mark.parametrize("sample_shape", [(3, 4, 5), (6,)], ids=["channels", "features"])
+def test_batch_norm_training_normalises_each_channel(sample_shape, attrs_for, context):
+    op, attrs = BatchNorm(), attrs_for(BatchNorm)
+    x = 3 + 2 * random((8,) + sample_shape)
+    params = batch_norm_params(sample_shape[0])
+    output, _ = op.forward([x], params, attrs, context(training=True))
+    axes = (0,) + tuple(range(2, x.ndim))
+    broadcast = (1, -1) + (1,) * (x.ndim - 2)
+    reference = ((x - x.mean(axis=axes, keepdims=True))
+                 / np.sqrt(x.var(axis=axes, keepdims=True) + 1e-5))
+    expected = reference * params["weight"].reshape(broadcast) + params["bias"].reshape(broadcast)
+    assert np.allclose(output, expected)
+    assert op.shape([sample_shape], attrs) == output.shape[1:]
+
+
+def test_batch_norm_running_stats_after_one_step(attrs_for, context):
+    op, attrs = BatchNorm(), attrs_for(BatchNorm, momentum=0.1)
+    x = random((4, 2, 3, 3)) * np.array([1.0, 5.0]).reshape(1, 2, 1, 1) + 2
+    params = {"weight": np.ones(2), "bias": np.zeros(2),
+              "running_mean": np.zeros(2), "running_var": np.ones(2)}
+    op.forward([x], params, attrs, context(training=True))
+    per_channel = x.transpose(1, 0, 2, 3).reshape(2, -1)  # 36 values per channel
+    assert np.allclose(params["running_mean"], 0.9 * 0 + 0.1 * per_channel.mean(axis=1))
+    assert np.allclose(params["running_var"], 0.9 * 1 + 0.1 * per_channel.var(axis=1, ddof=1))
+
+
+def test_batch_norm_eval_uses_running_stats_and_leaves_them(attrs_for, context):
+    op, attrs = BatchNorm(), attrs_for(BatchNorm, eps=1e-3)
+    params = batch_norm_params(3)
+    before = {name: array.copy() for name, array in params.items()}
+    x = random((2, 3))
+    output, _ = op.forward([x], params, attrs, context(training=False))
+    expected = ((x - before["running_mean"]) / np.sqrt(before["running_var"] + 1e-3)
+                * before["weight"] + before["bias"])
+    assert np.allclose(output, expected)
+    assert all(np.array_equal(params[name], before[name]) for name in params)
+
+
+@pytest.mark.parametrize("sample_shape", [(3, 2, 3), (4,)], ids=["channels", "features"])
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_batch_norm_gradients(sample_shape, training, attrs_for, check_gradients):
+    params = batch_norm_params(sample_shape[0])
+    errors = check_gradients(BatchNorm(), [random((5,) + sample_shape)], params,
+                             attrs_for(BatchNorm), training=training)
+    assert set(errors) == {"input 1", "weight", "bias"}  # running stats are not trainable
+
+
+def test_batch_norm_declares_trainable_affine_and_state(attrs_for):
+    params = BatchNorm().params([(4, 5, 5)], attrs_for(BatchNorm))
+    assert {name: (p.shape, p.init, p.trainable) for name, p in params.items()} == {
+        "weight": ((4,), "ones", True), "bias": ((4,), "zeros", True),
+        "running_mean": ((4,), "zeros", False), "running_var": ((4,), "ones", False)}
+
+
+@pytest.mark.parametrize("bad_shape, found", [((4, 5), "4×5 (rank 2)"), ((), "scalar (rank 0)"),
+                                              ((1, 2, 3, 4), "1×2×3×4 (rank 4)")],
+                         ids=["rank-2", "rank-0", "rank-4"])
+def test_batch_norm_rejects_other_ranks(bad_shape, found, attrs_for):
+    with pytest.raises(ShapeError) as raised:
+        BatchNorm().shape([bad_shape], attrs_for(BatchNorm))
+    assert raised.value.field == "inputs"
+    assert raised.value.found == found
+    assert "rank 1" in raised.value.expected and "rank 3" in raised.value.expected
+
+
+def test_batch_norm_cost_and_receptive_field(attrs_for):
+    attrs = attrs_for(BatchNorm)
+    assert BatchNorm().macs([(3, 4, 5)], (3, 4, 5), attrs) == 60
+    assert BatchNorm().receptive_field([(3, 4, 5)], attrs) == POINTWISE
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_batch_norm_float32_stays_float32(training, attrs_for, context):
+    op, attrs = BatchNorm(), attrs_for(BatchNorm)
+    params = batch_norm_params(3, dtype=np.float32)
+    x = random((4, 3, 2, 2), dtype=np.float32)
+    output, saved = op.forward([x], params, attrs, context(training=training, dtype=np.float32))
+    (grad,), param_grads = op.backward(np.ones_like(output), saved, params, attrs,
+                                       context(dtype=np.float32))
+    assert output.dtype == grad.dtype == np.float32
+    assert all(g.dtype == np.float32 for g in param_grads.values())
+    assert params["running_mean"].dtype == params["running_var"].dtype == np.float32
+
+
+def test_batch_norm_skips_what_is_not_wanted(attrs_for, context):
+    op, attrs = BatchNorm(), attrs_for(BatchNorm)
+    params = batch_norm_params(3)
+    output, saved = op.forward([random((4, 3))], params, attrs, context(training=True))
+    assert op.backward(output, saved, params, attrs, context(needs_param_grad=False))[1] == {}
+    assert op.backward(output, saved, params, attrs,
+                       context(needs_input_grad=(False,)))[0] == [None]
+
+
+def test_docstrings_state_the_cost():
+    assert Dropout.doc() and "MACs: 0" in Dropout.__doc__
+    assert BatchNorm.doc() and "MACs: one multiply-add per element" in BatchNorm.__doc__
