@@ -1,0 +1,1 @@
+"""Example plugins for users to copy; not registered unless named with ``--plugin``."""

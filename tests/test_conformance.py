@@ -1,0 +1,52 @@
+"""Each registered op passes the conformance checks: shape inference equals forward, gradients
+equal finite differences in float64, and the receptive field is sane (graphnet.testing)."""
+import pytest
+
+from graphnet.testing import check_op
+
+CASES = {
+    "conv2d": [((3, 7, 6), {"filters": 4, "kernel": 3, "stride": 2, "padding": "same"}),
+               ((4, 6, 6), {"filters": 4, "kernel": [3, 2], "dilation": 2, "groups": 2,
+                            "bias": False})],
+    "max_pool2d": [((2, 6, 6), {"kernel": 2}), ((2, 7, 5), {"kernel": 3, "stride": 2,
+                                                             "padding": 1})],
+    "avg_pool2d": [((2, 6, 6), {"kernel": 2}), ((2, 7, 5), {"kernel": 3, "stride": 2,
+                                                             "padding": 1})],
+    "global_avg_pool": [((3, 4, 5), {})],
+    "relu": [((3, 4, 4), {})],
+    "leaky_relu": [((3, 4, 4), {"slope": 0.2})],
+    "sigmoid": [((5,), {})],
+    "tanh": [((3, 4, 4), {})],
+    "softmax": [((6,), {}), ((3, 2, 2), {})],
+    "flatten": [((3, 4, 4), {})],
+    "dense": [((5,), {"units": 3}), ((2, 3, 3), {"units": 4, "bias": False})],
+    "dropout": [((3, 4, 4), {"rate": 0.3})],
+    "batch_norm": [((3, 4, 4), {}), ((5,), {"momentum": 0.5})],
+    "add": [([(3, 4, 4), (3, 4, 4), (3, 4, 4)], {})],
+    "concat": [([(1, 4, 4), (3, 4, 4)], {})],
+    "mse_loss": [([(4,), (4,)], {})],
+    "softmax_cross_entropy": [([(5,), ()], {})],
+}
+
+
+def cases():
+    for op, variants in CASES.items():
+        for number, (shapes, attrs) in enumerate(variants):
+            shapes = shapes if isinstance(shapes, list) else [shapes]
+            yield pytest.param(op, shapes, attrs, id=f"{op}-{number}")
+
+
+@pytest.mark.parametrize("op, shapes, attrs", cases())
+def test_op_conforms(op, shapes, attrs):
+    check_op(op, shapes, attrs, batch_size=3)
+
+
+def test_every_registered_op_has_a_case():
+    from graphnet.registry import build_registry
+    assert set(build_registry(environment=False).names("op")) == set(CASES)
+
+
+def test_a_users_op_conforms_through_the_same_helper():
+    from pathlib import Path
+    prelu = Path(__file__).resolve().parent.parent / "plugins" / "examples" / "prelu.py"
+    check_op("prelu", [(3, 4, 4)], {"initial_slope": 0.1}, plugins=[prelu])

@@ -1,0 +1,115 @@
+"""Running graphs: forward in order, backward in reverse, gradients summed at fan-out."""
+import numpy as np
+import pytest
+
+import graphnet
+from graphnet.errors import DataError, PluginError, UsageError
+from graphnet.gradcheck import gradcheck
+
+BRANCHY = {
+    "inputs": {"x": {"shape": [2, 6, 6]}, "label": {"shape": [], "dtype": "int64"}},
+    "nodes": [
+        {"name": "c", "op": "conv2d", "filters": 3, "kernel": 3, "padding": 1, "inputs": ["x"]},
+        {"name": "twice", "op": "add", "inputs": ["c", "c"]},          # the same node twice
+        {"name": "t", "op": "tanh", "inputs": ["c"]},                  # fan-out of c
+        {"name": "cat", "op": "concat", "inputs": ["twice", "t", "x"]},
+        {"name": "bn", "op": "batch_norm"},
+        {"name": "fc", "op": "dense", "units": 4},
+        {"name": "loss", "op": "softmax_cross_entropy", "inputs": ["fc", "label"]},
+    ],
+    "outputs": {"logits": "fc", "loss": "loss"},
+}
+
+
+def test_branches_and_merges_match_finite_differences():
+    report = gradcheck(graphnet.load(BRANCHY), batch_size=3, points_per_array=None)
+    assert report.passed, report.worst
+
+
+def test_add_of_x_and_x_doubles_the_gradient():
+    graph = graphnet.load({"inputs": {"x": {"shape": [3]}}, "nodes": [
+        {"name": "sum", "op": "add", "inputs": ["x", "x"]}]})
+    net = graphnet.Network(graph)
+    net.forward({"x": np.ones((2, 3))}, keep_for_backward=True)
+    grads = net.backward({"output": np.ones((2, 3))}, input_grads=True)
+    np.testing.assert_array_equal(grads.inputs["x"], 2 * np.ones((2, 3)))
+
+
+def test_float32_by_default_and_float64_on_request():
+    graph = graphnet.load(BRANCHY)
+    feeds = {"x": np.random.default_rng(0).standard_normal((2, 2, 6, 6)), "label": np.array([0, 3])}
+    for dtype in ("float32", "float64"):
+        net = graphnet.Network(graph, dtype=dtype)
+        outputs = net.forward(feeds, training=True)
+        assert outputs["logits"].dtype == np.dtype(dtype)
+        grads = net.backward()
+        assert all(g.dtype == np.dtype(dtype) for per_node in grads.params.values()
+                   for g in per_node.values())
+
+
+def test_initialisation_is_seeded_and_reproducible():
+    graph = graphnet.load(BRANCHY)
+    first, again, other = (graphnet.Network(graph, seed=s).flat_params() for s in (1, 1, 2))
+    assert all(np.array_equal(first[k], again[k]) for k in first)
+    assert not np.array_equal(first["c/weight"], other["c/weight"])
+
+
+def test_training_and_evaluation_modes_differ_for_batch_norm_and_dropout():
+    graph = graphnet.load({"inputs": {"x": {"shape": [4]}}, "nodes": [
+        {"name": "bn", "op": "batch_norm"}, {"name": "drop", "op": "dropout", "rate": 0.5}]})
+    net = graphnet.Network(graph)
+    x = np.random.default_rng(0).standard_normal((8, 4)) * 3 + 5
+    train_out = net.forward({"x": x}, training=True)["output"]
+    eval_out = net.forward({"x": x}, training=False)["output"]
+    assert (train_out == 0).any() and not (eval_out == 0).any()
+    assert not np.allclose(train_out, eval_out)
+
+
+def test_frozen_node_gets_no_gradient_but_passes_one_through():
+    spec = {"inputs": {"x": {"shape": [3]}}, "nodes": [
+        {"name": "frozen", "op": "dense", "units": 3, "trainable": False},
+        {"name": "head", "op": "dense", "units": 2}]}
+    net = graphnet.Network(graphnet.load(spec))
+    net.forward({"x": np.ones((2, 3))}, keep_for_backward=True)
+    grads = net.backward({"output": np.ones((2, 2))}, input_grads=True)
+    assert "frozen" not in grads.params and "head" in grads.params
+    assert grads.inputs["x"].shape == (2, 3)
+    assert [node for node, _, _ in net.trainable()] == ["head", "head"]
+
+
+def test_feeds_are_checked_with_names_and_shapes():
+    net = graphnet.Network(graphnet.load(BRANCHY))
+    with pytest.raises(DataError, match=r"field 'x'.*N×2×6×6.*found 4×2×5×6"):
+        net.forward({"x": np.zeros((4, 2, 5, 6)), "label": np.zeros(4, int)})
+    with pytest.raises(DataError, match="field 'label'.*missing input"):
+        net.forward({"x": np.zeros((4, 2, 6, 6))})
+    # The logits alone need no labels.
+    assert net.forward({"x": np.zeros((4, 2, 6, 6))}, outputs=["logits"])["logits"].shape == (4, 4)
+
+
+def test_backward_without_forward_is_a_usage_error():
+    with pytest.raises(UsageError):
+        graphnet.Network(graphnet.load(BRANCHY)).backward()
+
+
+def test_a_plugin_returning_the_wrong_shape_is_named(tmp_path):
+    plugin = tmp_path / "broken.py"
+    plugin.write_text(
+        "from graphnet.hookspecs import hookimpl\nfrom graphnet.op import Op\n"
+        "class Bad(Op):\n    '''Returns the wrong shape.'''\n    name = 'bad'\n"
+        "    def shape(self, s, a):\n        return s[0]\n"
+        "    def forward(self, xs, p, a, ctx):\n        return xs[0][:, :1], None\n"
+        "    def backward(self, g, saved, p, a, ctx):\n        return [g], {}\n"
+        "@hookimpl\ndef graphnet_register_ops(registry):\n    registry.add_op(Bad)\n")
+    graph = graphnet.load({"inputs": {"x": {"shape": [3]}}, "nodes": [{"name": "b", "op": "bad"}]},
+                          plugins=[plugin])
+    with pytest.raises(PluginError) as caught:
+        graphnet.Network(graph).forward({"x": np.ones((2, 3))})
+    assert "op 'bad', node 'b': forward returned 2×1" in str(caught.value)
+    assert "expected 2×3" in str(caught.value)
+
+
+def test_capture_keeps_intermediate_values():
+    net = graphnet.Network(graphnet.load(BRANCHY))
+    net.forward({"x": np.ones((1, 2, 6, 6))}, outputs=["logits"], capture=["c", "t"])
+    assert net.captured["c"].shape == (1, 3, 6, 6) and set(net.captured) == {"c", "t"}

@@ -1,0 +1,109 @@
+"""Plugins: built-ins, files named by the user, entry points, and broken plugins."""
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from graphnet.registry import build_registry
+
+ROOT = Path(__file__).resolve().parent.parent
+PRELU = ROOT / "plugins" / "examples" / "prelu.py"
+
+OP_TEMPLATE = textwrap.dedent('''
+    from graphnet.hookspecs import hookimpl
+    from graphnet.op import Op
+
+    class {cls}(Op):
+        """{doc}"""
+        name = "{name}"
+        def shape(self, shapes, attrs):
+            return shapes[0]
+        def forward(self, inputs, params, attrs, ctx):
+            return inputs[0], None
+        def backward(self, grad, saved, params, attrs, ctx):
+            return [grad], {{}}
+
+    @hookimpl
+    def graphnet_register_ops(registry):
+        registry.add_op({cls})
+''')
+
+
+def write_plugin(folder: Path, file_name: str, op_name: str, doc: str = "An op.") -> Path:
+    path = folder / file_name
+    path.write_text(OP_TEMPLATE.format(cls="Custom", name=op_name, doc=doc))
+    return path
+
+
+def test_every_builtin_registers_cleanly():
+    registry = build_registry(environment=False)
+    assert registry.problems == []
+    for op in ("conv2d", "max_pool2d", "avg_pool2d", "global_avg_pool", "relu", "leaky_relu",
+               "sigmoid", "tanh", "flatten", "dense", "dropout", "batch_norm", "add", "concat",
+               "softmax", "mse_loss", "softmax_cross_entropy"):
+        assert registry.plugin_of("op", op).startswith("builtin:")
+
+
+def test_plugin_from_a_file():
+    registry = build_registry([PRELU], environment=False)
+    assert registry.plugin_of("op", "prelu") == str(PRELU)
+
+
+def test_plugin_from_the_environment(monkeypatch, tmp_path):
+    plugin = write_plugin(tmp_path, "envop.py", "env_op")
+    monkeypatch.setenv("GRAPHNET_PLUGINS", str(plugin))
+    assert "env_op" in build_registry().names("op")
+
+
+def test_a_plugin_that_fails_to_import_is_named_and_the_rest_work(tmp_path):
+    broken = tmp_path / "broken.py"
+    broken.write_text("raise RuntimeError('boom')\n")
+    registry = build_registry([broken], environment=False)
+    assert any("broken.py" in str(p) and "boom" in str(p) for p in registry.problems)
+    assert "conv2d" in registry.names("op")
+
+
+def test_a_badly_defined_op_is_named(tmp_path):
+    plugin = tmp_path / "nodoc.py"
+    plugin.write_text(OP_TEMPLATE.format(cls="Custom", name="nodoc_op", doc="")
+                      .replace('""""""', ""))
+    registry = build_registry([plugin], environment=False)
+    assert any("op 'nodoc_op'" in str(p) and "docstring" in str(p) for p in registry.problems)
+    assert "nodoc_op" not in registry.names("op")
+
+
+def test_two_plugins_registering_one_name_is_an_error_naming_both(tmp_path):
+    first = write_plugin(tmp_path, "first.py", "twin")
+    second = write_plugin(tmp_path, "second.py", "twin")
+    registry = build_registry([first, second], environment=False)
+    problem = next(str(p) for p in registry.problems if "twin" in str(p))
+    assert "first.py" in problem and "second.py" in problem
+    with pytest.raises(Exception, match="more than one plugin"):
+        registry.op("twin")
+
+
+def test_disabling_a_plugin(tmp_path):
+    plugin = write_plugin(tmp_path, "extra.py", "extra_op")
+    registry = build_registry([plugin], environment=False, disabled={"extra"})
+    assert "extra_op" not in registry.names("op")
+
+
+def test_plugin_from_an_entry_point(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    write_plugin(site, "my_layers.py", "entry_op", doc="Registered through an entry point.")
+    dist = site / "my_layers-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-layers\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[graphnet.plugins]\nmy_layers = my_layers\n")
+    env = dict(os.environ, PYTHONPATH=str(site))
+    result = subprocess.run([sys.executable, "-m", "graphnet.cli", "ops", "entry_op"],
+                            capture_output=True, text=True, env=env)
+    code = ("from graphnet.registry import build_registry; r = build_registry(); "
+            "print(r.plugin_of('op', 'entry_op'))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "my_layers"

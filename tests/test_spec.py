@@ -1,0 +1,101 @@
+"""Reading and structurally validating spec files (graphnet.spec)."""
+import pytest
+
+from graphnet.errors import SpecError
+from graphnet.spec import SpecErrors, load_spec
+
+MINIMAL = {
+    "inputs": {"x": {"shape": [4]}},
+    "nodes": [{"name": "fc", "op": "dense", "units": 2}],
+}
+
+
+def messages(error) -> list[str]:
+    return [str(e) for e in getattr(error, "errors", [error])]
+
+
+def test_toml_and_json_give_the_same_spec(tmp_path):
+    (tmp_path / "a.toml").write_text(
+        '[inputs]\nx = { shape = [4] }\n[[nodes]]\nname = "fc"\nop = "dense"\nunits = 2\n')
+    (tmp_path / "a.json").write_text(
+        '{"inputs": {"x": {"shape": [4]}}, "nodes": [{"name": "fc", "op": "dense", "units": 2}]}')
+    toml_spec, json_spec = load_spec(tmp_path / "a.toml"), load_spec(tmp_path / "a.json")
+    assert toml_spec.nodes == json_spec.nodes and toml_spec.inputs == json_spec.inputs
+
+
+def test_defaults_inputs_outputs_and_dtype():
+    spec = load_spec(MINIMAL)
+    assert spec.nodes[0].inputs == ["x"]            # the only input
+    assert spec.outputs == {"output": "fc"}          # the last node
+    assert spec.inputs["x"].dtype == "float32"
+    assert spec.nodes[0].attrs == {"units": 2}
+
+
+def test_node_without_inputs_takes_the_node_before_it():
+    spec = load_spec({"inputs": {"x": {"shape": [4]}}, "nodes": [
+        {"name": "a", "op": "relu"}, {"name": "b", "op": "relu"}]})
+    assert spec.nodes[1].inputs == ["a"]
+
+
+@pytest.mark.parametrize("text, suffix, where", [
+    ("[inputs\nx = 1\n", ".toml", "line 1"),
+    ('{"inputs": {"x": }', ".json", "line 1, column 18"),
+])
+def test_syntax_errors_name_line_and_column(tmp_path, text, suffix, where):
+    path = tmp_path / f"bad{suffix}"
+    path.write_text(text)
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    assert str(path) in str(caught.value) and where in str(caught.value)
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.toml"
+    path.write_text("  \n")
+    with pytest.raises(SpecError, match="empty"):
+        load_spec(path)
+
+
+def test_unknown_suffix_and_missing_file(tmp_path):
+    with pytest.raises(SpecError, match=r"\.toml or \.json"):
+        load_spec(tmp_path / "net.yaml")
+    with pytest.raises(SpecError, match="not found"):
+        load_spec(tmp_path / "missing.toml")
+
+
+def test_duplicate_node_names_and_unknown_input_are_all_reported():
+    with pytest.raises(SpecErrors) as caught:
+        load_spec({"inputs": {"image": {"shape": [4]}}, "nodes": [
+            {"name": "a", "op": "relu", "inputs": ["imgae"]},
+            {"name": "a", "op": "relu"},
+        ]})
+    text = messages(caught.value)
+    assert any("node 'a', field 'name': duplicate name" in m for m in text)
+    assert any("field 'inputs': unknown input" in m and "did you mean 'image'?" in m for m in text)
+
+
+@pytest.mark.parametrize("shape, found", [([0, 3], "[0, 3]"), ([-1], "[-1]"), ("3", "'3'"),
+                                          ([2.5], "[2.5]")])
+def test_bad_input_shapes(shape, found):
+    with pytest.raises(SpecError) as caught:
+        load_spec({"inputs": {"x": {"shape": shape}}, "nodes": [{"name": "a", "op": "relu"}]})
+    assert "field 'inputs.x.shape'" in str(caught.value) and found in str(caught.value)
+
+
+def test_outputs_naming_a_missing_node():
+    spec = dict(MINIMAL, outputs={"logits": "fcc"})
+    with pytest.raises(SpecError) as caught:
+        load_spec(spec)
+    assert "field 'outputs.logits'" in str(caught.value)
+    assert "did you mean 'fc'?" in str(caught.value)
+
+
+def test_unknown_section_suggests_the_closest():
+    with pytest.raises(SpecError, match="did you mean 'nodes'"):
+        load_spec(dict(MINIMAL, node=[]))
+
+
+def test_bad_dtype():
+    with pytest.raises(SpecError, match="inputs.x.dtype"):
+        load_spec({"inputs": {"x": {"shape": [], "dtype": "int8"}},
+                   "nodes": [{"name": "a", "op": "relu"}]})
