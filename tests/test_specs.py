@@ -66,7 +66,6 @@ def test_the_curve_detector_fires_on_the_curve_and_not_elsewhere():
     assert response.shape == (1, 1, 26, 26)
     assert response[0, 0, 2, 3] == 6600
     assert response[0, 0, 20, 18] == 0
-    assert response.max() == 6600
 
 
 def test_the_curve_detector_is_frozen():
