@@ -1,0 +1,529 @@
+"""What ``graphnet inspect``, ``ops`` and ``show`` display, as plain data: no printing, no rich.
+
+- :func:`figures`: per-node rows (shape, parameters, MACs, receptive field) and totals, the
+  structure ``inspect --format json`` prints and the table renders;
+- :func:`lane_rows`: a git-log-style lane drawing of the DAG (forks, merges, skip connections);
+- :func:`to_dot`, :func:`to_mermaid`: the DAG as text for diagram tools;
+- :func:`field_view`: where one unit's receptive field lies on the input image;
+- :func:`op_catalogue`: every registered op with its plugin, attributes and docs;
+- :func:`filter_nodes`, :func:`filter_weights`, :func:`activation_maps`, :func:`load_image`: the
+  learned filters and activation maps of convolution-like nodes.
+
+Like the engine, this module knows graphs, not layers: a "convolution" is any node whose op
+slides a window (its receptive-field contribution is a :class:`graphnet.op.Window`) and owns a
+4-D weight (filters × channels × height × width).
+"""
+from __future__ import annotations
+
+import inspect as pyinspect
+import math
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+
+from .analysis import memory_estimate
+from .errors import CheckpointError, DataError, SpecError, UsageError
+from .op import REQUIRED, Op, Window, format_shape
+from .registry import suggest
+
+# --- per-node figures ------------------------------------------------------------------------
+
+
+def node_rows(graph) -> list[dict]:
+    """One dict per node in topological order (graph inputs first, op ``"input"``)."""
+    rows = []
+    for name in graph.order:
+        node = graph.nodes[name]
+        field = node.receptive_field
+        rows.append({
+            "name": name,
+            "op": node.op_name,
+            "plugin": node.plugin,
+            "inputs": list(node.inputs),
+            "output_shape": list(node.shape) if node.shape is not None else None,
+            "params": node.params,
+            "macs": node.macs,
+            "receptive_field": field.as_dict() if field is not None else None,
+            "sees_image": _sees_image(graph, name),
+        })
+    return rows
+
+
+def _sees_image(graph, name: str) -> bool:
+    """Whether an image input (C×H×W) reaches this node: a None field then means "all of it"."""
+    sources = nx.ancestors(graph.dag, name) | {name}
+    return any(graph.nodes[s].is_input and len(graph.nodes[s].shape) == 3 for s in sources)
+
+
+def totals(graph, batch_size: int = 1) -> dict:
+    """Parameters, MACs per sample and float32 memory for one batch of ``batch_size``."""
+    if batch_size < 1:
+        raise UsageError("bad argument", field="--batch-size", expected="an integer >= 1",
+                         found=str(batch_size))
+    memory = memory_estimate(graph, batch_size)
+    return {
+        "params": graph.total_params,
+        "macs": graph.total_macs,
+        "activation_bytes": memory["activation_bytes"],
+        "parameter_bytes": memory["parameter_bytes"],
+        "inference_bytes": memory["inference_bytes"],
+        "training_bytes": memory["training_bytes"],
+        "batch_size": batch_size,
+    }
+
+
+def figures(graph, batch_size: int = 1, *, for_table: bool = False) -> dict:
+    """Everything ``inspect`` shows, JSON-ready. ``for_table`` keeps each row's
+    ``sees_image``, which tells a global node ("whole") from one without an image input."""
+    rows = node_rows(graph)
+    if not for_table:
+        rows = [{key: value for key, value in row.items() if key != "sees_image"} for row in rows]
+    return {
+        "graph": {"name": graph.name, "description": graph.spec.description,
+                  "file": graph.file},
+        "nodes": rows,
+        "outputs": dict(graph.outputs),
+        "totals": totals(graph, batch_size),
+        "warnings": list(graph.warnings),
+    }
+
+
+# --- the DAG as lanes ------------------------------------------------------------------------
+
+
+@dataclass
+class LaneRow:
+    """One node of the lane drawing.
+
+    ``connector`` is the row drawn above the node where other lanes join it or it branches off
+    an existing lane (None when it simply continues the lane above); ``line`` holds the node's
+    mark; ``below`` the lanes that pass on under it (for a row taller than one line).
+    Lanes are two characters apart.
+    """
+
+    node: str
+    column: int
+    connector: str | None
+    line: str
+    below: str
+
+
+INPUT_MARK, NODE_MARK = "○", "●"
+
+
+def lane_rows(graph) -> list[LaneRow]:
+    """Lay the DAG out in lanes, in topological order, the way ``git log --graph`` does.
+
+    A lane carries a node's output down to its consumers. A node continues the lane of an input
+    whose last consumer it is, else it opens a new lane (a branch, drawn ``├─╮``). Inputs whose
+    lanes end here join it from the side (``╰``, ``╯``, ``┴``); inputs still needed below keep
+    their lanes (``├``, ``┤``): a skip connection is a lane running beside a branch and joining
+    it further down.
+    """
+    lanes: list[str | None] = []
+    remaining: dict[str, int] = {}
+    rows = []
+    for name in graph.order:
+        node = graph.nodes[name]
+        sources = list(dict.fromkeys(node.inputs))
+        column_of = {source: lanes.index(source) for source in sources}
+        ending = [s for s in sources if remaining[s] == 1]
+        if ending:
+            column = min(column_of[s] for s in ending)
+        else:
+            column = lanes.index(None) if None in lanes else len(lanes)
+        joining = [s for s in sources if column_of[s] != column]
+        connector = (_connector(lanes, column, column_of, joining, remaining)
+                     if joining else None)
+        for source in sources:
+            remaining[source] -= 1
+            if remaining[source] == 0:
+                lanes[column_of[source]] = None
+        consumers = list(dict.fromkeys(graph.consumers(name)))
+        while len(lanes) <= column:
+            lanes.append(None)
+        if consumers:
+            remaining[name] = len(consumers)
+            lanes[column] = name
+        mark = INPUT_MARK if node.is_input else NODE_MARK
+        line = _lane_line(lanes, {column: mark})
+        while lanes and lanes[-1] is None:
+            lanes.pop()
+        rows.append(LaneRow(name, column, connector, line, _lane_line(lanes, {})))
+    return rows
+
+
+def _lane_line(lanes, marks: dict[int, str]) -> str:
+    width = max([len(lanes)] + [c + 1 for c in marks])
+    cells = [marks.get(i, "│" if i < len(lanes) and lanes[i] is not None else " ")
+             for i in range(width)]
+    return " ".join(cells).rstrip()
+
+
+def _connector(lanes, column: int, column_of: dict, joining: list, remaining: dict) -> str:
+    """The row where ``joining`` lanes turn into ``column`` (see :func:`lane_rows`)."""
+    low = min([column] + [column_of[s] for s in joining])
+    high = max([column] + [column_of[s] for s in joining])
+    width = max(len(lanes), column + 1)
+    joined_at = {column_of[s]: remaining[s] > 1 for s in joining}  # column → lane continues
+    cells = []
+    for i in range(width):
+        active = i < len(lanes) and lanes[i] is not None
+        if i == column:
+            from_above = active  # the node continues an input's lane
+            left, right = low < column, high > column
+            cells.append({(True, True, True): "┼", (True, True, False): "┤",
+                          (True, False, True): "├", (False, True, True): "┬",
+                          (False, True, False): "╮", (False, False, True): "╭"}
+                         [(from_above, left, right)])
+        elif i in joined_at:
+            continues = joined_at[i]
+            if i in (low, high):
+                cells.append(("├" if continues else "╰") if i == low
+                             else ("┤" if continues else "╯"))
+            else:
+                cells.append("┼" if continues else "┴")
+        elif low < i < high:
+            cells.append("┼" if active else "─")
+        else:
+            cells.append("│" if active else " ")
+    text = "".join(cell + ("─" if low <= i < high else " ") for i, cell in enumerate(cells))
+    return text.rstrip()
+
+
+# --- diagram text ----------------------------------------------------------------------------
+
+
+def _label_lines(graph, name: str) -> tuple[str, str]:
+    node = graph.nodes[name]
+    shape = format_shape(node.shape) if node.shape is not None else "?"
+    return name, f"{node.op_name} {shape}"
+
+
+def to_dot(graph) -> str:
+    """Graphviz DOT: one box per node labelled with name, op and output shape."""
+    def quote(text: str) -> str:
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+    lines = [f"digraph {quote(graph.name)} {{", "  rankdir=TB;",
+             '  node [shape=box, style=rounded, fontname="Helvetica"];']
+    outputs = set(graph.outputs.values())
+    for name in graph.order:
+        title, detail = _label_lines(graph, name)
+        style = ", shape=ellipse" if graph.nodes[name].is_input else (
+            ", peripheries=2" if name in outputs else "")
+        lines.append(f"  {quote(name)} [label={quote(title + chr(10) + detail)}{style}];")
+    for name in graph.order:
+        for source in dict.fromkeys(graph.nodes[name].inputs):
+            lines.append(f"  {quote(source)} -> {quote(name)};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def to_mermaid(graph) -> str:
+    """A Mermaid flowchart. Node ids are generated (``n0``, ``n1``…) because a spec's names may
+    hold any printable character; labels are quoted with Mermaid's entity escapes."""
+    def label(text: str) -> str:
+        escaped = "".join(_MERMAID_ESCAPES.get(ch, ch) for ch in text)
+        return f'"{escaped}"'
+
+    ids = {name: f"n{position}" for position, name in enumerate(graph.order)}
+    lines = ["flowchart TD"]
+    for name in graph.order:
+        title, detail = _label_lines(graph, name)
+        text = label(title + "\n" + detail).replace("\n", "<br/>")
+        opening, closing = ("([", "])") if graph.nodes[name].is_input else ("[", "]")
+        lines.append(f"  {ids[name]}{opening}{text}{closing}")
+    for name in graph.order:
+        for source in dict.fromkeys(graph.nodes[name].inputs):
+            lines.append(f"  {ids[source]} --> {ids[name]}")
+    return "\n".join(lines) + "\n"
+
+
+_MERMAID_ESCAPES = {'"': "#quot;", "<": "#lt;", ">": "#gt;", "#": "#35;", "&": "#amp;"}
+
+
+# --- receptive field on the image ------------------------------------------------------------
+
+
+def field_view(graph, node_name: str, unit: tuple[int, int] | None = None) -> dict:
+    """Where one unit of ``node_name`` looks in its input image.
+
+    The unit defaults to the centre of the node's output. Coordinates are input pixels, rows
+    then columns; the field's box is inclusive and may reach outside the image (padding).
+    ``neighbours`` are the centres of the adjacent units' fields, ``jump`` pixels apart;
+    ``path`` is the field size of every node on the way from the image, to show its growth.
+    """
+    if node_name not in graph.nodes:
+        raise UsageError("unknown node", field="--rf", expected="a node of the graph",
+                         found=repr(node_name), hint=suggest(node_name, graph.order))
+    node = graph.nodes[node_name]
+    images = [s for s in graph.order if s in nx.ancestors(graph.dag, node_name) | {node_name}
+              and graph.nodes[s].is_input and len(graph.nodes[s].shape) == 3]
+    if not images:
+        raise UsageError(f"node {node_name!r} does not depend on an image input", field="--rf",
+                         expected="a node fed by a C×H×W input")
+    image = graph.nodes[images[0]]
+    view = {"node": node_name, "op": node.op_name, "input": image.name,
+            "image": list(image.shape[1:]), "path": _field_path(graph, node_name)}
+    field = node.receptive_field
+    if field is None:
+        return dict(view, whole=True)
+    out_h, out_w = node.shape[1:]
+    if unit is None:
+        unit = ((out_h - 1) // 2, (out_w - 1) // 2)
+    if not (0 <= unit[0] < out_h and 0 <= unit[1] < out_w):
+        raise UsageError("unit outside the node's output", field="--unit",
+                         expected=f"Y in 0..{out_h - 1} and X in 0..{out_w - 1}",
+                         found=f"{unit[0]},{unit[1]}")
+    top, left = (field.start[a] + unit[a] * field.jump[a] for a in range(2))
+    bottom, right = top + field.size[0] - 1, left + field.size[1] - 1
+
+    def centre(y, x):
+        return [field.start[0] + y * field.jump[0] + (field.size[0] - 1) / 2,
+                field.start[1] + x * field.jump[1] + (field.size[1] - 1) / 2]
+
+    neighbours = [centre(unit[0] + dy, unit[1] + dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
+                  if (dy or dx) and 0 <= unit[0] + dy < out_h and 0 <= unit[1] + dx < out_w]
+    height, width = image.shape[1:]
+    seen_rows = max(0, min(bottom, height - 1) - max(top, 0) + 1)
+    seen_columns = max(0, min(right, width - 1) - max(left, 0) + 1)
+    return dict(view, whole=False, output=[out_h, out_w], unit=list(unit),
+                size=list(field.size), jump=list(field.jump), start=list(field.start),
+                box={"top": top, "left": left, "bottom": bottom, "right": right},
+                centre=centre(*unit), neighbours=neighbours,
+                padded=top < 0 or left < 0 or bottom >= height or right >= width,
+                coverage=seen_rows * seen_columns / (height * width))
+
+
+def _field_path(graph, node_name: str) -> list[dict]:
+    """The field size of each ancestor that changes it (and of the node), in topological order;
+    None where the field is the whole input."""
+    wanted = nx.ancestors(graph.dag, node_name) | {node_name}
+    path = []
+    for name in graph.order:
+        node = graph.nodes[name]
+        if name not in wanted or node.is_input:
+            continue
+        field = node.receptive_field
+        unchanged = any(graph.nodes[s].receptive_field == field for s in node.inputs)
+        if name == node_name or not unchanged:
+            path.append({"name": name, "op": node.op_name,
+                         "size": list(field.size) if field is not None else None})
+    return path
+
+
+def parse_unit(text: str | None) -> tuple[int, int] | None:
+    """``"Y,X"`` → (Y, X); None stays None."""
+    if text is None:
+        return None
+    parts = text.replace(" ", "").split(",")
+    if len(parts) != 2 or not all(p.lstrip("-").isdigit() for p in parts):
+        raise UsageError("bad argument", field="--unit", expected="Y,X such as 3,4",
+                         found=repr(text))
+    return int(parts[0]), int(parts[1])
+
+
+# --- the op catalogue ------------------------------------------------------------------------
+
+
+def op_catalogue(registry) -> list[dict]:
+    """Every registered op, in registration order (so grouped by plugin), with its plugin,
+    arity, attributes and docs."""
+    return [describe_op(registry, name) for name in registry.entries["op"]]
+
+
+def describe_op(registry, name: str) -> dict:
+    """One op in full; an unknown name raises SpecError with a suggestion."""
+    entry = registry.entry("op", name, field_name="op")
+    op_class = entry.value
+    low, high = op_class.arity_range()
+    attributes = []
+    for attr_name, attr in op_class.attrs.items():
+        attributes.append({
+            "name": attr_name, "kind": attr.kind, "required": attr.required,
+            "default": None if attr.required else _plain(attr.default),
+            "default_text": "required" if attr.required else format_default(attr.default),
+            "accepts": attr.describe(),
+            "choices": list(attr.choices) if attr.choices else None,
+            "minimum": attr.minimum, "maximum": attr.maximum, "doc": attr.doc,
+        })
+    return {
+        "name": op_class.name, "plugin": entry.plugin, "doc": op_class.doc(),
+        "docstring": pyinspect.cleandoc(op_class.__doc__ or ""),
+        "arity": [low, high], "arity_text": _arity_text(low, high),
+        "has_params": op_class.params is not Op.params,
+        "integer_inputs": list(op_class.integer_inputs), "is_loss": op_class.is_loss,
+        "attributes": attributes,
+    }
+
+
+def _arity_text(low: int, high: int | None) -> str:
+    if high == low:
+        return f"{low} input" + ("" if low == 1 else "s")
+    if high is None:
+        return f"{low} or more inputs"
+    return f"{low} to {high} inputs"
+
+
+def format_default(value) -> str:
+    """A default as a spec would write it: ``1`` for (1, 1), ``true``, ``"same"``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "none"
+    if isinstance(value, tuple) and len(value) == 2 and value[0] == value[1]:
+        return str(value[0])
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(format_default(v) for v in value) + "]"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, np.ndarray):
+        return f"array {format_shape(value.shape)}"
+    return str(value)
+
+
+def _plain(value):
+    """A default as JSON can hold it."""
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if value is REQUIRED:
+        return None
+    return value
+
+
+# --- filters and activation maps -------------------------------------------------------------
+
+
+def filter_nodes(graph) -> list[str]:
+    """Nodes that slide a window with a 4-D weight (filters, channels, height, width), in order."""
+    found = []
+    for node in graph.op_nodes:
+        if _filter_param(node) is None:
+            continue
+        contribution = node.op.receptive_field([graph.nodes[s].shape for s in node.inputs],
+                                               node.attrs)
+        if isinstance(contribution, Window):
+            found.append(node.name)
+    return found
+
+
+def _filter_param(node) -> str | None:
+    for name, param in node.param_specs.items():
+        if len(param.shape) == 4:
+            return name
+    return None
+
+
+def pick_filter_node(graph, name: str | None = None) -> str:
+    """``name`` if it is a convolution-like node, else the first one; errors say what exists."""
+    found = filter_nodes(graph)
+    if name is None:
+        if not found:
+            raise SpecError("the spec has no convolution layer (a node that slides a window and "
+                            "has a 4-D filter weight), so there are no filters to show",
+                            file=graph.file)
+        return found[0]
+    if name not in graph.nodes:
+        raise UsageError("unknown node", field="--node", expected="a node of the graph",
+                         found=repr(name), hint=suggest(name, found or graph.order))
+    if name not in found:
+        raise UsageError(f"node {name!r} (op {graph.nodes[name].op_name}) has no filters",
+                         field="--node",
+                         expected="a convolution layer: " + (", ".join(found) or "none in this spec"))
+    return name
+
+
+def filter_weights(network, node_name: str) -> np.ndarray:
+    """The node's filters as float64, shape (filters, channels, height, width)."""
+    node = network.graph.nodes[node_name]
+    return np.asarray(network.params[node_name][_filter_param(node)], dtype=np.float64)
+
+
+def resolve_checkpoint(path) -> Path:
+    """A checkpoint file, or the newest ``.npz`` in a run directory (``runs/<name>/``)."""
+    path = Path(path)
+    if path.is_dir():
+        found = sorted(path.glob("*.npz"), key=lambda p: (p.stat().st_mtime, p.name))
+        if not found:
+            raise CheckpointError("no checkpoint in this directory", file=path,
+                                  expected="a .npz checkpoint written by graphnet train")
+        return found[-1]
+    return path
+
+
+def load_image(path, graph, index: int = 0) -> tuple[str, np.ndarray]:
+    """One sample from an ``.npz`` (its ``images`` array, or its only array), shaped as the
+    graph's first image input; returns (input name, array of shape 1×C×H×W)."""
+    inputs = [n for n in graph.inputs if len(graph.nodes[n].shape) == 3]
+    if not inputs:
+        raise SpecError("the spec has no image input (C×H×W)", file=graph.file)
+    shape = graph.nodes[inputs[0]].shape
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("input file not found", file=path)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            names = list(archive.files)
+            if "images" in names:
+                images = archive["images"]
+            elif len(names) == 1:
+                images = archive[names[0]]
+            else:
+                raise DataError("cannot tell which array holds the images", file=path,
+                                expected="an array named 'images' or a single array",
+                                found=", ".join(names) or "no arrays")
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as error:
+        raise DataError(f"cannot read the input file: {error}", file=path,
+                        expected="an .npz archive") from None
+    if images.ndim == len(shape) and images.shape == shape:
+        images = images[None]  # a single image
+    if images.ndim == 3 and shape[0] == 1:
+        images = images[:, None]  # N×H×W grey images
+    if images.ndim != 4 or images.shape[1:] != shape:
+        raise DataError("images have the wrong shape", file=path,
+                        expected=f"N×{format_shape(shape)} for input {inputs[0]!r}",
+                        found=format_shape(images.shape))
+    if not -len(images) <= index < len(images):
+        raise UsageError("bad argument", field="--index",
+                         expected=f"0..{len(images) - 1}", found=str(index))
+    if not np.issubdtype(images.dtype, np.number):
+        raise DataError("images must hold numbers", file=path, found=str(images.dtype))
+    return inputs[0], np.asarray(images[index:index + 1] if index >= 0
+                                 else images[index:][:1], dtype=np.float64)
+
+
+def activation_maps(network, input_name: str, image: np.ndarray, node_names) -> dict:
+    """Each named node's output for one image (batch of one), as (channels, height, width)."""
+    node_names = list(node_names)
+    network.forward({input_name: image}, outputs=(), capture=node_names)
+    return {name: np.asarray(network.captured[name][0], dtype=np.float64) for name in node_names}
+
+
+def shrink(array: np.ndarray, factor: int) -> np.ndarray:
+    """Average ``factor``×``factor`` blocks of the last two axes (edges padded by repetition)."""
+    if factor <= 1:
+        return array
+    height, width = array.shape[-2:]
+    pad_h, pad_w = (-height) % factor, (-width) % factor
+    widths = [(0, 0)] * (array.ndim - 2) + [(0, pad_h), (0, pad_w)]
+    padded = np.pad(array, widths, mode="edge")
+    new_shape = padded.shape[:-2] + (padded.shape[-2] // factor, factor,
+                                     padded.shape[-1] // factor, factor)
+    return padded.reshape(new_shape).mean(axis=(-3, -1))
+
+
+def zoom_for(size: int, target: int) -> int:
+    """The integer zoom that brings ``size`` pixels closest to ``target`` without exceeding it
+    (at least 1)."""
+    return max(1, target // max(size, 1))
+
+
+def shrink_for(size: int, limit: int) -> int:
+    """The smallest integer factor that brings ``size`` within ``limit``."""
+    return max(1, math.ceil(size / max(limit, 1)))
