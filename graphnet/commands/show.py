@@ -1,0 +1,74 @@
+"""``graphnet show SPEC``: a convolution layer's filters as heatmaps (learned ones from
+``--checkpoint``, else the seeded initial ones), or with ``--input`` the activation maps of
+every convolution layer for one image."""
+from __future__ import annotations
+
+from .. import inspection
+from ..checkpoint import restore_params
+from ..engine import Network
+from ..errors import UsageError
+from ..render import print_warning
+from ..render.heatmap import render_activations, render_filters
+from ._common import load_graph
+
+ORDER = 70
+
+
+def register(subparsers, common) -> None:
+    parser = subparsers.add_parser(
+        "show", parents=[common], help="filters and activation maps as terminal heatmaps",
+        description="Draw the first convolution layer's filters (or --node's) as heatmaps: "
+        "colour for filters over three input channels, a diverging blue-white-red map "
+        "otherwise. With --input, draw each convolution layer's activation maps for one image.")
+    parser.add_argument("spec", metavar="SPEC", help="TOML or JSON graph spec")
+    parser.add_argument("--checkpoint", metavar="PATH",
+                        help="a checkpoint (.npz) or a run directory (its newest checkpoint); "
+                        "without it the filters are the untrained initial ones")
+    parser.add_argument("--node", metavar="NAME", help="the convolution node to draw")
+    parser.add_argument("--input", metavar="FILE",
+                        help="an .npz holding images (an 'images' array or its only array): "
+                        "draw activation maps for one of them")
+    parser.add_argument("--index", type=int, default=0, help="which image of --input (default 0)")
+    parser.add_argument("--channel", type=int, default=0,
+                        help="input channel drawn when filters do not have exactly three "
+                        "(default 0)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the initial parameters without --checkpoint (default 0)")
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    graph = load_graph(args, args.spec)
+    for warning in graph.warnings:
+        print_warning(warning)
+    node_name = inspection.pick_filter_node(graph, args.node)
+    network = Network(graph, seed=args.seed)
+    if args.checkpoint:
+        path = inspection.resolve_checkpoint(args.checkpoint)
+        checkpoint = restore_params(path, network)
+        epoch = checkpoint.meta.get("epoch")
+        source = f"learned weights from {path}" + (f" (epoch {epoch})" if epoch is not None else "")
+        untrained = False
+    else:
+        source = (f"initialised weights (random, seed {args.seed}): no --checkpoint given, so "
+                  "these are untrained")
+        untrained = True
+    if args.input:
+        input_name, image = inspection.load_image(args.input, graph, args.index)
+        nodes = [node_name] if args.node else inspection.filter_nodes(graph)
+        maps = inspection.activation_maps(network, input_name, image, nodes)
+        render_activations({
+            "input": input_name, "image": image[0], "file": args.input, "index": args.index,
+            "source": source, "untrained": untrained,
+            "maps": [{"node": name, "op": graph.nodes[name].op_name, "values": maps[name]}
+                     for name in nodes]})
+        return 0
+    weights = inspection.filter_weights(network, node_name)
+    channels = weights.shape[1]
+    if not 0 <= args.channel < channels:
+        raise UsageError("bad argument", field="--channel", expected=f"0..{channels - 1}",
+                         found=str(args.channel))
+    render_filters({"node": node_name, "op": graph.nodes[node_name].op_name, "source": source,
+                    "untrained": untrained, "weights": weights,
+                    "channel": None if channels == 3 else args.channel})
+    return 0
