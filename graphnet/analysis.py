@@ -9,10 +9,11 @@ of the first unit's field's first pixel, negative under padding).
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass
 
-from .errors import GraphnetError, SpecError
-from .op import GLOBAL, POINTWISE, Window, format_shape
+from .errors import GraphnetError, PluginError, SpecError
+from .op import GLOBAL, POINTWISE, Param, Window, format_shape
 from .spec import SpecErrors
 
 
@@ -70,6 +71,17 @@ def _located(graph, node, error: GraphnetError) -> SpecError:
                expected=error.expected, found=error.found, hint=error.hint)
 
 
+def _crashed(graph, node, method: str, error: Exception) -> SpecError:
+    """An op's analysis method raised something other than a GraphnetError: name the plugin."""
+    return SpecError(f"{method} of op {node.op_name!r} (plugin {node.plugin!r}) raised "
+                     f"{type(error).__name__}: {error}", file=graph.file, node=node.name)
+
+
+def _raise_all(problems: list) -> None:
+    if problems:
+        raise problems[0] if len(problems) == 1 else SpecErrors(problems)
+
+
 def infer_shapes(graph) -> None:
     """Each op node's per-sample output shape; also checks integer vs float inputs and the loss."""
     problems: list[SpecError] = []
@@ -95,18 +107,17 @@ def infer_shapes(graph) -> None:
             problems.append(_located(graph, node, error))
             failed.add(name)
         except Exception as error:  # a plugin's shape() crashed: name it, keep the rest going
-            problems.append(SpecError(
-                f"shape inference of op {node.op_name!r} (plugin {node.plugin!r}) raised "
-                f"{type(error).__name__}: {error}", file=graph.file, node=name))
+            problems.append(_crashed(graph, node, "shape inference", error))
             failed.add(name)
     loss = graph.loss
-    if loss is not None and loss not in failed and graph.nodes[loss].shape != ():
-        problems.append(SpecError("the loss output must name a node with a scalar output",
+    # Backward seeds the loss with one scalar for the whole batch: only a loss op makes that.
+    if loss is not None and loss not in failed and not graph.nodes[loss].is_loss:
+        problems.append(SpecError("the loss output must name a loss node (one scalar per batch)",
                                   file=graph.file, field="outputs.loss",
                                   expected="a loss op such as softmax_cross_entropy",
-                                  found=f"{loss!r} of shape {format_shape(graph.nodes[loss].shape)}"))
-    if problems:
-        raise problems[0] if len(problems) == 1 else SpecErrors(problems)
+                                  found=f"{loss!r} ({graph.nodes[loss].op_name}) of shape "
+                                        f"{format_shape(graph.nodes[loss].shape)}"))
+    _raise_all(problems)
 
 
 def _check_input_kinds(graph, node) -> None:
@@ -135,6 +146,8 @@ def infer_params(graph) -> None:
         try:
             input_shapes = [graph.nodes[s].shape for s in node.inputs]
             node.param_specs = dict(node.op.params(input_shapes, node.attrs))
+            for param_name, param in node.param_specs.items():
+                _check_param(node, param_name, param)
             node.params = sum(math.prod(p.shape) for p in node.param_specs.values())
             fitted = {}
             for key, array in node.fixed_weights.items():
@@ -150,14 +163,37 @@ def infer_params(graph) -> None:
             node.fixed_weights = fitted
         except GraphnetError as error:
             problems.append(_located(graph, node, error))
-    if problems:
-        raise problems[0] if len(problems) == 1 else SpecErrors(problems)
+        except Exception as error:
+            problems.append(_crashed(graph, node, "params()", error))
+    _raise_all(problems)
+
+
+def _check_param(node, name, param) -> None:
+    """What an op's params() returned must be usable by the engine: a Param with an int shape."""
+    if not isinstance(param, Param) or not isinstance(name, str):
+        raise PluginError(f"plugin {node.plugin!r}, op {node.op_name!r}: params() must map "
+                          "names to graphnet.op.Param", found=f"{name!r}: {param!r}")
+    try:
+        dims = [operator.index(d) for d in param.shape]
+    except TypeError:
+        dims = None
+    if dims is None or any(d < 0 for d in dims):
+        raise PluginError(f"plugin {node.plugin!r}, op {node.op_name!r}: parameter {name!r} has "
+                          "a bad shape", expected="a tuple of integers >= 0",
+                          found=repr(param.shape))
 
 
 def count_macs(graph) -> None:
+    problems = []
     for node in graph.op_nodes:
-        node.macs = int(node.op.macs([graph.nodes[s].shape for s in node.inputs], node.shape,
-                                     node.attrs))
+        try:
+            node.macs = int(node.op.macs([graph.nodes[s].shape for s in node.inputs], node.shape,
+                                         node.attrs))
+        except GraphnetError as error:
+            problems.append(_located(graph, node, error))
+        except Exception as error:
+            problems.append(_crashed(graph, node, "macs()", error))
+    _raise_all(problems)
 
 
 def infer_receptive_fields(graph) -> None:
@@ -169,8 +205,13 @@ def infer_receptive_fields(graph) -> None:
             continue
         fields = [graph.nodes[s].receptive_field for s in node.inputs]
         fields = [f for f in fields if f is not None]
-        contribution = node.op.receptive_field([graph.nodes[s].shape for s in node.inputs],
-                                               node.attrs)
+        try:
+            contribution = node.op.receptive_field([graph.nodes[s].shape for s in node.inputs],
+                                                   node.attrs)
+        except GraphnetError as error:
+            raise _located(graph, node, error) from None
+        except Exception as error:
+            raise _crashed(graph, node, "receptive_field()", error) from None
         if contribution == GLOBAL or not fields or len(node.shape) != 3:
             node.receptive_field = None
         elif contribution == POINTWISE:

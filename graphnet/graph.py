@@ -7,6 +7,7 @@ here; nothing is allocated but Python ints.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,9 +16,9 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
-from .errors import GraphnetError, SpecError
+from .errors import GraphnetError, PluginError, SpecError
 from .op import Op, Param, format_shape, parse_number_array
-from .registry import Registry, get_registry, suggest
+from .registry import Registry, clip, get_registry, suggest
 from .spec import Spec, SpecErrors, load_spec
 
 
@@ -89,7 +90,14 @@ class Graph:
         return [self.nodes[n] for n in self.order if not self.nodes[n].is_input]
 
     def consumers(self, name: str) -> list[str]:
-        return [n for n in self.order if name in self.nodes[n].inputs]
+        """The nodes that take ``name`` as an input, in execution order (each once)."""
+        # From the DAG's edges, not a scan of every node: callers ask once per node.
+        return sorted(self.dag.successors(name), key=self.position.__getitem__)
+
+    @functools.cached_property
+    def position(self) -> dict[str, int]:
+        """Each node's index in ``order``."""
+        return {name: index for index, name in enumerate(self.order)}
 
     @property
     def total_params(self) -> int:
@@ -148,10 +156,12 @@ def build_graph(spec: Spec, registry: Registry) -> Graph:
     except nx.NetworkXNoCycle:
         cycle = None
     if cycle:
-        names = [edge[0] for edge in cycle]
+        names = [edge[0] for edge in cycle] + [cycle[0][0]]
+        if len(names) > 12:  # a cycle through thousands of nodes: its ends say where it is
+            names = names[:6] + [f"… {len(names) - 10} more …"] + names[-4:]
         problems.append(SpecError("the graph has a cycle", file=spec.file, node=names[0],
                                   field="inputs", expected="a DAG (no node may depend on itself)",
-                                  found=" → ".join(names + [names[0]])))
+                                  found=" → ".join(names)))
     if problems:
         raise problems[0] if len(problems) == 1 else SpecErrors(problems)
 
@@ -166,13 +176,17 @@ def _resolve_node(node_spec, registry: Registry) -> Node:
     """The node's op instance and parsed attributes; errors name the field."""
     entry = registry.entry("op", node_spec.op, field_name="op")
     op_class = entry.value
-    op = op_class()
+    try:
+        op = op_class()
+    except Exception as error:  # a plugin's constructor: name it, the other nodes go on
+        raise PluginError(f"op {op_class.name!r} (plugin {entry.plugin!r}) could not be created: "
+                          f"{type(error).__name__}: {error}", field="op") from None
     problems: list[SpecError] = []
     parsed = {}
     for key, value in node_spec.attrs.items():
         if key not in op_class.attrs:
             known = sorted(op_class.attrs)
-            problems.append(SpecError(f"unknown attribute for op {op_class.name!r}", field=key,
+            problems.append(SpecError(f"unknown attribute for op {op_class.name!r}", field=clip(key),
                                       expected="one of: " + (", ".join(known) or "no attributes"),
                                       hint=suggest(key, known)))
             continue

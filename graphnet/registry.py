@@ -106,8 +106,8 @@ class Registry:
         if broken:
             hint = f"it failed to register: {broken[0].message}"
         known = ", ".join(sorted(table)) or "none"
-        raise SpecError(f"unknown {kind} {name!r}", field=field_name,
-                        expected=f"one of: {known}", found=repr(name), hint=hint)
+        raise SpecError(f"unknown {kind} {clip(repr(name))}", field=field_name,
+                        expected=f"one of: {known}", found=clip(repr(name)), hint=hint)
 
     def op(self, name: str) -> Op:
         """A fresh instance of the op registered under ``name``."""
@@ -117,8 +117,16 @@ class Registry:
         return self.entries[kind][name].plugin
 
 
+def clip(text, limit: int = 60) -> str:
+    """``text`` as a string short enough for a message (a spec may hold megabyte-long keys)."""
+    text = str(text)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def suggest(name: str, known) -> str | None:
     """``did you mean 'x'?`` for the closest known name, or None."""
+    if len(str(name)) > 1000:  # no known name is this long; difflib would only spend time
+        return None
     close = difflib.get_close_matches(str(name), list(known), n=1, cutoff=0.6)
     return f"did you mean {close[0]!r}?" if close else None
 

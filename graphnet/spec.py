@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import json
 import math
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import SpecError
-from .registry import RESERVED_NODE_KEYS, suggest
+from .registry import RESERVED_NODE_KEYS, clip, suggest
 
 SECTIONS = ("graph", "inputs", "nodes", "outputs", "train")
 INPUT_KEYS = ("shape", "dtype")
 INPUT_DTYPES = ("float32", "float64", "int64", "int32")
 MAX_NAME_LENGTH = 200
+MAX_SPEC_BYTES = 256 * 2**20
+"""Larger spec files are refused before reading: a spec is text, weights belong in checkpoints."""
 
 
 @dataclass
@@ -85,6 +88,16 @@ def read_spec_file(path: str | Path) -> dict:
         raise SpecError("cannot tell the spec's format", file=path,
                         expected="a file ending in .toml or .json", found=repr(path.suffix or "no suffix"))
     try:
+        status = path.stat()
+        if stat.S_ISDIR(status.st_mode):
+            raise IsADirectoryError
+        # A FIFO or a device (/dev/zero) could block or never end; a huge file would fill memory.
+        if not stat.S_ISREG(status.st_mode):
+            raise SpecError("spec path is not a regular file", file=path, expected="a file")
+        if status.st_size > MAX_SPEC_BYTES:
+            raise SpecError("spec file is too large", file=path,
+                            expected=f"at most {MAX_SPEC_BYTES // 2**20} MiB",
+                            found=f"{status.st_size / 2**20:.0f} MiB")
         data = path.read_bytes()
     except FileNotFoundError:
         raise SpecError("spec file not found", file=path) from None
@@ -104,14 +117,22 @@ def read_spec_file(path: str | Path) -> dict:
         try:
             parsed = tomllib.loads(text)
         except tomllib.TOMLDecodeError as error:
-            raise SpecError(f"TOML syntax error: {error}", file=path) from None
+            raise SpecError(f"TOML syntax error: {_with_end_position(str(error), text)}",
+                            file=path) from None
+        except RecursionError:
+            raise SpecError("TOML syntax error: arrays or tables nested too deeply",
+                            file=path) from None
     else:
         try:
-            parsed = json.loads(text, parse_constant=_reject_constant)
+            parsed = json.loads(text, parse_constant=_reject_constant,
+                                parse_int=lambda digits: _parse_json_int(digits, text))
         except json.JSONDecodeError as error:
             raise SpecError(f"JSON syntax error: {error.msg} (at line {error.lineno}, "
                             f"column {error.colno})", file=path) from None
-        except (ValueError, RecursionError) as error:
+        except RecursionError:
+            raise SpecError("JSON syntax error: arrays or objects nested too deeply",
+                            file=path) from None
+        except ValueError as error:
             raise SpecError(f"JSON syntax error: {error}", file=path) from None
     if not isinstance(parsed, dict):
         raise SpecError("spec must be an object/table at the top level", file=path,
@@ -121,6 +142,26 @@ def read_spec_file(path: str | Path) -> dict:
 
 def _reject_constant(name: str):
     raise ValueError(f"{name} is not a number a spec may hold")
+
+
+def _position(text: str, offset: int) -> str:
+    line = text.count("\n", 0, offset) + 1
+    return f"line {line}, column {offset - text.rfind(chr(10), 0, offset)}"
+
+
+def _with_end_position(message: str, text: str) -> str:
+    """tomllib says "at end of document" without a line; name the last line and column."""
+    return message.replace("(at end of document)",
+                           f"(at {_position(text, len(text))}: the end of the file)")
+
+
+def _parse_json_int(digits: str, text: str) -> int:
+    """An integer from JSON; one too long for Python to convert is named with its position."""
+    try:
+        return int(digits)
+    except ValueError:
+        raise ValueError(f"a number of {len(digits)} digits is too long "
+                         f"(at {_position(text, max(text.find(digits), 0))})") from None
 
 
 def parse_spec(data: dict, file: str | Path | None = None) -> Spec:
@@ -139,7 +180,7 @@ def parse_spec(data: dict, file: str | Path | None = None) -> Spec:
         raise SpecError("spec must be a table/object", file=file, found=type(data).__name__)
     for key in data:
         if key not in SECTIONS:
-            problem("unknown section", field=str(key), expected="one of " + ", ".join(SECTIONS),
+            problem("unknown section", field=clip(key), expected="one of " + ", ".join(SECTIONS),
                     hint=suggest(key, SECTIONS))
 
     graph_section = _table(data.get("graph", {}), "graph", problem)
@@ -147,10 +188,10 @@ def parse_spec(data: dict, file: str | Path | None = None) -> Spec:
     description = graph_section.get("description", "")
     for key, value in (("name", name), ("description", description)):
         if not isinstance(value, str):
-            problem("wrong type", field=f"graph.{key}", expected="a string", found=_show(value))
+            problem("wrong type", field=f"graph.{clip(key)}", expected="a string", found=_show(value))
     for key in graph_section:
         if key not in ("name", "description"):
-            problem("unknown key", field=f"graph.{key}", expected="name or description",
+            problem("unknown key", field=f"graph.{clip(key)}", expected="name or description",
                     hint=suggest(key, ("name", "description")))
 
     inputs = _parse_inputs(data.get("inputs"), problem)
@@ -195,7 +236,7 @@ def _parse_inputs(section, problem) -> dict[str, InputSpec]:
         problem("no inputs", field="inputs", expected="at least one named input")
     inputs = {}
     for name, declaration in section.items():
-        field_name = f"inputs.{name}"
+        field_name = f"inputs.{clip(name)}"
         if not _valid_name(name):
             problem("bad input name", field=field_name,
                     expected=f"a printable name of 1 to {MAX_NAME_LENGTH} characters without "
@@ -207,7 +248,7 @@ def _parse_inputs(section, problem) -> dict[str, InputSpec]:
             continue
         for key in declaration:
             if key not in INPUT_KEYS:
-                problem("unknown key", field=f"{field_name}.{key}", expected="shape or dtype",
+                problem("unknown key", field=f"{field_name}.{clip(key)}", expected="shape or dtype",
                         hint=suggest(key, INPUT_KEYS))
         shape = declaration.get("shape")
         if not isinstance(shape, list) or not all(
@@ -294,7 +335,7 @@ def _parse_nodes(section, inputs: dict, problem) -> list[NodeSpec]:
         for input_name in node.inputs:
             if input_name not in known:
                 problem("unknown input", node=node.name, field="inputs",
-                        expected="the name of an input or node", found=repr(input_name),
+                        expected="the name of an input or node", found=_show(input_name),
                         hint=suggest(input_name, known))
     return nodes
 
@@ -306,11 +347,11 @@ def _parse_outputs(section, node_names: list[str], input_names: list[str], probl
     outputs = {}
     for key, target in section.items():
         if not isinstance(target, str):
-            problem("wrong type", field=f"outputs.{key}", expected="a node name",
+            problem("wrong type", field=f"outputs.{clip(key)}", expected="a node name",
                     found=_show(target))
         elif target not in node_names and target not in input_names:
-            problem("output names a missing node", field=f"outputs.{key}",
-                    expected="the name of a node", found=repr(target),
+            problem("output names a missing node", field=f"outputs.{clip(key)}",
+                    expected="the name of a node", found=_show(target),
                     hint=suggest(target, node_names))
         else:
             outputs[str(key)] = target
