@@ -175,7 +175,7 @@ def render_activations(view: dict, console: Console | None = None) -> None:
         peak = positive.max()
         peaks = positive.reshape(channels, -1).max(axis=1)
         strongest = {int(i) for i in np.argsort(peaks)[::-1][:3] if peaks[i] > 0}
-        per_line = min(channels, 4)
+        per_line = min(channels, 4 if colour else 3)  # ASCII pixels are two characters wide
         room = max(8, (console.width - TILE_GAP * (per_line - 1)) // per_line)
         cells_per_pixel = 1 if colour else 2
         factor = shrink_for(width, room // cells_per_pixel)

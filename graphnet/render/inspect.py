@@ -100,7 +100,7 @@ def render_inspect(figures: dict, lanes, console: Console | None = None) -> None
     notes.append(f"outputs: {outputs}\n")
     notes.append("RF: receptive field size / jump / start in input pixels (height×width where "
                  "they differ); whole: each unit sees the whole input\n")
-    notes.append(f"{INPUT_MARK} input  {NODE_MARK} node  ├─╮ branch  ╰─┤ merge")
+    notes.append(f"{INPUT_MARK} input  {NODE_MARK} node  ├─╮ branch  ├─╯ merge")
     console.print(notes)
 
 
@@ -333,12 +333,12 @@ def render_catalogue(catalogue: list[dict], console: Console | None = None) -> N
                   title=f"{len(catalogue)} registered ops", title_justify="left",
                   title_style="bold")
     table.add_column("op", no_wrap=True, style=OP_STYLE, max_width=24, overflow="ellipsis")
-    table.add_column("doc · attributes (defaults)")
+    table.add_column("doc · attributes (defaults)", overflow="fold")
     by_plugin: dict[str, list[dict]] = {}
     for op in catalogue:
         by_plugin.setdefault(op["plugin"], []).append(op)
     for plugin, ops in by_plugin.items():
-        table.add_row(Text(plugin, style="bold magenta"), "")
+        table.add_row(Text("plugin", style=DIM), Text(plugin, style="bold magenta"))
         for position, op in enumerate(ops):
             table.add_row(Text(op["name"]), Text.assemble(op["doc"], "\n", _attribute_summary(op)),
                           end_section=position == len(ops) - 1)
