@@ -8,12 +8,14 @@ it was running when anything goes wrong.
 from __future__ import annotations
 
 import math
+import time
 import zlib
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 import numpy as np
 
+from . import limits
 from .errors import DataError, GraphnetError, NumericError, PluginError, UsageError
 from .op import RunContext, format_shape
 
@@ -79,17 +81,19 @@ class Network:
     ``backward()`` returns the gradients of the loss (or of given output gradients).
     """
 
-    def __init__(self, graph, *, dtype="float32", seed: int = 0, params=None):
+    def __init__(self, graph, *, dtype="float32", seed: int = 0, params=None, memory_limit=None):
         self.graph = graph
         self.dtype = resolve_dtype(dtype)
         self.seed = seed
+        # Refused from the spec's numbers before anything is allocated (see graphnet.limits).
+        self.memory_limit = memory_limit
+        limits.check_parameters(graph, dtype=self.dtype, limit=memory_limit)
+        self._checked_batches: set[int] = set()
         self.params: dict[str, dict[str, np.ndarray]] = {}
         for node in graph.op_nodes:
             rng = node_rng(seed, node.name)
-            self.params[node.name] = {
-                name: (np.array(node.fixed_weights[name], dtype=self.dtype)
-                       if name in node.fixed_weights else initialise(spec, rng, self.dtype))
-                for name, spec in node.param_specs.items()}
+            self.params[node.name] = {name: self._new_param(node, name, spec, rng)
+                                      for name, spec in node.param_specs.items()}
         if params is not None:
             self.load_params(params)
         self.step_rng = np.random.default_rng([seed, 1])
@@ -99,6 +103,30 @@ class Network:
         self._plans: dict[tuple, list[str]] = {}
 
     # --- parameters -------------------------------------------------------------------------
+    def _new_param(self, node, name: str, spec, rng) -> np.ndarray:
+        """A parameter from the spec's fixed weights or its initialiser, checked for shape and
+        for values this dtype can hold."""
+        if name in node.fixed_weights:
+            with np.errstate(over="ignore"):
+                array = np.array(node.fixed_weights[name], dtype=self.dtype)
+            if not np.all(np.isfinite(array)):
+                raise NumericError(f"fixed weights do not fit in {self.dtype}", node=node.name,
+                                   field="weights", file=self.graph.file,
+                                   expected=f"values within ±{np.finfo(self.dtype).max:.3g}")
+            return array
+        try:
+            array = initialise(spec, rng, self.dtype)
+        except GraphnetError as error:
+            raise error.with_context(node=node.name, file=self.graph.file)
+        except (MemoryError, KeyboardInterrupt):
+            raise
+        except Exception as error:  # a plugin's callable initialiser
+            raise PluginError(f"plugin {node.plugin!r}, op {node.op_name!r}, node {node.name!r}: "
+                              f"initialising {name!r} raised {type(error).__name__}: {error}"
+                              ) from error
+        self._check_array(node, "init", f"parameter {name!r}", array, tuple(spec.shape))
+        return array
+
     def trainable(self) -> Iterable[tuple[str, str, np.ndarray]]:
         """``(node, param name, array)`` for every parameter the optimizer updates."""
         for node in self.graph.op_nodes:
@@ -169,14 +197,16 @@ class Network:
     def forward(self, feeds: dict[str, np.ndarray], *, training: bool = False,
                 outputs: Iterable[str] | None = None, keep_for_backward: bool | None = None,
                 check_finite: bool = False, rng: np.random.Generator | None = None,
-                capture: Iterable[str] = ()) -> dict[str, np.ndarray]:
+                capture: Iterable[str] = (), profile=None) -> dict[str, np.ndarray]:
         """Run the nodes the requested outputs need (all outputs by default), in order.
 
         ``training`` switches dropout and batch norm to their training behaviour;
         ``keep_for_backward`` (default: ``training``) keeps what backward needs;
         ``check_finite`` raises NumericError at the first node whose output is NaN or infinite;
         ``capture`` names nodes (or inputs) whose values are kept in ``self.captured`` (for
-        activation maps and training diagnostics).
+        activation maps and training diagnostics);
+        ``profile``, a callable ``profile(node_name, "forward", seconds)``, is told how long each
+        op's forward took (``graphnet bench``); None (the default) costs nothing.
         """
         output_names = tuple(outputs) if outputs is not None else tuple(self.graph.outputs)
         for output in output_names:
@@ -206,13 +236,14 @@ class Network:
                 values[name] = self._feed(feeds, name)
                 if batch is None:
                     batch = values[name].shape[0]
+                    self._check_batch(batch)
                 elif values[name].shape[0] != batch:
                     raise DataError("inputs disagree on the batch size", field=name,
                                     expected=f"{batch} samples", found=f"{values[name].shape[0]}")
             else:
                 inputs = [values[source] for source in node.inputs]
                 output, saved = self._call(node, "forward", inputs, self.params[name],
-                                           node.attrs, ctx)
+                                           node.attrs, ctx, profile=profile)
                 expected_shape = () if node.is_loss else (batch,) + node.shape
                 self._check_array(node, "forward", "output", output, expected_shape)
                 if check_finite and not np.all(np.isfinite(output)):
@@ -233,11 +264,14 @@ class Network:
         return {o: values[self.graph.outputs[o]] for o in output_names}
 
     def backward(self, grad_outputs: dict[str, np.ndarray] | None = None, *,
-                 input_grads: bool = False) -> Gradients:
+                 input_grads: bool = False, check_finite: bool = False,
+                 profile=None) -> Gradients:
         """Reverse-mode autodiff from the loss (or from ``grad_outputs``), in reverse order.
 
         Returns gradients of every trainable parameter that the seeds depend on and, with
         ``input_grads``, of every float graph input. Saved forward state is freed as it is used.
+        ``check_finite`` raises NumericError naming the first node whose backward returned a NaN
+        or infinite gradient. ``profile`` is told each op's backward time, as in ``forward``.
         """
         if not self._ran or (not self._saved and any(not self.graph.nodes[n].is_input
                                                      for n in self._ran)):
@@ -272,7 +306,8 @@ class Network:
             ctx.needs_param_grad = node.trainable
             saved = self._saved.pop(name)
             input_grads_list, param_grads = self._call(node, "backward", grad, saved,
-                                                       self.params[name], node.attrs, ctx)
+                                                       self.params[name], node.attrs, ctx,
+                                                       profile=profile)
             if not isinstance(input_grads_list, (list, tuple)) or \
                     len(input_grads_list) != len(node.inputs):
                 raise PluginError(f"plugin {node.plugin!r}, op {node.op_name!r}, node {name!r}: "
@@ -285,6 +320,9 @@ class Network:
                 expected = self._value_shape(source, (self._batch,))
                 self._check_array(node, "backward", f"gradient of input {position + 1}",
                                   source_grad, expected)
+                if check_finite:
+                    _check_finite_grad(node, f"gradient of input {position + 1} ({source!r})",
+                                       source_grad)
                 self._accumulate(grad_by_node, owned, source, source_grad)
             if node.trainable:
                 trainable = {k for k, p in node.param_specs.items() if p.trainable}
@@ -297,6 +335,8 @@ class Network:
                     param_grad = param_grads[param_name]
                     self._check_array(node, "backward", f"gradient of {param_name!r}", param_grad,
                                       self.params[name][param_name].shape)
+                    if check_finite:
+                        _check_finite_grad(node, f"gradient of {param_name!r}", param_grad)
                     grads[param_name] = param_grad
                 if grads:
                     result.params[name] = grads
@@ -304,6 +344,13 @@ class Network:
         return result
 
     # --- helpers ----------------------------------------------------------------------------
+    def _check_batch(self, batch: int) -> None:
+        """Refuse a batch whose activations would exceed the memory limit, before running it."""
+        if batch not in self._checked_batches:
+            limits.check_memory(self.graph, batch_size=batch, dtype=self.dtype,
+                                limit=self.memory_limit)
+            self._checked_batches.add(batch)
+
     def _value_shape(self, name: str, batch_shape: tuple) -> tuple:
         node = self.graph.nodes[name]
         return () if node.is_loss else batch_shape + node.shape
@@ -330,9 +377,14 @@ class Network:
             grad_by_node[name] = grad_by_node[name] + grad
             owned.add(name)
 
-    def _call(self, node, method: str, *args):
+    def _call(self, node, method: str, *args, profile=None):
         try:
-            return getattr(node.op, method)(*args)
+            if profile is None:
+                return getattr(node.op, method)(*args)
+            start = time.perf_counter()
+            result = getattr(node.op, method)(*args)
+            profile(node.name, method, time.perf_counter() - start)
+            return result
         except GraphnetError as error:
             raise error.with_context(node=node.name, file=self.graph.file)
         except (MemoryError, KeyboardInterrupt):
@@ -355,6 +407,12 @@ class Network:
         if array.dtype != self.dtype and not (method == "forward" and array.dtype.kind in "iu"):
             raise PluginError(f"{prefix} returned {array.dtype} as the {what}",
                               expected=str(self.dtype), found=str(array.dtype))
+
+
+def _check_finite_grad(node, what: str, grad) -> None:
+    if not np.all(np.isfinite(grad)):
+        raise NumericError(f"backward produced a non-finite {what} (NaN or infinite)",
+                           node=node.name, hint=f"op {node.op_name}")
 
 
 def _describe(value) -> str:

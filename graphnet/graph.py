@@ -151,11 +151,14 @@ def build_graph(spec: Spec, registry: Registry) -> Graph:
     for node_spec in spec.nodes:
         for input_name in node_spec.inputs:
             dag.add_edge(input_name, node_spec.name)
+    index = {name: -len(spec.inputs) + position for position, name in enumerate(spec.inputs)}
+    index.update((node_spec.name, node_spec.index) for node_spec in spec.nodes)
     try:
+        # The sort fails exactly when there is a cycle, and only then is one looked for:
+        # find_cycle costs more than the sort on a graph of thousands of nodes.
+        order = list(nx.lexicographical_topological_sort(dag, key=index.__getitem__))
+    except nx.NetworkXUnfeasible:
         cycle = nx.find_cycle(dag)
-    except nx.NetworkXNoCycle:
-        cycle = None
-    if cycle:
         names = [edge[0] for edge in cycle] + [cycle[0][0]]
         if len(names) > 12:  # a cycle through thousands of nodes: its ends say where it is
             names = names[:6] + [f"… {len(names) - 10} more …"] + names[-4:]
@@ -165,8 +168,6 @@ def build_graph(spec: Spec, registry: Registry) -> Graph:
     if problems:
         raise problems[0] if len(problems) == 1 else SpecErrors(problems)
 
-    index = {name: node.index for name, node in nodes.items()}
-    order = list(nx.lexicographical_topological_sort(dag, key=lambda name: index[name]))
     graph = Graph(spec=spec, dag=dag, nodes=nodes, order=order, registry=registry)
     analysis.run_passes(graph)
     return graph

@@ -168,10 +168,12 @@ def _op_problem(op_class) -> str | None:
 
 
 # --- building the manager --------------------------------------------------------------------
-def _builtin_plugins(problems: list[PluginError]) -> list[tuple[str, Any]]:
+def _builtin_plugins(problems: list[PluginError], disabled=frozenset()) -> list[tuple[str, Any]]:
     import graphnet_plugins
     found = []
     for name in graphnet_plugins.BUILTIN_PLUGINS:
+        if _is_disabled(f"builtin:{name}", disabled):
+            continue
         try:
             found.append((f"builtin:{name}", importlib.import_module(f"graphnet_plugins.{name}")))
         except Exception as error:  # reported like any plugin's failure; the rest keep working
@@ -180,9 +182,11 @@ def _builtin_plugins(problems: list[PluginError]) -> list[tuple[str, Any]]:
     return found
 
 
-def _entry_point_plugins(problems: list[PluginError]) -> list[tuple[str, Any]]:
+def _entry_point_plugins(problems: list[PluginError], disabled=frozenset()) -> list[tuple[str, Any]]:
     found = []
     for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if _is_disabled(entry_point.name, disabled):
+            continue
         try:
             found.append((entry_point.name, entry_point.load()))
         except Exception as error:  # a broken third-party plugin must not stop graphnet
@@ -216,6 +220,12 @@ def load_plugin_file(path: str | os.PathLike) -> Any:
     return module
 
 
+def _is_disabled(name: str, disabled) -> bool:
+    """A plugin is named by its entry-point name, its file path or stem, or ``builtin:x``/``x``."""
+    stem = Path(name).stem if name.endswith(".py") else name
+    return name in disabled or stem in disabled or name.removeprefix("builtin:") in disabled
+
+
 def plugin_paths_from_env() -> list[str]:
     return [p for p in os.environ.get(PLUGINS_ENV, "").split(os.pathsep) if p.strip()]
 
@@ -234,11 +244,14 @@ def build_registry(plugin_paths=(), *, entry_points: bool = True, environment: b
     """
     registry = Registry()
     disabled = set(disabled) | (disabled_from_env() if environment else set())
-    candidates = _builtin_plugins(registry.problems)
+    # A disabled plugin is never imported: importing it would run its code.
+    candidates = _builtin_plugins(registry.problems, disabled)
     if entry_points:
-        candidates += _entry_point_plugins(registry.problems)
+        candidates += _entry_point_plugins(registry.problems, disabled)
     paths = list(plugin_paths) + (plugin_paths_from_env() if environment else [])
     for path in dict.fromkeys(str(p) for p in paths):
+        if _is_disabled(path, disabled):
+            continue
         try:
             candidates.append((path, load_plugin_file(path)))
         except PluginError as error:
@@ -247,9 +260,6 @@ def build_registry(plugin_paths=(), *, entry_points: bool = True, environment: b
     manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     manager.add_hookspecs(hookspecs)
     for name, plugin in candidates:
-        stem = Path(name).stem if name.endswith(".py") else name
-        if name in disabled or stem in disabled or name.removeprefix("builtin:") in disabled:
-            continue
         if manager.get_plugin(name) is not None or manager.is_registered(plugin):
             continue
         try:

@@ -23,6 +23,8 @@ INPUT_DTYPES = ("float32", "float64", "int64", "int32")
 MAX_NAME_LENGTH = 200
 MAX_SPEC_BYTES = 256 * 2**20
 """Larger spec files are refused before reading: a spec is text, weights belong in checkpoints."""
+MAX_SUGGESTIONS = 20
+"""Unknown names past this many get no "did you mean" (each is a pass over every name)."""
 
 
 @dataclass
@@ -331,12 +333,14 @@ def _parse_nodes(section, inputs: dict, problem) -> list[NodeSpec]:
         nodes.append(NodeSpec(name, op, node_inputs, attrs, trainable, raw.get("weights"), index))
 
     known = set(inputs) | set(seen)
+    suggestions = MAX_SUGGESTIONS  # each costs a pass over every name: not for thousands
     for node in nodes:
         for input_name in node.inputs:
             if input_name not in known:
+                suggestions -= 1
                 problem("unknown input", node=node.name, field="inputs",
                         expected="the name of an input or node", found=_show(input_name),
-                        hint=suggest(input_name, known))
+                        hint=suggest(input_name, known) if suggestions >= 0 else None)
     return nodes
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..graph import Graph, load
+from ..limits import DEFAULT_FRACTION, LIMIT_ENV
 from ..registry import Registry, build_registry, disabled_from_env
 from ..render import print_error
 
@@ -23,3 +24,11 @@ def registry_from_args(args) -> Registry:
 def load_graph(args, path) -> Graph:
     """Load one spec with the registry the flags ask for."""
     return load(path, registry=registry_from_args(args))
+
+
+def add_memory_limit_argument(parser) -> None:
+    """``--memory-limit SIZE``: the most memory a graph may need (see :mod:`graphnet.limits`)."""
+    parser.add_argument("--memory-limit", metavar="SIZE", default=None,
+                        help="refuse graphs that would need more memory than this, e.g. 8GiB, "
+                             f"or none (default: {LIMIT_ENV}, else {DEFAULT_FRACTION:.0%} of "
+                             "physical memory)")

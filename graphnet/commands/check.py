@@ -1,9 +1,10 @@
 """``graphnet check SPEC...``: validate specs, one summary line each or one message per problem."""
 from __future__ import annotations
 
+from .. import limits
 from ..errors import GraphnetError
 from ..render import print_error, print_warning, stdout
-from ._common import load_graph
+from ._common import add_memory_limit_argument, load_graph
 
 ORDER = 10
 
@@ -13,10 +14,12 @@ def register(subparsers, common) -> None:
                                    description="Validate graph specs: exit 0 when all are valid, "
                                    "2 when any is not (one message per problem).")
     parser.add_argument("specs", nargs="+", metavar="SPEC", help="TOML or JSON graph spec")
+    add_memory_limit_argument(parser)
     parser.set_defaults(run=run)
 
 
 def run(args) -> int:
+    limits.memory_limit(args.memory_limit)  # a bad --memory-limit is reported before any spec
     status = 0
     for path in args.specs:
         try:
@@ -27,5 +30,10 @@ def run(args) -> int:
             continue
         for warning in graph.warnings:
             print_warning(warning)
+        # Known from the spec alone: a graph that cannot train even one sample at a time.
+        memory = limits.estimate(graph, batch_size=1, training=True, limit=args.memory_limit)
+        if memory.exceeds:
+            print_warning(f"{path}: the graph needs {memory.describe()}, more than the memory "
+                          f"limit of {limits.format_bytes(memory.limit)}")
         stdout().print(f"[green]ok[/] {path}: {graph.summary()}", soft_wrap=True)
     return status
