@@ -189,7 +189,7 @@ def _entry_point_plugins(problems: list[PluginError], disabled=frozenset()) -> l
             continue
         try:
             found.append((entry_point.name, entry_point.load()))
-        except Exception as error:  # a broken third-party plugin must not stop graphnet
+        except (Exception, SystemExit) as error:  # a broken third-party plugin must not stop graphnet
             problems.append(PluginError(
                 f"plugin {entry_point.name!r} ({entry_point.value}) failed to import: "
                 f"{type(error).__name__}: {error}"))
@@ -213,7 +213,7 @@ def load_plugin_file(path: str | os.PathLike) -> Any:
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
-    except Exception as error:
+    except (Exception, SystemExit) as error:  # sys.exit() in a plugin must not end graphnet
         del sys.modules[module_name]
         raise PluginError(f"plugin failed to import: {type(error).__name__}: {error}",
                           file=path) from None
@@ -278,7 +278,7 @@ def build_registry(plugin_paths=(), *, entry_points: bool = True, environment: b
                 impl.function(registry=registry)
             except PluginError as error:
                 registry.problems.append(error)
-            except Exception as error:  # isolate a plugin that raises while registering
+            except (Exception, SystemExit) as error:  # isolate a plugin that raises while registering
                 registry.problems.append(PluginError(
                     f"plugin {impl.plugin_name!r} raised while registering: "
                     f"{type(error).__name__}: {error}"))

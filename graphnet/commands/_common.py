@@ -1,9 +1,11 @@
 """Plumbing shared by the subcommands: the registry from CLI flags, loading specs."""
 from __future__ import annotations
 
+import os
+
 from ..graph import Graph, load
 from ..limits import DEFAULT_FRACTION, LIMIT_ENV
-from ..registry import Registry, build_registry, disabled_from_env
+from ..registry import DISABLE_ENV, PLUGINS_ENV, Registry, build_registry, disabled_from_env
 from ..render import print_error
 
 _registries: dict[tuple, Registry] = {}
@@ -12,7 +14,8 @@ _registries: dict[tuple, Registry] = {}
 def registry_from_args(args) -> Registry:
     """The registry for ``--plugin``/``--disable-plugin`` (plus the environment); plugin
     problems are printed once on stderr, and every plugin that works stays usable."""
-    key = (tuple(args.plugin), tuple(args.disable_plugin))
+    environment = (os.environ.get(PLUGINS_ENV, ""), os.environ.get(DISABLE_ENV, ""))
+    key = (tuple(args.plugin), tuple(args.disable_plugin), environment)
     if key not in _registries:
         registry = build_registry(args.plugin, disabled=set(args.disable_plugin) | disabled_from_env())
         for problem in registry.problems:
