@@ -1,0 +1,35 @@
+"""``graphnet export SPEC --to torch [-o FILE]``: the graph as a PyTorch module's source."""
+from __future__ import annotations
+
+from ..export import torch as torch_export
+from ..files import atomic_write_text
+from ..render import stdout
+from ._common import load_graph
+
+ORDER = 85
+TARGETS = {"torch": torch_export.to_source}
+
+
+def register(subparsers, common) -> None:
+    parser = subparsers.add_parser(
+        "export", parents=[common], help="write the graph as PyTorch source",
+        description="Translate a spec into a Python module holding an nn.Module class: layers "
+        "in __init__, forward() in the graph's order, and load_graphnet_params() to copy a "
+        "graphnet network's or checkpoint's parameters in. Writing it does not need PyTorch.")
+    parser.add_argument("spec", metavar="SPEC", help="TOML or JSON graph spec")
+    parser.add_argument("--to", choices=sorted(TARGETS), default="torch",
+                        help="the framework (default torch)")
+    parser.add_argument("-o", "--output", metavar="FILE",
+                        help="write the module here (default: print it)")
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    graph = load_graph(args, args.spec)
+    source = TARGETS[args.to](graph)
+    if args.output:
+        atomic_write_text(args.output, source)
+        stdout().print(f"wrote {args.output}", soft_wrap=True, markup=False)
+    else:
+        print(source, end="")
+    return 0

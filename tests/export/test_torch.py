@@ -1,0 +1,182 @@
+"""The PyTorch translation: outputs and gradients equal graphnet's on every spec in specs/ and on
+specs that use every built-in op; the exported file imports and runs; missing translations are
+clear errors."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from graphnet.bench import random_feeds
+from graphnet.engine import Network
+from graphnet.export import ExportError
+from graphnet.export.torch import TRANSLATORS, check_agreement, differences, to_source
+from graphnet.graph import load
+from graphnet.registry import get_registry
+
+ROOT = Path(__file__).resolve().parents[2]
+SPEC_FILES = sorted(p for p in (ROOT / "specs").iterdir() if p.suffix in (".toml", ".json"))
+PRELU = ROOT / "plugins" / "examples" / "prelu.py"
+
+# Every built-in op, with the awkward cases: asymmetric "same" padding (conv with stride 2,
+# max pool), groups and dilation, a three-way add, batch norm over channels and over features,
+# dense on an image (it flattens), and node names that are not Python identifiers.
+EVERY_OP = {
+    "graph": {"name": "every op"},
+    "inputs": {"image": {"shape": [4, 9, 9]}, "label": {"shape": [], "dtype": "int64"}},
+    "nodes": [
+        {"name": "conv-1", "op": "conv2d", "inputs": ["image"], "filters": 6, "kernel": 4,
+         "stride": 2, "padding": "same"},
+        {"name": "class", "op": "batch_norm", "momentum": 0.3, "eps": 1e-3},
+        {"name": "forward", "op": "leaky_relu", "slope": 0.1},
+        {"name": "grouped", "op": "conv2d", "filters": 6, "kernel": 3, "padding": 2,
+         "dilation": 2, "groups": 2, "bias": False},
+        {"name": "sum", "op": "add", "inputs": ["forward", "grouped"]},
+        {"name": "sig", "op": "sigmoid", "inputs": ["sum"]},
+        {"name": "th", "op": "tanh", "inputs": ["sum"]},
+        {"name": "cat", "op": "concat", "inputs": ["sig", "th"]},
+        {"name": "mp", "op": "max_pool2d", "inputs": ["cat"], "kernel": 2, "padding": "same"},
+        {"name": "ap", "op": "avg_pool2d", "inputs": ["cat"], "kernel": 3, "stride": 2,
+         "padding": 1},
+        {"name": "gap", "op": "global_avg_pool", "inputs": ["ap"]},
+        {"name": "flat", "op": "flatten", "inputs": ["ap"]},
+        {"name": "fc", "op": "dense", "inputs": ["mp"], "units": 8},
+        {"name": "bn1", "op": "batch_norm"},
+        {"name": "r", "op": "relu"},
+        {"name": "fc2", "op": "dense", "units": 5},
+        {"name": "fcg", "op": "dense", "inputs": ["gap"], "units": 5, "bias": False},
+        {"name": "fcf", "op": "dense", "inputs": ["flat"], "units": 5},
+        {"name": "0logits", "op": "add", "inputs": ["fc2", "fcg", "fcf"]},
+        {"name": "probabilities", "op": "softmax"},
+        {"name": "loss", "op": "softmax_cross_entropy", "inputs": ["0logits", "label"]},
+    ],
+    "outputs": {"logits": "0logits", "probabilities": "probabilities", "loss": "loss"},
+}
+REGRESSION = {
+    "graph": {"name": "regression"},
+    "inputs": {"x": {"shape": [6]}, "target": {"shape": [3]}},
+    "nodes": [
+        {"name": "hidden", "op": "dense", "inputs": ["x"], "units": 8},
+        {"name": "squash", "op": "tanh"},
+        {"name": "drop", "op": "dropout", "rate": 0.3},
+        {"name": "out", "op": "dense", "units": 3},
+        {"name": "loss", "op": "mse_loss", "inputs": ["out", "target"]},
+    ],
+    "outputs": {"prediction": "out", "loss": "loss"},
+}
+
+
+def _assert_agree(graph, batch_size=4):
+    network = Network(graph, seed=3)
+    feeds = random_feeds(graph, batch_size, seed=5)
+    report = check_agreement(graph, network, feeds)
+    failures = {mode: result.get("failures") for mode, result in report["modes"].items()}
+    assert report["passed"], failures
+    return report
+
+
+def test_every_builtin_op_has_a_translation():
+    registry = get_registry()
+    builtin = {name for name in registry.names("op")
+               if registry.plugin_of("op", name).startswith("builtin:")}
+    assert builtin and builtin <= set(TRANSLATORS), builtin - set(TRANSLATORS)
+
+
+@pytest.mark.parametrize("path", SPEC_FILES, ids=lambda p: p.name)
+def test_translation_agrees_on_every_spec(path):
+    pytest.importorskip("torch")
+    report = _assert_agree(load(path))
+    assert "worst" in report["modes"]["eval"]  # dropout (eval) and batch norm are compared
+
+
+def test_translation_agrees_on_every_op_in_both_modes():
+    pytest.importorskip("torch")
+    report = _assert_agree(load(EVERY_OP))
+    # batch norm in training: batch statistics, gradients and the running statistics
+    assert "worst" in report["modes"]["training"]
+    training = differences(load(EVERY_OP), Network(load(EVERY_OP)),
+                           random_feeds(load(EVERY_OP), 4), training=True)
+    assert "state class/running_var" in training and "state bn1/running_mean" in training
+    assert "gradient grouped/weight" in training and "gradient conv-1/weight" in training
+
+
+def test_dropout_is_compared_in_eval_mode_only():
+    pytest.importorskip("torch")
+    report = _assert_agree(load(REGRESSION))
+    assert "skipped" in report["modes"]["training"]
+    assert report["modes"]["eval"]["where"]
+
+
+def test_source_needs_no_torch():
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from graphnet.graph import load\n"
+            "from graphnet.export.torch import to_source\n"
+            f"print(len(to_source(load({str(ROOT / 'specs' / 'classic.toml')!r}))))")
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert completed.returncode == 0, completed.stderr
+    assert int(completed.stdout) > 0
+
+
+def test_export_writes_a_module_that_imports_and_runs(run_cli, tmp_path, write_spec):
+    torch = pytest.importorskip("torch")
+    spec = write_spec(EVERY_OP)
+    target = tmp_path / "every_op.py"
+    status, out, err = run_cli("export", spec, "--to", "torch", "-o", target)
+    assert status == 0, err
+    module_spec = importlib.util.spec_from_file_location("every_op_export", target)
+    exported = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(exported)
+    model = exported.EveryOp()
+    graph = load(spec)
+    network = Network(graph)
+    exported.load_graphnet_params(model, network.flat_params())
+    model.eval()
+    feeds = random_feeds(graph, 3)
+    ours = network.forward(feeds)
+    with torch.no_grad():
+        theirs = model(torch.from_numpy(feeds["image"]), torch.from_numpy(feeds["label"]))
+        without_label = model(torch.from_numpy(feeds["image"]))
+    assert set(theirs) == {"logits", "probabilities", "loss"}
+    assert set(without_label) == {"logits", "probabilities"}  # the loss needs the label
+    np.testing.assert_allclose(theirs["logits"].numpy(), ours["logits"], rtol=1e-4, atol=1e-5)
+
+
+def test_export_prints_the_source_without_o(run_cli, specs_dir):
+    status, out, err = run_cli("export", specs_dir / "lenet5.toml", "--to", "torch")
+    assert status == 0, err
+    assert "class Lenet5(nn.Module):" in out and "def forward(self, image, label=None):" in out
+    compile(out, "lenet5_export.py", "exec")
+
+
+def test_an_op_without_translation_names_node_and_op(run_cli, write_spec):
+    spec = write_spec({
+        "graph": {"name": "user op"}, "inputs": {"x": {"shape": [2, 4, 4]}},
+        "nodes": [{"name": "learned_slope", "op": "prelu", "inputs": ["x"]}],
+        "outputs": {"y": "learned_slope"}})
+    status, out, err = run_cli("export", spec, "--to", "torch", "--plugin", PRELU)
+    assert status == 2
+    assert "learned_slope" in err and "'prelu'" in err and "no PyTorch translation" in err
+    with pytest.raises(ExportError):
+        to_source(load(spec, plugins=[PRELU]))
+
+
+def test_hostile_names_stay_inside_string_literals():
+    spec = json.loads(json.dumps(REGRESSION))
+    spec["graph"]["name"] = 'x"""; import os  # \\'
+    spec["graph"]["description"] = 'evil """\nimport os'
+    source = to_source(load(spec))
+    compile(source, "hostile.py", "exec")
+    assert "\nimport os" not in source
+
+
+def test_layer_names_avoid_nn_module_members():
+    nn = pytest.importorskip("torch.nn")
+    from graphnet.export.torch import NN_MODULE_MEMBERS
+    public = {name for name in dir(nn.Module) if not name.startswith("_")}
+    assert public <= NN_MODULE_MEMBERS | {"in_features", "out_features"}, \
+        public - NN_MODULE_MEMBERS
