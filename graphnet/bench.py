@@ -1,0 +1,443 @@
+"""Time a training step and inference, per node and in total, and measure peak memory.
+
+A training step is forward + loss + backward + an SGD-with-momentum update (graphnet's ``sgd``
+optimizer; ``torch.optim.SGD`` on the PyTorch side), on one fixed random batch. Each figure is
+the median of ``steps`` steps after ``warmup`` unmeasured ones. With ``compare="torch"`` the same
+network is built in PyTorch from the spec (:mod:`graphnet.export.torch`), graphnet's parameters
+copied in, outputs and gradients checked to agree, and the two frameworks timed alternately in
+this process on the same number of threads, so that both see the same machine load.
+
+Peak memory is the whole-process high-water mark of resident memory (Linux's VmHWM, else
+``getrusage`` ``ru_maxrss``) of a *fresh* process that runs only one framework's steps: within
+one process the mark never goes down and would hold the other framework's peak too. The report also gives that process's mark before its
+first step (imports, parameters, the batch), so the steps' own share is the difference.
+
+Logic only: :mod:`graphnet.render.bench` prints the report, which is plain data (JSON-ready).
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from . import parallel
+from .engine import Network
+from .errors import UsageError
+
+MEMORY_METHOD = ("whole-process peak resident set size (Linux VmHWM, else getrusage ru_maxrss) "
+                 "of a fresh process running only that framework's warm-up and steps")
+AGREEMENT_BATCH = 8
+"""Samples used to check that the PyTorch translation agrees (enough to see any difference)."""
+
+
+@dataclass
+class BenchConfig:
+    batch_size: int
+    steps: int = 20
+    warmup: int = 3
+    threads: int | None = None
+    """None: the cores this process may use."""
+    compare: str | None = None
+    """None or "torch"."""
+    lr: float = 0.01
+    momentum: float = 0.9
+    seed: int = 0
+    memory: bool = True
+    plugins: tuple[str, ...] = ()
+    disabled_plugins: tuple[str, ...] = ()
+
+    def check(self) -> None:
+        for name, value, low in (("--batch-size", self.batch_size, 1), ("--steps", self.steps, 1),
+                                 ("--warmup", self.warmup, 0),
+                                 ("--threads", self.threads if self.threads is not None else 1, 1)):
+            if value < low:
+                raise UsageError("bad argument", field=name, expected=f"an integer >= {low}",
+                                 found=str(value))
+        if self.compare not in (None, "torch"):
+            raise UsageError("unknown framework to compare with", field="--compare",
+                             expected="torch", found=repr(self.compare))
+
+
+# --- inputs ----------------------------------------------------------------------------------
+def random_feeds(graph, batch_size: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """A random batch for every graph input: standard normal floats; integer inputs (class
+    labels) drawn in [0, K), K being the feature count of the other input of the node reading
+    them (the logits a loss compares them with), or 2 if there is none."""
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for name in graph.inputs:
+        node = graph.nodes[name]
+        if node.dtype_kind == "int":
+            feeds[name] = rng.integers(0, _class_count(graph, name), size=(batch_size, *node.shape))
+        else:
+            feeds[name] = rng.standard_normal((batch_size, *node.shape)).astype(np.float32)
+    return feeds
+
+
+def _class_count(graph, input_name: str) -> int:
+    counts = [graph.nodes[other].shape[0]
+              for consumer in graph.consumers(input_name)
+              for other in graph.nodes[consumer].inputs
+              if other != input_name and len(graph.nodes[other].shape or ()) == 1]
+    return min(counts) if counts else 2
+
+
+def loss_output(graph) -> str:
+    """The name of the output that is the loss; UsageError if the graph has none."""
+    for output, target in graph.outputs.items():
+        if target == graph.loss:
+            return output
+    raise UsageError("graphnet bench times a training step, so the graph needs a loss output",
+                     file=graph.file, field="outputs", expected="an output naming a loss node")
+
+
+# --- the two frameworks ----------------------------------------------------------------------
+class GraphnetRunner:
+    """One network, one batch, one optimizer; per-node times of the last step."""
+
+    framework = "graphnet"
+
+    def __init__(self, graph, feeds, *, seed=0, lr=0.01, momentum=0.9, network=None):
+        from .export.torch import required_inputs
+        self.graph = graph
+        self.feeds = feeds
+        self.network = network or Network(graph, seed=seed)
+        self.lr = lr
+        self.optimizer = graph.registry.entry("optimizer", "sgd").value(momentum=momentum)
+        required = required_inputs(graph)
+        self.inference_outputs = [o for o, target in graph.outputs.items()
+                                  if target in required["computable"]]
+        self.inference_feeds = {name: feeds[name] for name in required["inputs"]}
+        self.node_seconds: dict[tuple[str, str], float] = {}
+
+    def _record(self, node: str, method: str, seconds: float) -> None:
+        key = (node, method)
+        self.node_seconds[key] = self.node_seconds.get(key, 0.0) + seconds
+
+    def train_step(self) -> None:
+        self.node_seconds = {}
+        self.network.forward(self.feeds, training=True, profile=self._record)
+        grads = self.network.backward(profile=self._record)
+        self.optimizer.step(((f"{node}/{name}", param, grads.params[node][name])
+                             for node, name, param in self.network.trainable()
+                             if name in grads.params.get(node, {})), self.lr)
+
+    def infer(self) -> None:
+        self.node_seconds = {}
+        self.network.forward(self.inference_feeds, training=False,
+                             outputs=self.inference_outputs, profile=self._record)
+
+
+class TorchRunner:
+    """The PyTorch translation with graphnet's parameters, the same batch and optimizer."""
+
+    framework = "torch"
+
+    def __init__(self, graph, feeds, network, *, lr=0.01, momentum=0.9):
+        from .export import torch as export
+        torch = export.require_torch()
+        self.torch = torch
+        self.graph = graph
+        self.model = export.build(graph, network)
+        self.module = self.model.module
+        required = export.required_inputs(graph)["inputs"]
+        self.args = export.tensors(self.model, feeds, network.dtype)
+        self.inference_args = [arg for name, arg in zip(self.model.input_names, self.args)
+                               if name in required]
+        self.loss_output = loss_output(graph)
+        self.optimizer = torch.optim.SGD(self.module.parameters(), lr=lr, momentum=momentum)
+        self.node_seconds: dict[tuple[str, str], float] = {}
+        self._hooks = []
+
+    def train_step(self) -> None:
+        self.node_seconds = {}
+        self.module.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        outputs = self.module(*self.args)
+        outputs[self.loss_output].backward()
+        self.optimizer.step()
+
+    def infer(self) -> None:
+        self.node_seconds = {}
+        self.module.eval()
+        with self.torch.inference_mode():
+            self.module(*self.inference_args)
+
+    def profile(self, on: bool) -> None:
+        """Attach (or remove) hooks timing each node's layer, forward and backward. They cost
+        time of their own, so timed steps run without them."""
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks = []
+        if not on:
+            return
+        ident_of = self.model.idents
+        for node in self.graph.op_nodes:
+            layer = getattr(self.module, ident_of[node.name], None)
+            if isinstance(layer, self.torch.nn.Module):
+                self._hooks += _timing_hooks(layer, node.name, self)
+
+
+def _timing_hooks(layer, name: str, runner: TorchRunner) -> list:
+    started = {}
+
+    def begin(method):
+        def hook(*_):
+            started[method] = time.perf_counter()
+        return hook
+
+    def end(method):
+        def hook(*_):
+            key = (name, method)
+            runner.node_seconds[key] = (runner.node_seconds.get(key, 0.0)
+                                        + time.perf_counter() - started.pop(method))
+        return hook
+
+    return [layer.register_forward_pre_hook(begin("forward")),
+            layer.register_forward_hook(end("forward")),
+            layer.register_full_backward_pre_hook(begin("backward")),
+            layer.register_full_backward_hook(end("backward"))]
+
+
+# --- measuring -------------------------------------------------------------------------------
+@dataclass
+class Samples:
+    """Per-step wall times and per-node times of one framework."""
+
+    step: list[float] = field(default_factory=list)
+    inference: list[float] = field(default_factory=list)
+    nodes: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+
+    def add_nodes(self, node_seconds: dict) -> None:
+        for key, seconds in node_seconds.items():
+            self.nodes.setdefault(key, []).append(seconds)
+
+
+def _timed(action) -> float:
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
+
+
+def measure(runners: list, config: BenchConfig) -> list[Samples]:
+    """Warm up, then time the runners' training steps alternately, then their inference."""
+    samples = [Samples() for _ in runners]
+    for _ in range(config.warmup):
+        for runner in runners:
+            runner.train_step()
+    for _ in range(config.steps):
+        for runner, sample in zip(runners, samples):
+            sample.step.append(_timed(runner.train_step))
+            if runner.framework == "graphnet":
+                sample.add_nodes(runner.node_seconds)
+    for runner, sample in zip(runners, samples):
+        if runner.framework == "torch":  # hooked steps, kept out of the timed ones
+            runner.profile(True)
+            with warnings.catch_warnings():  # a first layer's backward hook fires on outputs
+                warnings.simplefilter("ignore")
+                for _ in range(config.steps):
+                    runner.train_step()
+                    sample.add_nodes(runner.node_seconds)
+            runner.profile(False)
+    for _ in range(max(config.warmup, 1)):
+        for runner in runners:
+            runner.infer()
+    for _ in range(config.steps):
+        for runner, sample in zip(runners, samples):
+            sample.inference.append(_timed(runner.infer))
+    return samples
+
+
+def gemm_gflops(threads: int | None = None, size: int = 512, repeats: int = 8) -> float:
+    """numpy's float32 matrix-product rate as graphnet's ops get it: one product per thread of
+    graphnet's pool at once (each on single-threaded BLAS), or BLAS's own threads without one."""
+    rng = np.random.default_rng(0)
+    left = rng.standard_normal((size, size)).astype(np.float32)
+    right = rng.standard_normal((size, size)).astype(np.float32)
+    threads = threads or parallel.num_threads()
+
+    def work(start, stop):
+        product = np.empty((size, size), np.float32)
+        for _ in range(start, stop):
+            np.matmul(left, right, out=product)
+
+    work(0, 2)  # warm up BLAS and the pool
+    best = float("inf")
+    for _ in range(3):
+        best = min(best, _timed(lambda: parallel.run_split(work, threads * repeats,
+                                                           min_part=repeats)))
+    return 2 * size ** 3 * threads * repeats / best / 1e9
+
+
+def _median_ms(seconds: list[float]) -> float:
+    return statistics.median(seconds) * 1e3
+
+
+def _requires_grad(graph) -> dict[str, bool]:
+    """Whether each value's gradient is computed: it depends on a trainable parameter."""
+    requires = {}
+    for name in graph.order:
+        node = graph.nodes[name]
+        own = (not node.is_input and node.trainable
+               and any(p.trainable for p in node.param_specs.values()))
+        requires[name] = own or any(requires[s] for s in node.inputs)
+    return requires
+
+
+def _node_figures(graph, sample: Samples, batch_size: int, step_ms: float) -> dict:
+    requires = _requires_grad(graph)
+    figures = {}
+    for node in graph.op_nodes:
+        forward = sample.nodes.get((node.name, "forward"))
+        backward = sample.nodes.get((node.name, "backward"))
+        entry = {"op": node.op_name,
+                 "forward_ms": _median_ms(forward) if forward else None,
+                 "backward_ms": _median_ms(backward) if backward else None}
+        total = (entry["forward_ms"] or 0.0) + (entry["backward_ms"] or 0.0)
+        entry["share"] = total / step_ms if forward or backward else None
+        if node.macs:
+            forward_flops = 2.0 * node.macs * batch_size
+            # backward: a product for the weights' gradient and one for the input's, if wanted
+            products = (int(node.trainable and bool(node.param_specs))
+                        + int(any(requires[s] for s in node.inputs)))
+            entry["forward_gflops"] = (forward_flops / entry["forward_ms"] / 1e6
+                                       if entry["forward_ms"] else None)
+            entry["backward_gflops"] = (products * forward_flops / entry["backward_ms"] / 1e6
+                                        if entry["backward_ms"] and products else None)
+        figures[node.name] = entry
+    return figures
+
+
+def _figures(graph, sample: Samples, batch_size: int) -> dict:
+    step_ms = _median_ms(sample.step)
+    inference_ms = _median_ms(sample.inference)
+    nodes = _node_figures(graph, sample, batch_size, step_ms)
+    in_nodes = sum((n["forward_ms"] or 0.0) + (n["backward_ms"] or 0.0) for n in nodes.values())
+    return {"step_ms": step_ms, "images_per_s": batch_size / step_ms * 1e3,
+            "inference_ms": inference_ms, "inference_images_per_s": batch_size / inference_ms * 1e3,
+            "outside_nodes_ms": step_ms - in_nodes if sample.nodes else None,
+            "nodes": nodes}
+
+
+RATIO_FIGURES = ("step_ms", "images_per_s", "inference_ms", "inference_images_per_s", "peak_mib")
+
+
+def run(graph, config: BenchConfig) -> dict:
+    """Benchmark ``graph``; returns the report (plain data, see the module docstring)."""
+    config.check()
+    output = loss_output(graph)
+    if config.threads is not None:
+        parallel.set_num_threads(config.threads)
+    threads = parallel.num_threads() if config.threads is None else config.threads
+    feeds = random_feeds(graph, config.batch_size, config.seed)
+    graphnet = GraphnetRunner(graph, feeds, seed=config.seed, lr=config.lr,
+                              momentum=config.momentum)
+    runners = [graphnet]
+    report = {"graph": graph.name, "spec": graph.file, "batch_size": config.batch_size,
+              "steps": config.steps, "warmup": config.warmup, "threads": threads,
+              "blas": _blas_description(), "loss_output": output}
+    if config.compare == "torch":
+        from .export import torch as export
+        torch = export.require_torch()
+        torch.set_num_threads(threads)
+        report["agreement"] = export.check_agreement(
+            graph, graphnet.network, {k: v[:AGREEMENT_BATCH] for k, v in feeds.items()})
+        runners.append(TorchRunner(graph, feeds, graphnet.network, lr=config.lr,
+                                   momentum=config.momentum))
+        report["torch_version"] = torch.__version__
+    report["gemm_gflops"] = gemm_gflops()
+    samples = measure(runners, config)
+    for runner, sample in zip(runners, samples):
+        figures = _figures(graph, sample, config.batch_size)
+        if config.memory:
+            figures.update(memory_in_fresh_process(graph, config, runner.framework, threads))
+        if runner.framework == "graphnet":
+            report.update(figures)
+        else:
+            report[runner.framework] = figures
+    report["memory_method"] = MEMORY_METHOD if config.memory else None
+    if config.compare:
+        theirs = report[config.compare]
+        report["ratio"] = {name: report[name] / theirs[name] for name in RATIO_FIGURES
+                           if report.get(name) and theirs.get(name)}
+    return report
+
+
+def _blas_description() -> str:
+    if parallel.blas_limited():
+        return "1 thread per graphnet worker (limited through threadpoolctl)"
+    if parallel.num_threads() > 1:
+        return "1 thread per graphnet worker (set by the environment)"
+    return "BLAS's own threading (graphnet's pool is off)"
+
+
+# --- memory, in a fresh process --------------------------------------------------------------
+def memory_in_fresh_process(graph, config: BenchConfig, framework: str, threads: int) -> dict:
+    """``peak_mib`` and ``baseline_mib`` of a new Python process that loads the spec and runs
+    only ``framework``'s warm-up and steps (at most 3 of each: the peak is reached by then)."""
+    if not graph.file:
+        return {"peak_mib": None, "baseline_mib": None}
+    job = {"spec": str(graph.file), "framework": framework, "batch_size": config.batch_size,
+           "threads": threads, "steps": min(config.steps, 3), "warmup": min(config.warmup, 3),
+           "seed": config.seed, "lr": config.lr, "momentum": config.momentum,
+           "plugins": list(config.plugins), "disabled": list(config.disabled_plugins)}
+    completed = subprocess.run(
+        [sys.executable, "-c", "from graphnet.bench import memory_child; memory_child()"],
+        input=json.dumps(job), capture_output=True, text=True, env=dict(os.environ))
+    if completed.returncode != 0:
+        raise UsageError(f"the {framework} memory measurement failed: "
+                         + (completed.stderr.strip().splitlines() or ["no message"])[-1])
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def memory_child() -> None:
+    """The fresh process of :func:`memory_in_fresh_process`: a job as JSON on stdin, the two
+    marks as JSON on stdout."""
+    from .graph import load
+    from .registry import build_registry
+
+    job = json.loads(sys.stdin.read())
+    registry = build_registry(job["plugins"], disabled=set(job["disabled"]))
+    graph = load(job["spec"], registry=registry)
+    parallel.set_num_threads(job["threads"])
+    feeds = random_feeds(graph, job["batch_size"], job["seed"])
+    runner = GraphnetRunner(graph, feeds, seed=job["seed"], lr=job["lr"],
+                            momentum=job["momentum"])
+    if job["framework"] == "torch":
+        from .export.torch import require_torch
+        require_torch().set_num_threads(job["threads"])
+        runner = TorchRunner(graph, feeds, runner.network, lr=job["lr"],
+                             momentum=job["momentum"])
+
+    baseline = peak_rss_mib()
+    for _ in range(job["warmup"] + job["steps"]):
+        runner.train_step()
+    runner.infer()
+    print(json.dumps({"peak_mib": peak_rss_mib(), "baseline_mib": baseline}))
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set size: VmHWM on Linux, which starts afresh at exec
+    (``ru_maxrss`` keeps the forking parent's), else ``ru_maxrss``."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    import resource
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def as_json(report: dict) -> str:
+    return json.dumps(report, indent=2, default=lambda value: asdict(value)
+                      if hasattr(value, "__dataclass_fields__") else str(value))

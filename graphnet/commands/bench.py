@@ -1,0 +1,52 @@
+"""``graphnet bench SPEC``: time a training step and inference, per node and in total, and
+measure peak memory; with ``--compare torch``, side by side with the same network in PyTorch."""
+from __future__ import annotations
+
+from .. import bench
+from ..render.bench import render_bench, render_json
+from ._common import load_graph
+
+ORDER = 80
+
+
+def register(subparsers, common) -> None:
+    parser = subparsers.add_parser(
+        "bench", parents=[common], help="time training and inference, per node; compare with "
+        "PyTorch",
+        description="Time a training step (forward, loss, backward, SGD with momentum) and "
+        "inference on a random batch: the median of --steps steps after --warmup, per node and "
+        "in total, with GFLOP/s of the weighted layers next to numpy's matrix-product rate, and "
+        "the peak memory of a fresh process running the steps. --compare torch builds the same "
+        "network in PyTorch, checks that outputs and gradients agree, and times both "
+        "alternately on the same threads. Exit 1 if they disagree.")
+    parser.add_argument("spec", metavar="SPEC", help="TOML or JSON graph spec with a loss")
+    parser.add_argument("--batch-size", type=int, default=64, help="samples per step (default 64)")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps (default 20)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for graphnet's ops and for PyTorch (default: the cores "
+                        "this process may use)")
+    parser.add_argument("--compare", choices=["torch"], default=None,
+                        help="also run the network in this framework and print the ratios")
+    parser.add_argument("--no-memory", dest="memory", action="store_false",
+                        help="skip the peak-memory measurement (it runs fresh processes)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--format", choices=["table", "json"], default="table",
+                        help="tables for people (default) or JSON for scripts")
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    config = bench.BenchConfig(
+        batch_size=args.batch_size, steps=args.steps, warmup=args.warmup, threads=args.threads,
+        compare=args.compare, seed=args.seed, memory=args.memory, plugins=tuple(args.plugin),
+        disabled_plugins=tuple(args.disable_plugin))
+    config.check()
+    graph = load_graph(args, args.spec)
+    report = bench.run(graph, config)
+    if args.format == "json":
+        render_json(bench.as_json(report))
+    else:
+        render_bench(report)
+    agreement = report.get("agreement")
+    return 1 if agreement is not None and not agreement["passed"] else 0

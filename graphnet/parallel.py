@@ -1,0 +1,139 @@
+"""A small pool of worker threads for ops that split a batch into parts.
+
+numpy releases the GIL in its loops and in BLAS, so threads that each take a slice of the batch
+run truly in parallel. Each worker then calls BLAS with *one* thread: OpenBLAS's own threads
+busy-wait, and measured badly whenever another process holds a core, while a few Python threads
+each running single-threaded BLAS on cache-sized tiles did not. So, when the pool has more than
+one thread, graphnet limits BLAS to one thread per call through threadpoolctl (process-wide; it
+is installed with scikit-learn, and graphnet does not require it). Without threadpoolctl the
+pool stays at one thread unless the environment already makes BLAS single-threaded
+(``OPENBLAS_NUM_THREADS=1``, ``OMP_NUM_THREADS=1`` or ``MKL_NUM_THREADS=1``), and BLAS keeps its
+own threading.
+
+The thread count is ``GRAPHNET_NUM_THREADS``, else the cores this process may run on;
+:func:`set_num_threads` changes it (``graphnet bench --threads``). Nothing starts at import:
+the pool and the BLAS limit come with the first parallel call.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, TypeVar
+
+import numpy as np
+
+THREADS_ENV = "GRAPHNET_NUM_THREADS"
+BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+Result = TypeVar("Result")
+
+_requested: int | None = None
+_pool: ThreadPoolExecutor | None = None
+_pool_threads = 1
+_blas_limit = None
+_configured = False
+_lock = threading.Lock()
+_local = threading.local()
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def requested_threads() -> int:
+    """The thread count asked for: set_num_threads, else GRAPHNET_NUM_THREADS, else the cores."""
+    if _requested is not None:
+        return _requested
+    text = os.environ.get(THREADS_ENV, "").strip()
+    return max(int(text), 1) if text.isdigit() else available_cores()
+
+
+def set_num_threads(count: int) -> None:
+    """Use ``count`` threads from the next parallel call on (1 turns the pool off)."""
+    global _requested
+    if count < 1:
+        raise ValueError(f"thread count must be at least 1, found {count}")
+    with _lock:
+        _requested = count
+        _shutdown()
+
+
+def num_threads() -> int:
+    """The threads a parallel call uses now: the request, unless BLAS cannot be made
+    single-threaded (no threadpoolctl), in which case 1."""
+    _ensure()
+    return _pool_threads
+
+
+def blas_limited() -> bool:
+    """Whether graphnet limited BLAS to one thread per call (threadpoolctl, pool > 1 thread)."""
+    _ensure()
+    return _blas_limit is not None
+
+
+def run_split(work: Callable[[int, int], Result], total: int, *,
+              min_part: int = 1) -> list[Result]:
+    """Call ``work(start, stop)`` on contiguous parts of ``range(total)``, one per thread, no part
+    smaller than ``min_part``; return the results in order. The caller's thread does the first
+    part, so a one-thread pool adds no cost."""
+    threads = min(num_threads(), max(total // max(min_part, 1), 1))
+    if threads <= 1:
+        return [work(0, total)]
+    bounds = [total * part // threads for part in range(threads + 1)]
+    futures = [_pool.submit(work, bounds[part], bounds[part + 1]) for part in range(1, threads)]
+    first = work(bounds[0], bounds[1])
+    return [first] + [future.result() for future in futures]
+
+
+def scratch(name: str, shape: tuple, dtype, *, zeroed: bool = False) -> np.ndarray:
+    """A buffer of this thread's, reused from call to call while ``name``'s shape and dtype stay
+    the same (contents undefined unless ``zeroed``; a zeroed buffer is zeroed once, on creation,
+    so callers that only ever write its interior keep a zero border for free)."""
+    buffers = _local.__dict__.setdefault("buffers", {})
+    key = (name, zeroed)
+    buffer = buffers.get(key)
+    if buffer is None or buffer.shape != tuple(shape) or buffer.dtype != dtype:
+        buffer = (np.zeros if zeroed else np.empty)(shape, dtype)
+        buffers[key] = buffer
+    return buffer
+
+
+def _ensure() -> None:
+    """Start the pool (and limit BLAS) for the requested thread count, once."""
+    global _pool, _pool_threads, _blas_limit, _configured
+    if _configured:
+        return
+    with _lock:
+        if _configured:
+            return
+        threads = requested_threads()
+        if threads > 1 and not _blas_single_threaded():
+            try:
+                from threadpoolctl import threadpool_limits
+            except ImportError:
+                threads = 1
+            else:
+                _blas_limit = threadpool_limits(limits=1, user_api="blas")
+        _pool_threads = threads
+        if threads > 1:
+            _pool = ThreadPoolExecutor(max_workers=threads - 1,
+                                       thread_name_prefix="graphnet-worker")
+        _configured = True
+
+
+def _blas_single_threaded() -> bool:
+    return any(os.environ.get(name, "").strip() == "1" for name in BLAS_ENV)
+
+
+def _shutdown() -> None:
+    """Forget the pool and lift graphnet's BLAS limit; the next call sets them up again."""
+    global _pool, _pool_threads, _blas_limit, _configured
+    if _pool is not None:
+        _pool.shutdown(wait=True)
+    if _blas_limit is not None:
+        _blas_limit.restore_original_limits()
+    _pool, _pool_threads, _blas_limit, _configured = None, 1, None, False

@@ -1,0 +1,105 @@
+"""Rendering of ``graphnet bench`` reports (plain data from :func:`graphnet.bench.run`)."""
+from __future__ import annotations
+
+import sys
+
+from rich.markup import escape
+from rich.table import Table
+
+from . import stdout
+
+
+def render_json(text: str) -> None:
+    """JSON for scripts: plain text, no colour or wrapping."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def _number(value, digits: int = 1) -> str:
+    return "—" if value is None else f"{value:,.{digits}f}"
+
+
+def _ratio(value) -> str:
+    if value is None:
+        return "—"
+    colour = "green" if value <= 1.0 else "yellow" if value <= 1.5 else "red"
+    return f"[{colour}]{value:.2f}×[/]"
+
+
+SUMMARY_ROWS = (("training step (ms)", "step_ms", 1), ("training images/s", "images_per_s", 0),
+                ("inference (ms)", "inference_ms", 1),
+                ("inference images/s", "inference_images_per_s", 0),
+                ("peak memory (MiB)", "peak_mib", 0))
+
+
+def render_bench(report: dict) -> None:
+    console = stdout()
+    theirs = report.get("torch")
+    console.print(
+        f"[bold]{escape(report['graph'])}[/]: batch {report['batch_size']}, float32, "
+        f"{report['threads']} thread(s); BLAS: {escape(report['blas'])}; median of "
+        f"{report['steps']} steps after {report['warmup']} warm-up"
+        + (f"; PyTorch {escape(report['torch_version'])} timed alternately in this process"
+           if theirs else ""), soft_wrap=True)
+
+    summary = Table(title="step: forward, loss, backward, SGD momentum", title_justify="left")
+    summary.add_column("figure")
+    summary.add_column("graphnet", justify="right")
+    if theirs:
+        summary.add_column("PyTorch", justify="right")
+        summary.add_column("ratio", justify="right")
+    for label, key, digits in SUMMARY_ROWS:
+        row = [label, _number(report.get(key), digits)]
+        if theirs:
+            row += [_number(theirs.get(key), digits), _ratio(report["ratio"].get(key))]
+        summary.add_row(*row)
+    console.print(summary)
+
+    nodes = Table(title="per node: milliseconds, share of the step, GFLOP/s"
+                  + ("; PyTorch's from separate steps with timing hooks" if theirs else ""),
+                  title_justify="left")
+    for column in ("node", "op", "fwd", "bwd", "share", "GF/s fwd", "GF/s bwd"):
+        nodes.add_column(column, justify="left" if column in ("node", "op") else "right")
+    if theirs:
+        for column in ("torch fwd", "torch bwd", "ratio"):
+            nodes.add_column(column, justify="right")
+    for name, node in report["nodes"].items():
+        share = node.get("share")
+        row = [escape(name), node["op"], _number(node["forward_ms"], 2),
+               _number(node["backward_ms"], 2), "—" if share is None else f"{share:.0%}",
+               _number(node.get("forward_gflops"), 0), _number(node.get("backward_gflops"), 0)]
+        if theirs:
+            other = theirs["nodes"].get(name, {})
+            ours_total = (node["forward_ms"] or 0) + (node["backward_ms"] or 0)
+            their_total = (other.get("forward_ms") or 0) + (other.get("backward_ms") or 0)
+            row += [_number(other.get("forward_ms"), 2), _number(other.get("backward_ms"), 2),
+                    _ratio(ours_total / their_total) if their_total else "—"]
+        nodes.add_row(*row)
+    if report.get("outside_nodes_ms") is not None:
+        outside = report["outside_nodes_ms"] / report["step_ms"]
+        nodes.add_row("(rest)", "engine, optimizer", "", "", f"{outside:.0%}", "", "",
+                      *([""] * 3 if theirs else []))
+    console.print(nodes)
+    console.print(f"numpy float32 matrix product on this machine: "
+                  f"{report['gemm_gflops']:.0f} GFLOP/s ({report['threads']} thread(s))")
+    if report.get("peak_mib") is not None:
+        console.print(f"memory: {escape(report['memory_method'])}; before the first step "
+                      f"graphnet {_number(report.get('baseline_mib'), 0)} MiB"
+                      + (f", PyTorch {_number(theirs.get('baseline_mib'), 0)} MiB" if theirs else ""),
+                      soft_wrap=True)
+    agreement = report.get("agreement")
+    if agreement is not None:
+        parts = []
+        for mode, result in agreement["modes"].items():
+            if "skipped" in result:
+                parts.append(f"{mode}: not compared ({escape(result['skipped'])})")
+            else:
+                parts.append(f"{mode}: worst relative difference {result['worst']:.1e}"
+                             + (f" ({escape(result['where'])})" if result["where"] else ""))
+        verdict = "[green]agree[/]" if agreement["passed"] else "[bold red]DISAGREE[/]"
+        console.print(f"outputs and gradients {verdict} with PyTorch — " + "; ".join(parts),
+                      soft_wrap=True)
+        if not agreement["passed"]:
+            for mode, result in agreement["modes"].items():
+                for key, value in (result.get("failures") or {}).items():
+                    console.print(f"  [red]{mode}: {escape(key)} differs by {value:.1e}[/]")
