@@ -3,12 +3,14 @@
 Each subcommand is a module in :mod:`graphnet.commands` defining ``register(subparsers, common)``
 (which adds its parser and sets ``run``) and an ``ORDER`` for the help listing. Exit status: 0
 success, 1 a check that ran and failed (e.g. gradcheck), 2 bad input of any kind (spec, data,
-checkpoint, plugin or argument), 130 interrupted.
+checkpoint, plugin or argument; also a file the system refuses and memory that runs out),
+130 interrupted.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 
@@ -50,6 +52,16 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except MemoryError as error:  # limits.py refuses what the spec shows; this is the rest
+        print_error(GraphnetError(f"not enough memory: {error}".rstrip(": "),
+                                  hint="lower --batch-size, or use a smaller graph or dataset"))
+        return 2
+    except BrokenPipeError:  # `graphnet ops | head`: the reader left; nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except OSError as error:  # a file or folder the system refused (permissions, full disk, …)
+        print_error(GraphnetError(error.strerror or str(error), file=error.filename))
+        return 2
 
 
 if __name__ == "__main__":

@@ -110,8 +110,11 @@ def read_spec_file(path: str | Path) -> dict:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        column = error.start - data.rfind(b"\n", 0, error.start)
         raise SpecError("spec is not UTF-8 text", file=path,
-                        found=f"byte 0x{data[error.start]:02x} at offset {error.start}") from None
+                        found=f"byte 0x{data[error.start]:02x} at line {line}, column {column} "
+                              f"(offset {error.start})") from None
     if not text.strip():
         raise SpecError("spec file is empty", file=path,
                         expected="[inputs], [[nodes]] and [outputs] sections")

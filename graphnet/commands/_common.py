@@ -1,6 +1,8 @@
 """Plumbing shared by the subcommands: the registry from CLI flags, loading specs."""
 from __future__ import annotations
 
+import argparse
+import math
 import os
 
 from ..graph import Graph, load
@@ -35,3 +37,29 @@ def add_memory_limit_argument(parser) -> None:
                         help="refuse graphs that would need more memory than this, e.g. 8GiB, "
                              f"or none (default: {LIMIT_ENV}, else {DEFAULT_FRACTION:.0%} of "
                              "physical memory)")
+
+
+# --- argument types: a bad value is refused by argparse (usage, one error line, exit 2) -------
+def positive_int(text: str) -> int:
+    """An integer >= 1 (batch sizes, epochs, counts)."""
+    return _number(text, int, "an integer >= 1", lambda value: value >= 1)
+
+
+def non_negative_int(text: str) -> int:
+    return _number(text, int, "an integer >= 0", lambda value: value >= 0)
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (learning rates, tolerances)."""
+    return _number(text, float, "a finite number > 0",
+                   lambda value: math.isfinite(value) and value > 0)
+
+
+def _number(text: str, kind, expected: str, valid):
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or not valid(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, found {text!r}")
+    return value

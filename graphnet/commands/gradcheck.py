@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..gradcheck import DEFAULT_TOLERANCE, gradcheck
 from ..render.checks import render_gradcheck
-from ._common import load_graph
+from ._common import load_graph, non_negative_int, positive_float, positive_int
 
 ORDER = 20
 
@@ -14,11 +14,11 @@ def register(subparsers, common) -> None:
         description="Check every parameter's and input's gradient against central differences "
         "in float64 on a small random batch. Exit 0 when all agree within the tolerance, 1 when not.")
     parser.add_argument("spec", metavar="SPEC")
-    parser.add_argument("--batch-size", type=int, default=2, help="samples in the batch (default 2)")
+    parser.add_argument("--batch-size", type=positive_int, default=2, help="samples in the batch (default 2)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
+    parser.add_argument("--tolerance", type=positive_float, default=DEFAULT_TOLERANCE,
                         help=f"largest relative error allowed (default {DEFAULT_TOLERANCE:g})")
-    parser.add_argument("--points", type=int, default=6,
+    parser.add_argument("--points", type=non_negative_int, default=6,
                         help="single coordinates checked per array, besides one random direction "
                         "through all of it (default 6; 0 for directions only)")
     parser.set_defaults(run=run)
