@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import inspect as pyinspect
 import math
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,8 +24,8 @@ import networkx as nx
 import numpy as np
 
 from .analysis import memory_estimate
-from .errors import CheckpointError, DataError, SpecError, UsageError
-from .op import REQUIRED, Op, Window, format_shape
+from .errors import CheckpointError, SpecError, UsageError
+from .op import Op, Window, format_shape
 from .registry import suggest
 
 # --- per-node figures ------------------------------------------------------------------------
@@ -387,14 +386,14 @@ def format_default(value) -> str:
 
 
 def _plain(value):
-    """A default as JSON can hold it."""
-    if isinstance(value, tuple):
+    """A default as JSON can hold it (a plugin's unusual default becomes its text)."""
+    if isinstance(value, (tuple, list)):
         return [_plain(v) for v in value]
     if isinstance(value, np.ndarray):
         return value.tolist()
-    if value is REQUIRED:
-        return None
-    return value
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
 
 
 # --- filters and activation maps -------------------------------------------------------------
@@ -446,9 +445,14 @@ def filter_weights(network, node_name: str) -> np.ndarray:
 
 
 def resolve_checkpoint(path) -> Path:
-    """A checkpoint file, or the newest ``.npz`` in a run directory (``runs/<name>/``)."""
+    """A checkpoint file, or in a run directory (``runs/<name>/``) the checkpoint training
+    writes there, else its newest ``.npz``."""
+    from .train import CHECKPOINT_NAME
+
     path = Path(path)
     if path.is_dir():
+        if (path / CHECKPOINT_NAME).is_file():
+            return path / CHECKPOINT_NAME
         found = sorted(path.glob("*.npz"), key=lambda p: (p.stat().st_mtime, p.name))
         if not found:
             raise CheckpointError("no checkpoint in this directory", file=path,
@@ -458,44 +462,35 @@ def resolve_checkpoint(path) -> Path:
 
 
 def load_image(path, graph, index: int = 0) -> tuple[str, np.ndarray]:
-    """One sample from an ``.npz`` (its ``images`` array, or its only array), shaped as the
-    graph's first image input; returns (input name, array of shape 1×C×H×W)."""
-    inputs = [n for n in graph.inputs if len(graph.nodes[n].shape) == 3]
+    """One image for the graph's first image input, read as training and prediction read them
+    (:func:`graphnet.inference.read_images`: an ``.npz``/``.npy`` of images or a picture;
+    0–255 integers become 0–1); returns (input name, float32 array of shape 1×C×H×W)."""
+    from .inference import read_images  # the one reader of images to predict on
+
+    inputs = [n for n in graph.inputs
+              if len(graph.nodes[n].shape) == 3 and graph.nodes[n].dtype_kind == "float"]
     if not inputs:
         raise SpecError("the spec has no image input (C×H×W)", file=graph.file)
-    shape = graph.nodes[inputs[0]].shape
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("input file not found", file=path)
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            names = list(archive.files)
-            if "images" in names:
-                images = archive["images"]
-            elif len(names) == 1:
-                images = archive[names[0]]
-            else:
-                raise DataError("cannot tell which array holds the images", file=path,
-                                expected="an array named 'images' or a single array",
-                                found=", ".join(names) or "no arrays")
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as error:
-        raise DataError(f"cannot read the input file: {error}", file=path,
-                        expected="an .npz archive") from None
-    if images.ndim == len(shape) and images.shape == shape:
-        images = images[None]  # a single image
-    if images.ndim == 3 and shape[0] == 1:
-        images = images[:, None]  # N×H×W grey images
-    if images.ndim != 4 or images.shape[1:] != shape:
-        raise DataError("images have the wrong shape", file=path,
-                        expected=f"N×{format_shape(shape)} for input {inputs[0]!r}",
-                        found=format_shape(images.shape))
+    images = read_images(path, graph.nodes[inputs[0]].shape)
     if not -len(images) <= index < len(images):
         raise UsageError("bad argument", field="--index",
                          expected=f"0..{len(images) - 1}", found=str(index))
-    if not np.issubdtype(images.dtype, np.number):
-        raise DataError("images must hold numbers", file=path, found=str(images.dtype))
-    return inputs[0], np.asarray(images[index:index + 1] if index >= 0
-                                 else images[index:][:1], dtype=np.float64)
+    return inputs[0], images[index % len(images)][None]
+
+
+def standardised(image: np.ndarray, meta: dict) -> tuple[np.ndarray, bool]:
+    """The image as the trained network saw its training data: standardised with the
+    statistics a checkpoint stores, when it stores them; returns (image, whether it was)."""
+    from .inference import Standardiser
+
+    stats = meta.get("standardise") if meta else None
+    if not stats:
+        return image, False
+    try:
+        return Standardiser.from_meta(stats)(image), True
+    except (KeyError, TypeError, ValueError):
+        raise CheckpointError("the checkpoint's standardisation statistics are malformed",
+                              field="standardise") from None
 
 
 def activation_maps(network, input_name: str, image: np.ndarray, node_names) -> dict:

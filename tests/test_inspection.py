@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from graphnet import inspection
-from graphnet.errors import DataError, GraphnetError, SpecError, UsageError
+from graphnet.errors import GraphnetError, SpecError, UsageError
 from graphnet.graph import load
 
 
@@ -294,24 +294,32 @@ def test_filter_nodes_are_found_by_structure(specs_dir):
         inspection.pick_filter_node(load(specs_dir / "lenet5.toml"), "pool1")
 
 
-def test_load_image_accepts_images_or_a_single_array(tmp_path, specs_dir):
+def test_load_image_reads_images_as_training_does(tmp_path, specs_dir):
     graph = load(specs_dir / "lenet5.toml")
     named = tmp_path / "named.npz"
     np.savez(named, images=np.ones((2, 1, 28, 28)), labels=np.zeros(2))
     assert inspection.load_image(named, graph, 1)[1].shape == (1, 1, 28, 28)
     grey = tmp_path / "grey.npz"
-    np.savez(grey, np.zeros((3, 28, 28), dtype=np.uint8))
-    name, image = inspection.load_image(grey, graph, 2)
+    pixels = np.zeros((3, 28, 28), dtype=np.uint8)
+    pixels[2, 0, 0] = 255
+    np.savez(grey, pixels)
+    name, image = inspection.load_image(grey, graph, -1)
     assert name == "image" and image.shape == (1, 1, 28, 28)
+    assert image.dtype == np.float32 and image.max() == 1.0  # 0–255 becomes 0–1
     several = tmp_path / "several.npz"
     np.savez(several, a=np.zeros(1), b=np.zeros(1))
-    for path, index in ((several, 0), (named, 5), (tmp_path / "missing.npz", 0)):
-        with pytest.raises(GraphnetError):
-            inspection.load_image(path, graph, index)
     wrong = tmp_path / "wrong.npz"
     np.savez(wrong, images=np.zeros((1, 3, 28, 28)))
-    with pytest.raises(DataError, match="wrong shape"):
-        inspection.load_image(wrong, graph)
+    for path, index in ((several, 0), (named, 5), (tmp_path / "missing.npz", 0), (wrong, 0)):
+        with pytest.raises(GraphnetError):
+            inspection.load_image(path, graph, index)
+
+
+def test_standardised_uses_the_checkpoint_statistics():
+    image = np.full((1, 2, 3, 3), 4.0, dtype=np.float32)
+    fed, done = inspection.standardised(image, {"standardise": {"mean": [1, 2], "std": [3, 1]}})
+    assert done and fed[0, 0, 0, 0] == pytest.approx(1.0) and fed[0, 1, 0, 0] == 2.0
+    assert inspection.standardised(image, {}) == (image, False)
 
 
 def test_shrink_averages_blocks():

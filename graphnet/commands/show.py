@@ -26,8 +26,8 @@ def register(subparsers, common) -> None:
                         "without it the filters are the untrained initial ones")
     parser.add_argument("--node", metavar="NAME", help="the convolution node to draw")
     parser.add_argument("--input", metavar="FILE",
-                        help="an .npz holding images (an 'images' array or its only array): "
-                        "draw activation maps for one of them")
+                        help="images to feed: an .npz (its 'images' array or its only array), "
+                        "an .npy or a picture; draw activation maps for one of them")
     parser.add_argument("--index", type=int, default=0, help="which image of --input (default 0)")
     parser.add_argument("--channel", type=int, default=0,
                         help="input channel drawn when filters do not have exactly three "
@@ -43,10 +43,11 @@ def run(args) -> int:
         print_warning(warning)
     node_name = inspection.pick_filter_node(graph, args.node)
     network = Network(graph, seed=args.seed)
+    meta = {}
     if args.checkpoint:
         path = inspection.resolve_checkpoint(args.checkpoint)
-        checkpoint = restore_params(path, network)
-        epoch = checkpoint.meta.get("epoch")
+        meta = restore_params(path, network).meta
+        epoch = meta.get("epoch")
         source = f"learned weights from {path}" + (f" (epoch {epoch})" if epoch is not None else "")
         untrained = False
     else:
@@ -55,8 +56,11 @@ def run(args) -> int:
         untrained = True
     if args.input:
         input_name, image = inspection.load_image(args.input, graph, args.index)
+        fed, was_standardised = inspection.standardised(image, meta)
+        if was_standardised:
+            source += "; the image is standardised with the training data's statistics"
         nodes = [node_name] if args.node else inspection.filter_nodes(graph)
-        maps = inspection.activation_maps(network, input_name, image, nodes)
+        maps = inspection.activation_maps(network, input_name, fed, nodes)
         render_activations({
             "input": input_name, "image": image[0], "file": args.input, "index": args.index,
             "source": source, "untrained": untrained,

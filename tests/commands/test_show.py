@@ -34,13 +34,13 @@ def screen(monkeypatch):
     return install
 
 
-def save(tmp_path, spec_path, seed=7, edit=None, name="ckpt.npz"):
+def save(tmp_path, spec_path, seed=7, edit=None, name="ckpt.npz", **meta):
     network = Network(load(spec_path), seed=seed)
     params = network.flat_params()
     if edit:
         edit(params)
     path = tmp_path / name
-    save_checkpoint(path, Checkpoint(params=params, meta={"epoch": 3, "spec": str(spec_path)}))
+    save_checkpoint(path, Checkpoint(params=params, meta={"epoch": 3, **meta}))
     return path
 
 
@@ -96,7 +96,8 @@ def test_activation_maps_of_every_conv_layer(run_cli, screen, specs_dir, tmp_pat
     images[1, :, 8:24, 8:24] = 1.0  # a bright square
     data = tmp_path / "images.npz"
     np.savez(data, images=images, labels=np.zeros(2, dtype=np.int64))
-    checkpoint = save(tmp_path, specs_dir / "branching.json")
+    checkpoint = save(tmp_path, specs_dir / "branching.json",
+                      standardise={"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]})
     console = screen(terminal(100))
     status, _, err = run_cli("show", specs_dir / "branching.json", "--checkpoint", checkpoint,
                              "--input", data, "--index", "1")
@@ -105,7 +106,7 @@ def test_activation_maps_of_every_conv_layer(run_cli, screen, specs_dir, tmp_pat
     for node in ("stem", "res_conv1", "res_conv2", "wide_1x1", "wide_5x5", "dilated"):
         assert f"{node} (conv2d)" in text
     assert "16 maps of 32×32" in text and "32 maps of 16×16" in text and "#31" in text
-    assert "image 1 of" in text
+    assert "image 1 of" in text and "standardised with the training data" in text
     assert max(len(line) for line in text.splitlines()) <= 100
 
     console = screen(piped())
@@ -148,3 +149,13 @@ def test_a_checkpoint_of_another_spec_is_refused(run_cli, specs_dir, tmp_path):
     checkpoint = save(tmp_path, specs_dir / "classic.toml")
     status, _, err = run_cli("show", specs_dir / "lenet5.toml", "--checkpoint", checkpoint)
     assert status == 2 and "different spec" in err
+
+
+def test_a_run_directory_prefers_the_checkpoint_training_writes(run_cli, screen, specs_dir,
+                                                                 tmp_path):
+    from graphnet.train import CHECKPOINT_NAME
+    save(tmp_path, specs_dir / "lenet5.toml", name=CHECKPOINT_NAME)
+    save(tmp_path, specs_dir / "lenet5.toml", name="later.npz")
+    console = screen(piped())
+    status, _, _ = run_cli("show", specs_dir / "lenet5.toml", "--checkpoint", tmp_path)
+    assert status == 0 and CHECKPOINT_NAME in console.export_text()
