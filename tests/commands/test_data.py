@@ -1,0 +1,81 @@
+"""``graphnet data list`` and ``graphnet data fetch`` end to end, against a local server."""
+import gzip
+import hashlib
+
+import numpy as np
+import pytest
+
+from graphnet.data.fetch import MIRROR_ENV, Remote, RemoteFile
+from graphnet.data.testing import FileServer, idx_bytes
+from graphnet_plugins.datasets import Mnist
+
+NAMES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+         "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+
+
+@pytest.fixture
+def small_mnist(monkeypatch):
+    """Small IDX files, and Mnist's remote pointed at their digests (the real digests are of
+    the real files)."""
+    rng = np.random.default_rng(0)
+    arrays = (rng.integers(0, 256, (8, 28, 28)), rng.integers(0, 10, 8),
+              rng.integers(0, 256, (2, 28, 28)), rng.integers(0, 10, 2))
+    files = {name: gzip.compress(idx_bytes(array)) for name, array in zip(NAMES, arrays)}
+    remote = Remote("https://unused.invalid/", tuple(
+        RemoteFile(name, len(data), hashlib.sha256(data).hexdigest()) for name, data in files.items()))
+    monkeypatch.setattr(Mnist, "remote", remote)
+    monkeypatch.delenv(MIRROR_ENV, raising=False)
+    return {f"/mnist/{name}": data for name, data in files.items()}
+
+
+def test_list_shows_every_dataset_and_its_cache_status(run_cli, tmp_path):
+    status, out, err = run_cli("data", "list", "--cache-dir", tmp_path)
+    assert status == 0, err
+    for name in ("shapes", "mnist", "fashion-mnist", "cifar10", "npz", "digits"):
+        assert name in out
+    assert "not fetched" in out and "generated" in out
+
+
+def test_fetch_then_list_says_cached_and_the_dataset_loads(run_cli, tmp_path, small_mnist):
+    with FileServer(small_mnist) as server:
+        status, out, err = run_cli("data", "fetch", "mnist", "--cache-dir", tmp_path,
+                                   "--mirror", server.url)
+        assert status == 0, err
+        assert "downloaded" in out and str(tmp_path / "mnist") in out.replace("\n", "")
+        status, out, err = run_cli("data", "fetch", "mnist", "--cache-dir", tmp_path,
+                                   "--mirror", server.url)
+        assert status == 0 and out.count("cached") == 4
+    assert len(server.requests) == 4
+    status, out, _ = run_cli("data", "list", "--cache-dir", tmp_path)
+    assert "cached" in out
+    dataset = Mnist().load(None, seed=0, cache_dir=tmp_path)
+    assert dataset.train.images.shape == (8, 1, 28, 28)
+
+
+def test_fetch_reads_the_mirror_and_cache_from_the_environment(run_cli, tmp_path, small_mnist,
+                                                               monkeypatch):
+    with FileServer(small_mnist) as server:
+        monkeypatch.setenv(MIRROR_ENV, server.url)
+        monkeypatch.setenv("GRAPHNET_CACHE", str(tmp_path))
+        status, _, err = run_cli("data", "fetch", "mnist")
+    assert status == 0, err
+    assert (tmp_path / "mnist" / NAMES[0]).is_file()
+
+
+def test_checksum_mismatch_exits_2_and_keeps_no_file(run_cli, tmp_path, small_mnist):
+    path = f"/mnist/{NAMES[1]}"
+    small_mnist[path] = small_mnist[path][:-8] + b"tampered"  # same size, other bytes
+    with FileServer(small_mnist) as server:
+        status, _, err = run_cli("data", "fetch", "mnist", "--cache-dir", tmp_path,
+                                 "--mirror", server.url)
+    assert status == 2
+    assert "checksum mismatch" in err and "Traceback" not in err
+    assert not (tmp_path / "mnist" / NAMES[1]).exists()
+    assert not (tmp_path / "mnist" / f"{NAMES[1]}.part").exists()
+
+
+def test_fetching_a_generated_or_unknown_dataset_is_refused(run_cli, tmp_path):
+    status, _, err = run_cli("data", "fetch", "shapes", "--cache-dir", tmp_path)
+    assert status == 2 and "nothing to download" in err
+    status, _, err = run_cli("data", "fetch", "mnsit", "--cache-dir", tmp_path)
+    assert status == 2 and "did you mean 'mnist'" in err
