@@ -1,0 +1,102 @@
+"""Flags shared by ``train``, ``eval`` and ``predict``: settings overrides and checkpoints.
+
+Values are read as text and converted here, so a bad one is a UsageError naming its flag
+(exit 2) like every other bad input, not argparse's own exit.
+"""
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from ..errors import UsageError
+from ..options import literal
+from ..train import CHECKPOINT_NAME
+
+SETTING_FLAGS = {
+    # flag: (setting, type, help)
+    "--dataset": ("dataset", str, "dataset name (default: [train] dataset, else shapes)"),
+    "--epochs": ("epochs", int, "passes over the training split"),
+    "--batch-size": ("batch_size", int, "samples per step"),
+    "--eval-batch-size": ("eval_batch_size", int, "samples per evaluation batch"),
+    "--lr": ("lr", float, "learning rate"),
+    "--optimizer": ("optimizer", str, "optimizer name (sgd, adam, …)"),
+    "--momentum": ("momentum", float, "momentum of the optimizer"),
+    "--schedule": ("schedule", str, "learning-rate schedule (constant, step, cosine, …)"),
+    "--seed": ("seed", int, "seed of initialisation, shuffling and splitting"),
+    "--run-dir": ("run_dir", str, "where checkpoints and history.json go (runs/<spec name>)"),
+    "--val-fraction": ("val_fraction", float, "share of the training split held out"),
+    "--clip-norm": ("clip_norm", float, "clip gradients to this global norm"),
+    "--limit-train": ("limit_train", int, "use only N training samples (quick runs)"),
+}
+EVAL_FLAGS = ("--dataset", "--eval-batch-size", "--seed")
+METAVARS = {int: "N", float: "X", str: "NAME"}
+TYPE_NAMES = {int: "an integer", float: "a number", str: "a string"}
+
+
+def add_setting_flags(parser, flags=tuple(SETTING_FLAGS)) -> None:
+    for flag in flags:
+        setting, kind, text = SETTING_FLAGS[flag]
+        metavar = "DIR" if setting == "run_dir" else METAVARS[kind]
+        parser.add_argument(flag, dest=setting, default=None, metavar=metavar, help=text)
+    parser.add_argument("--dataset-option", dest="dataset_options", action="append", default=[],
+                        metavar="KEY=VALUE", help="an option of the dataset (repeatable), e.g. "
+                        "--dataset-option size=16")
+
+
+def overrides_from_args(args, flags=tuple(SETTING_FLAGS)) -> tuple[dict, dict]:
+    """(settings, labels) from the flags given; labels map each setting to its flag."""
+    overrides, labels = {}, {}
+    for flag in flags:
+        setting, kind, _ = SETTING_FLAGS[flag]
+        text = getattr(args, setting, None)
+        if text is None:
+            continue
+        try:
+            overrides[setting] = kind(text)
+        except ValueError:
+            raise UsageError("bad argument", field=flag, expected=TYPE_NAMES[kind],
+                             found=repr(text)) from None
+        labels[setting] = flag
+    options = {}
+    for item in args.dataset_options:
+        key, equals, value = item.partition("=")
+        if not equals or not key.strip():
+            raise UsageError("bad argument", field="--dataset-option", expected="KEY=VALUE",
+                             found=repr(item))
+        options[key.strip()] = literal(value)
+    if options:
+        overrides["dataset_options"] = options
+        labels["dataset_options"] = "--dataset-option"
+    return overrides, labels
+
+
+def add_checkpoint_flag(parser) -> None:
+    parser.add_argument("--checkpoint", metavar="PATH", default=None,
+                        help=f"checkpoint to use (default: <run dir>/{CHECKPOINT_NAME}, the run "
+                        "dir being --run-dir, [train] run_dir or runs/<spec name>)")
+    parser.add_argument("--run-dir", dest="run_dir", default=None, metavar="DIR",
+                        help="the run whose checkpoint to use")
+
+
+def checkpoint_path(args, graph) -> Path:
+    if args.checkpoint:
+        return Path(args.checkpoint)
+    run_dir = args.run_dir or graph.spec.train.get("run_dir") or Path("runs") / graph.name
+    return Path(run_dir) / CHECKPOINT_NAME
+
+
+def command_line(args, *extra: str) -> str:
+    """The ``graphnet train`` command these arguments came from, plus ``extra`` words."""
+    words = ["graphnet", "train", args.spec]
+    for path in args.plugin:
+        words += ["--plugin", path]
+    for name in args.disable_plugin:
+        words += ["--disable-plugin", name]
+    for flag, (setting, _, _) in SETTING_FLAGS.items():
+        if getattr(args, setting, None) is not None:
+            words += [flag, getattr(args, setting)]
+    for item in args.dataset_options:
+        words += ["--dataset-option", item]
+    if args.watch:
+        words.append("--watch")
+    return shlex.join([str(w) for w in words] + list(extra))

@@ -1,0 +1,37 @@
+"""``graphnet train SPEC``: train on the spec's ``[train]`` settings, overridden by flags."""
+from __future__ import annotations
+
+from ..train import train
+from ..render.training import TrainingView
+from ._common import load_graph
+from ._training import add_setting_flags, command_line, overrides_from_args
+
+ORDER = 30
+INTERRUPTED = 130
+
+
+def register(subparsers, common) -> None:
+    parser = subparsers.add_parser(
+        "train", parents=[common], help="train a graph on a dataset",
+        description="Train a graph spec with its [train] settings, each overridable by a flag. "
+        "A checkpoint and history.json are written to the run directory after every epoch; "
+        "Ctrl-C stops after the current step and writes a checkpoint that --resume continues "
+        "bit for bit. Exit 0 when done, 2 on bad input or a non-finite loss, 130 when stopped.")
+    parser.add_argument("spec", metavar="SPEC", help="TOML or JSON graph spec")
+    add_setting_flags(parser)
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the run directory's checkpoint")
+    parser.add_argument("--watch", action="store_true", default=None,
+                        help="after each epoch, show gradient norms, update ratios and zero "
+                        "activations per node")
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    graph = load_graph(args, args.spec)
+    overrides, labels = overrides_from_args(args)
+    if args.watch:
+        overrides["watch"], labels["watch"] = True, "--watch"
+    with TrainingView(resume_command=command_line(args, "--resume")) as view:
+        result = train(graph, resume=args.resume, on_event=view, labels=labels, **overrides)
+    return INTERRUPTED if result.interrupted else 0

@@ -1,0 +1,108 @@
+"""``graphnet predict``: class probabilities per image, most likely first, no labels needed."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from graphnet.cli import main
+from graphnet.registry import load_plugin_file
+
+TOY = Path(__file__).resolve().parents[1] / "toy_plugin.py"
+toy = load_plugin_file(TOY)
+LINE = re.compile(r"^(?:(?P<label>\S+): )?(?P<pairs>(?:1\.00|\.\d\d) class\d(?:, (?:1\.00|\.\d\d) "
+                  r"class\d)*)$")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("predict")
+    spec = folder / "toy.json"
+    spec.write_text(json.dumps(toy.toy_spec(dataset={"name": "toy", "noise": 0.2})))
+    assert main(["train", str(spec), "--plugin", str(TOY), "--run-dir", str(folder / "run"),
+                 "--epochs", "3"]) == 0
+    return spec, folder / "run" / "checkpoint.npz"
+
+
+def patterns():
+    """The toy dataset's noiseless class patterns: class k is pattern k."""
+    return np.random.default_rng(1234).random((4, 1, 6, 6), dtype=np.float32)
+
+
+def parse(out):
+    rows = []
+    for line in out.strip().splitlines():
+        match = LINE.match(line)
+        assert match, line
+        pairs = [pair.split(" ") for pair in match["pairs"].split(", ")]
+        rows.append([(float(p), name) for p, name in pairs])
+    return rows
+
+
+def test_predicts_each_image_most_likely_first(run_cli, trained, tmp_path):
+    spec, checkpoint = trained
+    images = tmp_path / "images.npz"
+    np.savez(images, images=patterns(), other=np.zeros(3))
+    status, out, err = run_cli("predict", spec, "--plugin", TOY, "--checkpoint", checkpoint,
+                               images)
+    assert status == 0, err
+    rows = parse(out)
+    assert len(rows) == 4
+    for index, row in enumerate(rows):
+        assert [name for _, name in row][0] == f"class{index}"
+        probabilities = [p for p, _ in row]
+        assert probabilities == sorted(probabilities, reverse=True)
+        assert sum(probabilities) == pytest.approx(1, abs=0.03)
+    assert out.splitlines()[0].startswith(f"{images}[0]: ")
+
+
+def test_one_image_one_line_without_label(run_cli, trained, tmp_path):
+    spec, checkpoint = trained
+    single = tmp_path / "one.npz"
+    np.savez(single, picture=patterns()[2])  # one C×H×W array under any name
+    status, out, err = run_cli("predict", spec, "--plugin", TOY, "--checkpoint", checkpoint,
+                               single, "--top", 2)
+    assert status == 0, err
+    (row,) = parse(out)
+    assert len(row) == 2 and row[0][1] == "class2" and not out.startswith(str(single))
+
+
+@pytest.mark.parametrize("arrays, words", [
+    ({"a": np.zeros((2, 1, 6, 6)), "b": np.zeros(2)}, "cannot tell which array"),
+    ({"images": np.zeros((2, 3, 6, 6))}, "1×6×6"),
+])
+def test_unusable_inputs(run_cli, trained, tmp_path, arrays, words):
+    spec, checkpoint = trained
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    status, out, err = run_cli("predict", spec, "--plugin", TOY, "--checkpoint", checkpoint, path)
+    assert status == 2 and words in err
+
+
+def test_image_files_need_pillow(run_cli, trained, tmp_path):
+    spec, checkpoint = trained
+    picture = tmp_path / "cat.png"
+    if importlib.util.find_spec("PIL") is None:
+        picture.write_bytes(b"not really a png")
+        status, out, err = run_cli("predict", spec, "--plugin", TOY, "--checkpoint", checkpoint,
+                                   picture)
+        assert status == 2 and "pip install pillow" in err
+        return
+    from PIL import Image
+    pixels = (patterns()[1, 0] * 255).astype(np.uint8)
+    Image.fromarray(pixels, mode="L").save(picture)
+    status, out, err = run_cli("predict", spec, "--plugin", TOY, "--checkpoint", checkpoint,
+                               picture)
+    assert status == 0, err
+    assert parse(out)[0][0][1] == "class1"
+
+
+def test_bad_top(run_cli, trained, tmp_path):
+    spec, checkpoint = trained
+    status, out, err = run_cli("predict", spec, "--plugin", TOY, "--checkpoint", checkpoint,
+                               tmp_path / "x.npz", "--top", "0")
+    assert status == 2 and "'--top'" in err
