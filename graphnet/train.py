@@ -45,6 +45,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from . import limits
 from .checkpoint import Checkpoint, check_compatible, load_checkpoint, save_checkpoint, spec_hash
 from .data import Dataset, Split
 from .engine import Network
@@ -192,9 +193,11 @@ class Progress:
 def train(graph, dataset: Dataset | str | None = None, config: TrainConfig | None = None, *,
           run_dir: str | Path | None = None, resume: bool | str | Path = False,
           on_event: Callable[[Any], None] | None = None, labels: dict[str, str] | None = None,
-          **overrides) -> TrainResult:
+          memory_limit=None, **overrides) -> TrainResult:
     """Train ``graph``; see the module docstring. ``resume`` is True (the run directory's
-    checkpoint) or a checkpoint path. Returns when done or interrupted (``result.interrupted``)."""
+    checkpoint) or a checkpoint path. ``memory_limit`` (bytes or text such as ``"8GiB"``;
+    default: see :mod:`graphnet.limits`) refuses a graph that would need more to train at the
+    configured batch size. Returns when done or interrupted (``result.interrupted``)."""
     if config is None:
         if isinstance(dataset, str):
             overrides["dataset"] = dataset
@@ -205,6 +208,8 @@ def train(graph, dataset: Dataset | str | None = None, config: TrainConfig | Non
     elif isinstance(dataset, str):
         config = replace(config, dataset=dataset, dataset_options={})
     emit = on_event or (lambda event: None)
+    # From the spec's numbers alone: before the dataset is loaded or any batch is run.
+    limits.check_memory(graph, batch_size=config.batch_size, training=True, limit=memory_limit)
     bindings = bind(graph, config.image_input, config.label_input, config.logits_output)
     bindings.require_labels(graph.file)
     if isinstance(dataset, Dataset):
@@ -215,7 +220,7 @@ def train(graph, dataset: Dataset | str | None = None, config: TrainConfig | Non
     train_split, val_split = carve(data.train, config)
     run_dir = Path(run_dir or config.run_dir or Path("runs") / graph.name)
 
-    network = Network(graph, seed=config.seed)
+    network = Network(graph, seed=config.seed, memory_limit=memory_limit)
     steps_per_epoch = math.ceil(len(train_split) / config.batch_size)
     optimizer, schedule = _build_optimizer(graph, config, steps_per_epoch)
     standardise = Standardiser.fit(train_split.images)

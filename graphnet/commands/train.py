@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..train import train
 from ..render.training import TrainingView
-from ._common import load_graph
+from ._common import add_memory_limit_argument, load_graph
 from ._training import add_setting_flags, command_line, overrides_from_args
 
 ORDER = 30
@@ -24,6 +24,7 @@ def register(subparsers, common) -> None:
     parser.add_argument("--watch", action="store_true", default=None,
                         help="after each epoch, show gradient norms, update ratios and zero "
                         "activations per node")
+    add_memory_limit_argument(parser)
     parser.set_defaults(run=run)
 
 
@@ -33,5 +34,6 @@ def run(args) -> int:
     if args.watch:
         overrides["watch"], labels["watch"] = True, "--watch"
     with TrainingView(resume_command=command_line(args, "--resume")) as view:
-        result = train(graph, resume=args.resume, on_event=view, labels=labels, **overrides)
+        result = train(graph, resume=args.resume, on_event=view, labels=labels,
+                       memory_limit=args.memory_limit, **overrides)
     return INTERRUPTED if result.interrupted else 0
