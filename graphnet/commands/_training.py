@@ -99,4 +99,6 @@ def command_line(args, *extra: str) -> str:
         words += ["--dataset-option", item]
     if args.watch:
         words.append("--watch")
+    if getattr(args, "memory_limit", None) is not None:
+        words += ["--memory-limit", args.memory_limit]
     return shlex.join([str(w) for w in words] + list(extra))
