@@ -12,7 +12,8 @@ own threading.
 
 The thread count is ``GRAPHNET_NUM_THREADS``, else the cores this process may run on;
 :func:`set_num_threads` changes it (``graphnet bench --threads``). Nothing starts at import:
-the pool and the BLAS limit come with the first parallel call.
+the pool, the BLAS limit and malloc's keeping of freed memory for the next step
+(:mod:`graphnet.allocator`) come with the first parallel call.
 """
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, TypeVar
 
 import numpy as np
+
+from . import allocator
 
 THREADS_ENV = "GRAPHNET_NUM_THREADS"
 BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -89,6 +92,24 @@ def run_split(work: Callable[[int, int], Result], total: int, *,
     return [first] + [future.result() for future in futures]
 
 
+def run_tiles(work: Callable[[slice], None], total: int, tile: int) -> None:
+    """Call ``work(part)`` on consecutive slices of ``range(total)`` of ``tile`` items (the
+    last may be shorter), the slices shared among the threads in contiguous runs. A thread gets
+    at least one whole tile, so small batches stay on the caller's thread."""
+    tile = max(1, tile)
+
+    def run(start, stop):
+        for first in range(start, stop, tile):
+            work(slice(first, min(first + tile, stop)))
+
+    run_split(run, total, min_part=tile)
+
+
+def tile_items(bytes_per_item: int, tile_bytes: int) -> int:
+    """How many items of ``bytes_per_item`` make a tile of about ``tile_bytes`` (at least 1)."""
+    return max(1, tile_bytes // max(1, bytes_per_item))
+
+
 def scratch(name: str, shape: tuple, dtype, *, zeroed: bool = False) -> np.ndarray:
     """A buffer of this thread's, reused from call to call while ``name``'s shape and dtype stay
     the same (contents undefined unless ``zeroed``; a zeroed buffer is zeroed once, on creation,
@@ -119,6 +140,7 @@ def _ensure() -> None:
             else:
                 _blas_limit = threadpool_limits(limits=1, user_api="blas")
         _pool_threads = threads
+        allocator.keep_freed_memory()
         if threads > 1:
             _pool = ThreadPoolExecutor(max_workers=threads - 1,
                                        thread_name_prefix="graphnet-worker")

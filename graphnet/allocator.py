@@ -1,0 +1,44 @@
+"""Keep freed memory for the next step instead of handing it back to the system.
+
+glibc's malloc serves every block above its mmap threshold (at most 32 MiB) with a fresh
+mapping and unmaps it on free, so a training step's large activations (a 32-channel 32×32
+layer at batch 256 is 33 MB) are page-faulted and zeroed by the kernel again at every step:
+measured here, a ReLU over 33 MB took 10.5 ms in a new array and 3.4 ms once malloc kept its
+memory. :func:`keep_freed_memory` asks malloc to serve large blocks from its heap and not to
+trim the heap, so a step reuses the previous step's memory. The peak is unchanged; the process
+keeps its high-water mark until it exits.
+
+It is process-wide, so it is done once, when graphnet's worker pool starts (the first op that
+splits a batch: see :mod:`graphnet.parallel`), only where glibc is the allocator, and not at
+all with ``GRAPHNET_KEEP_FREED_MEMORY=0``.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import sys
+
+ENV = "GRAPHNET_KEEP_FREED_MEMORY"
+M_TRIM_THRESHOLD = -1
+M_MMAP_MAX = -4
+TRIM_THRESHOLD = 2**31 - 1  # mallopt takes an int: about 2 GiB, in effect "never trim"
+
+_done = False
+
+
+def keep_freed_memory() -> bool:
+    """Tune glibc's malloc as the module docstring says; True if it was done (now or before)."""
+    global _done
+    if _done:
+        return True
+    if os.environ.get(ENV, "").strip() == "0" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+        return False
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    _done = bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    return _done
