@@ -1,8 +1,11 @@
 """Atomic file writes: a temp file in the same folder, flushed and fsynced, then renamed over the
-target, so a crash or a full disk never leaves a half-written file in place of a good one."""
+target, so a crash or a full disk never leaves a half-written file in place of a good one. The
+temp file's name carries the writer's process id, so a later write can remove what a killed
+writer left behind."""
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
 from pathlib import Path
@@ -13,7 +16,9 @@ def atomic_writer(path: str | os.PathLike, mode: str = "wb"):
     """Yield a file object; on success it replaces ``path`` atomically, on error nothing changes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _remove_orphans(path)  # first, so their space is free for this write
+    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
+                                         dir=path.parent)
     try:
         with os.fdopen(handle, mode) as stream:
             yield stream
@@ -25,6 +30,27 @@ def atomic_writer(path: str | os.PathLike, mode: str = "wb"):
             os.unlink(temp_name)
         raise
     _fsync_directory(path.parent)
+
+
+def _remove_orphans(path: Path) -> None:
+    """Delete temp files of ``path`` left by writers that were killed (SIGKILL, power loss):
+    their process is gone, so the file can never be renamed into place. A writer that is
+    still running is recognised by its process id in the name and left alone."""
+    for orphan in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = orphan.name[len(path.name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and not _process_exists(int(pid)):
+            with contextlib.suppress(OSError):
+                orphan.unlink()
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists but is another user's
+        return True
+    return True
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -392,3 +392,20 @@ def test_an_archive_member_named_like_the_staging_folder_is_a_data_error(tmp_pat
         pass
     assert sorted(p.name for p in tmp_path.iterdir()) in (["evil.tar"],
                                                           [".evil.tar.unpacking", "b", "evil.tar"])
+
+
+def test_temp_files_of_killed_writers_are_removed_and_live_ones_kept(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "checkpoint.npz"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    orphan = tmp_path / f".checkpoint.npz.{dead}.abc123.tmp"
+    live = tmp_path / f".checkpoint.npz.{os.getpid()}.def456.tmp"  # a writer still at work
+    other = tmp_path / f".history.json.{dead}.x.tmp"  # another file's: not ours to judge
+    for stray in (orphan, live, other):
+        stray.write_bytes(b"half")
+    files.atomic_write_bytes(path, b"whole")
+    assert path.read_bytes() == b"whole"
+    assert not orphan.exists() and live.exists() and other.exists()
