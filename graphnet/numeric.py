@@ -27,11 +27,10 @@ def numerical_gradient(loss_of: Callable[[], float], array: np.ndarray,
     return gradient
 
 
-def relative_error(analytic, numeric) -> float:
-    """``‖a − n‖ / max(‖a‖, ‖n‖)``, 0 when both are zero: robust to a rare kink crossing."""
+def relative_error(analytic, numeric, floor: float = 1e-12) -> float:
+    """``‖a − n‖ / max(‖a‖, ‖n‖, floor)``: relative for gradients larger than ``floor``,
+    absolute (scaled by ``floor``) for smaller ones, where round-off dominates."""
     analytic = np.asarray(analytic, dtype=np.float64)
     numeric = np.asarray(numeric, dtype=np.float64)
-    scale = max(np.linalg.norm(analytic), np.linalg.norm(numeric))
-    if scale < 1e-12:
-        return 0.0
+    scale = max(np.linalg.norm(analytic), np.linalg.norm(numeric), floor)
     return float(np.linalg.norm(analytic - numeric) / scale)
