@@ -81,20 +81,39 @@ def _complete_epochs(run_dir: Path) -> int:
     return checkpoint.epoch
 
 
+def _mtime(path: Path):
+    try:
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return None
+
+
 def _kill_loop(tmp_path, kills: int, seed: int) -> dict:
+    """Each round starts (or resumes) training, waits until it has written a new checkpoint,
+    then SIGKILLs it at a random moment of the next ~0.3 s (between steps, mid-evaluation, …)
+    or, every other round on average, as soon as the next checkpoint's temp file appears."""
     spec, run_dir = _spec(tmp_path), tmp_path / "run"
+    checkpoint = run_dir / "checkpoint.npz"
     rng = random.Random(seed)
     seen, epochs, mid_write = [], 0, 0
     for round_ in range(kills):
-        resume = ["--resume"] if (run_dir / "checkpoint.npz").exists() else []
-        process = _start(spec, run_dir, *resume)
-        time.sleep(rng.uniform(0.8, 3.0))  # start-up is ~0.7 s; then steps and writes
+        before = _mtime(checkpoint)
+        process = _start(spec, run_dir, *(["--resume"] if before else []))
+        deadline = time.monotonic() + 60
+        while _mtime(checkpoint) == before:
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "no checkpoint written within 60 s"
+            time.sleep(0.005)
+        if rng.random() < 0.5:
+            time.sleep(rng.uniform(0, 0.3))
+        else:  # aim for the middle of the next checkpoint write
+            while not list(run_dir.glob(".checkpoint.npz.*.tmp")) and process.poll() is None:
+                time.sleep(0.0005)
         process.send_signal(signal.SIGKILL)
         process.communicate()
-        mid_write += any(p.name.endswith(".tmp") for p in run_dir.glob(".*")) if \
-            run_dir.exists() else 0
+        mid_write += bool(list(run_dir.glob(".checkpoint.npz.*.tmp")))
         now = _complete_epochs(run_dir)
-        assert now >= epochs, f"kill {round_}: the checkpoint went back from {epochs} to {now}"
+        assert now > epochs, f"kill {round_}: the checkpoint went from epoch {epochs} to {now}"
         epochs = now
         seen.append(now)
     assert epochs > 0, f"no checkpoint in {kills} runs: {seen}"
@@ -192,3 +211,53 @@ def test_a_full_disk_is_reported_and_the_previous_checkpoint_survives(tmp_path, 
     status, out, err = _finish(spec, roomy, "--resume", "--epochs", 2)
     assert status == 0, err
     assert load_checkpoint(roomy / "checkpoint.npz").epoch == 2
+
+
+def _rewrite_meta(path: Path, **changes) -> None:
+    import io
+    import zipfile
+
+    import numpy as np
+
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    meta = json.loads(np.load(io.BytesIO(members["meta.npy"]), allow_pickle=False).tobytes())
+    meta.update(changes)
+    buffer = io.BytesIO()
+    np.save(buffer, np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
+    members["meta.npy"] = buffer.getvalue()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
+def test_untrusted_checkpoints_are_refused_by_train_eval_and_predict(tmp_path, capsys):
+    import numpy as np
+
+    from graphnet.cli import main
+
+    spec, run_dir = _spec(tmp_path, units=8, epochs=1), tmp_path / "run"
+    base = ["--plugin", str(TOY_PLUGIN), *DATASET]
+    assert main(["train", str(spec), "--run-dir", str(run_dir), *base]) == 0
+    path = run_dir / "checkpoint.npz"
+    image = tmp_path / "image.npy"
+    np.save(image, np.zeros((1, 16, 16), np.float32))
+    commands = [["train", str(spec), "--run-dir", str(run_dir), "--resume", "--epochs", "2", *base],
+                ["eval", str(spec), "--run-dir", str(run_dir), *base],
+                ["predict", str(spec), str(image), "--run-dir", str(run_dir), "--plugin",
+                 str(TOY_PLUGIN)]]
+    _rewrite_meta(path, format_version=99)
+    for command in commands:
+        capsys.readouterr()
+        status = main(command)
+        err = capsys.readouterr().err
+        assert status == 2 and "newer than this graphnet understands" in err, (command, err)
+    with np.load(path, allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    arrays["param/fc1/weight"] = np.array([object()], dtype=object)
+    np.savez(path, **arrays)
+    for command in commands:
+        capsys.readouterr()
+        status = main(command)
+        err = capsys.readouterr().err
+        assert status == 2 and "object arrays" in err and "Traceback" not in err, (command, err)
