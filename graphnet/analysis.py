@@ -249,5 +249,7 @@ def memory_estimate(graph, batch_size: int, itemsize: int = 4) -> dict[str, int]
         "parameter_bytes": parameter_bytes,
         "activation_bytes": activation_bytes,
         "inference_bytes": parameter_bytes + activation_bytes,
+        "training_state_bytes": 4 * parameter_bytes,  # parameters, gradients, optimizer state
+        "training_activation_bytes": 2 * activation_bytes,  # activations and their gradients
         "training_bytes": 4 * parameter_bytes + 2 * activation_bytes,
     }

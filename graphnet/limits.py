@@ -108,11 +108,12 @@ def estimate(graph, *, batch_size: int = 1, dtype="float32", training: bool = Fa
     batch size, and the limit in force. Allocates nothing; instant for any size."""
     numbers = memory_estimate(graph, batch_size, itemsize=np.dtype(dtype).itemsize)
     if training:
-        parameters, activations = 4 * numbers["parameter_bytes"], 2 * numbers["activation_bytes"]
+        keys = ("training_state_bytes", "training_activation_bytes", "training_bytes")
     else:
-        parameters, activations = numbers["parameter_bytes"], numbers["activation_bytes"]
-    return MemoryEstimate(parameters, activations, parameters + activations, batch_size,
-                          training, memory_limit(limit))
+        keys = ("parameter_bytes", "activation_bytes", "inference_bytes")
+    parameters, activations, total = (numbers[key] for key in keys)
+    return MemoryEstimate(parameters, activations, total, batch_size, training,
+                          memory_limit(limit))
 
 
 def check_memory(graph, *, batch_size: int = 1, dtype="float32", training: bool = False,
