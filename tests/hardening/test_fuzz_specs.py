@@ -487,3 +487,67 @@ def test_a_spec_that_is_not_a_regular_file_is_refused(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(graphnet.SpecError, match="not a regular file"):
         graphnet.load(fifo)  # would block forever if it were opened
+
+
+# --- the [train] section, as `graphnet train` reads it ------------------------------------------
+TRAIN_KEYS = ["dataset", "epochs", "batch_size", "eval_batch_size", "optimizer", "schedule", "seed",
+              "run_dir", "val_fraction", "clip_norm", "limit_train", "watch", "image_input",
+              "label_input", "logits_output", "bogus"]
+OVERRIDE_KEYS = TRAIN_KEYS[:-1] + ["lr", "momentum"]
+OPTION_KEYS = ["dataset_options", "optimizer_options", "schedule_options"]  # dicts, as flags make
+TRAIN_VALUES = [{"name": "adam", "lr": -1}, {"name": "sgd", "momentum": 2}, {"name": 5},
+                {"name": "cosine", "warmup": "x"}, {"size": 10**12}, {"path": "/dev/zero"},
+                {"name": "step", "step_size": 0}, "adam", "toy", "shapes", "npz", "step", "cosine"]
+
+
+def _train_value():
+    return st.one_of(nasty_values(), st.sampled_from(TRAIN_VALUES).map(copy.deepcopy))
+
+
+@st.composite
+def train_settings(draw):
+    """A mutated [train] section and command-line overrides, as `graphnet train` gets them."""
+    section = copy.deepcopy(SYNTHETIC[0]["train"])
+    for _ in range(draw(st.integers(0, 4))):
+        key = draw(st.sampled_from(TRAIN_KEYS))
+        value = draw(_train_value())
+        if draw(st.booleans()) and isinstance(section.get(key), dict) and isinstance(value, dict):
+            section[key].update(value)
+        else:
+            section[key] = value
+    overrides = draw(st.dictionaries(st.sampled_from(OVERRIDE_KEYS), _train_value(), max_size=3))
+    for key in draw(st.lists(st.sampled_from(OPTION_KEYS), max_size=2, unique=True)):
+        overrides[key] = draw(st.dictionaries(st.sampled_from(["size", "lr", "momentum", "path",
+                                                               "train", "warmup", "bogus"]),
+                                              _train_value(), min_size=1, max_size=2))
+    return section, overrides
+
+
+def _train_case(tally, case):
+    from graphnet.train_config import TrainConfig
+
+    section, overrides = case
+    spec = copy.deepcopy(SYNTHETIC[0])
+    spec["train"] = section
+    graph = graphnet.load(spec)
+    try:
+        TrainConfig.from_graph(graph, overrides)
+    except graphnet.GraphnetError as error:
+        assert error.field or error.file, f"unlocated: {error}"
+        assert len(str(error)) < 2000
+        tally.record_error(error)
+    else:
+        tally.record("ok")
+
+
+@settings(CI, max_examples=200)
+@given(case=train_settings())
+def test_mutated_train_settings_configure_or_fail_with_a_located_error(fuzz_tally, case):
+    _train_case(fuzz_tally, case)
+
+
+@pytest.mark.slow
+@settings(LONG, max_examples=5000)
+@given(case=train_settings())
+def test_mutated_train_settings_long(fuzz_tally, case):
+    _train_case(fuzz_tally, case)
