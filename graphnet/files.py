@@ -63,6 +63,12 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         stream.write(data)
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _fsync_directory(folder: Path) -> None:
     """Make the rename itself durable (best effort: not every platform allows it)."""
     with contextlib.suppress(OSError):
