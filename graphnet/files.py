@@ -20,6 +20,7 @@ def atomic_writer(path: str | os.PathLike, mode: str = "wb"):
     handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
                                          dir=path.parent)
     try:
+        os.fchmod(handle, 0o666 & ~_current_umask())  # mkstemp's 0600 is not what users expect
         with os.fdopen(handle, mode) as stream:
             yield stream
             stream.flush()
