@@ -41,8 +41,8 @@ class GraphnetError(Exception):
         if self.expected is not None or self.found is not None:
             detail = ", ".join(
                 text for text in (
-                    None if self.expected is None else f"expected {self.expected}",
-                    None if self.found is None else f"found {self.found}",
+                    None if self.expected is None else f"expected {_clip(self.expected)}",
+                    None if self.found is None else f"found {_clip(self.found)}",
                 ) if text
             )
             body = f"{body}: {detail}" if body else detail
@@ -62,6 +62,15 @@ class GraphnetError(Exception):
 
     def __str__(self) -> str:
         return self.render()
+
+
+MAX_DETAIL = 300
+"""Longest ``expected``/``found`` shown: a value from an untrusted file may be megabytes long."""
+
+
+def _clip(detail) -> str:
+    text = str(detail)
+    return text if len(text) <= MAX_DETAIL else f"{text[:MAX_DETAIL - 20]}… ({len(text):,} characters)"
 
 
 class SpecError(GraphnetError):

@@ -220,7 +220,8 @@ def mutate(data, doc):
 
 
 def _rename_references(doc, old, new):
-    for node in doc.get("nodes") or []:
+    nodes = doc.get("nodes")
+    for node in nodes if isinstance(nodes, list) else []:
         if isinstance(node, dict) and isinstance(node.get("inputs"), list):
             node["inputs"] = [new if i == old else i for i in node["inputs"]]
     if isinstance(doc.get("outputs"), dict):
@@ -322,6 +323,9 @@ def check_case(path: Path, tally, capsys, run: bool = True) -> None:
         assert "error:" in captured.err
     elif run:
         run_graph(graph)
+        status = main(["inspect", str(path)])  # the views of a valid graph, however odd
+        captured = capsys.readouterr()
+        assert status == 0 and "Traceback" not in captured.err, captured.err
     assert time.perf_counter() - started < SECONDS_PER_CASE
 
 
@@ -551,3 +555,9 @@ def test_mutated_train_settings_configure_or_fail_with_a_located_error(fuzz_tall
 @given(case=train_settings())
 def test_mutated_train_settings_long(fuzz_tally, case):
     _train_case(fuzz_tally, case)
+
+
+def test_any_detail_is_clipped_in_the_message():
+    error = graphnet.UsageError("wrong type", field="dataset", expected="a name",
+                                found=repr([0] * 100_000))
+    assert len(str(error)) < 400 and "300,002 characters" in str(error)
