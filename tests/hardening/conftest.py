@@ -87,3 +87,28 @@ def graphnet_cmd():
                                    timeout=timeout, cwd=cwd)
         return completed.returncode, completed.stdout, completed.stderr
     return run
+
+
+def _rewrite_meta(path, **changes) -> None:
+    """Change keys of a checkpoint's JSON metadata in place, leaving every array as it was."""
+    import io
+    import json
+    import zipfile
+
+    import numpy as np
+
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    meta = json.loads(np.load(io.BytesIO(members["meta.npy"]), allow_pickle=False).tobytes())
+    meta.update(changes)
+    buffer = io.BytesIO()
+    np.save(buffer, np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
+    members["meta.npy"] = buffer.getvalue()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
+@pytest.fixture
+def rewrite_checkpoint_meta():
+    return _rewrite_meta

@@ -213,25 +213,8 @@ def test_a_full_disk_is_reported_and_the_previous_checkpoint_survives(tmp_path, 
     assert load_checkpoint(roomy / "checkpoint.npz").epoch == 2
 
 
-def _rewrite_meta(path: Path, **changes) -> None:
-    import io
-    import zipfile
-
-    import numpy as np
-
-    with zipfile.ZipFile(path) as archive:
-        members = {name: archive.read(name) for name in archive.namelist()}
-    meta = json.loads(np.load(io.BytesIO(members["meta.npy"]), allow_pickle=False).tobytes())
-    meta.update(changes)
-    buffer = io.BytesIO()
-    np.save(buffer, np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
-    members["meta.npy"] = buffer.getvalue()
-    with zipfile.ZipFile(path, "w") as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-
-
-def test_untrusted_checkpoints_are_refused_by_train_eval_and_predict(tmp_path, capsys):
+def test_untrusted_checkpoints_are_refused_by_train_eval_and_predict(tmp_path, capsys,
+                                                                     rewrite_checkpoint_meta):
     import numpy as np
 
     from graphnet.cli import main
@@ -246,7 +229,7 @@ def test_untrusted_checkpoints_are_refused_by_train_eval_and_predict(tmp_path, c
                 ["eval", str(spec), "--run-dir", str(run_dir), *base],
                 ["predict", str(spec), str(image), "--run-dir", str(run_dir), "--plugin",
                  str(TOY_PLUGIN)]]
-    _rewrite_meta(path, format_version=99)
+    rewrite_checkpoint_meta(path, format_version=99)
     for command in commands:
         capsys.readouterr()
         status = main(command)
