@@ -1,0 +1,294 @@
+"""max_pool2d, avg_pool2d, global_avg_pool: values against naive loops, gradients against central
+differences, PyTorch's padding rules, shape errors, costs and receptive fields."""
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from graphnet.errors import ShapeError, SpecError
+from graphnet.op import GLOBAL, Window
+from graphnet_plugins import pooling
+from graphnet_plugins.pooling import AvgPool2d, GlobalAvgPool, MaxPool2d
+
+
+def make_attrs(op_class, **raw):
+    """Attrs as a spec node gets them: the raw values merged over the defaults, each parsed.
+    A None default (stride: "the kernel size") is kept as it is: there is nothing to parse."""
+    merged = {name: attr.default for name, attr in op_class.attrs.items() if not attr.required}
+    merged.update(raw)
+    return SimpleNamespace(**{
+        name: value if value is None else op_class.attrs[name].parse(value, name)
+        for name, value in merged.items()})
+
+
+def random(shape, seed=0, dtype=np.float64):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+def same_pads(size, kernel, stride):
+    """TensorFlow's "same" padding for one axis, written out independently of the ops."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def naive_pool(x, attrs, reduce):
+    """Pool one window at a time (loops are fine in tests): max pads with −inf, average pads
+    with zeros that count in the divisor, as PyTorch does."""
+    batch, channels, height, width = x.shape
+    kernel_h, kernel_w = attrs.kernel
+    stride_h, stride_w = attrs.stride or attrs.kernel
+    if attrs.padding == "same":
+        pads_h, pads_w = same_pads(height, kernel_h, stride_h), same_pads(width, kernel_w, stride_w)
+    else:
+        pad_h, pad_w = (0, 0) if attrs.padding == "valid" else attrs.padding
+        pads_h, pads_w = (pad_h, pad_h), (pad_w, pad_w)
+    fill = -np.inf if reduce == "max" else 0.0
+    padded = np.pad(x, ((0, 0), (0, 0), pads_h, pads_w), constant_values=fill)
+    out_h = (padded.shape[2] - kernel_h) // stride_h + 1
+    out_w = (padded.shape[3] - kernel_w) // stride_w + 1
+    output = np.zeros((batch, channels, out_h, out_w))
+    for n in range(batch):
+        for c in range(channels):
+            for i in range(out_h):
+                for j in range(out_w):
+                    patch = padded[n, c, i * stride_h:i * stride_h + kernel_h,
+                                   j * stride_w:j * stride_w + kernel_w]
+                    output[n, c, i, j] = patch.max() if reduce == "max" else patch.mean()
+    return output
+
+
+# (per-sample input shape, raw attributes): each row changes the windows somewhere.
+CASES = {
+    "2x2-tiling": ((2, 6, 8), {"kernel": 2}),
+    "3x3-stride2-pad1": ((2, 7, 9), {"kernel": 3, "stride": 2, "padding": 1}),
+    "rect-kernel-same-asymmetric": ((2, 7, 8), {"kernel": [2, 3], "padding": "same"}),
+    "same-stride2": ((1, 5, 6), {"kernel": 3, "stride": 2, "padding": "same"}),
+    "stride-pair-pad-pair": ((2, 5, 7), {"kernel": 3, "stride": [1, 2], "padding": [1, 0]}),
+    "overlapping-stride1": ((2, 5, 6), {"kernel": 2, "stride": 1}),
+    "leftover-row-and-column": ((2, 7, 5), {"kernel": 2, "padding": "valid"}),
+    "gaps-stride3": ((1, 8, 7), {"kernel": 2, "stride": 3}),
+    "pad-half-of-even-kernel": ((2, 6, 6), {"kernel": [4, 2], "padding": [2, 1]}),
+}
+POOLS = {"max": MaxPool2d, "avg": AvgPool2d}
+
+
+@pytest.fixture(params=list(CASES), ids=list(CASES))
+def case(request):
+    return CASES[request.param]
+
+
+def test_registers_every_pool(registered_ops):
+    assert registered_ops(pooling) == {"max_pool2d", "avg_pool2d", "global_avg_pool"}
+
+
+@pytest.mark.parametrize("reduce", list(POOLS))
+def test_forward_equals_naive_loop_and_shape_inference(reduce, case, context):
+    input_shape, raw = case
+    op_class = POOLS[reduce]
+    attrs = make_attrs(op_class, **raw)
+    x = random((2, *input_shape))
+    output, _ = op_class().forward([x], {}, attrs, context())
+    expected = naive_pool(x, attrs, reduce)
+    assert output.shape == expected.shape
+    assert np.allclose(output, expected, rtol=1e-12, atol=1e-12)
+    assert op_class().shape([input_shape], attrs) == output.shape[1:]
+
+
+@pytest.mark.parametrize("reduce", list(POOLS))
+def test_gradients_equal_central_differences(reduce, case, check_gradients):
+    input_shape, raw = case
+    op_class = POOLS[reduce]
+    check_gradients(op_class(), [random((2, *input_shape))], {}, make_attrs(op_class, **raw))
+
+
+@pytest.mark.parametrize("raw", [{"kernel": 2}, {"kernel": 2, "stride": 1},
+                                 {"kernel": 3, "stride": 2, "padding": 1}],
+                         ids=["tiling", "overlapping", "padded"])
+def test_max_pool_gradient_goes_to_the_first_maximum_only(raw, context):
+    """Ties are common after ReLU; PyTorch routes each window's gradient to its first maximum."""
+    attrs = make_attrs(MaxPool2d, **raw)
+    x = np.zeros((1, 1, 4, 4))
+    output, saved = MaxPool2d().forward([x], {}, attrs, context())
+    (grad,), _ = MaxPool2d().backward(np.ones_like(output), saved, {}, attrs, context())
+    expected = np.zeros_like(x)
+    stride = attrs.stride or attrs.kernel
+    top = -raw.get("padding", 0)
+    for i in range(output.shape[2]):
+        for j in range(output.shape[3]):
+            # the first in-image position of the window, row-major
+            row, col = max(i * stride[0] + top, 0), max(j * stride[1] + top, 0)
+            expected[0, 0, row, col] += 1
+    assert np.array_equal(grad, expected)
+    assert grad.sum() == output.size
+
+
+def test_average_pool_counts_padded_zeros():
+    attrs = make_attrs(AvgPool2d, kernel=3, stride=1, padding=1)
+    output, _ = AvgPool2d().forward([np.ones((1, 1, 3, 3))], {}, attrs, None)
+    assert np.allclose(output[0, 0], [[4 / 9, 6 / 9, 4 / 9], [6 / 9, 1, 6 / 9],
+                                      [4 / 9, 6 / 9, 4 / 9]])
+
+
+def test_max_pool_pads_with_minus_infinity():
+    attrs = make_attrs(MaxPool2d, kernel=2, padding=1)
+    output, _ = MaxPool2d().forward([-np.ones((1, 1, 2, 2))], {}, attrs, None)
+    assert np.array_equal(output, -np.ones((1, 1, 2, 2)))
+
+
+@pytest.mark.parametrize("reduce", list(POOLS))
+def test_any_input_memory_layout_gives_the_same_output(reduce, context):
+    attrs = make_attrs(POOLS[reduce], kernel=3, stride=2, padding=1)
+    x = random((2, 3, 7, 6))
+    channels_last = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    expected, saved = POOLS[reduce]().forward([x], {}, attrs, context())
+    output, saved_channels_last = POOLS[reduce]().forward([channels_last], {}, attrs, context())
+    assert np.array_equal(output, expected)
+    grad_output = random(expected.shape, seed=4)
+    (grad,), _ = POOLS[reduce]().backward(grad_output, saved, {}, attrs, context())
+    (grad_channels_last,), _ = POOLS[reduce]().backward(grad_output, saved_channels_last, {},
+                                                        attrs, context())
+    assert np.array_equal(grad, grad_channels_last)
+
+
+# --- what backward is asked for, dtypes ------------------------------------------------------
+@pytest.mark.parametrize("op_class, raw", [(MaxPool2d, {"kernel": 2}),
+                                           (AvgPool2d, {"kernel": 2}), (GlobalAvgPool, {})],
+                         ids=["max", "avg", "global"])
+def test_skips_the_input_gradient_when_not_needed(op_class, raw, context):
+    attrs = make_attrs(op_class, **raw)
+    output, saved = op_class().forward([random((2, 3, 4, 4))], {}, attrs, context())
+    assert op_class().backward(np.ones_like(output), saved, {}, attrs,
+                               context(needs_input_grad=(False,))) == ([None], {})
+
+
+@pytest.mark.parametrize("op_class, raw", [
+    (MaxPool2d, {"kernel": 2}), (MaxPool2d, {"kernel": 3, "stride": 2, "padding": 1}),
+    (AvgPool2d, {"kernel": 2}), (AvgPool2d, {"kernel": 3, "stride": 1, "padding": "same"}),
+    (GlobalAvgPool, {})], ids=["max-tiling", "max-padded", "avg-tiling", "avg-same", "global"])
+def test_float32_stays_float32(op_class, raw, context):
+    attrs = make_attrs(op_class, **raw)
+    x = random((2, 3, 6, 6), dtype=np.float32)
+    output, saved = op_class().forward([x], {}, attrs, context(dtype=np.float32))
+    (grad,), _ = op_class().backward(np.ones_like(output), saved, {}, attrs,
+                                     context(dtype=np.float32))
+    assert output.dtype == grad.dtype == np.float32
+    assert grad.shape == x.shape
+
+
+# --- global average pooling ------------------------------------------------------------------
+def test_global_avg_pool_averages_each_channel(context):
+    x = random((2, 3, 4, 5))
+    output, _ = GlobalAvgPool().forward([x], {}, SimpleNamespace(), context())
+    assert np.allclose(output, x.mean(axis=(2, 3)))
+    assert GlobalAvgPool().shape([(3, 4, 5)], SimpleNamespace()) == output.shape[1:] == (3,)
+
+
+def test_global_avg_pool_gradient(check_gradients):
+    check_gradients(GlobalAvgPool(), [random((2, 3, 4, 5))], {}, SimpleNamespace())
+
+
+def test_global_avg_pool_is_global_and_costs_every_element():
+    assert GlobalAvgPool().receptive_field([(3, 4, 5)], SimpleNamespace()) == GLOBAL
+    assert GlobalAvgPool().macs([(3, 4, 5)], (3,), SimpleNamespace()) == 3 * 4 * 5
+
+
+def test_global_avg_pool_rejects_an_input_that_is_not_an_image():
+    with pytest.raises(ShapeError) as error:
+        GlobalAvgPool().shape([(12,)], SimpleNamespace())
+    assert error.value.field == "inputs" and error.value.found == "12 (1-D)"
+
+
+# --- attributes, costs, receptive fields -----------------------------------------------------
+def test_stride_defaults_to_the_kernel():
+    attrs = make_attrs(MaxPool2d, kernel=[2, 3])
+    assert attrs.stride is None and attrs.padding == (0, 0)
+    assert MaxPool2d().shape([(4, 8, 9)], attrs) == (4, 4, 3)
+    assert MaxPool2d().receptive_field([(4, 8, 9)], attrs) == Window((2, 3), (2, 3), (0, 0))
+
+
+def test_receptive_field_names_the_padding_before():
+    attrs = make_attrs(AvgPool2d, kernel=[2, 3], stride=1, padding="same")
+    # 7×8 input: 1 row of padding goes after, 2 columns split 1 / 1
+    assert AvgPool2d().receptive_field([(2, 7, 8)], attrs) == Window((2, 3), (1, 1), (0, 1),
+                                                                      (1, 1))
+
+
+def test_macs():
+    attrs = make_attrs(MaxPool2d, kernel=3, stride=2, padding=1)
+    output_shape = MaxPool2d().shape([(4, 8, 8)], attrs)
+    assert output_shape == (4, 4, 4)
+    assert MaxPool2d().macs([(4, 8, 8)], output_shape, attrs) == 0
+    avg_attrs = make_attrs(AvgPool2d, kernel=3, stride=2, padding=1)
+    assert AvgPool2d().macs([(4, 8, 8)], output_shape, avg_attrs) == 4 * 4 * 4 * 3 * 3
+
+
+@pytest.mark.parametrize("raw", [{"kernel": 0}, {"kernel": 2, "stride": 0},
+                                 {"kernel": 2, "padding": "full"}, {"kernel": 2, "padding": -1},
+                                 {"kernel": [2, 2, 2]}])
+def test_rejects_bad_attributes(raw):
+    with pytest.raises(SpecError):
+        make_attrs(MaxPool2d, **raw)
+
+
+@pytest.mark.parametrize("op_class", [MaxPool2d, AvgPool2d])
+def test_rejects_an_input_that_is_not_an_image(op_class):
+    with pytest.raises(ShapeError) as error:
+        op_class().shape([(3, 8)], make_attrs(op_class, kernel=2))
+    assert error.value.field == "inputs" and error.value.found == "3×8 (2-D)"
+
+
+@pytest.mark.parametrize("op_class", [MaxPool2d, AvgPool2d])
+def test_rejects_a_kernel_larger_than_its_padded_input(op_class):
+    with pytest.raises(ShapeError) as error:
+        op_class().shape([(2, 4, 6)], make_attrs(op_class, kernel=5, padding=[0, 1]))
+    assert error.value.field == "kernel"
+    assert error.value.expected == "a kernel of at most 4×8 (the padded input is 2×4×8)"
+    assert error.value.found == "5×5"
+
+
+@pytest.mark.parametrize("op_class", [MaxPool2d, AvgPool2d])
+@pytest.mark.parametrize("kernel, padding, widest", [(3, 2, "2×2"), ([2, 4], [1, 3], "1×3"),
+                                                     (1, [0, 1], "0×1")])
+def test_rejects_padding_beyond_half_the_kernel_as_pytorch_does(op_class, kernel, padding,
+                                                                widest):
+    attrs = make_attrs(op_class, kernel=kernel, padding=padding)
+    with pytest.raises(ShapeError) as error:
+        op_class().shape([(2, 9, 9)], attrs)
+    assert error.value.field == "padding"
+    assert "half" in error.value.message and error.value.found == widest
+
+
+@pytest.mark.parametrize("kernel", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("stride", [1, 2, 3, 7])
+def test_same_padding_always_fits_pytorch_s_rule(kernel, stride):
+    attrs = make_attrs(MaxPool2d, kernel=kernel, stride=stride, padding="same")
+    for size in range(1, 12):
+        out = -(-size // stride)
+        assert MaxPool2d().shape([(1, size, size)], attrs) == (1, out, out)
+
+
+# --- against PyTorch, when it is installed ---------------------------------------------------
+@pytest.mark.parametrize("name", ["3x3-stride2-pad1", "stride-pair-pad-pair",
+                                  "overlapping-stride1", "pad-half-of-even-kernel"])
+@pytest.mark.parametrize("reduce", list(POOLS))
+def test_matches_pytorch(reduce, name, context):
+    torch = pytest.importorskip("torch")
+    input_shape, raw = CASES[name]
+    op_class = POOLS[reduce]
+    attrs = make_attrs(op_class, **raw)
+    x = random((2, *input_shape))
+    output, saved = op_class().forward([x], {}, attrs, context())
+    grad_output = random(output.shape, seed=5)
+    (grad,), _ = op_class().backward(grad_output, saved, {}, attrs, context())
+
+    x_torch = torch.tensor(x, requires_grad=True)
+    options = {"kernel_size": attrs.kernel, "stride": attrs.stride or attrs.kernel,
+               "padding": attrs.padding}
+    if reduce == "max":
+        expected = torch.nn.functional.max_pool2d(x_torch, **options)
+    else:
+        expected = torch.nn.functional.avg_pool2d(x_torch, count_include_pad=True, **options)
+    expected.backward(torch.tensor(grad_output))
+    assert np.allclose(output, expected.detach().numpy(), rtol=1e-12, atol=1e-12)
+    assert np.allclose(grad, x_torch.grad.numpy(), rtol=1e-12, atol=1e-12)
