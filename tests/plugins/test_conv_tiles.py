@@ -1,0 +1,123 @@
+"""The tiled, threaded one-group convolution: outputs and gradients equal a direct, loop-per-tap
+reference in float64, for every layout, padding, stride and dilation, any tile size and thread
+count."""
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from graphnet import parallel
+from graphnet_plugins import _conv_tiles as tiles
+
+
+def window_for(input_hw, kernel, stride=(1, 1), dilation=(1, 1), pads=(0, 0, 0, 0)):
+    """The fields of the op's resolved window that the tiled code reads."""
+    extent = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
+    output_hw = tuple((size + pads[2 * axis] + pads[2 * axis + 1] - extent[axis]) // stride[axis]
+                      + 1 for axis, size in enumerate(input_hw))
+    window = SimpleNamespace(kernel=kernel, stride=stride, dilation=dilation, pads=pads,
+                             output_hw=output_hw, extent=extent)
+    window._replace = lambda **changes: SimpleNamespace(**{**vars(window), **changes})
+    return window
+
+
+def reference(images, weight, bias, window, grad_output):
+    """Direct convolution and its gradients, one kernel tap at a time (float64, NCHW)."""
+    top, bottom, left, right = window.pads
+    padded = np.pad(images, ((0, 0), (0, 0), (top, bottom), (left, right)))
+    output = np.zeros((len(images), len(weight), *window.output_hw)) + bias[:, None, None]
+    grad_padded = np.zeros_like(padded)
+    grad_weight = np.zeros_like(weight)
+    for (rows, cols), (row, col) in zip(tiles.tap_slices(window),
+                                        np.ndindex(*window.kernel)):
+        taps = padded[:, :, rows, cols]
+        output += np.einsum("nchw,fc->nfhw", taps, weight[:, :, row, col])
+        grad_weight[:, :, row, col] = np.einsum("nfhw,nchw->fc", grad_output, taps)
+        grad_padded[:, :, rows, cols] += np.einsum("nfhw,fc->nchw", grad_output,
+                                                   weight[:, :, row, col])
+    height, width = images.shape[2:]
+    grad_input = grad_padded[:, :, top:top + height, left:left + width]
+    return output, grad_input, grad_weight, grad_output.sum(axis=(0, 2, 3))
+
+
+CASES = [
+    dict(kernel=(3, 3), pads=(1, 1, 1, 1)),
+    dict(kernel=(3, 3), stride=(2, 2), pads=(1, 1, 1, 1)),
+    dict(kernel=(4, 4), stride=(2, 2), pads=(1, 2, 1, 2)),       # "same": asymmetric
+    dict(kernel=(3, 3), dilation=(2, 2), pads=(2, 2, 2, 2)),
+    dict(kernel=(5, 3), pads=(0, 0, 0, 0)),
+    dict(kernel=(1, 1)),
+    dict(kernel=(3, 3), pads=(3, 3, 0, 2)),                      # pads ≥ the kernel's reach
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()))
+@pytest.mark.parametrize("channels,filters", [(5, 7), (6, 3), (1, 4), (3, 3)])
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+def test_tiled_conv_equals_the_direct_one(case, channels, filters, layout):
+    rng = np.random.default_rng(1)
+    images = rng.standard_normal((5, channels, 9, 8))
+    if layout == "nhwc":  # a conv's output: channels-last memory behind an NCHW shape
+        images = np.ascontiguousarray(images.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    weight = rng.standard_normal((filters, channels, *case["kernel"]))
+    bias = rng.standard_normal(filters)
+    window = window_for(images.shape[2:], **case)
+    grad_output = rng.standard_normal((5, filters, *window.output_hw))
+    expected = reference(images, weight, bias, window, grad_output)
+
+    output = tiles.tiled_forward(images, weight, bias, window)
+    grad_input, grad_weight, grad_bias = tiles.tiled_backward(
+        grad_output, images, weight, window, input_grad=True, param_grads=True, bias=True)
+    for found, wanted in zip((output.transpose(0, 3, 1, 2), grad_input.transpose(0, 3, 1, 2),
+                              grad_weight, grad_bias), expected):
+        np.testing.assert_allclose(found, wanted, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_any_tile_size_and_thread_count_gives_the_same_result(monkeypatch, threads):
+    rng = np.random.default_rng(2)
+    images = rng.standard_normal((7, 4, 6, 6))
+    weight, bias = rng.standard_normal((8, 4, 3, 3)), rng.standard_normal(8)
+    window = window_for((6, 6), (3, 3), pads=(1, 1, 1, 1))
+    grad_output = rng.standard_normal((7, 8, 6, 6))
+    expected = reference(images, weight, bias, window, grad_output)
+    monkeypatch.setattr(tiles, "TILE_BYTES", 1)  # a tile per sample
+    parallel.set_num_threads(threads)
+    try:
+        output = tiles.tiled_forward(images, weight, bias, window)
+        grad_input, grad_weight, _ = tiles.tiled_backward(
+            grad_output, images, weight, window, input_grad=True, param_grads=True, bias=False)
+    finally:
+        parallel.set_num_threads(parallel.available_cores())
+    np.testing.assert_allclose(output.transpose(0, 3, 1, 2), expected[0], rtol=1e-10)
+    np.testing.assert_allclose(grad_input.transpose(0, 3, 1, 2), expected[1], rtol=1e-10)
+    np.testing.assert_allclose(grad_weight, expected[2], rtol=1e-10)
+
+
+def test_only_the_gradients_asked_for():
+    rng = np.random.default_rng(3)
+    images, weight = rng.standard_normal((2, 3, 5, 5)), rng.standard_normal((4, 3, 3, 3))
+    window = window_for((5, 5), (3, 3))
+    grad_output = rng.standard_normal((2, 4, 3, 3))
+    grad_input, grad_weight, grad_bias = tiles.tiled_backward(
+        grad_output, images, weight, window, input_grad=False, param_grads=True, bias=False)
+    assert grad_input is None and grad_bias is None and grad_weight.shape == weight.shape
+    grad_input, grad_weight, _ = tiles.tiled_backward(
+        grad_output, images, weight, window, input_grad=True, param_grads=False, bias=True)
+    assert grad_weight is None and grad_input.shape == (2, 5, 5, 3)
+
+
+def test_float32_stays_float32_and_empty_batches_work():
+    images = np.ones((0, 2, 4, 4), np.float32)
+    weight = np.ones((3, 2, 3, 3), np.float32)
+    window = window_for((4, 4), (3, 3), pads=(1, 1, 1, 1))
+    output = tiles.tiled_forward(images, weight, None, window)
+    assert output.shape == (0, 4, 4, 3) and output.dtype == np.float32
+    images = np.ones((2, 2, 4, 4), np.float32)
+    grads = tiles.tiled_backward(np.ones((2, 3, 4, 4), np.float32), images, weight, window,
+                                 input_grad=True, param_grads=True, bias=True)
+    assert all(g.dtype == np.float32 for g in grads)
+    assert math.isclose(float(grads[2][0]), 32.0)
