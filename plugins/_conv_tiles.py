@@ -21,6 +21,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 from graphnet import parallel
 
 
+PLANE_CHANNELS = 3
+"""Inputs with at most this many channels are gathered as channel planes (see Columns)."""
 TILE_BYTES = 1 << 20
 """Target size of one tile's im2col matrix. Around 1 MiB, it, the tile's product and the weight
 stay in a core's L2 cache between the gather and the product: measured 1.5-2.5x faster than one
@@ -31,34 +33,35 @@ class Columns:
     """The im2col matrix of a batch, built one tile of samples at a time into this thread's
     scratch buffer (:func:`graphnet.parallel.scratch`), never for the whole batch.
 
-    Two layouts. Channels-last memory (a conv's output, after any elementwise ops and pools)
-    gives a row per output position with columns (kernel row, kernel column, channel), each tap
-    a copy of contiguous channel vectors. Channel planes (NCHW memory: images fed to the graph,
-    or one channel) give the transposed matrix, a row per (channel, kernel row, kernel column),
-    each tap a copy of contiguous image rows: measured 2x faster for 1 and 3 channels, whose
-    channel vectors are too short to copy well. Either way the product has a row per output
-    position, so the output is channels-last.
+    Columns are (kernel row, kernel column, channel), in one of two memory layouts: a row per
+    output position, each tap a copy of contiguous channel vectors (channels-last memory, as a
+    conv's output is); or, for images of at most ``PLANE_CHANNELS`` channels (grey or colour
+    images fed to the graph), the transposed matrix, each tap a copy of contiguous image rows:
+    measured 2x faster for 1 and 3 channels, whose channel vectors are too short to copy well.
+    The layout follows the channel count alone, never the input's memory layout, so any memory
+    layout gives bit-identical results. Either way the product has a row per output position:
+    the output is channels-last.
     """
 
     def __init__(self, images: np.ndarray, window):
         batch, channels, height, width = images.shape
         self.window = window
-        self.planes = channels == 1 or images.strides[1] > images.strides[3]
+        self.planes = channels <= PLANE_CHANNELS
         self.source = images if self.planes else images.transpose(0, 2, 3, 1)
         self.positions = window.output_hw[0] * window.output_hw[1]
         self.width = channels * window.kernel[0] * window.kernel[1]
         self.tile = parallel.tile_items(self.positions * self.width * images.itemsize, TILE_BYTES)
 
-    def weight_matrix(self, weight: np.ndarray) -> np.ndarray:
-        """(filters, channels, kh, kw) → (columns, filters), rows in this layout's order."""
-        if self.planes:
-            return weight.reshape(len(weight), -1).T
-        return taps_channels_filters(weight)
+    @staticmethod
+    def weight_matrix(weight: np.ndarray) -> np.ndarray:
+        """(filters, channels, kh, kw) → (kh·kw·channels, filters): rows in the columns' order
+        (kernel row, kernel column, channel), the same in both layouts, so that every layout
+        sums in the same order and gives bit-identical results."""
+        return weight.transpose(2, 3, 1, 0).reshape(-1, len(weight))
 
-    def torch_layout(self, grad_matrix: np.ndarray, weight_shape) -> np.ndarray:
+    @staticmethod
+    def torch_layout(grad_matrix: np.ndarray, weight_shape) -> np.ndarray:
         """The inverse of :meth:`weight_matrix` (for the weight's gradient)."""
-        if self.planes:
-            return np.ascontiguousarray(grad_matrix.T).reshape(weight_shape)
         filters, channels, kernel_h, kernel_w = weight_shape
         return np.ascontiguousarray(
             grad_matrix.reshape(kernel_h, kernel_w, channels, filters).transpose(3, 2, 0, 1))
@@ -72,10 +75,10 @@ class Columns:
         if self.planes:
             channels = self.source.shape[1]
             buffer = parallel.scratch("conv_columns_planes",
-                                      (channels, *window.kernel, tile, out_h, out_w), padded.dtype)
-            # (count, channels, out_h, out_w, kh, kw) → (channels, kh, kw, count, out_h, out_w)
+                                      (*window.kernel, channels, tile, out_h, out_w), padded.dtype)
+            # (count, channels, out_h, out_w, kh, kw) → (kh, kw, channels, count, out_h, out_w)
             np.copyto(buffer[:, :, :, :count],
-                      sliding_windows(padded[:count], window, (2, 3)).transpose(1, 4, 5, 0, 2, 3))
+                      sliding_windows(padded[:count], window, (2, 3)).transpose(4, 5, 1, 0, 2, 3))
             return buffer.reshape(self.width, tile * self.positions)[:, :count * self.positions].T
         channels = self.source.shape[3]
         buffer = parallel.scratch("conv_columns", (tile, out_h, out_w, *window.kernel, channels),
@@ -248,12 +251,6 @@ class InputGradient:
         for tap, (rows, cols) in enumerate(tap_slices(window)):
             grad_padded[:count, rows, cols] += grad_columns[tap].reshape(count, out_h, out_w, -1)
         destination[...] = grad_padded[:count, top:top + height, left:left + width]
-
-
-def taps_channels_filters(weight: np.ndarray) -> np.ndarray:
-    """(filters, channels, kh, kw) → (kh·kw·channels, filters): the weight matrix whose rows
-    follow channels-last im2col columns (kernel row, kernel column, channel)."""
-    return weight.transpose(2, 3, 1, 0).reshape(-1, len(weight))
 
 
 def tap_slices(window):

@@ -20,6 +20,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from graphnet.hookspecs import hookimpl
 from graphnet.op import Attr, Op, Param, Window, shape_error
 
+from ._conv_tiles import tiled_backward, tiled_forward
 from ._window import SlidingWindow, check_image, kernel_offsets, resolve_window, wants_input_grad
 
 INITS = ("he_normal", "he_uniform", "glorot_uniform", "glorot_normal")
@@ -96,6 +97,12 @@ class Conv2d(Op):
         images = inputs[0]
         window = self._window(images.shape[1:], attrs)
         weight = params["weight"].astype(images.dtype, copy=False)
+        if attrs.groups == 1:
+            # Tiles of the batch across the worker threads (see _conv_tiles). Saved: the input
+            # itself, no copy; backward rebuilds each tile's columns from it.
+            bias = params["bias"].astype(images.dtype, copy=False) if attrs.bias else None
+            output = tiled_forward(images, weight, bias, window)
+            return output.transpose(0, 3, 1, 2), (images, images.shape, window)
         padded = padded_channels_last(images, window.pads)
         if is_depthwise(images.shape[1], attrs.groups):
             output = depthwise_forward(padded, weight, window)
@@ -108,6 +115,8 @@ class Conv2d(Op):
         return output.transpose(0, 3, 1, 2), (padded, images.shape, window)
 
     def backward(self, grad_output, saved, params, attrs, ctx):
+        if attrs.groups == 1:
+            return self._tiled_backward(grad_output, saved, params, attrs, ctx)
         padded, input_shape, window = saved
         weight, groups = params["weight"], attrs.groups
         depthwise = is_depthwise(input_shape[1], groups)
@@ -139,6 +148,20 @@ class Conv2d(Op):
                 grad_bias = np.ones(len(grad_rows), dtype=grad_rows.dtype) @ grad_rows
                 param_grads["bias"] = grad_bias.astype(params["bias"].dtype, copy=False)
         return [grad_input], param_grads
+
+    def _tiled_backward(self, grad_output, saved, params, attrs, ctx):
+        images, _, window = saved
+        weight = params["weight"]
+        grad_input, grad_weight, grad_bias = tiled_backward(
+            grad_output.astype(images.dtype, copy=False), images,
+            weight.astype(images.dtype, copy=False), window, input_grad=wants_input_grad(ctx),
+            param_grads=ctx.needs_param_grad, bias=attrs.bias)
+        param_grads = {}
+        if ctx.needs_param_grad:
+            param_grads["weight"] = grad_weight.astype(weight.dtype, copy=False)
+            if attrs.bias:
+                param_grads["bias"] = grad_bias.astype(params["bias"].dtype, copy=False)
+        return [None if grad_input is None else grad_input.transpose(0, 3, 1, 2)], param_grads
 
 
 # --- im2col: every conv but depthwise --------------------------------------------------------
