@@ -8,8 +8,11 @@ divisor (``count_include_pad=True``), and padding may not exceed half the kernel
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from graphnet import parallel
 from graphnet.hookspecs import hookimpl
 from graphnet.op import GLOBAL, Attr, Op, Window, format_shape, shape_error
 
@@ -64,32 +67,44 @@ class MaxPool2d(_Pool2d):
         images = inputs[0]
         window = self._window(images.shape[1:], attrs)
         padded = pad_spatial(images, window.pads, -np.inf)
-        maximum = None
-        for _, _, rows, cols in kernel_offsets(window):
-            if maximum is None:
-                maximum = padded[:, :, rows, cols].copy(order="K")
-            else:
-                np.maximum(maximum, padded[:, :, rows, cols], out=maximum)
-        return maximum, (first_winning_tap(padded, maximum, window), images.shape, window)
+        maximum = np.empty_like(images, shape=(*images.shape[:2], *window.output_hw))
+        winning_tap = np.empty_like(maximum, dtype=tap_index_type(window))
+
+        def work(part):
+            window_maximum(padded[part], window, out=maximum[part])
+            first_winning_tap(padded[part], maximum[part], window, out=winning_tap[part])
+
+        over_batch(work, images)
+        return maximum, (winning_tap, images.shape, window)
 
     def backward(self, grad_output, saved, params, attrs, ctx):
         if not wants_input_grad(ctx):
             return [None], {}
         winning_tap, input_shape, window = saved
-        is_winner = np.empty_like(winning_tap, dtype=bool)
         if tiles_input(window, input_shape):
             # every input belongs to exactly one window: write each tap's share in place
             grad_input = np.empty_like(winning_tap, dtype=grad_output.dtype, shape=input_shape)
-            for tap, (_, _, rows, cols) in enumerate(kernel_offsets(window)):
-                np.equal(winning_tap, tap, out=is_winner)
-                np.multiply(grad_output, is_winner, out=grad_input[:, :, rows, cols])
+
+            def work(part):
+                is_winner = np.empty_like(winning_tap[part], dtype=bool)
+                grad_part = grad_input[part]
+                for tap, (_, _, rows, cols) in enumerate(kernel_offsets(window)):
+                    np.equal(winning_tap[part], tap, out=is_winner)
+                    np.multiply(grad_output[part], is_winner, out=grad_part[:, :, rows, cols])
+
+            over_batch(work, grad_input)
             return [grad_input], {}
         grad_padded = zeros_padded(winning_tap, input_shape, window, grad_output.dtype)
-        routed = np.empty_like(grad_output)
-        for tap, (_, _, rows, cols) in enumerate(kernel_offsets(window)):
-            np.equal(winning_tap, tap, out=is_winner)
-            np.multiply(grad_output, is_winner, out=routed)
-            grad_padded[:, :, rows, cols] += routed  # overlapping windows accumulate
+
+        def work(part):
+            is_winner = np.empty_like(winning_tap[part], dtype=bool)
+            routed = np.empty_like(grad_output[part])
+            for tap, (_, _, rows, cols) in enumerate(kernel_offsets(window)):
+                np.equal(winning_tap[part], tap, out=is_winner)
+                np.multiply(grad_output[part], is_winner, out=routed)
+                grad_padded[part][:, :, rows, cols] += routed  # overlapping windows accumulate
+
+        over_batch(work, grad_padded)
         return [unpad(grad_padded, window.pads)], {}
 
     def macs(self, input_shapes, output_shape, attrs):
@@ -173,17 +188,48 @@ class GlobalAvgPool(Op):
 
 
 # --- helpers ---------------------------------------------------------------------------------
-def first_winning_tap(padded, maximum, window: SlidingWindow) -> np.ndarray:
+TILE_BYTES = 1 << 20
+"""Input bytes per tile of samples: every pass over a tile then reads L2 cache, not memory
+(measured 1.3x faster than passes over the whole batch, before threads)."""
+
+
+def over_batch(work, images: np.ndarray) -> None:
+    """Call ``work(part)`` on tiles of samples (slices of the batch axis) of about TILE_BYTES,
+    shared among graphnet's worker threads; pooling treats each sample on its own."""
+    sample_bytes = images.itemsize * math.prod(images.shape[1:])
+    parallel.run_tiles(work, len(images), parallel.tile_items(sample_bytes, TILE_BYTES))
+
+
+def window_maximum(padded, window: SlidingWindow, out: np.ndarray) -> np.ndarray:
+    """The largest value of each window, written into ``out``."""
+    for tap, (_, _, rows, cols) in enumerate(kernel_offsets(window)):
+        if tap == 0:
+            np.copyto(out, padded[:, :, rows, cols])
+        else:
+            np.maximum(out, padded[:, :, rows, cols], out=out)
+    return out
+
+
+def tap_index_type(window: SlidingWindow) -> np.dtype:
+    """The smallest unsigned type holding a tap index (and the tap count)."""
+    return np.min_scalar_type(window.kernel[0] * window.kernel[1])
+
+
+def first_winning_tap(padded, maximum, window: SlidingWindow, out=None) -> np.ndarray:
     """For each window, the row-major index of the first tap holding its maximum (PyTorch's
-    choice on ties, common after ReLU), as the smallest unsigned type that fits.
+    choice on ties, common after ReLU), as the smallest unsigned type that fits (written into
+    ``out`` if given).
 
     Branch-free: every tap equal to the maximum bids (taps − index) and the highest bid wins.
     Masked writes (``np.copyto(where=)``, boolean indexing) under such unpredictable masks
     measured 4-5x slower.
     """
     tap_count = window.kernel[0] * window.kernel[1]
-    index_type = np.min_scalar_type(tap_count)
-    best_bid = np.zeros_like(maximum, dtype=index_type)
+    index_type = tap_index_type(window)
+    if out is None:
+        out = np.empty_like(maximum, dtype=index_type)
+    best_bid = out
+    best_bid[...] = 0
     bid = np.empty_like(best_bid)
     is_maximum = np.empty_like(maximum, dtype=bool)
     for tap, (_, _, rows, cols) in enumerate(kernel_offsets(window)):

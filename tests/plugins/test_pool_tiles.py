@@ -1,0 +1,37 @@
+"""Max pooling over tiles of the batch on several threads gives exactly the one-piece result."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from graphnet import parallel
+from graphnet_plugins import pooling
+from graphnet_plugins.pooling import MaxPool2d
+
+
+@pytest.mark.parametrize("options", [dict(kernel=2), dict(kernel=3, stride=2, padding=1),
+                                     dict(kernel=2, padding="same")])
+def test_tiles_and_threads_change_nothing(monkeypatch, context, options):
+    raw = {"stride": None, "padding": 0, **options}
+    attrs = SimpleNamespace(**{name: value if value is None else
+                               MaxPool2d.attrs[name].parse(value, name)
+                               for name, value in raw.items()})
+    rng = np.random.default_rng(0)
+    # ReLU-like inputs: many ties, where the first winning tap matters
+    images = np.maximum(rng.standard_normal((7, 3, 9, 8)), 0)
+    images = np.ascontiguousarray(images.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    output, saved = MaxPool2d().forward([images], {}, attrs, context())
+    grad_output = rng.standard_normal(output.shape)
+    (grad_input,), _ = MaxPool2d().backward(grad_output, saved, {}, attrs, context())
+    monkeypatch.setattr(pooling, "TILE_BYTES", 1)  # a tile per sample
+    parallel.set_num_threads(2)
+    try:
+        tiled, tiled_saved = MaxPool2d().forward([images], {}, attrs, context())
+        (tiled_grad,), _ = MaxPool2d().backward(grad_output, tiled_saved, {}, attrs, context())
+    finally:
+        parallel.set_num_threads(parallel.available_cores())
+    assert np.array_equal(tiled, output) and np.array_equal(tiled_saved[0], saved[0])
+    assert np.array_equal(tiled_grad, grad_input)
+    assert tiled.strides == output.strides  # channels-last stays channels-last
