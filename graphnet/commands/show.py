@@ -48,7 +48,8 @@ def run(args) -> int:
         path = inspection.resolve_checkpoint(args.checkpoint)
         meta = restore_params(path, network).meta
         epoch = meta.get("epoch")
-        source = f"learned weights from {path}" + (f" (epoch {epoch})" if epoch is not None else "")
+        # the epoch first: a long path may wrap, and "epoch 3" should not be split by it
+        source = "learned weights" + (f" (epoch {epoch})" if epoch is not None else "") + f" from {path}"
         untrained = False
     else:
         source = (f"initialised weights (random, seed {args.seed}): no --checkpoint given, so "
