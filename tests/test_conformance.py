@@ -36,7 +36,7 @@ def cases():
             yield pytest.param(op, shapes, attrs, id=f"{op}-{number}")
 
 
-@pytest.mark.parametrize("op, shapes, attrs", cases())
+@pytest.mark.parametrize("op, shapes, attrs", list(cases()))
 def test_op_conforms(op, shapes, attrs):
     check_op(op, shapes, attrs, batch_size=3)
 
