@@ -4,8 +4,8 @@ A training step is forward + loss + backward + an SGD-with-momentum update (grap
 optimizer; ``torch.optim.SGD`` on the PyTorch side), on one fixed random batch. Each figure is
 the median of ``steps`` steps after ``warmup`` unmeasured ones. With ``compare="torch"`` the same
 network is built in PyTorch from the spec (:mod:`graphnet.export.torch`), graphnet's parameters
-copied in, outputs and gradients checked to agree, and the two frameworks timed alternately in
-this process on the same number of threads, so that both see the same machine load.
+copied in, outputs and gradients checked to agree, and the two frameworks timed in alternating
+bursts in this process on the same number of threads, so that both see the same machine load.
 
 Peak memory is the whole-process high-water mark of resident memory (Linux's VmHWM, else
 ``getrusage`` ``ru_maxrss``) of a *fresh* process that runs only one framework's steps: within
@@ -226,17 +226,30 @@ def _timed(action) -> float:
     return time.perf_counter() - start
 
 
+BURST = 4
+"""Timed steps a framework runs in a row before the other takes over. Each burst starts with
+an untimed step: PyTorch's OpenMP threads spin for a while after its step, and the first step
+after a switch measured up to 2x slower for that (and only for that) reason."""
+
+
+def _bursts(steps: int) -> list[int]:
+    return [min(BURST, steps - first) for first in range(0, steps, BURST)]
+
+
 def measure(runners: list, config: BenchConfig) -> list[Samples]:
-    """Warm up, then time the runners' training steps alternately, then their inference."""
+    """Warm up, then time the runners' training steps in alternating bursts, then their
+    inference likewise."""
     samples = [Samples() for _ in runners]
     for _ in range(config.warmup):
         for runner in runners:
             runner.train_step()
-    for _ in range(config.steps):
+    for burst in _bursts(config.steps):
         for runner, sample in zip(runners, samples):
-            sample.step.append(_timed(runner.train_step))
-            if runner.framework == "graphnet":
-                sample.add_nodes(runner.node_seconds)
+            runner.train_step()  # settles the machine after the other framework
+            for _ in range(burst):
+                sample.step.append(_timed(runner.train_step))
+                if runner.framework == "graphnet":
+                    sample.add_nodes(runner.node_seconds)
     for runner, sample in zip(runners, samples):
         if runner.framework == "torch":  # hooked steps, kept out of the timed ones
             runner.profile(True)
@@ -249,9 +262,11 @@ def measure(runners: list, config: BenchConfig) -> list[Samples]:
     for _ in range(max(config.warmup, 1)):
         for runner in runners:
             runner.infer()
-    for _ in range(config.steps):
+    for burst in _bursts(config.steps):
         for runner, sample in zip(runners, samples):
-            sample.inference.append(_timed(runner.infer))
+            runner.infer()
+            for _ in range(burst):
+                sample.inference.append(_timed(runner.infer))
     return samples
 
 

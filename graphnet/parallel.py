@@ -17,6 +17,7 @@ the pool, the BLAS limit and malloc's keeping of freed memory for the next step
 """
 from __future__ import annotations
 
+import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -103,6 +104,13 @@ def run_tiles(work: Callable[[slice], None], total: int, tile: int) -> None:
             work(slice(first, min(first + tile, stop)))
 
     run_split(run, total, min_part=tile)
+
+
+def run_batch_tiles(work: Callable[[slice], None], batch: np.ndarray, tile_bytes: int) -> None:
+    """:func:`run_tiles` over the first axis of ``batch``, in tiles of about ``tile_bytes``
+    of it (for ops that treat each sample on its own)."""
+    sample_bytes = batch.itemsize * math.prod(batch.shape[1:])
+    run_tiles(work, len(batch), tile_items(sample_bytes, tile_bytes))
 
 
 def tile_items(bytes_per_item: int, tile_bytes: int) -> int:
