@@ -357,7 +357,8 @@ def run(graph, config: BenchConfig) -> dict:
     runners = [graphnet]
     report = {"graph": graph.name, "spec": graph.file, "batch_size": config.batch_size,
               "steps": config.steps, "warmup": config.warmup, "threads": threads,
-              "blas": _blas_description(), "loss_output": output}
+              "blas": _blas_description(), "loss_output": output,
+              "load_average": _load_average()}
     if config.compare == "torch":
         from .export import torch as export
         torch = export.require_torch()
@@ -383,6 +384,15 @@ def run(graph, config: BenchConfig) -> dict:
         report["ratio"] = {name: report[name] / theirs[name] for name in RATIO_FIGURES
                            if report.get(name) and theirs.get(name)}
     return report
+
+
+def _load_average() -> float | None:
+    """The system's one-minute load average when the run started: other processes competing
+    for the cores slow both frameworks, PyTorch's spinning OpenMP threads most."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
 
 
 def _blas_description() -> str:

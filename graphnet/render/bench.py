@@ -40,7 +40,9 @@ def render_bench(report: dict) -> None:
         f"{report['threads']} thread(s); BLAS: {escape(report['blas'])}; median of "
         f"{report['steps']} steps after {report['warmup']} warm-up"
         + (f"; PyTorch {escape(report['torch_version'])} timed alternately in this process"
-           if theirs else ""), soft_wrap=True)
+           if theirs else "")
+        + (f"; load average {report['load_average']:.1f}"
+           if report.get("load_average") is not None else ""), soft_wrap=True)
 
     summary = Table(title="step: forward, loss, backward, SGD momentum", title_justify="left")
     summary.add_column("figure")

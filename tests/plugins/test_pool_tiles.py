@@ -35,3 +35,17 @@ def test_tiles_and_threads_change_nothing(monkeypatch, context, options):
     assert np.array_equal(tiled, output) and np.array_equal(tiled_saved[0], saved[0])
     assert np.array_equal(tiled_grad, grad_input)
     assert tiled.strides == output.strides  # channels-last stays channels-last
+
+
+def test_a_gradient_in_another_memory_layout_gives_the_same_result(context):
+    raw = {"kernel": MaxPool2d.attrs["kernel"].parse(2, "kernel"), "stride": None, "padding": 0}
+    attrs = SimpleNamespace(**raw)
+    rng = np.random.default_rng(1)
+    images = np.ascontiguousarray(np.maximum(rng.standard_normal((3, 4, 4, 5)), 0))
+    images = images.transpose(0, 3, 1, 2)  # channels-last memory, as after a conv
+    output, saved = MaxPool2d().forward([images], {}, attrs, context())
+    grad_nchw = rng.standard_normal(output.shape)  # as through flatten: C-contiguous NCHW
+    grad_nhwc = np.ascontiguousarray(grad_nchw.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    (from_nchw,), _ = MaxPool2d().backward(grad_nchw, saved, {}, attrs, context())
+    (from_nhwc,), _ = MaxPool2d().backward(grad_nhwc, saved, {}, attrs, context())
+    assert np.array_equal(from_nchw, from_nhwc) and from_nchw.strides == from_nhwc.strides
