@@ -49,14 +49,14 @@ def _pixel_grid(size: int) -> tuple[np.ndarray, np.ndarray]:
 def _geometry(count: int, size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Per-sample centre, half-extent, stroke half-width and rotation, shaped count×1×1.
 
-    The half-extent ranges over 18–38% of the image, and the centre keeps the whole shape (and
+    The half-extent ranges over 21–38% of the image, and the centre keeps the whole shape (and
     its stroke) inside the frame, so position and size both vary widely.
     """
     def column(values):
         return values.astype(np.float32)[:, None, None]
 
-    half = rng.uniform(0.18, 0.38, count) * size
-    half_width = rng.uniform(0.45, 1.0, count) * max(size / 32.0, 0.5)
+    half = rng.uniform(0.21, 0.38, count) * size
+    half_width = rng.uniform(0.45, 0.85, count) * max(size / 32.0, 0.5)
     margin = half + half_width + 1.0
     centre_x = rng.uniform(margin, size - margin)
     centre_y = rng.uniform(margin, size - margin)
