@@ -201,7 +201,7 @@ def _resolve_node(node_spec, registry: Registry) -> Node:
                 problems.append(SpecError(f"missing required attribute of op {op_class.name!r}",
                                           field=key, expected=attr.describe()))
             else:
-                parsed[key] = attr.default
+                parsed[key] = _default_value(attr, key, op_class, entry.plugin)
     low, high = op_class.arity_range()
     count = len(node_spec.inputs)
     if count < low or (high is not None and count > high):
@@ -221,6 +221,18 @@ def _resolve_node(node_spec, registry: Registry) -> Node:
                 plugin=entry.plugin, attrs=SimpleNamespace(**parsed),
                 inputs=tuple(node_spec.inputs), trainable=node_spec.trainable,
                 fixed_weights=weights)
+
+
+def _default_value(attr, key: str, op_class, plugin: str):
+    """An attribute's default in the same normalised form as a written value (1 → (1, 1) for a
+    pair), so an op sees one form; None stays None ("not given")."""
+    if attr.default is None:
+        return None
+    try:
+        return attr.parse(attr.default, key)
+    except SpecError as error:
+        raise PluginError(f"plugin {plugin!r}, op {op_class.name!r}: the default of attribute "
+                          f"{key!r} is invalid: {error.render()}") from None
 
 
 def _parse_weights(raw) -> dict[str, np.ndarray]:
