@@ -192,7 +192,9 @@ def _transfer(url: str, part: Path, *, size, timeout, progress, name) -> None:
     except urllib.error.URLError as error:
         if isinstance(error.reason, (ConnectionError, TimeoutError)):
             raise _Interrupted(str(error.reason)) from None
-        raise DataError("cannot reach the server", file=url, found=str(error.reason)) from None
+        raise DataError("cannot reach the server", file=url, found=str(error.reason),
+                        hint=f"check the network, or fetch from a mirror with --mirror or "
+                             f"{MIRROR_ENV}") from None
     except (ConnectionError, TimeoutError, http.client.HTTPException) as error:
         raise _Interrupted(str(error) or type(error).__name__) from None
     with response:
