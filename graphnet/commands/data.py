@@ -44,8 +44,7 @@ def run_list(args) -> int:
     rows = []
     for name in registry.names("dataset"):
         source = registry.entry("dataset", name).value
-        status = getattr(source, "cache_status", None)
-        rows.append((name, _one_line_doc(source), status(cache_dir) if status else ""))
+        rows.append((name, _one_line_doc(source), source.cache_status(cache_dir)))
     render_dataset_table(rows, cache_dir)
     return 0
 
@@ -54,10 +53,10 @@ def run_fetch(args) -> int:
     registry = registry_from_args(args)
     sources = [registry.entry("dataset", name, field_name="NAME").value for name in args.names]
     for source in sources:
-        if getattr(source, "remote", None) is None:
+        if source.remote is None:
             raise UsageError(f"dataset {source.name!r} has nothing to download", field="NAME",
                              expected="a dataset with files to download, such as mnist",
-                             hint=getattr(source, "cache_status", lambda _: None)(None))
+                             hint=source.cache_status(None) or None)
     cache_dir = args.cache_dir or default_cache_dir()
     for source in sources:
         folder = dataset_folder(cache_dir, source.name)

@@ -61,6 +61,14 @@ class DatasetSource:
 
     name: ClassVar[str] = ""
     options: ClassVar[dict[str, Attr]] = {}
+    remote: ClassVar[object | None] = None
+    """Files to download (a :class:`graphnet.data.fetch.Remote`), for ``graphnet data fetch``;
+    None for a dataset that is generated or read from a path the user gives."""
+
+    @classmethod
+    def cache_status(cls, cache_dir: Path | None) -> str:
+        """One line for ``graphnet data list``: what is (or need not be) in the cache."""
+        return ""
 
     def load(self, options: SimpleNamespace, *, seed: int, cache_dir: Path) -> Dataset:
         """Return the dataset; raise graphnet.DataError naming the file and what is wrong."""
