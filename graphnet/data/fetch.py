@@ -14,6 +14,7 @@ import http.client
 import os
 import shutil
 import tarfile
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -246,9 +247,9 @@ def extract_tar(archive: str | os.PathLike, folder: str | os.PathLike) -> list[s
     those of the same name. Returns their names.
     """
     archive, folder = Path(archive), Path(folder)
-    staging = folder / f".{archive.name}.unpacking"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    # A fresh, unpredictable name: no archive member can name (and so replace) the staging folder.
+    staging = Path(tempfile.mkdtemp(prefix=f".{archive.name}.", suffix=".unpacking", dir=folder))
     try:
         _unpack_into(archive, staging)
         entries = sorted(entry.name for entry in staging.iterdir())
