@@ -1,0 +1,114 @@
+"""`graphnet check`: every kind of bad spec is one message naming file, node and field, exit 2,
+never a traceback; a valid spec is one summary line, exit 0."""
+import json
+
+import pytest
+
+GOOD = {
+    "inputs": {"image": {"shape": [3, 8, 8]}, "label": {"shape": [], "dtype": "int64"}},
+    "nodes": [
+        {"name": "conv", "op": "conv2d", "inputs": ["image"], "filters": 4, "kernel": 3},
+        {"name": "relu", "op": "relu"},
+        {"name": "fc", "op": "dense", "units": 3},
+        {"name": "loss", "op": "softmax_cross_entropy", "inputs": ["fc", "label"]},
+    ],
+    "outputs": {"logits": "fc", "loss": "loss"},
+}
+
+
+def mutate(**node_changes):
+    """GOOD with the conv node's keys changed (None deletes a key)."""
+    spec = json.loads(json.dumps(GOOD))
+    conv = spec["nodes"][0]
+    for key, value in node_changes.items():
+        if value is None:
+            conv.pop(key, None)
+        else:
+            conv[key] = value
+    return spec
+
+
+def with_nodes(*extra, outputs=None):
+    spec = json.loads(json.dumps(GOOD))
+    spec["nodes"][2:2] = list(extra)
+    if outputs:
+        spec["outputs"] = outputs
+    return spec
+
+
+CASES = {
+    "unknown op": (mutate(op="convolution"), ["node 'conv'", "field 'op'", "unknown op",
+                                              "conv2d", "dense"]),
+    "unknown attribute": (mutate(kernal=3), ["node 'conv'", "field 'kernal'",
+                                             "did you mean 'kernel'"]),
+    "missing required": (mutate(filters=None), ["node 'conv'", "field 'filters'", "missing"]),
+    "wrong type": (mutate(filters="four"), ["node 'conv'", "field 'filters'", "'four'"]),
+    "zero kernel": (mutate(kernel=0), ["node 'conv'", "field 'kernel'", ">= 1", "found 0"]),
+    "negative stride": (mutate(stride=-2), ["node 'conv'", "field 'stride'", "found -2"]),
+    "zero shape dim": ({**GOOD, "inputs": {**GOOD["inputs"], "image": {"shape": [3, 0, 8]}}},
+                       ["field 'inputs.image.shape'", "[3, 0, 8]"]),
+    "unknown input": (mutate(inputs=["imag"]), ["node 'conv'", "field 'inputs'", "'imag'",
+                                                "did you mean 'image'"]),
+    "duplicate name": (with_nodes({"name": "relu", "op": "tanh", "inputs": ["conv"]}),
+                       ["node 'relu'", "field 'name'", "duplicate"]),
+    "missing output node": ({**GOOD, "outputs": {"logits": "fc9", "loss": "loss"}},
+                            ["field 'outputs.logits'", "'fc9'"]),
+    "cycle": (with_nodes({"name": "a", "op": "add", "inputs": ["relu", "b"]},
+                         {"name": "b", "op": "relu", "inputs": ["a"]}),
+              ["cycle", "a → b → a"]),
+    "add of differing shapes": (with_nodes({"name": "pool", "op": "max_pool2d", "kernel": 2,
+                                            "inputs": ["relu"]},
+                                           {"name": "sum", "op": "add",
+                                            "inputs": ["relu", "pool"]}),
+                                ["node 'sum'", "field 'inputs'", "4×6×6", "4×3×3"]),
+    "groups": (mutate(groups=2), ["node 'conv'", "field 'groups'", "3", "2"]),
+    "kernel larger than padded input": (mutate(kernel=9, padding=0),
+                                        ["node 'conv'", "field 'kernel'", "9×9", "8×8"]),
+}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_bad_spec_is_one_clear_message_and_exit_2(name, write_spec, run_cli):
+    spec, fragments = CASES[name]
+    path = write_spec(spec)
+    status, out, err = run_cli("check", path)
+    assert status == 2
+    assert "Traceback" not in err + out
+    assert str(path) in err
+    for fragment in fragments:
+        assert fragment in err, (fragment, err)
+
+
+@pytest.mark.parametrize("text, name, fragments", [
+    ("[inputs]\nimage = { shape = [3, 8, 8] \n", "bad.toml", ["TOML syntax error", "line 2"]),
+    ('{"inputs": {"image": {"shape": [3, 8, 8]}},\n "nodes": [}', "bad.json",
+     ["JSON syntax error", "line 2, column"]),
+    ("", "empty.toml", ["empty"]),
+])
+def test_syntax_errors_and_empty_files(text, name, fragments, write_spec, run_cli):
+    path = write_spec(text, name)
+    status, _, err = run_cli("check", path)
+    assert status == 2 and "Traceback" not in err and str(path) in err
+    assert all(f in err for f in fragments), err
+
+
+def test_valid_specs_get_one_summary_line_each(specs_dir, run_cli):
+    paths = [specs_dir / "lenet5.toml", specs_dir / "branching.json"]
+    status, out, err = run_cli("check", *paths)
+    assert status == 0, err
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert len(lines) == 2 and "61,706 parameters" in lines[0]
+
+
+def test_one_bad_spec_among_good_ones_exits_2_but_checks_all(specs_dir, write_spec, run_cli):
+    bad = write_spec(mutate(op="nope"))
+    status, out, err = run_cli("check", specs_dir / "lenet5.toml", bad)
+    assert status == 2 and "lenet5" in out and "unknown op 'nope'" in err
+
+
+def test_unused_node_is_a_warning(write_spec, run_cli):
+    spec = json.loads(json.dumps(GOOD))
+    spec["nodes"].append({"name": "spare", "op": "tanh", "inputs": ["relu"]})
+    path = write_spec(spec)
+    status, _, err = run_cli("check", path)
+    assert status == 0 and "warning" in err and "'spare'" in err and "not used" in err
