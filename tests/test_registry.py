@@ -102,6 +102,8 @@ def test_plugin_from_an_entry_point(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(site))
     result = subprocess.run([sys.executable, "-m", "graphnet.cli", "ops", "entry_op"],
                             capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "entry_op" in result.stdout and "Registered through an entry point." in result.stdout
     code = ("from graphnet.registry import build_registry; r = build_registry(); "
             "print(r.plugin_of('op', 'entry_op'))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
