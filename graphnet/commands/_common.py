@@ -39,6 +39,20 @@ def add_memory_limit_argument(parser) -> None:
                              "physical memory)")
 
 
+def warn_about(graph, path, *, batch_size: int, memory_limit) -> None:
+    """Print the graph's warnings, and a warning with the estimate when training it at
+    ``batch_size`` would need more memory than the limit (found statically, nothing allocated)."""
+    from .. import limits
+    from ..render import print_warning
+
+    for warning in graph.warnings:
+        print_warning(warning)
+    memory = limits.estimate(graph, batch_size=batch_size, training=True, limit=memory_limit)
+    if memory.exceeds:
+        print_warning(f"{path}: the graph needs {memory.describe()}, more than the memory "
+                      f"limit of {limits.format_bytes(memory.limit)}")
+
+
 # --- argument types: a bad value is refused by argparse (usage, one error line, exit 2) -------
 def positive_int(text: str) -> int:
     """An integer >= 1 (batch sizes, epochs, counts)."""

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from .. import limits
 from ..errors import GraphnetError
-from ..render import print_error, print_warning, stdout
-from ._common import add_memory_limit_argument, load_graph
+from ..render import print_error, stdout
+from ._common import add_memory_limit_argument, load_graph, warn_about
 
 ORDER = 10
 
@@ -28,12 +28,7 @@ def run(args) -> int:
             print_error(error)
             status = 2
             continue
-        for warning in graph.warnings:
-            print_warning(warning)
         # Known from the spec alone: a graph that cannot train even one sample at a time.
-        memory = limits.estimate(graph, batch_size=1, training=True, limit=args.memory_limit)
-        if memory.exceeds:
-            print_warning(f"{path}: the graph needs {memory.describe()}, more than the memory "
-                          f"limit of {limits.format_bytes(memory.limit)}")
+        warn_about(graph, path, batch_size=1, memory_limit=args.memory_limit)
         stdout().print(f"[green]ok[/] {path}: {graph.summary()}", soft_wrap=True)
     return status

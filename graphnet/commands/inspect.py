@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 import sys
 
-from .. import inspection
+from .. import inspection, limits
 from ..errors import UsageError
-from ..render import print_warning
 from ..render.inspect import render_field, render_inspect
-from ._common import load_graph
+from ._common import add_memory_limit_argument, load_graph, warn_about
 
 ORDER = 15
 FORMATS = ("table", "json", "dot", "mermaid")
@@ -23,6 +22,7 @@ def register(subparsers, common) -> None:
         "shape, parameters, multiply-accumulates and receptive field (size, jump, start in "
         "input pixels), the DAG's branches and merges, and totals. Nothing is run.")
     parser.add_argument("spec", metavar="SPEC", help="TOML or JSON graph spec")
+    add_memory_limit_argument(parser)
     parser.add_argument("--format", choices=FORMATS, default="table",
                         help="table (default), json (the figures for scripts), dot (Graphviz) "
                         "or mermaid")
@@ -41,9 +41,9 @@ def run(args) -> int:
                          found=str(args.batch_size))
     if args.unit is not None and args.rf is None:
         raise UsageError("--unit needs --rf NODE", field="--unit")
+    limits.memory_limit(args.memory_limit)  # a bad --memory-limit is reported first
     graph = load_graph(args, args.spec)
-    for warning in graph.warnings:
-        print_warning(warning)
+    warn_about(graph, args.spec, batch_size=args.batch_size, memory_limit=args.memory_limit)
     if args.rf is not None:
         if args.format in ("dot", "mermaid"):
             raise UsageError("--rf draws a picture or, with --format json, gives its figures",

@@ -166,3 +166,16 @@ def test_colour_on_a_terminal_and_none_when_piped():
 
     no_color = run_in_pty(args, clean_env(COLUMNS="100", TERM="xterm-256color", NO_COLOR="1"))
     assert not colour_codes(no_color) and "merge" in no_color
+
+
+def test_a_resource_bomb_is_estimated_without_allocating(write_spec, run_cli):
+    """A 3×100000×100000 input and a dense layer of 10¹² weights: figures at once, a warning."""
+    path = write_spec({"inputs": {"image": {"shape": [3, 100000, 100000]}}, "nodes": [
+        {"name": "conv", "op": "conv2d", "filters": 8, "kernel": 3},
+        {"name": "fc", "op": "dense", "units": 1000000}]})
+    status, out, err = run_cli("inspect", path, "--format", "json", "--batch-size", "64")
+    assert status == 0
+    assert "more than the memory limit" in err and "batch size 64" in err
+    import json
+    fc = next(n for n in json.loads(out)["nodes"] if n["name"] == "fc")
+    assert fc["params"] == 8 * 99998 * 99998 * 1000000 + 1000000   # weights + biases
