@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
+from graphnet import parallel
 from graphnet.hookspecs import hookimpl
 from graphnet.op import GLOBAL, Attr, Op, Param
 
@@ -76,7 +79,7 @@ class Dense(Op):
         x = inputs[0]
         weight = params["weight"]
         flat = x.reshape(len(x), weight.shape[1])  # a view: saved for the weight gradient
-        output = flat @ weight.T
+        output = split_matmul(flat, weight.T)
         if attrs.bias:
             output += params["bias"]
         return output, (flat, x.shape)
@@ -85,13 +88,31 @@ class Dense(Op):
         flat, input_shape = saved
         input_grads = [None]
         if ctx.wants_input_grad(0):
-            input_grads = [(grad_output @ params["weight"]).reshape(input_shape)]
+            input_grads = [split_matmul(grad_output, params["weight"]).reshape(input_shape)]
         param_grads = {}
         if ctx.needs_param_grad:
-            param_grads["weight"] = grad_output.T @ flat
+            param_grads["weight"] = split_matmul(grad_output.T, flat)
             if attrs.bias:
                 param_grads["bias"] = grad_output.sum(axis=0)
         return input_grads, param_grads
+
+
+PART_MACS = 1 << 22
+"""Multiply-accumulates below which a product is not worth splitting among threads."""
+
+
+def split_matmul(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """``left @ right``, its rows shared among graphnet's worker threads. When the pool runs,
+    BLAS is single-threaded (see graphnet.parallel), so a large layer would otherwise use one
+    core."""
+    output = np.empty((left.shape[0], right.shape[1]), dtype=np.result_type(left, right))
+    row_macs = left.shape[1] * right.shape[1]
+
+    def work(start, stop):
+        np.matmul(left[start:stop], right, out=output[start:stop])
+
+    parallel.run_split(work, len(left), min_part=parallel.tile_items(row_macs, PART_MACS))
+    return output
 
 
 @hookimpl
