@@ -102,16 +102,19 @@ PART_MACS = 1 << 22
 
 
 def split_matmul(left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """``left @ right``, its rows shared among graphnet's worker threads. When the pool runs,
-    BLAS is single-threaded (see graphnet.parallel), so a large layer would otherwise use one
-    core."""
+    """``left @ right``, its output columns shared among graphnet's worker threads: each reads
+    all of ``left`` (the batch's rows or gradients) and its own slice of ``right`` (the weight,
+    or the activations for the weight's gradient). Once the pool runs, BLAS is single-threaded
+    (see graphnet.parallel), so a large layer would otherwise use one core; splitting the rows
+    instead measured slower, every thread then packing all of the weight."""
     output = np.empty((left.shape[0], right.shape[1]), dtype=np.result_type(left, right))
-    row_macs = left.shape[1] * right.shape[1]
+    column_macs = left.shape[0] * left.shape[1]
 
     def work(start, stop):
-        np.matmul(left[start:stop], right, out=output[start:stop])
+        np.matmul(left, right[:, start:stop], out=output[:, start:stop])
 
-    parallel.run_split(work, len(left), min_part=parallel.tile_items(row_macs, PART_MACS))
+    parallel.run_split(work, right.shape[1],
+                       min_part=parallel.tile_items(column_macs, PART_MACS))
     return output
 
 
