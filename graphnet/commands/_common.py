@@ -35,7 +35,7 @@ def add_memory_limit_argument(parser) -> None:
     """``--memory-limit SIZE``: the most memory a graph may need (see :mod:`graphnet.limits`)."""
     parser.add_argument("--memory-limit", metavar="SIZE", default=None,
                         help="refuse graphs that would need more memory than this, e.g. 8GiB, "
-                             f"or none (default: {LIMIT_ENV}, else {DEFAULT_FRACTION:.0%} of "
+                             f"or none (default: {LIMIT_ENV}, else {DEFAULT_FRACTION * 100:.0f}%% of "
                              "physical memory)")
 
 

@@ -1,0 +1,40 @@
+"""The command line as a whole: help for every command, exit codes for bad arguments."""
+import pytest
+
+from graphnet.cli import build_parser, main
+
+
+def subcommands():
+    parser = build_parser()
+    action = next(a for a in parser._subparsers._group_actions if a.choices)
+    return sorted(action.choices)
+
+
+def test_the_commands_are_all_there():
+    assert {"check", "inspect", "ops", "gradcheck", "train", "eval", "predict", "data", "show",
+            "bench", "export"} <= set(subcommands())
+
+
+@pytest.mark.parametrize("command", subcommands())
+def test_help_of_every_command(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert command in capsys.readouterr().out
+
+
+def test_no_command_prints_help_and_exits_2(capsys):
+    assert main([]) == 2
+    assert "COMMAND" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["check"], ["train", "specs/lenet5.toml", "--epochs", "zero"],
+                                  ["frobnicate"]])
+def test_bad_arguments_exit_2_without_a_traceback(argv, capsys):
+    try:
+        status = main(argv)          # graphnet's own argument checks return the status
+    except SystemExit as exit_info:  # argparse's exit for what it checks itself
+        status = exit_info.code
+    assert status == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.strip()
