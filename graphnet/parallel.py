@@ -17,6 +17,7 @@ the pool, the BLAS limit and malloc's keeping of freed memory for the next step
 """
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import threading
@@ -89,28 +90,57 @@ def run_split(work: Callable[[int, int], Result], total: int, *,
         return [work(0, total)]
     bounds = [total * part // threads for part in range(threads + 1)]
     futures = [_pool.submit(work, bounds[part], bounds[part + 1]) for part in range(1, threads)]
-    first = work(bounds[0], bounds[1])
-    return [first] + [future.result() for future in futures]
+    return _join(futures, lambda: work(bounds[0], bounds[1]))
 
 
-def run_tiles(work: Callable[[slice], None], total: int, tile: int) -> None:
-    """Call ``work(part)`` on consecutive slices of ``range(total)`` of ``tile`` items (the
-    last may be shorter), the slices shared among the threads in contiguous runs. A thread gets
-    at least one whole tile, so small batches stay on the caller's thread."""
+def run_tiles(work: Callable[[int, slice], None], total: int, tile: int) -> None:
+    """Call ``work(index, part)`` for every slice ``part`` of ``range(total)`` of ``tile`` items
+    (the last may be shorter; ``index`` counts them), each thread taking the next tile as it
+    finishes one: on a machine where other processes hold a core part of the time, threads
+    that take fixed halves wait for the slowest. A batch of one tile stays on the caller's
+    thread. Results that depend on summation order should be kept per tile and summed by
+    index, so that they do not depend on which thread took which tile."""
     tile = max(1, tile)
+    count = -(-total // tile)
+    threads = min(num_threads(), count)
+    indices = itertools.count()  # next() on it is atomic: the threads share it
 
-    def run(start, stop):
-        for first in range(start, stop, tile):
-            work(slice(first, min(first + tile, stop)))
+    def run():
+        for index in indices:
+            if index >= count:
+                return
+            work(index, slice(index * tile, min((index + 1) * tile, total)))
 
-    run_split(run, total, min_part=tile)
+    if threads <= 1:
+        run()
+        return
+    _join([_pool.submit(run) for _ in range(threads - 1)], run)
+
+
+def _join(futures, own_work):
+    """Run ``own_work`` on this thread, then wait for every future, even after an error (so
+    no worker is left writing into arrays the caller has given up); the first error raises."""
+    error = None
+    results = []
+    try:
+        results.append(own_work())
+    except BaseException as raised:
+        error = raised
+    for future in futures:
+        try:
+            results.append(future.result())
+        except BaseException as raised:
+            error = error or raised
+    if error is not None:
+        raise error
+    return results
 
 
 def run_batch_tiles(work: Callable[[slice], None], batch: np.ndarray, tile_bytes: int) -> None:
-    """:func:`run_tiles` over the first axis of ``batch``, in tiles of about ``tile_bytes``
-    of it (for ops that treat each sample on its own)."""
+    """``work(part)`` on tiles of about ``tile_bytes`` along the first axis of ``batch``, shared
+    among the threads as :func:`run_tiles` does (for ops that treat each sample on its own)."""
     sample_bytes = batch.itemsize * math.prod(batch.shape[1:])
-    run_tiles(work, len(batch), tile_items(sample_bytes, tile_bytes))
+    run_tiles(lambda index, part: work(part), len(batch), tile_items(sample_bytes, tile_bytes))
 
 
 def tile_items(bytes_per_item: int, tile_bytes: int) -> int:

@@ -1,0 +1,64 @@
+"""graphnet.parallel: every tile runs once whatever the thread count, errors reach the caller
+after every worker has stopped, scratch buffers are reused."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from graphnet import parallel
+
+
+@pytest.fixture
+def threads():
+    def use(count):
+        parallel.set_num_threads(count)
+    yield use
+    parallel.set_num_threads(parallel.available_cores())
+
+
+@pytest.mark.parametrize("count", [1, 2, 4])
+def test_every_tile_runs_once(threads, count):
+    threads(count)
+    seen, lock = [], threading.Lock()
+
+    def work(index, part):
+        with lock:
+            seen.append((index, part.start, part.stop))
+
+    parallel.run_tiles(work, 23, 5)
+    assert sorted(seen) == [(0, 0, 5), (1, 5, 10), (2, 10, 15), (3, 15, 20), (4, 20, 23)]
+
+
+def test_run_split_returns_parts_in_order(threads):
+    threads(3)
+    assert parallel.run_split(lambda start, stop: (start, stop), 9) == [(0, 3), (3, 6), (6, 9)]
+    assert parallel.run_split(lambda start, stop: (start, stop), 9, min_part=9) == [(0, 9)]
+
+
+def test_an_error_in_a_worker_reaches_the_caller_after_all_tiles_stop(threads):
+    threads(2)
+    running = []
+
+    def work(index, part):
+        running.append(index)
+        if index == 3:
+            raise ValueError("tile 3")
+
+    with pytest.raises(ValueError, match="tile 3"):
+        parallel.run_tiles(work, 8, 1)
+    assert sorted(running) == list(range(8))  # nobody was left running
+
+
+def test_scratch_is_reused_per_thread_and_shape():
+    first = parallel.scratch("test", (3, 4), np.float32, zeroed=True)
+    assert not first.any()
+    first[0, 0] = 7
+    assert parallel.scratch("test", (3, 4), np.float32, zeroed=True) is first
+    assert parallel.scratch("test", (4, 4), np.float32, zeroed=True) is not first
+
+
+def test_thread_count_must_be_positive():
+    with pytest.raises(ValueError):
+        parallel.set_num_threads(0)
