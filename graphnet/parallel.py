@@ -143,9 +143,21 @@ def run_batch_tiles(work: Callable[[slice], None], batch: np.ndarray, tile_bytes
     run_tiles(lambda index, part: work(part), len(batch), tile_items(sample_bytes, tile_bytes))
 
 
-def tile_items(bytes_per_item: int, tile_bytes: int) -> int:
-    """How many items of ``bytes_per_item`` make a tile of about ``tile_bytes`` (at least 1)."""
-    return max(1, tile_bytes // max(1, bytes_per_item))
+def tile_items(bytes_per_item: int, tile_bytes: int, total: int | None = None) -> int:
+    """How many items of ``bytes_per_item`` make a tile of about ``tile_bytes`` (at least 1).
+    With ``total``, fewer if that leaves every thread TILES_PER_THREAD tiles, so that threads
+    finishing at different times still share the work evenly, but never tiles under
+    MIN_TILE_BYTES, whose calls would cost more than they save."""
+    per_item = max(1, bytes_per_item)
+    items = max(1, tile_bytes // per_item)
+    if total is not None:
+        balanced = -(-total // (TILES_PER_THREAD * num_threads()))
+        items = max(min(items, balanced), MIN_TILE_BYTES // per_item, 1)
+    return items
+
+
+TILES_PER_THREAD = 4
+MIN_TILE_BYTES = 2 << 20
 
 
 def scratch(name: str, shape: tuple, dtype, *, zeroed: bool = False) -> np.ndarray:
