@@ -19,10 +19,12 @@ def _number(value, digits: int = 1) -> str:
     return "—" if value is None else f"{value:,.{digits}f}"
 
 
-def _ratio(value) -> str:
+def _ratio(value, higher_is_better: bool = False) -> str:
+    """graphnet / PyTorch, green where graphnet does at least as well."""
     if value is None:
         return "—"
-    colour = "green" if value <= 1.0 else "yellow" if value <= 1.5 else "red"
+    cost = 1 / value if higher_is_better and value else value
+    colour = "green" if cost <= 1.0 else "yellow" if cost <= 1.5 else "red"
     return f"[{colour}]{value:.2f}×[/]"
 
 
@@ -30,6 +32,7 @@ SUMMARY_ROWS = (("training step (ms)", "step_ms", 1), ("training images/s", "ima
                 ("inference (ms)", "inference_ms", 1),
                 ("inference images/s", "inference_images_per_s", 0),
                 ("peak memory (MiB)", "peak_mib", 0))
+THROUGHPUTS = ("images_per_s", "inference_images_per_s")
 
 
 def render_bench(report: dict) -> None:
@@ -39,7 +42,8 @@ def render_bench(report: dict) -> None:
         f"[bold]{escape(report['graph'])}[/]: batch {report['batch_size']}, float32, "
         f"{report['threads']} thread(s); BLAS: {escape(report['blas'])}; median of "
         f"{report['steps']} steps after {report['warmup']} warm-up"
-        + (f"; PyTorch {escape(report['torch_version'])} timed alternately in this process"
+        + (f"; PyTorch {escape(report['torch_version'])} timed in alternating bursts in this "
+           "process"
            if theirs else "")
         + (f"; load average {report['load_average']:.1f}"
            if report.get("load_average") is not None else ""), soft_wrap=True)
@@ -53,7 +57,8 @@ def render_bench(report: dict) -> None:
     for label, key, digits in SUMMARY_ROWS:
         row = [label, _number(report.get(key), digits)]
         if theirs:
-            row += [_number(theirs.get(key), digits), _ratio(report["ratio"].get(key))]
+            row += [_number(theirs.get(key), digits),
+                    _ratio(report["ratio"].get(key), higher_is_better=key in THROUGHPUTS)]
         summary.add_row(*row)
     console.print(summary)
 
