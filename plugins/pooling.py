@@ -66,19 +66,30 @@ class MaxPool2d(_Pool2d):
         window = self._window(images.shape[1:], attrs)
         padded = pad_spatial(images, window.pads, -np.inf)
         maximum = np.empty_like(images, shape=(*images.shape[:2], *window.output_hw))
-        winning_tap = np.empty_like(maximum, dtype=tap_index_type(window))
+        # The winners cost as much as the maximum; only training needs them, so evaluation
+        # defers them to a backward that may never come (and saves the input for it).
+        training = getattr(ctx, "training", True)
+        winning_tap = np.empty_like(maximum, dtype=tap_index_type(window)) if training else None
 
         def work(part):
             window_maximum(padded[part], window, out=maximum[part])
-            first_winning_tap(padded[part], maximum[part], window, out=winning_tap[part])
+            if winning_tap is not None:
+                first_winning_tap(padded[part], maximum[part], window, out=winning_tap[part])
 
         parallel.run_batch_tiles(work, images, TILE_BYTES)
-        return maximum, (winning_tap, images.shape, window)
+        deferred = None if training else (padded, maximum)
+        return maximum, (winning_tap, images.shape, window, deferred)
 
     def backward(self, grad_output, saved, params, attrs, ctx):
         if not wants_input_grad(ctx):
             return [None], {}
-        winning_tap, input_shape, window = saved
+        winning_tap, input_shape, window, deferred = saved
+        if winning_tap is None:  # a forward outside training (gradients in evaluation mode)
+            padded, maximum = deferred
+            winning_tap = np.empty_like(maximum, dtype=tap_index_type(window))
+            parallel.run_batch_tiles(
+                lambda part: first_winning_tap(padded[part], maximum[part], window,
+                                               out=winning_tap[part]), maximum, TILE_BYTES)
         # A gradient through flatten arrives NCHW while the winners are channels-last: ufuncs
         # over mixed layouts walk one array against its grain (measured 3-8x slower than one
         # copy first).

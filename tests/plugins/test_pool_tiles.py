@@ -22,18 +22,22 @@ def test_tiles_and_threads_change_nothing(monkeypatch, context, options):
     # ReLU-like inputs: many ties, where the first winning tap matters
     images = np.maximum(rng.standard_normal((7, 3, 9, 8)), 0)
     images = np.ascontiguousarray(images.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
-    output, saved = MaxPool2d().forward([images], {}, attrs, context())
+    output, saved = MaxPool2d().forward([images], {}, attrs, context(training=True))
     grad_output = rng.standard_normal(output.shape)
     (grad_input,), _ = MaxPool2d().backward(grad_output, saved, {}, attrs, context())
     monkeypatch.setattr(pooling, "TILE_BYTES", 1)  # a tile per sample
     parallel.set_num_threads(2)
     try:
-        tiled, tiled_saved = MaxPool2d().forward([images], {}, attrs, context())
+        tiled, tiled_saved = MaxPool2d().forward([images], {}, attrs, context(training=True))
         (tiled_grad,), _ = MaxPool2d().backward(grad_output, tiled_saved, {}, attrs, context())
+        # outside training the winners are found in backward instead: the same gradient
+        _, eval_saved = MaxPool2d().forward([images], {}, attrs, context(training=False))
+        (eval_grad,), _ = MaxPool2d().backward(grad_output, eval_saved, {}, attrs, context())
     finally:
         parallel.set_num_threads(parallel.available_cores())
     assert np.array_equal(tiled, output) and np.array_equal(tiled_saved[0], saved[0])
-    assert np.array_equal(tiled_grad, grad_input)
+    assert np.array_equal(tiled_grad, grad_input) and np.array_equal(eval_grad, grad_input)
+    assert eval_saved[0] is None
     assert tiled.strides == output.strides  # channels-last stays channels-last
 
 
