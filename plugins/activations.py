@@ -31,19 +31,24 @@ class Relu(_Elementwise):
 
     def forward(self, inputs, params, attrs, ctx):
         x = inputs[0]
-        output, positive = np.empty_like(x), np.empty_like(x, dtype=bool)  # x's memory layout
+        output = np.empty_like(x)  # x's memory layout
+        # The mask is a second pass; outside training it waits for a backward that may not
+        # come (the input is saved for it instead).
+        training = getattr(ctx, "training", True)
+        positive = np.empty_like(x, dtype=bool) if training else None
 
         def work(part):
             np.maximum(x[part], 0, out=output[part])
-            np.greater(x[part], 0, out=positive[part])
+            if positive is not None:
+                np.greater(x[part], 0, out=positive[part])
 
         parallel.run_batch_tiles(work, x, TILE_BYTES)
-        return output, positive
+        return output, (positive if training else x)
 
     def backward(self, grad_output, saved, params, attrs, ctx):
         if not ctx.wants_input_grad(0):
             return [None], {}
-        positive = saved
+        positive = saved if saved.dtype == bool else saved > 0
         grad_input = np.empty_like(grad_output)
 
         def work(part):
