@@ -62,3 +62,15 @@ def test_scratch_is_reused_per_thread_and_shape():
 def test_thread_count_must_be_positive():
     with pytest.raises(ValueError):
         parallel.set_num_threads(0)
+
+
+def test_without_threadpoolctl_blas_keeps_its_threads_and_the_pool_stays_off(monkeypatch, threads):
+    import sys
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)  # import fails
+    for name in parallel.BLAS_ENV:
+        monkeypatch.delenv(name, raising=False)
+    threads(2)
+    assert parallel.num_threads() == 1 and not parallel.blas_limited()
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")  # BLAS made single-threaded by the user
+    threads(2)
+    assert parallel.num_threads() == 2
