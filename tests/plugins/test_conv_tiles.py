@@ -57,7 +57,11 @@ CASES = [
 @pytest.mark.parametrize("case", CASES, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()))
 @pytest.mark.parametrize("channels,filters", [(5, 7), (6, 3), (1, 4), (3, 3)])
 @pytest.mark.parametrize("layout", ["nchw", "nhwc"])
-def test_tiled_conv_equals_the_direct_one(case, channels, filters, layout):
+@pytest.mark.parametrize("kernel_rows", [False, True], ids=["im2col", "kernel-rows"])
+def test_tiled_conv_equals_the_direct_one(monkeypatch, case, channels, filters, layout,
+                                          kernel_rows):
+    if kernel_rows:  # one product per kernel row wherever the stride is 1, however narrow
+        monkeypatch.setattr(tiles, "ROW_MIN_COLUMNS", 0)
     rng = np.random.default_rng(1)
     images = rng.standard_normal((5, channels, 9, 8))
     if layout == "nhwc":  # a conv's output: channels-last memory behind an NCHW shape
