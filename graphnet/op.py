@@ -102,7 +102,7 @@ class Attr:
             self._check_bounds(value, fail)
             return int(value)
         if self.kind == "float":
-            if not _is_number(value) or not math.isfinite(value):
+            if not _is_finite_number(value):
                 fail()
             self._check_bounds(value, fail)
             return float(value)
@@ -154,7 +154,7 @@ def parse_number_array(value: Any, name: str) -> np.ndarray:
                 raise SpecError("array nested too deeply", field=name, expected="at most 8 levels")
             for sub in item:
                 check(sub, depth + 1)
-        elif not _is_number(item) or not math.isfinite(item):
+        elif not _is_finite_number(item):
             raise SpecError("bad array element", field=name, expected="finite numbers",
                             found=_show(item))
 
@@ -176,6 +176,17 @@ def _is_int(value) -> bool:
 
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_finite_number(value) -> bool:
+    """A number a float can hold: JSON integers have no bound, and one past ~1.8e308 makes
+    ``math.isfinite`` raise OverflowError rather than answer."""
+    if not _is_number(value):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _as_pair(value):
