@@ -325,7 +325,9 @@ class Network:
                                        source_grad)
                 self._accumulate(grad_by_node, owned, source, source_grad)
             if node.trainable:
-                trainable = {k for k, p in node.param_specs.items() if p.trainable}
+                # In param_specs order, never a set's: the gradients' order (and which missing
+                # one is named) must not change with the process's string hashing.
+                trainable = [k for k, p in node.param_specs.items() if p.trainable]
                 grads = {}
                 for param_name in trainable:
                     if param_name not in (param_grads or {}):

@@ -113,3 +113,25 @@ def test_capture_keeps_intermediate_values():
     net = graphnet.Network(graphnet.load(BRANCHY))
     net.forward({"x": np.ones((1, 2, 6, 6))}, outputs=["logits"], capture=["c", "t"])
     assert net.captured["c"].shape == (1, 3, 6, 6) and set(net.captured) == {"c", "t"}
+
+
+def test_parameter_gradients_come_in_the_ops_parameter_order_whatever_the_hash_seed():
+    # A set of parameter names iterates in an order that changes with PYTHONHASHSEED.
+    import os
+    import subprocess
+    import sys
+    script = (
+        "import numpy as np, graphnet\n"
+        "graph = graphnet.load({'inputs': {'x': {'shape': [1, 4, 4]}}, 'nodes': [\n"
+        "    {'name': 'c', 'op': 'conv2d', 'filters': 2, 'kernel': 3}]})\n"
+        "net = graphnet.Network(graph)\n"
+        "net.forward({'x': np.ones((1, 1, 4, 4))}, keep_for_backward=True)\n"
+        "grads = net.backward({'output': np.ones((1, 2, 2, 2))})\n"
+        "print(','.join(grads.params['c']))\n")
+    orders = set()
+    for seed in range(8):
+        environment = dict(os.environ, PYTHONHASHSEED=str(seed))
+        done = subprocess.run([sys.executable, "-c", script], env=environment,
+                              capture_output=True, text=True, check=True)
+        orders.add(done.stdout.strip())
+    assert orders == {"weight,bias"}
