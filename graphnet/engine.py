@@ -286,8 +286,18 @@ class Network:
             grad_by_node[graph.loss] = np.ones((), dtype=self.dtype)
         else:
             for output, grad in grad_outputs.items():
-                target = graph.outputs[output]
-                self._accumulate(grad_by_node, owned, target, np.asarray(grad, dtype=self.dtype))
+                target = graph.outputs.get(output)
+                if target is None or target not in self._ran:
+                    raise UsageError("grad_outputs names an output the last forward did not compute",
+                                     field=output, expected="one of: " + ", ".join(
+                                         o for o, n in graph.outputs.items() if n in self._ran))
+                grad = np.asarray(grad, dtype=self.dtype)
+                expected_shape = self._value_shape(target, (self._batch,))
+                if grad.shape != expected_shape:
+                    raise UsageError("output gradient has the wrong shape", field=output,
+                                     expected=format_shape(expected_shape),
+                                     found=format_shape(grad.shape))
+                self._accumulate(grad_by_node, owned, target, grad)
         requires_grad = self._requires_grad(input_grads)
         ctx = self._ctx
         result = Gradients()

@@ -135,3 +135,18 @@ def test_parameter_gradients_come_in_the_ops_parameter_order_whatever_the_hash_s
                               capture_output=True, text=True, check=True)
         orders.add(done.stdout.strip())
     assert orders == {"weight,bias"}
+
+
+def test_output_gradients_are_checked_against_the_outputs_of_the_forward():
+    graph = graphnet.load({"inputs": {"x": {"shape": [3]}}, "nodes": [
+        {"name": "squash", "op": "tanh"}]})
+    net = graphnet.Network(graph)
+    net.forward({"x": np.ones((2, 3))}, keep_for_backward=True)
+    with pytest.raises(UsageError) as unknown:
+        net.backward({"nope": np.ones((2, 3))}, input_grads=True)
+    assert unknown.value.field == "nope" and "output" in unknown.value.expected
+    net.forward({"x": np.ones((2, 3))}, keep_for_backward=True)
+    with pytest.raises(UsageError) as wrong_shape:
+        net.backward({"output": np.ones((5, 3))}, input_grads=True)
+    assert wrong_shape.value.field == "output"
+    assert (wrong_shape.value.expected, wrong_shape.value.found) == ("2×3", "5×3")
