@@ -72,15 +72,18 @@ def overrides_from_args(args, flags=tuple(SETTING_FLAGS)) -> tuple[dict, dict]:
 
 def add_checkpoint_flag(parser) -> None:
     parser.add_argument("--checkpoint", metavar="PATH", default=None,
-                        help=f"checkpoint to use (default: <run dir>/{CHECKPOINT_NAME}, the run "
-                        "dir being --run-dir, [train] run_dir or runs/<spec name>)")
+                        help=f"checkpoint to use, or a run dir holding one (default: <run "
+                        f"dir>/{CHECKPOINT_NAME}, the run dir being --run-dir, [train] run_dir or "
+                        "runs/<spec name>)")
     parser.add_argument("--run-dir", dest="run_dir", default=None, metavar="DIR",
                         help="the run whose checkpoint to use")
 
 
 def checkpoint_path(args, graph) -> Path:
     if args.checkpoint:
-        return Path(args.checkpoint)
+        # a run directory stands for its checkpoint (the README's `--checkpoint runs/NAME`)
+        path = Path(args.checkpoint)
+        return path / CHECKPOINT_NAME if path.is_dir() else path
     run_dir = args.run_dir or graph.spec.train.get("run_dir") or Path("runs") / graph.name
     return Path(run_dir) / CHECKPOINT_NAME
 

@@ -59,3 +59,10 @@ def test_eval_without_a_checkpoint(run_cli, trained, tmp_path):
     spec, _, _ = trained
     status, out, err = run_cli("eval", spec, "--plugin", TOY, "--checkpoint", tmp_path / "no.npz")
     assert status == 2 and "checkpoint not found" in err
+
+
+def test_eval_takes_a_run_directory_as_the_checkpoint(run_cli, trained):
+    spec, checkpoint, history = trained
+    status, out, err = run_cli("eval", spec, "--plugin", TOY, "--checkpoint", checkpoint.parent)
+    assert status == 0, err
+    assert f"accuracy {100 * history[-1]['test_accuracy']:.1f}%" in out
