@@ -1,6 +1,9 @@
 """``graphnet export SPEC --to torch [-o FILE]``: the graph as a PyTorch module's source."""
 from __future__ import annotations
 
+from pathlib import Path
+
+from ..errors import UsageError
 from ..export import torch as torch_export
 from ..files import atomic_write_text
 from ..render import stdout
@@ -25,6 +28,10 @@ def register(subparsers, common) -> None:
 
 
 def run(args) -> int:
+    if args.output and Path(args.output).is_dir():
+        # else the atomic write fails renaming its temp file, and names that temp file
+        raise UsageError("cannot write the module", file=args.output, field="-o",
+                         expected="a file name", found="a directory")
     graph = load_graph(args, args.spec)
     source = TARGETS[args.to](graph)
     if args.output:
