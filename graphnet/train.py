@@ -531,6 +531,14 @@ def _restore(path: Path, graph, network, optimizer, schedule, shuffle_rng, confi
     if changed:
         emit(Notice("settings differ from the checkpoint's run, so this is not a continuation of "
                     "it bit for bit: " + ", ".join(changed)))
+    trained_for = meta.get("config", {}).get("epochs")
+    if (isinstance(trained_for, int) and trained_for != config.epochs
+            and meta.get("schedule") == config.schedule
+            and _rates_differ(schedule, trained_for, progress.epoch, progress.step)):
+        emit(Notice(f"schedule {config.schedule!r} depends on the run's length: the steps taken "
+                    f"for {trained_for} epochs had other learning rates than a run of "
+                    f"{config.epochs} would have, so this is not {config.epochs} epochs bit for "
+                    "bit"))
     optimizer_state = {k[len("optimizer/"):]: v for k, v in checkpoint.optimizer.items()
                        if k.startswith("optimizer/")}
     schedule_state = {k[len("schedule/"):]: v for k, v in checkpoint.optimizer.items()
@@ -546,6 +554,17 @@ def _restore(path: Path, graph, network, optimizer, schedule, shuffle_rng, confi
         emit(Notice(f"the checkpoint has {progress.epoch} epochs, which is all of the "
                     f"{config.epochs} asked for; raise --epochs to train further"))
     return progress, standardise
+
+
+def _rates_differ(schedule: Schedule, trained_for: int, epoch: int, step: int) -> bool:
+    """Whether ``schedule``, built for ``trained_for`` epochs, gave any step before (``epoch``,
+    ``step``) another learning rate than it gives now (a cosine's depends on the run's length;
+    a step decay's does not). Epochs alone are ignored on resume only when none did."""
+    earlier = type(schedule)(schedule.config, base_lr=schedule.base_lr, epochs=trained_for,
+                             steps_per_epoch=schedule.steps_per_epoch)
+    steps = schedule.steps_per_epoch
+    return any(earlier.lr_at(e, s) != schedule.lr_at(e, s)
+               for e in range(epoch + 1) for s in range(steps if e < epoch else step))
 
 
 # --- stopping cleanly on Ctrl-C -----------------------------------------------------------------

@@ -321,3 +321,17 @@ def test_standardisation_uses_the_training_split_only(registry, tmp_path):
     assert meta["mean"] == pytest.approx([kept.mean(dtype=np.float64)], rel=1e-9)
     assert meta["std"] == pytest.approx([kept.std(dtype=np.float64)], rel=1e-6)
     assert result.standardise.mean[0] == pytest.approx(0.2, abs=0.01)
+
+
+@pytest.mark.parametrize("schedule, warned", [({"name": "cosine"}, True),
+                                              ({"name": "step", "step_size": 1}, False)])
+def test_resuming_for_more_epochs_says_when_the_schedule_depended_on_the_length(
+        graph_of, tmp_path, schedule, warned):
+    # A cosine spreads over the epochs asked for: one epoch of a 1-epoch run used other rates
+    # than the first epoch of a 2-epoch run, so the resumed run cannot equal 2 epochs straight.
+    graph = graph_of(schedule=schedule)
+    train(graph, run_dir=tmp_path, epochs=1)
+    events = []
+    train(graph, run_dir=tmp_path, epochs=2, resume=True, on_event=events.append)
+    notices = [e.text for e in events if type(e).__name__ == "Notice"]
+    assert any("bit for bit" in text and "cosine" in text for text in notices) == warned, notices
