@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table
 
 from . import stdout
@@ -62,31 +63,7 @@ def render_bench(report: dict) -> None:
         summary.add_row(*row)
     console.print(summary)
 
-    nodes = Table(title="per node: milliseconds, share of the step, GFLOP/s"
-                  + ("; PyTorch's from separate steps with timing hooks" if theirs else ""),
-                  title_justify="left")
-    for column in ("node", "op", "fwd", "bwd", "share", "GF/s fwd", "GF/s bwd"):
-        nodes.add_column(column, justify="left" if column in ("node", "op") else "right")
-    if theirs:
-        for column in ("torch fwd", "torch bwd", "ratio"):
-            nodes.add_column(column, justify="right")
-    for name, node in report["nodes"].items():
-        share = node.get("share")
-        row = [escape(name), node["op"], _number(node["forward_ms"], 2),
-               _number(node["backward_ms"], 2), "—" if share is None else f"{share:.0%}",
-               _number(node.get("forward_gflops"), 0), _number(node.get("backward_gflops"), 0)]
-        if theirs:
-            other = theirs["nodes"].get(name, {})
-            ours_total = (node["forward_ms"] or 0) + (node["backward_ms"] or 0)
-            their_total = (other.get("forward_ms") or 0) + (other.get("backward_ms") or 0)
-            row += [_number(other.get("forward_ms"), 2), _number(other.get("backward_ms"), 2),
-                    _ratio(ours_total / their_total) if their_total else "—"]
-        nodes.add_row(*row)
-    if report.get("outside_nodes_ms") is not None:
-        outside = report["outside_nodes_ms"] / report["step_ms"]
-        nodes.add_row("(rest)", "engine, optimizer", "", "", f"{outside:.0%}", "", "",
-                      *([""] * 3 if theirs else []))
-    console.print(nodes)
+    console.print(_fitting_node_table(report, theirs, console))
     console.print(f"numpy float32 matrix product on this machine: "
                   f"{report['gemm_gflops']:.0f} GFLOP/s ({report['threads']} thread(s))")
     if report.get("peak_mib") is not None:
@@ -110,3 +87,53 @@ def render_bench(report: dict) -> None:
             for mode, result in agreement["modes"].items():
                 for key, value in (result.get("failures") or {}).items():
                     console.print(f"  [red]{mode}: {escape(key)} differs by {value:.1e}[/]")
+
+
+def _fitting_node_table(report: dict, theirs, console) -> Table:
+    """The per-node table at the console's width: too wide, it drops the GFLOP/s columns, then
+    cuts op names, rather than let rich cut every column, node names and numbers included."""
+    unlimited = console.options.update_width(10_000)
+    for gflops in (True, False):
+        nodes = _node_table(report, theirs, gflops=gflops)
+        excess = Measurement.get(console, unlimited, nodes).maximum - console.width
+        if excess <= 0:
+            return nodes
+    op_width = Measurement.get(console, unlimited, nodes.columns[1].header).maximum
+    op_width = max(op_width, *(Measurement.get(console, unlimited, cell).maximum
+                               for cell in nodes.columns[1].cells))
+    nodes.columns[1].max_width = max(op_width - excess, 4)
+    return nodes
+
+
+def _node_table(report: dict, theirs, *, gflops: bool) -> Table:
+    """Per node: milliseconds, share of the step, GFLOP/s if ``gflops``, PyTorch's if
+    ``theirs``. Node names are never cut (they are what a reader looks for); ops may be."""
+    nodes = Table(title="per node: milliseconds, share of the step"
+                  + (", GFLOP/s" if gflops else "")
+                  + ("; PyTorch's from separate steps with timing hooks" if theirs else ""),
+                  title_justify="left")
+    names = list(report["nodes"]) + ["(rest)"]
+    nodes.add_column("node", no_wrap=True, min_width=max(len(name) for name in names))
+    nodes.add_column("op", no_wrap=True, overflow="ellipsis")
+    columns = ("fwd", "bwd", "share") + (("GF/s fwd", "GF/s bwd") if gflops else ())
+    for column in columns + (("torch fwd", "torch bwd", "ratio") if theirs else ()):
+        nodes.add_column(column, justify="right", no_wrap=True)
+    for name, node in report["nodes"].items():
+        share = node.get("share")
+        row = [escape(name), node["op"], _number(node["forward_ms"], 2),
+               _number(node["backward_ms"], 2), "—" if share is None else f"{share:.0%}"]
+        if gflops:
+            row += [_number(node.get("forward_gflops"), 0),
+                    _number(node.get("backward_gflops"), 0)]
+        if theirs:
+            other = theirs["nodes"].get(name, {})
+            ours_total = (node["forward_ms"] or 0) + (node["backward_ms"] or 0)
+            their_total = (other.get("forward_ms") or 0) + (other.get("backward_ms") or 0)
+            row += [_number(other.get("forward_ms"), 2), _number(other.get("backward_ms"), 2),
+                    _ratio(ours_total / their_total) if their_total else "—"]
+        nodes.add_row(*row)
+    if report.get("outside_nodes_ms") is not None:
+        outside = report["outside_nodes_ms"] / report["step_ms"]
+        nodes.add_row("(rest)", "engine, optimizer", "", "", f"{outside:.0%}",
+                      *([""] * (len(nodes.columns) - 5)))
+    return nodes

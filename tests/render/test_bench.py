@@ -1,0 +1,39 @@
+"""Rendering of ``graphnet bench`` reports at a fixed width: node names and figures stay whole."""
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from graphnet import render
+from graphnet.render.bench import render_bench
+
+NAMES = ("stem", "stem_relu", "res_conv1", "res_bn", "res_conv2", "wide_1x1", "wide_5x5",
+         "dilated_relu", "global_pool")
+
+
+def report(with_torch: bool) -> dict:
+    node = {"op": "softmax_cross_entropy", "forward_ms": 1.25, "backward_ms": 2.5, "share": 0.1,
+            "forward_gflops": 12.0, "backward_gflops": 14.0}
+    figures = {"step_ms": 10.0, "images_per_s": 200.0, "inference_ms": 4.0,
+               "inference_images_per_s": 500.0, "peak_mib": None}
+    result = {"graph": "branching", "batch_size": 2, "threads": 2, "blas": "1 thread",
+              "steps": 2, "warmup": 1, "load_average": None, "gemm_gflops": 100.0,
+              "outside_nodes_ms": 1.0, "nodes": {name: dict(node) for name in NAMES}, **figures}
+    if with_torch:
+        result.update(torch_version="2.0", ratio={key: 1.0 for key in figures},
+                      torch={**figures, "nodes": {name: dict(node) for name in NAMES}})
+    return result
+
+
+def test_node_names_and_figures_are_whole_at_80_columns(monkeypatch):
+    for with_torch in (False, True):
+        console = Console(width=80, record=True, file=io.StringIO(), color_system=None)
+        monkeypatch.setitem(render._consoles, "out", console)
+        render_bench(report(with_torch))
+        text = console.export_text()
+        table = text[text.index("per node"):]
+        for name in NAMES:
+            assert f" {name} " in table, (name, table)
+        assert table.count(" 1.25 ") == len(NAMES) * (2 if with_torch else 1), table
+        assert not [line for line in table.splitlines() if len(line) > 80]
