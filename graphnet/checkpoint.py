@@ -25,6 +25,10 @@ FORMAT_VERSION = 1
 PARAM_PREFIX = "param/"
 OPTIM_PREFIX = "optim/"
 META_KEY = "meta"
+META_TYPES = {"config": dict, "bindings": dict, "dataset": dict, "standardise": dict, "rng": dict,
+              "running": dict, "history": list, "class_names": list}
+"""The JSON type of each metadata entry graphnet reads back, when present: checked on loading,
+so a hand-edited checkpoint is refused by name instead of failing where the entry is used."""
 
 
 @dataclass
@@ -89,6 +93,14 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         version = int(meta.get("format_version", 0))
     except (ValueError, UnicodeDecodeError, AttributeError, TypeError):
         raise CheckpointError("checkpoint metadata is corrupt", file=path) from None
+    for key, kind in META_TYPES.items():
+        value = meta.get(key, kind())
+        if not isinstance(value, kind) or (key == "class_names"
+                                           and not all(isinstance(n, str) for n in value)):
+            raise CheckpointError("checkpoint metadata is corrupt", file=path, field=key,
+                                  expected="a list of names" if key == "class_names" else
+                                  f"a JSON {'object' if kind is dict else 'array'}",
+                                  found=type(value).__name__)
     if version > FORMAT_VERSION:
         raise CheckpointError("checkpoint format is newer than this graphnet understands",
                               file=path, expected=f"format version <= {FORMAT_VERSION}",
