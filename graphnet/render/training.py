@@ -105,7 +105,9 @@ class TrainingView:
 
     def _on_EpochDone(self, event: EpochDone) -> None:
         self._stop_progress()
-        self.console.print(epoch_line(event.record, event.epochs), soft_wrap=True)
+        # a terminal breaks a long line anywhere; piped logs keep one line per epoch for grep
+        width = self.console.width if self.console.is_terminal else None
+        self.console.print(epoch_line(event.record, event.epochs, width), soft_wrap=True)
         if event.watch is not None:
             self.console.print(watch_table(event.watch, event.record["epoch"]))
 
@@ -155,14 +157,24 @@ def _count(value: float) -> str:
     return "–" if value is None or math.isnan(value) else f"{value:,.0f}"
 
 
-def epoch_line(record: dict, epochs: int) -> str:
+def epoch_line(record: dict, epochs: int, width: int | None = None) -> str:
+    """The epoch's figures on one line, or, past ``width``, on as few lines as fit (the
+    terminal would otherwise break the line in the middle of a figure)."""
     parts = [f"epoch {record['epoch']}/{epochs}",
              f"train loss {record['train_loss']:.4f} acc {_percent(record['train_accuracy'])}"]
     if "val_loss" in record:
         parts.append(f"val loss {record['val_loss']:.4f} acc {_percent(record['val_accuracy'])}")
     parts.append(f"test loss {record['test_loss']:.4f} acc {_percent(record['test_accuracy'])}")
     parts.append(f"{record['seconds']:.1f}s, {_count(record['samples_per_second'])} samples/s")
-    return "  │  ".join(parts)
+    separator = "  │  "
+    lines = [parts[0]]
+    for part in parts[1:]:
+        joined = lines[-1] + separator + part
+        if width is None or len(joined) <= width:
+            lines[-1] = joined
+        else:
+            lines.append(" " * len(f"epoch {record['epoch']}/{epochs}") + separator + part)
+    return "\n".join(lines)
 
 
 def evaluation_line(split: str, loss: float, accuracy: float, samples: int) -> str:
