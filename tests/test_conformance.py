@@ -50,3 +50,30 @@ def test_a_users_op_conforms_through_the_same_helper():
     from pathlib import Path
     prelu = Path(__file__).resolve().parent.parent / "plugins" / "examples" / "prelu.py"
     check_op("prelu", [(3, 4, 4)], {"initial_slope": 0.1}, plugins=[prelu])
+
+
+def test_check_op_still_fails_under_python_dash_o(tmp_path):
+    # Plugin authors call check_op from their own tests; under -O a bare assert would pass all.
+    import subprocess
+    import sys
+    plugin = tmp_path / "wrong_double.py"
+    plugin.write_text(
+        "from graphnet.hookspecs import hookimpl\n"
+        "from graphnet.op import Op\n\n"
+        "class WrongDouble(Op):\n"
+        "    '''Doubles its input; its backward is wrong on purpose.'''\n"
+        "    name = 'wrong_double'\n"
+        "    def shape(self, input_shapes, attrs):\n"
+        "        return input_shapes[0]\n"
+        "    def forward(self, inputs, params, attrs, ctx):\n"
+        "        return inputs[0] * 2, None\n"
+        "    def backward(self, grad_output, saved, params, attrs, ctx):\n"
+        "        return [grad_output * 3], {}\n\n"
+        "@hookimpl\n"
+        "def graphnet_register_ops(registry):\n"
+        "    registry.add_op(WrongDouble)\n")
+    script = ("from graphnet.testing import check_op\n"
+              f"check_op('wrong_double', [(3,)], plugins=[{str(plugin)!r}])\n")
+    done = subprocess.run([sys.executable, "-O", "-c", script], capture_output=True, text=True)
+    assert done.returncode != 0
+    assert "AssertionError" in done.stderr and "wrong_double" in done.stderr
