@@ -99,7 +99,6 @@ class Network:
         self.step_rng = np.random.default_rng([seed, 1])
         self._saved: dict[str, Any] = {}
         self._ran: list[str] = []
-        self._feeds_grad: set[str] = set()
         self._plans: dict[tuple, list[str]] = {}
 
     # --- parameters -------------------------------------------------------------------------
@@ -180,7 +179,12 @@ class Network:
             raise DataError("missing input", field=name,
                             expected=f"an array of shape N×{format_shape(node.shape)}",
                             found="nothing fed")
-        array = np.asarray(feeds[name])
+        try:
+            array = np.asarray(feeds[name])
+        except (ValueError, TypeError) as error:  # ragged nested lists and the like
+            raise DataError("input is not an array", field=name,
+                            expected=f"an array of shape N×{format_shape(node.shape)}",
+                            found=str(error)) from None
         if array.shape[1:] != node.shape or array.ndim != len(node.shape) + 1:
             raise DataError("input has the wrong shape", field=name,
                             expected=f"N×{format_shape(node.shape)} (batch first)",

@@ -171,7 +171,8 @@ class Schedule:
 
 
 def global_norm(grads: Iterable[np.ndarray]) -> float:
-    """√Σ‖g‖² over all arrays (accumulated in float64)."""
+    """√Σ‖g‖² over all arrays: each array's sum of squares in its own dtype (no copies), the
+    total across arrays as a Python float; float32 overflow is retried in float64."""
     grads = list(grads)
     with np.errstate(over="ignore"):
         total = sum(float(np.dot(g.ravel(), g.ravel())) for g in grads)

@@ -295,8 +295,9 @@ def check_dataset(graph, dataset: Dataset, bindings: Bindings) -> None:
                             found=str(split.labels.dtype))
         low, high = int(split.labels.min()), int(split.labels.max())
         if low < 0 or high >= bindings.classes:
-            raise DataError(f"dataset {dataset.name!r} has more classes than output "
-                            f"{bindings.logits!r} scores", file=graph.file,
+            problem = ("has negative labels" if low < 0 else
+                       f"has more classes than output {bindings.logits!r} scores")
+            raise DataError(f"dataset {dataset.name!r} {problem}", file=graph.file,
                             field=f"outputs.{bindings.logits}",
                             expected=f"labels in 0..{bindings.classes - 1}",
                             found=f"labels {low}..{high} in the {split_name} split")

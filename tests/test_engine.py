@@ -150,3 +150,9 @@ def test_output_gradients_are_checked_against_the_outputs_of_the_forward():
         net.backward({"output": np.ones((5, 3))}, input_grads=True)
     assert wrong_shape.value.field == "output"
     assert (wrong_shape.value.expected, wrong_shape.value.found) == ("2×3", "5×3")
+
+
+def test_a_ragged_feed_is_a_data_error_naming_the_input():
+    net = graphnet.Network(graphnet.load(BRANCHY))
+    with pytest.raises(DataError, match="field 'x'.*not an array"):
+        net.forward({"x": [[1, 2], [3]], "label": np.zeros(2, int)})
