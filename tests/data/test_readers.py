@@ -154,6 +154,16 @@ def test_npz_corrupt_or_foreign_files(tmp_path, content):
     assert caught.value.file == str(path)
 
 
+@pytest.mark.parametrize("content, found", [(b"[graph]\nname = 'x'\n", "another kind of file"),
+                                            (b"", "an empty file")])
+def test_a_file_that_is_not_numpy_is_not_called_pickled_data(tmp_path, content, found):
+    path = tmp_path / "d.npz"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match="not a numpy .npz file") as caught:
+        read_npz_arrays(path, KEYS)
+    assert caught.value.found == found and "pickle" not in str(caught.value)
+
+
 def test_npz_truncated_archive(tmp_path):
     path = tmp_path / "d.npz"
     np.savez_compressed(path, images=RNG.random((50, 8, 8)), labels=np.arange(50))
