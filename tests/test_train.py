@@ -335,3 +335,20 @@ def test_resuming_for_more_epochs_says_when_the_schedule_depended_on_the_length(
     train(graph, run_dir=tmp_path, epochs=2, resume=True, on_event=events.append)
     notices = [e.text for e in events if type(e).__name__ == "Notice"]
     assert any("bit for bit" in text and "cosine" in text for text in notices) == warned, notices
+
+
+def test_negative_labels_are_named_as_such(tmp_path):
+    import numpy as np
+    import graphnet
+    from graphnet.data import Dataset, Split
+    graph = graphnet.load({"inputs": {"image": {"shape": [1, 4, 4]},
+                                      "label": {"shape": [], "dtype": "int64"}},
+                           "nodes": [{"name": "fc", "op": "dense", "units": 3, "inputs": ["image"]},
+                                     {"name": "loss", "op": "softmax_cross_entropy",
+                                      "inputs": ["fc", "label"]}],
+                           "outputs": {"logits": "fc", "loss": "loss"}})
+    images = np.zeros((4, 1, 4, 4), np.float32)
+    dataset = Dataset("bad", Split(images, np.array([0, 1, -1, 2])),
+                      Split(images, np.array([0, 1, 2, 0])), ["a", "b", "c"])
+    with pytest.raises(graphnet.DataError, match="negative labels.*labels -1..2"):
+        graphnet.train.train(graph, dataset=dataset, epochs=1, run_dir=tmp_path)
