@@ -109,7 +109,8 @@ class Graph:
 
     def summary(self) -> str:
         """One line: name, node count, parameters, MACs per sample."""
-        return (f"{self.name}: {len(self.op_nodes)} nodes, {self.total_params:,} parameters, "
+        count = len(self.op_nodes)
+        return (f"{self.name}: {count} node{'s' if count != 1 else ''}, {self.total_params:,} parameters, "
                 f"{self.total_macs:,} MACs per sample")
 
 
