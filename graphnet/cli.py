@@ -35,12 +35,16 @@ def build_parser() -> argparse.ArgumentParser:
                for info in pkgutil.iter_modules(commands.__path__) if not info.name.startswith("_")]
     for module in sorted(modules, key=lambda m: (getattr(m, "ORDER", 99), m.__name__)):
         module.register(subparsers, common)
+    parser.set_defaults(command_parsers=subparsers.choices)
     return parser
 
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # with the command's usage and name, not the top-level "usage: graphnet COMMAND"
+        parser = args.command_parsers.get(args.command, parser)
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if not getattr(args, "run", None):
         parser.print_help()
         return 2

@@ -38,3 +38,12 @@ def test_bad_arguments_exit_2_without_a_traceback(argv, capsys):
     assert status == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.strip()
+
+
+def test_an_unknown_flag_shows_the_usage_of_its_command(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["inspect", "specs/lenet5.toml", "--bogus"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: graphnet inspect" in err and "--rf NODE" in err
+    assert "graphnet inspect: error: unrecognized arguments: --bogus" in err
