@@ -4,7 +4,9 @@ from __future__ import annotations
 import argparse
 import math
 import os
+from pathlib import Path
 
+from ..errors import SpecError
 from ..graph import Graph, load
 from ..limits import DEFAULT_FRACTION, LIMIT_ENV
 from ..registry import DISABLE_ENV, PLUGINS_ENV, Registry, build_registry, disabled_from_env
@@ -28,6 +30,9 @@ def registry_from_args(args) -> Registry:
 
 def load_graph(args, path) -> Graph:
     """Load one spec with the registry the flags ask for."""
+    if Path(path).is_dir():  # else "cannot tell the spec's format ... found 'no suffix'"
+        raise SpecError("a folder, not a spec file", file=path,
+                        expected="a .toml or .json spec file", found="a directory")
     return load(path, registry=registry_from_args(args))
 
 
