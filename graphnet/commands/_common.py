@@ -30,9 +30,8 @@ def registry_from_args(args) -> Registry:
 
 def load_graph(args, path) -> Graph:
     """Load one spec with the registry the flags ask for."""
-    if Path(path).is_dir():  # else "cannot tell the spec's format ... found 'no suffix'"
-        raise SpecError("a folder, not a spec file", file=path,
-                        expected="a .toml or .json spec file", found="a directory")
+    if Path(path).is_dir():  # spec.py says so only after the suffix check ("no suffix")
+        raise SpecError("spec path is a directory", file=path, expected="a file")
     return load(path, registry=registry_from_args(args))
 
 

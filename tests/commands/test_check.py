@@ -117,4 +117,4 @@ def test_unused_node_is_a_warning(write_spec, run_cli):
 def test_a_directory_is_called_a_directory(run_cli, specs_dir, tmp_path):
     status, out, err = run_cli("check", tmp_path, specs_dir / "lenet5.toml")
     assert status == 2 and "ok" in out and "Traceback" not in err
-    assert f"{tmp_path}: a folder, not a spec file" in err and "found a directory" in err
+    assert f"{tmp_path}: spec path is a directory" in err and "suffix" not in err
