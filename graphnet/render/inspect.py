@@ -222,7 +222,8 @@ def render_field(view: dict, console: Console | None = None) -> None:
     else:
         console.print(field_grid(view, console.width))
         console.print(_field_legend(view))
-    console.print(growth_bars(view, console.width))
+    if view["path"]:  # an input's own field has no growth to chart
+        console.print(growth_bars(view, console.width))
 
 
 def field_grid(view: dict, width: int) -> Text:
@@ -280,7 +281,7 @@ def _field_legend(view: dict) -> Text:
     legend.append(f" what unit ({view['unit'][0]}, {view['unit'][1]}) of the "
                   f"{view['output'][0]}×{view['output'][1]} output sees: {size[0]}×{size[1]} "
                   f"pixels, rows {box_['top']}..{box_['bottom']}, columns "
-                  f"{box_['left']}..{box_['right']} ({view['coverage']:.0%} of the image)\n")
+                  f"{box_['left']}..{box_['right']} ({_share(view['coverage'])} of the image)\n")
     if view["padded"]:
         legend.append("░░", style=PADDING_STYLE)
         legend.append(" padding: the field reaches past the image's edge (start "
@@ -288,11 +289,17 @@ def _field_legend(view: dict) -> Text:
     legend.append("◉ ", style=CENTRE_STYLE)
     legend.append(" the field's centre\n")
     legend.append("+ ", style=NEIGHBOUR_STYLE)
-    legend.append(f" the centres of the neighbouring units' fields, {_pair(jump)} pixels apart "
+    pixels = "pixel" if max(jump) == 1 else "pixels"
+    legend.append(f" the centres of the neighbouring units' fields, {_pair(jump)} {pixels} apart "
                   "(the jump)\n")
     legend.append("· ", style=IMAGE_STYLE)
     legend.append(" the rest of the image")
     return legend
+
+
+def _share(fraction: float) -> str:
+    """A share of the image: a 1×1 field of a 28×28 image is "<1%", not "0%"."""
+    return "<1%" if 0 < fraction < 0.005 else f"{fraction:.0%}"
 
 
 def growth_bars(view: dict, width: int) -> Table:

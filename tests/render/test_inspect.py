@@ -201,3 +201,11 @@ def test_number_formats():
     assert [compact_number(n) for n in (999, 61706, 1234567, 3 * 10**9)] == \
         ["999", "61.7k", "1.2M", "3.0G"]
     assert [byte_size(n) for n in (512, 246824, 3 * 2**20)] == ["512 B", "241.0 KiB", "3.0 MiB"]
+
+
+def test_field_of_the_input_itself_has_no_empty_chart_and_reads_right(specs_dir):
+    text = field_text(load(specs_dir / "lenet5.toml"), "image", 80)
+    assert_fits(text, 80)
+    assert "1×1 pixels" in text and "(<1% of the image)" in text
+    assert "1 pixel apart" in text and "1 pixels apart" not in text
+    assert "grows with depth" not in text
