@@ -154,9 +154,11 @@ def download(url: str, target: str | os.PathLike, *, sha256: str, size: int | No
         except _Interrupted as error:
             if attempt == retries:
                 kept = part.stat().st_size if part.exists() else 0
+                hint = (f"{kept} bytes are kept in {part}; run the command again to resume"
+                        if kept else f"nothing arrived; check the network, or fetch from a "
+                                     f"mirror with --mirror or {MIRROR_ENV}")
                 raise DataError("download interrupted", file=url, found=str(error),
-                                hint=f"{kept} bytes are kept in {part}; run the command again "
-                                     "to resume") from None
+                                hint=hint) from None
             resumed = resumed or (part.exists() and part.stat().st_size > 0)
             time.sleep(backoff * (attempt + 1))
     digest = sha256_of(part)

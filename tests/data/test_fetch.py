@@ -2,6 +2,7 @@
 import gzip
 import hashlib
 import io
+import socket
 import tarfile
 
 import numpy as np
@@ -65,6 +66,17 @@ def test_a_broken_download_is_kept_and_the_next_run_resumes_it(tmp_path):
         assert fetch_payload(server, target, retries=0) == "resumed"
     assert target.read_bytes() == PAYLOAD and not part.exists()
     assert server.requests[-1] == ("/file.bin", "bytes=12345-")
+
+
+def test_a_refused_connection_does_not_claim_bytes_are_kept(tmp_path):
+    with socket.socket() as probe:  # a port nobody listens on once the probe is closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    target = tmp_path / "file.bin"
+    with pytest.raises(DataError) as caught:
+        download(f"http://127.0.0.1:{port}/file.bin", target, sha256=sha(PAYLOAD), retries=0)
+    assert "bytes are kept" not in caught.value.hint and MIRROR_ENV in caught.value.hint
+    assert not target.with_name("file.bin.part").exists()
 
 
 def test_a_server_that_ignores_range_gets_the_file_rewritten(tmp_path):
