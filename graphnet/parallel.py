@@ -21,7 +21,7 @@ import itertools
 import math
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, TypeVar
 
 import numpy as np
@@ -85,11 +85,12 @@ def run_split(work: Callable[[int, int], Result], total: int, *,
     """Call ``work(start, stop)`` on contiguous parts of ``range(total)``, one per thread, no part
     smaller than ``min_part``; return the results in order. The caller's thread does the first
     part, so a one-thread pool adds no cost."""
-    threads = min(num_threads(), max(total // max(min_part, 1), 1))
+    pool, pool_threads = _workers()
+    threads = min(pool_threads, max(total // max(min_part, 1), 1))
     if threads <= 1:
         return [work(0, total)]
     bounds = [total * part // threads for part in range(threads + 1)]
-    futures = [_pool.submit(work, bounds[part], bounds[part + 1]) for part in range(1, threads)]
+    futures = [_submit(pool, work, bounds[part], bounds[part + 1]) for part in range(1, threads)]
     return _join(futures, lambda: work(bounds[0], bounds[1]))
 
 
@@ -102,7 +103,8 @@ def run_tiles(work: Callable[[int, slice], None], total: int, tile: int) -> None
     index, so that they do not depend on which thread took which tile."""
     tile = max(1, tile)
     count = -(-total // tile)
-    threads = min(num_threads(), count)
+    pool, pool_threads = _workers()
+    threads = min(pool_threads, count)
     indices = itertools.count()  # next() on it is atomic: the threads share it
 
     def run():
@@ -114,7 +116,28 @@ def run_tiles(work: Callable[[int, slice], None], total: int, tile: int) -> None
     if threads <= 1:
         run()
         return
-    _join([_pool.submit(run) for _ in range(threads - 1)], run)
+    _join([_submit(pool, run) for _ in range(threads - 1)], run)
+
+
+def _workers() -> tuple[ThreadPoolExecutor | None, int]:
+    """The pool and its thread count, read together: set_num_threads in another thread may
+    replace them at any moment."""
+    _ensure()
+    with _lock:
+        return _pool, _pool_threads
+
+
+def _submit(pool: ThreadPoolExecutor, work, *args) -> Future:
+    """``pool.submit``; if set_num_threads shut that pool down meanwhile, the work runs here."""
+    try:
+        return pool.submit(work, *args)
+    except RuntimeError:  # "cannot schedule new futures after shutdown"
+        future = Future()
+        try:
+            future.set_result(work(*args))
+        except BaseException as raised:
+            future.set_exception(raised)
+        return future
 
 
 def _join(futures, own_work):

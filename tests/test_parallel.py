@@ -74,3 +74,31 @@ def test_without_threadpoolctl_blas_keeps_its_threads_and_the_pool_stays_off(mon
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")  # BLAS made single-threaded by the user
     threads(2)
     assert parallel.num_threads() == 2
+
+
+def test_changing_the_thread_count_while_another_thread_runs_tiles(threads):
+    """set_num_threads replaces the pool; a run that started with the old one still finishes
+    every tile (it once found the pool None or shut down: AttributeError, RuntimeError)."""
+    threads(2)
+    stop, errors = threading.Event(), []
+
+    def resize():
+        while not stop.is_set():
+            for count in (2, 3):
+                parallel.set_num_threads(count)
+
+    resizer = threading.Thread(target=resize)
+    resizer.start()
+    try:
+        for _ in range(300):
+            seen = []
+            try:
+                parallel.run_tiles(lambda index, part: seen.append(index), 12, 1)
+                assert sorted(seen) == list(range(12))
+                assert parallel.run_split(lambda start, stop: stop - start, 12) != []
+            except (AttributeError, RuntimeError) as error:
+                errors.append(error)
+    finally:
+        stop.set()
+        resizer.join()
+    assert not errors, errors[:3]
