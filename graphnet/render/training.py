@@ -268,17 +268,19 @@ def watch_table(rows, epoch: int) -> Table:
     table = Table(title=f"node health after epoch {epoch}", title_justify="left",
                   caption="Δw/w: relative weight change over the epoch; zeros: share of zero "
                   "outputs on one batch", caption_justify="left")
-    for name, justify in (("node", "left"), ("op", "left"), ("grad norm", "right"),
-                          ("Δw/w epoch", "right"), ("zeros", "right"), ("", "left")):
+    # the problems column only when a node has one: empty, it was a blank column at the edge
+    flagged = any(row.problems for row in rows)
+    columns = (("node", "left"), ("op", "left"), ("grad norm", "right"), ("Δw/w epoch", "right"),
+               ("zeros", "right")) + ((("problem", "left"),) if flagged else ())
+    for name, justify in columns:
         table.add_column(name, justify=justify, no_wrap=True)
     for row in rows:
         grad = "" if row.grad_norm is None else f"{row.grad_norm:.2e}"
         ratio = "" if row.update_ratio is None else f"{row.update_ratio:.2e}"
         zeros = _percent(row.zero_share)
-        problems = ", ".join(row.problems)
+        problems = [Text(", ".join(row.problems), style="bold red")] if flagged else []
         style = "red" if row.problems else None
-        table.add_row(Text(row.node), Text(row.op), grad, ratio, zeros,
-                      Text(problems, style="bold red"), style=style)
+        table.add_row(Text(row.node), Text(row.op), grad, ratio, zeros, *problems, style=style)
     return table
 
 

@@ -1,4 +1,5 @@
-"""Rendering of training: the epoch line on a terminal of 80 columns and in a piped log."""
+"""Rendering of training: the epoch line on a terminal of 80 columns and in a piped log; the
+--watch table."""
 from __future__ import annotations
 
 import io
@@ -6,8 +7,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from graphnet.render.training import TrainingView
-from graphnet.train import EpochDone
+from graphnet.render.training import TrainingView, watch_table
+from graphnet.train import EpochDone, WatchRow
 
 RECORD = {"epoch": 12, "train_loss": 0.1234, "train_accuracy": 0.9612, "val_loss": 0.2345,
           "val_accuracy": 0.9321, "test_loss": 0.3456, "test_accuracy": 0.9187, "seconds": 12.5,
@@ -34,3 +35,18 @@ def test_epoch_line_fits_80_columns_on_a_terminal_without_breaking_a_figure():
 def test_a_piped_log_keeps_one_line_per_epoch():
     (line,) = epoch_text(terminal=False).splitlines()
     assert all(figure in line for figure in FIGURES)
+
+
+def watch_text(rows) -> str:
+    console = Console(width=80, record=True, file=io.StringIO(), color_system=None)
+    console.print(watch_table(rows, 1))
+    return console.export_text()
+
+
+def test_the_watch_table_has_a_problem_column_only_when_a_node_has_a_problem():
+    healthy = WatchRow("conv1", "conv2d", 0.5, 0.01, 0.0, [])
+    dead = WatchRow("relu1", "relu", None, None, 1.0, ["dead"])
+    header = watch_text([healthy]).splitlines()[2]
+    assert header.rstrip().endswith("zeros ┃"), header
+    text = watch_text([healthy, dead])
+    assert "problem" in text and " dead " in text
