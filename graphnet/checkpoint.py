@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .errors import CheckpointError
-from .files import atomic_write_bytes
+from .files import atomic_write_bytes, is_numpy_file
 from .op import format_shape
 
 FORMAT_VERSION = 1
@@ -74,6 +74,9 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError("checkpoint not found", file=path)
+    if not is_numpy_file(path):
+        raise CheckpointError("not a checkpoint: the file is not an .npz archive", file=path,
+                              expected="an .npz written by graphnet")
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}

@@ -78,3 +78,14 @@ def _fsync_directory(folder: Path) -> None:
             os.fsync(descriptor)
         finally:
             os.close(descriptor)
+
+
+NUMPY_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY")
+"""How a zip archive (an .npz; empty ones start with the end record) or an .npy array begins."""
+
+
+def is_numpy_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` starts like an .npz or .npy file. Check before ``np.load``: it calls any
+    other file "pickled (object) data", which is wrong and alarming for, say, a text file."""
+    with open(path, "rb") as stream:
+        return stream.read(6).startswith(NUMPY_MAGIC)

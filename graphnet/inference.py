@@ -17,6 +17,7 @@ import numpy as np
 from .data.readers import npz_images, read_npz_arrays
 from .checkpoint import Checkpoint, check_compatible, load_checkpoint, spec_hash
 from .engine import Network
+from .files import is_numpy_file
 from .errors import CheckpointError, DataError, SpecError, UsageError
 from .op import format_shape
 
@@ -277,6 +278,9 @@ def read_images(path: str | Path, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def _read_array(path: Path) -> np.ndarray:
+    if not is_numpy_file(path):
+        raise DataError("not a numpy .npz or .npy file", file=path,
+                        expected="images saved with numpy.savez or numpy.save")
     try:
         if path.suffix.lower() == ".npy":
             return np.load(path, allow_pickle=False)

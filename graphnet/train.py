@@ -529,16 +529,16 @@ def _restore(path: Path, graph, network, optimizer, schedule, shuffle_rng, confi
     changed = [key for key, value in config.to_dict().items()
                if key not in RESUME_IGNORES and meta.get("config", {}).get(key, value) != value]
     if changed:
-        emit(Notice("settings differ from the checkpoint's run, so this is not a continuation of "
-                    "it bit for bit: " + ", ".join(changed)))
+        emit(Notice("settings differ from the checkpoint's run, so this does not continue it "
+                    "bit for bit: " + ", ".join(changed)))
     trained_for = meta.get("config", {}).get("epochs")
     if (isinstance(trained_for, int) and trained_for != config.epochs
             and meta.get("schedule") == config.schedule
             and _rates_differ(schedule, trained_for, progress.epoch, progress.step)):
         emit(Notice(f"schedule {config.schedule!r} depends on the run's length: the steps taken "
                     f"for {trained_for} epochs had other learning rates than a run of "
-                    f"{config.epochs} would have, so this is not {config.epochs} epochs bit for "
-                    "bit"))
+                    f"{config.epochs} would have, so the result will differ from a straight "
+                    f"{config.epochs}-epoch run"))
     optimizer_state = {k[len("optimizer/"):]: v for k, v in checkpoint.optimizer.items()
                        if k.startswith("optimizer/")}
     schedule_state = {k[len("schedule/"):]: v for k, v in checkpoint.optimizer.items()

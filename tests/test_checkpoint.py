@@ -26,3 +26,12 @@ def test_metadata_graphnet_writes_is_read_back(tmp_path):
     loaded = load_checkpoint(path)
     assert {k: loaded.meta[k] for k in meta} == meta
     np.testing.assert_array_equal(loaded.params["fc/weight"], np.ones((2, 2), np.float32))
+
+
+def test_a_file_that_is_not_an_npz_is_named_as_such_not_as_pickled(tmp_path):
+    path = tmp_path / "notes.npz"
+    path.write_text("these are my notes, not a checkpoint\n")
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(path)
+    assert "not an .npz archive" in str(caught.value)
+    assert "object" not in str(caught.value) and "pickle" not in str(caught.value)

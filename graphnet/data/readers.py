@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import is_numpy_file
 from ..errors import DataError
 from . import Split
 
@@ -158,19 +159,12 @@ def read_npz_arrays(path: str | Path, key_sets: list[list[str]]) -> dict[str, np
         raise DataError(f"cannot read file: {error.strerror or error}", file=path) from None
 
 
-NUMPY_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY")
-"""How a zip archive (an .npz; empty ones start with the end record) or an .npy array begins."""
-
-
 def _check_numpy_magic(path: Path) -> None:
-    """Refuse a file that is neither an .npz nor an .npy before np.load does: it calls any
-    other file "pickled (object) data", which is wrong and alarming for a text file."""
-    with open(path, "rb") as stream:
-        start = stream.read(6)
-    if not start.startswith(NUMPY_MAGIC):
+    if not is_numpy_file(path):
+        empty = path.stat().st_size == 0
         raise DataError("not a numpy .npz file", file=path,
                         expected="a zip of arrays written by numpy.savez",
-                        found="an empty file" if not start else "another kind of file")
+                        found="an empty file" if empty else "another kind of file")
 
 
 def _npz_array(archive, key: str, path: Path) -> np.ndarray:

@@ -106,3 +106,13 @@ def test_bad_top(run_cli, trained, tmp_path):
     status, out, err = run_cli("predict", spec, "--plugin", TOY, "--checkpoint", checkpoint,
                                tmp_path / "x.npz", "--top", "0")
     assert status == 2 and "'--top'" in err
+
+
+def test_a_text_file_as_images_is_not_called_pickled(tmp_path):
+    from graphnet.errors import DataError
+    from graphnet.inference import read_images
+    images = tmp_path / "images.npz"
+    images.write_text("not images\n")
+    with pytest.raises(DataError) as caught:
+        read_images(images, (1, 28, 28))
+    assert "not a numpy" in str(caught.value) and "pickle" not in str(caught.value)
