@@ -12,6 +12,7 @@ import argparse
 import importlib
 import os
 import pkgutil
+import signal
 import sys
 
 from . import __version__, commands
@@ -62,7 +63,7 @@ def main(argv=None) -> int:
         return 2
     except BrokenPipeError:  # `graphnet ops | head`: the reader left; nothing more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+        return 128 + signal.SIGPIPE  # what a shell reports for a command its reader closed on
     except OSError as error:  # a file or folder the system refused (permissions, full disk, …)
         print_error(GraphnetError(error.strerror or str(error), file=error.filename))
         return 2

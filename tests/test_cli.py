@@ -47,3 +47,15 @@ def test_an_unknown_flag_shows_the_usage_of_its_command(capsys):
     err = capsys.readouterr().err
     assert "usage: graphnet inspect" in err and "--rf NODE" in err
     assert "graphnet inspect: error: unrecognized arguments: --bogus" in err
+
+
+def test_a_reader_that_leaves_early_is_not_a_failed_check():
+    import subprocess
+    import sys
+    reader = subprocess.Popen([sys.executable, "-m", "graphnet.cli", "ops"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    reader.stdout.read(10)
+    reader.stdout.close()                   # like `graphnet ops | head -c 10`
+    status = reader.wait(timeout=60)
+    assert status in (0, 141)               # finished first, or told the pipe was gone
+    assert b"Traceback" not in reader.stderr.read()

@@ -11,15 +11,24 @@ from rich.markup import escape
 _consoles: dict[str, Console] = {}
 
 
+class _Console(Console):
+    """A Console that leaves a closed pipe to the CLI: rich's own handling exits with status
+    1, which graphnet keeps for a check that ran and failed."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError
+
+
 def stdout() -> Console:
     if "out" not in _consoles:
-        _consoles["out"] = Console(highlight=False)
+        _consoles["out"] = _Console(highlight=False)
     return _consoles["out"]
 
 
 def stderr() -> Console:
     if "err" not in _consoles:
-        _consoles["err"] = Console(stderr=True, highlight=False)
+        _consoles["err"] = _Console(stderr=True, highlight=False)
     return _consoles["err"]
 
 
