@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import signal
 import threading
 import time
@@ -232,6 +233,8 @@ def train(graph, dataset: Dataset | str | None = None, config: TrainConfig | Non
         resumed_from = Path(resume) if not isinstance(resume, bool) else run_dir / CHECKPOINT_NAME
         progress, standardise = _restore(resumed_from, graph, network, optimizer, schedule,
                                          shuffle_rng, config, emit)
+    else:
+        _keep_previous_run(run_dir, emit)
     meta_base = {
         "spec_hash": spec_hash(graph), "graph": graph.name, "config": config.to_dict(),
         "dataset": {"name": data.name, "options": json_ready(dataset_options)},
@@ -252,6 +255,21 @@ def train(graph, dataset: Dataset | str | None = None, config: TrainConfig | Non
     if not interrupted:
         emit(Finished(result))
     return result
+
+
+def _keep_previous_run(run_dir: Path, emit) -> None:
+    """A new run in a folder that holds one: keep the earlier run's checkpoint and history as
+    ``*.previous.*`` instead of overwriting them at the first epoch (one generation is kept)."""
+    kept = []
+    for name in (CHECKPOINT_NAME, HISTORY_NAME):
+        current = run_dir / name
+        if current.is_file():
+            previous = current.with_name(f"{current.stem}.previous{current.suffix}")
+            os.replace(current, previous)
+            kept.append(previous.name)
+    if kept:
+        emit(Notice(f"{run_dir} held an earlier run; starting anew and keeping it as "
+                    f"{' and '.join(kept)} (use --resume to continue a run instead)"))
 
 
 def _build_optimizer(graph, config: TrainConfig, steps_per_epoch: int) -> tuple[Optimizer,

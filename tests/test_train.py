@@ -352,3 +352,25 @@ def test_negative_labels_are_named_as_such(tmp_path):
                       Split(images, np.array([0, 1, 2, 0])), ["a", "b", "c"])
     with pytest.raises(graphnet.DataError, match="negative labels.*labels -1..2"):
         graphnet.train.train(graph, dataset=dataset, epochs=1, run_dir=tmp_path)
+
+
+def test_a_new_run_keeps_the_previous_runs_checkpoint_instead_of_overwriting_it(tmp_path):
+    import graphnet
+    from graphnet.data import Dataset, Split
+    graph = graphnet.load({"inputs": {"image": {"shape": [1, 4, 4]},
+                                      "label": {"shape": [], "dtype": "int64"}},
+                           "nodes": [{"name": "fc", "op": "dense", "units": 3, "inputs": ["image"]},
+                                     {"name": "loss", "op": "softmax_cross_entropy",
+                                      "inputs": ["fc", "label"]}],
+                           "outputs": {"logits": "fc", "loss": "loss"}})
+    images = np.random.default_rng(0).standard_normal((6, 1, 4, 4)).astype(np.float32)
+    labels = np.array([0, 1, 2, 0, 1, 2])
+    dataset = Dataset("tiny", Split(images, labels), Split(images, labels), ["a", "b", "c"])
+    graphnet.train.train(graph, dataset=dataset, epochs=1, run_dir=tmp_path, seed=1)
+    first = (tmp_path / "checkpoint.npz").read_bytes()
+    notices = []
+    graphnet.train.train(graph, dataset=dataset, epochs=1, run_dir=tmp_path, seed=2,
+                         on_event=lambda event: notices.append(getattr(event, "text", "")))
+    assert (tmp_path / "checkpoint.previous.npz").read_bytes() == first
+    assert (tmp_path / "history.previous.json").is_file()
+    assert any("earlier run" in text and "checkpoint.previous.npz" in text for text in notices)
