@@ -337,32 +337,29 @@ def test_resuming_for_more_epochs_says_when_the_schedule_depended_on_the_length(
     assert any("differ from a straight" in text and "cosine" in text for text in notices) == warned, notices
 
 
+def _three_class_dense_graph():
+    """One dense layer scoring 3 classes of 1×4×4 images, with its loss."""
+    return graphnet.load({"inputs": {"image": {"shape": [1, 4, 4]},
+                                     "label": {"shape": [], "dtype": "int64"}},
+                          "nodes": [{"name": "fc", "op": "dense", "units": 3, "inputs": ["image"]},
+                                    {"name": "loss", "op": "softmax_cross_entropy",
+                                     "inputs": ["fc", "label"]}],
+                          "outputs": {"logits": "fc", "loss": "loss"}})
+
+
 def test_negative_labels_are_named_as_such(tmp_path):
-    import numpy as np
-    import graphnet
     from graphnet.data import Dataset, Split
-    graph = graphnet.load({"inputs": {"image": {"shape": [1, 4, 4]},
-                                      "label": {"shape": [], "dtype": "int64"}},
-                           "nodes": [{"name": "fc", "op": "dense", "units": 3, "inputs": ["image"]},
-                                     {"name": "loss", "op": "softmax_cross_entropy",
-                                      "inputs": ["fc", "label"]}],
-                           "outputs": {"logits": "fc", "loss": "loss"}})
+    graph = _three_class_dense_graph()
     images = np.zeros((4, 1, 4, 4), np.float32)
     dataset = Dataset("bad", Split(images, np.array([0, 1, -1, 2])),
                       Split(images, np.array([0, 1, 2, 0])), ["a", "b", "c"])
-    with pytest.raises(graphnet.DataError, match="negative labels.*labels -1..2"):
+    with pytest.raises(DataError, match="negative labels.*labels -1..2"):
         graphnet.train.train(graph, dataset=dataset, epochs=1, run_dir=tmp_path)
 
 
 def test_a_new_run_keeps_the_previous_runs_checkpoint_instead_of_overwriting_it(tmp_path):
-    import graphnet
     from graphnet.data import Dataset, Split
-    graph = graphnet.load({"inputs": {"image": {"shape": [1, 4, 4]},
-                                      "label": {"shape": [], "dtype": "int64"}},
-                           "nodes": [{"name": "fc", "op": "dense", "units": 3, "inputs": ["image"]},
-                                     {"name": "loss", "op": "softmax_cross_entropy",
-                                      "inputs": ["fc", "label"]}],
-                           "outputs": {"logits": "fc", "loss": "loss"}})
+    graph = _three_class_dense_graph()
     images = np.random.default_rng(0).standard_normal((6, 1, 4, 4)).astype(np.float32)
     labels = np.array([0, 1, 2, 0, 1, 2])
     dataset = Dataset("tiny", Split(images, labels), Split(images, labels), ["a", "b", "c"])
