@@ -1,0 +1,180 @@
+"""Matrix products that add into their destination: ``out = a @ b + beta · out``.
+
+numpy's ``matmul`` always overwrites its ``out``, so summing products (a convolution is one
+product per kernel tap) costs an extra pass over the destination per term, or a gathered
+matrix that concatenates the terms. BLAS's gemm adds for free (its ``beta``). numpy links a
+BLAS but does not expose gemm, so this module calls the one numpy already loaded, through
+:mod:`ctypes` (the standard library), found with threadpoolctl. No other library is loaded and
+nothing is compiled.
+
+When that BLAS cannot be found or fails a self-check, or threadpoolctl is missing, the same
+functions run on numpy alone (a product, then an addition): slower, same results to rounding.
+Set ``GRAPHNET_NUMPY_GEMM=1`` to force that.
+
+Operands are C-contiguous numpy arrays of float32 or float64, checked before BLAS sees them,
+so a call can never read or write outside the arrays numpy gave it.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+
+import numpy as np
+
+NUMPY_ENV = "GRAPHNET_NUMPY_GEMM"
+
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+# (symbol prefix, suffix, integer type): numpy's own wheels ship "scipy-openblas" with 64-bit
+# integers and prefixed, suffixed names; other OpenBLAS builds use one suffix or none.
+_CANDIDATES = (("scipy_", "64_", ctypes.c_int64), ("", "64_", ctypes.c_int64),
+               ("", "", ctypes.c_int))
+
+_lock = threading.Lock()
+_routines: dict | None = None
+
+
+def sum_products(source: np.ndarray, starts, matrices: np.ndarray, out: np.ndarray, *,
+                 trans_b: bool = False, accumulate: bool = False) -> np.ndarray:
+    """``out = Σ_i source[starts[i] : starts[i] + len(out)] @ op(matrices[i])``, op transposing
+    when ``trans_b``: a sum of products of row windows of one array, each window with its own
+    matrix, accumulated by BLAS in ``out`` (a convolution's kernel taps). With ``accumulate``
+    the sum is added to what ``out`` holds (a bias, say)."""
+    rows, columns = out.shape
+    inner = matrices.shape[2] if trans_b else matrices.shape[1]
+    _check(source, starts, rows, matrices, out)
+    if (matrices.shape[1:] != ((columns, inner) if trans_b else (inner, columns))
+            or len(matrices) != len(starts)):
+        raise ValueError(f"sum_products: {len(starts)} windows of {rows}×{inner} and matrices "
+                         f"{matrices.shape} do not give {out.shape}")
+    routine = _routine(out.dtype)
+    if routine is None:
+        for term, start in enumerate(starts):
+            right = matrices[term].T if trans_b else matrices[term]
+            _numpy_product(source[start:start + rows], right, out,
+                           accumulate=accumulate or term > 0)
+        return out
+    itemsize, row_bytes = out.itemsize, source.strides[0]
+    base, matrix_bytes = source.ctypes.data, matrices.strides[0]
+    matrix_base, out_address = matrices.ctypes.data, out.ctypes.data
+    ldb = matrices.shape[2]
+    flag_b = _TRANS if trans_b else _NO_TRANS
+    for term, start in enumerate(starts):
+        routine(_ROW_MAJOR, _NO_TRANS, flag_b, rows, columns, inner, 1.0,
+                base + start * row_bytes, source.shape[1], matrix_base + term * matrix_bytes,
+                ldb, 1.0 if accumulate or term else 0.0, out_address, columns)
+    return out
+
+
+def window_products(source: np.ndarray, starts, matrix: np.ndarray,
+                    outs: np.ndarray) -> np.ndarray:
+    """``outs[i] = source[starts[i] : starts[i] + len(matrix)]ᵀ @ matrix``: each row window of
+    one array, transposed, times one matrix (a convolution's weight gradient per kernel tap)."""
+    window_rows = len(matrix)
+    _check(source, starts, window_rows, matrix[None], outs)
+    if outs.shape != (len(starts), source.shape[1], matrix.shape[1]):
+        raise ValueError(f"window_products: {len(starts)} windows of {source.shape[1]} columns "
+                         f"and a {matrix.shape} matrix do not give {outs.shape}")
+    routine = _routine(outs.dtype)
+    if routine is None:
+        for term, start in enumerate(starts):
+            np.matmul(source[start:start + window_rows].T, matrix, out=outs[term])
+        return outs
+    rows, columns = outs.shape[1:]
+    row_bytes, base = source.strides[0], source.ctypes.data
+    matrix_address, out_base, out_bytes = matrix.ctypes.data, outs.ctypes.data, outs.strides[0]
+    for term, start in enumerate(starts):
+        routine(_ROW_MAJOR, _TRANS, _NO_TRANS, rows, columns, window_rows, 1.0,
+                base + start * row_bytes, source.shape[1], matrix_address, columns, 0.0,
+                out_base + term * out_bytes, columns)
+    return outs
+
+
+def available() -> bool:
+    """Whether products add into their destination inside BLAS (else numpy's two passes)."""
+    return _routine(np.dtype(np.float32)) is not None
+
+
+def _check(source, starts, window_rows: int, matrices, out) -> None:
+    """Refuse what BLAS could read or write out of bounds: every operand C-contiguous and of
+    one float dtype, every window inside ``source``. Checked once per call, not per product:
+    a Python check per product, under the GIL, stalled the other threads' products."""
+    dtype = out.dtype
+    if dtype.char not in "fd" or source.dtype != dtype or matrices.dtype != dtype:
+        raise TypeError(f"products need one float dtype, found {source.dtype}, "
+                        f"{matrices.dtype}, {dtype}")
+    for array in (source, matrices, out):
+        if not array.flags.c_contiguous:
+            raise ValueError("products need C-contiguous arrays")
+    if source.ndim != 2:
+        raise ValueError(f"the source of row windows must be 2-D, found {source.shape}")
+    if starts and (min(starts) < 0 or max(starts) + window_rows > len(source)):
+        raise ValueError(f"row windows {min(starts)}…{max(starts) + window_rows} outside the "
+                         f"source's {len(source)} rows")
+
+
+def _numpy_product(left, right, out, accumulate: bool) -> None:
+    if accumulate:
+        out += left @ right
+    else:
+        np.matmul(left, right, out=out)
+
+
+def _routine(dtype: np.dtype):
+    """The cblas gemm for ``dtype`` (float32 or float64), or None."""
+    global _routines
+    if _routines is None:
+        with _lock:
+            if _routines is None:
+                _routines = _load()
+    return _routines.get(np.dtype(dtype).char)
+
+
+def _load() -> dict:
+    """{dtype char: routine} for the BLAS numpy loaded, each checked against numpy once."""
+    if os.environ.get(NUMPY_ENV, "").strip() not in ("", "0"):
+        return {}
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return {}
+    paths = [info["filepath"] for info in threadpool_info() if info.get("user_api") == "blas"]
+    for path in paths:
+        try:
+            library = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix, suffix, integer in _CANDIDATES:
+            routines = {}
+            for char, letter, real in (("f", "s", ctypes.c_float), ("d", "d", ctypes.c_double)):
+                routine = getattr(library, f"{prefix}cblas_{letter}gemm{suffix}", None)
+                if routine is None:
+                    break
+                routine.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, integer, integer,
+                                    integer, real, ctypes.c_void_p, integer, ctypes.c_void_p,
+                                    integer, real, ctypes.c_void_p, integer]
+                routine.restype = None
+                routines[char] = routine
+            if len(routines) == 2 and _self_check(routines):
+                return routines
+    return {}
+
+
+def _self_check(routines: dict) -> bool:
+    """Products with every flag agree with numpy's: a wrong integer width or argument order
+    would not."""
+    rng = np.random.default_rng(0)
+    for char, routine in routines.items():
+        dtype = np.dtype(char)
+        a = rng.standard_normal((5, 3)).astype(dtype)
+        b = rng.standard_normal((4, 3)).astype(dtype)
+        out = np.ones((5, 4), dtype)
+        routine(_ROW_MAJOR, _NO_TRANS, _TRANS, 5, 4, 3, 1.0, a.ctypes.data, 3, b.ctypes.data, 3,
+                1.0, out.ctypes.data, 4)
+        if not np.allclose(out, a @ b.T + 1, rtol=1e-5, atol=1e-5):
+            return False
+        routine(_ROW_MAJOR, _TRANS, _NO_TRANS, 3, 3, 5, 1.0, a.ctypes.data, 3, a.ctypes.data, 3,
+                0.0, out.ctypes.data, 4)
+        if not np.allclose(out[:3, :3], a.T @ a, rtol=1e-5, atol=1e-5):
+            return False
+    return True
