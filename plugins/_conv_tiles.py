@@ -20,6 +20,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from graphnet import parallel
 
+from . import _conv_taps
+
 
 ROW_MIN_COLUMNS = 64
 """Kernel-row products (see Columns) need at least this many columns (kernel width × channels)
@@ -169,7 +171,10 @@ def padded_tile(source: np.ndarray, first: int, count: int, tile: int, pads, pla
 
 def tiled_forward(images: np.ndarray, weight: np.ndarray, bias, window):
     """The NHWC output of a one-group conv: per tile, im2col matrix × weight matrix (+ bias),
-    written by BLAS straight into the output; tiles shared among the worker threads."""
+    written by BLAS straight into the output; tiles shared among the worker threads. Stride-1
+    convs over enough channels take one product per kernel tap instead (:mod:`._conv_taps`)."""
+    if _conv_taps.applies(images.shape, weight.shape, window):
+        return _conv_taps.tap_forward(images, weight, bias, window)
     columns = Columns(images, window)
     weight_matrix = columns.weight_matrix(weight)
     fill_weights = columns.with_bias(weight_matrix, bias)
@@ -201,7 +206,11 @@ def tiled_backward(grad_output, images, weight, window, *, input_grad: bool,
     a transposed convolution or col2im (see :class:`InputGradient`), in two passes over the
     tiles (1.2x faster than one doing both, whose two tile-sized matrices overflow the L2
     cache). The tiles' weight gradients are summed in tile order, so the result does not depend
-    on the thread count."""
+    on the thread count. Stride-1 convs over enough channels take the kernel-tap products of
+    :mod:`._conv_taps` instead."""
+    if _conv_taps.applies(images.shape, weight.shape, window):
+        return _conv_taps.tap_backward(grad_output, images, weight, window,
+                                       input_grad=input_grad, param_grads=param_grads, bias=bias)
     columns = Columns(images, window)
     grad_nhwc = grad_output.transpose(0, 2, 3, 1)
     filters = len(weight)
@@ -237,23 +246,16 @@ def tiled_backward(grad_output, images, weight, window, *, input_grad: bool,
 
         parallel.run_tiles(weight_work, len(images), columns.tile)
         # summed in tile order: the same result whichever thread took which tile
-        grad_weight = columns.torch_layout(_ordered_sum(weight_parts, (columns.width, filters),
-                                                        images.dtype), weight.shape)
+        summed = _conv_taps.ordered_sum(weight_parts, (columns.width, filters), images.dtype)
+        grad_weight = columns.torch_layout(summed, weight.shape)
         if bias:
-            grad_bias = _ordered_sum(bias_parts, (filters,), images.dtype)
+            grad_bias = _conv_taps.ordered_sum(bias_parts, (filters,), images.dtype)
     if gradient:
         def input_work(index, part):
             gradient.write(grad_rows(part), part.start, part.stop - part.start, grad_input[part])
 
         parallel.run_tiles(input_work, len(images), gradient.tile)
     return grad_input, grad_weight, grad_bias
-
-
-def _ordered_sum(parts, shape, dtype) -> np.ndarray:
-    total = np.zeros(shape, dtype)
-    for part in parts:
-        total += part
-    return total
 
 
 class InputGradient:

@@ -1,6 +1,7 @@
 """The tiled, threaded one-group convolution: outputs and gradients equal a direct, loop-per-tap
 reference in float64, for every layout, padding, stride and dilation, any tile size and thread
-count."""
+count, by each of its methods (im2col, kernel-row products, kernel-tap products through BLAS or
+through numpy alone)."""
 from __future__ import annotations
 
 import math
@@ -9,8 +10,21 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from graphnet import parallel
+from graphnet import blas, parallel
+from graphnet_plugins import _conv_taps as taps
 from graphnet_plugins import _conv_tiles as tiles
+
+METHODS = ["im2col", "kernel-rows", "taps", "taps-numpy"]
+
+
+def use_method(monkeypatch, method):
+    """Make the tiled conv take ``method`` wherever it can (taps need stride 1)."""
+    monkeypatch.setattr(taps, "MIN_CHANNELS", 0 if method.startswith("taps") else 1 << 30)
+    monkeypatch.setattr(taps, "MAX_WASTE", math.inf)
+    if method == "kernel-rows":  # one product per kernel row wherever the stride is 1
+        monkeypatch.setattr(tiles, "ROW_MIN_COLUMNS", 0)
+    if method == "taps-numpy":  # as on a machine whose BLAS graphnet cannot call
+        monkeypatch.setattr(blas, "_routines", {})
 
 
 def window_for(input_hw, kernel, stride=(1, 1), dilation=(1, 1), pads=(0, 0, 0, 0)):
@@ -57,11 +71,9 @@ CASES = [
 @pytest.mark.parametrize("case", CASES, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()))
 @pytest.mark.parametrize("channels,filters", [(5, 7), (6, 3), (1, 4), (3, 3)])
 @pytest.mark.parametrize("layout", ["nchw", "nhwc"])
-@pytest.mark.parametrize("kernel_rows", [False, True], ids=["im2col", "kernel-rows"])
-def test_tiled_conv_equals_the_direct_one(monkeypatch, case, channels, filters, layout,
-                                          kernel_rows):
-    if kernel_rows:  # one product per kernel row wherever the stride is 1, however narrow
-        monkeypatch.setattr(tiles, "ROW_MIN_COLUMNS", 0)
+@pytest.mark.parametrize("method", METHODS)
+def test_tiled_conv_equals_the_direct_one(monkeypatch, case, channels, filters, layout, method):
+    use_method(monkeypatch, method)
     rng = np.random.default_rng(1)
     images = rng.standard_normal((5, channels, 9, 8))
     if layout == "nhwc":  # a conv's output: channels-last memory behind an NCHW shape
@@ -81,7 +93,9 @@ def test_tiled_conv_equals_the_direct_one(monkeypatch, case, channels, filters, 
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
-def test_any_tile_size_and_thread_count_gives_the_same_result(monkeypatch, threads):
+@pytest.mark.parametrize("method", METHODS)
+def test_any_tile_size_and_thread_count_gives_the_same_result(monkeypatch, threads, method):
+    use_method(monkeypatch, method)
     rng = np.random.default_rng(2)
     images = rng.standard_normal((7, 4, 6, 6))
     weight, bias = rng.standard_normal((8, 4, 3, 3)), rng.standard_normal(8)
@@ -89,6 +103,7 @@ def test_any_tile_size_and_thread_count_gives_the_same_result(monkeypatch, threa
     grad_output = rng.standard_normal((7, 8, 6, 6))
     expected = reference(images, weight, bias, window, grad_output)
     monkeypatch.setattr(tiles, "TILE_BYTES", 1)  # a tile per sample
+    monkeypatch.setattr(taps, "TILE_BYTES", 1)
     parallel.set_num_threads(threads)
     try:
         output = tiles.tiled_forward(images, weight, bias, window)
@@ -101,7 +116,9 @@ def test_any_tile_size_and_thread_count_gives_the_same_result(monkeypatch, threa
     np.testing.assert_allclose(grad_weight, expected[2], rtol=1e-10)
 
 
-def test_only_the_gradients_asked_for():
+@pytest.mark.parametrize("method", METHODS)
+def test_only_the_gradients_asked_for(monkeypatch, method):
+    use_method(monkeypatch, method)
     rng = np.random.default_rng(3)
     images, weight = rng.standard_normal((2, 3, 5, 5)), rng.standard_normal((4, 3, 3, 3))
     window = window_for((5, 5), (3, 3))
@@ -114,7 +131,9 @@ def test_only_the_gradients_asked_for():
     assert grad_weight is None and grad_input.shape == (2, 5, 5, 3)
 
 
-def test_float32_stays_float32_and_empty_batches_work():
+@pytest.mark.parametrize("method", METHODS)
+def test_float32_stays_float32_and_empty_batches_work(monkeypatch, method):
+    use_method(monkeypatch, method)
     images = np.ones((0, 2, 4, 4), np.float32)
     weight = np.ones((3, 2, 3, 3), np.float32)
     window = window_for((4, 4), (3, 3), pads=(1, 1, 1, 1))
@@ -125,3 +144,38 @@ def test_float32_stays_float32_and_empty_batches_work():
                                  input_grad=True, param_grads=True, bias=True)
     assert all(g.dtype == np.float32 for g in grads)
     assert math.isclose(float(grads[2][0]), 32.0)
+
+
+def test_taps_serve_same_padded_layers_of_enough_channels_and_only_those():
+    same = window_for((32, 32), (3, 3), pads=(1, 1, 1, 1))
+    assert taps.applies((8, 32, 32, 32), (32, 32, 3, 3), same)
+    assert not taps.applies((8, 3, 32, 32), (32, 3, 3, 3), same)  # an RGB image: im2col
+    strided = window_for((32, 32), (3, 3), stride=(2, 2), pads=(1, 1, 1, 1))
+    assert not taps.applies((8, 32, 32, 32), (32, 32, 3, 3), strided)
+    valid = window_for((14, 14), (5, 5))  # most of the grid would be computed for nothing
+    assert not taps.applies((8, 32, 14, 14), (32, 32, 5, 5), valid)
+
+
+def test_a_short_last_tile_does_not_read_what_an_earlier_tile_left(monkeypatch):
+    """Tiles of 3: a batch of 3 infinite samples, then a batch of 1 whose buffer's next
+    blocks still hold them. The products of positions past the last sample (discarded, or
+    times a zero gradient) must not read them: inf × 0 would be NaN."""
+    use_method(monkeypatch, "taps")
+    monkeypatch.setattr(taps.TapGrid, "tile", lambda self, *args: 3)
+    rng = np.random.default_rng(4)
+    weight, bias = rng.standard_normal((3, 2, 3, 3)), rng.standard_normal(3)
+    window = window_for((5, 5), (3, 3), pads=(1, 1, 1, 1))
+    parallel.set_num_threads(1)
+    try:
+        for images in (np.full((3, 2, 5, 5), np.inf), rng.standard_normal((1, 2, 5, 5))):
+            grad_output = np.ones((len(images), 3, 5, 5))
+            output = tiles.tiled_forward(images, weight, bias, window)
+            grad_input, grad_weight, _ = tiles.tiled_backward(
+                grad_output, images, weight, window, input_grad=True, param_grads=True,
+                bias=True)
+    finally:
+        parallel.set_num_threads(parallel.available_cores())
+    expected = reference(images, weight, bias, window, grad_output)
+    np.testing.assert_allclose(output.transpose(0, 3, 1, 2), expected[0], rtol=1e-9)
+    np.testing.assert_allclose(grad_input.transpose(0, 3, 1, 2), expected[1], rtol=1e-9)
+    np.testing.assert_allclose(grad_weight, expected[2], rtol=1e-9)
