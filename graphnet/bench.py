@@ -9,8 +9,13 @@ bursts in this process on the same number of threads, so that both see the same 
 
 Peak memory is the whole-process high-water mark of resident memory (Linux's VmHWM, else
 ``getrusage`` ``ru_maxrss``) of a *fresh* process that runs only one framework's steps: within
-one process the mark never goes down and would hold the other framework's peak too. The report also gives that process's mark before its
-first step (imports, parameters, the batch), so the steps' own share is the difference.
+one process the mark never goes down and would hold the other framework's peak too. The report
+also gives that process's mark before its first step (imports, parameters, the batch), so the
+steps' own share is the difference.
+
+A node the engine runs inside the one before it (a ReLU fused into its conv, see
+``Network._fusions``) has no time of its own: its entry in ``nodes`` names that node as
+``fused_into``, and the producer's time includes it.
 
 Logic only: :mod:`graphnet.render.bench` prints the report, which is plain data (JSON-ready).
 """
@@ -375,6 +380,9 @@ def run(graph, config: BenchConfig) -> dict:
         if config.memory:
             figures.update(memory_in_fresh_process(graph, config, runner.framework, threads))
         if runner.framework == "graphnet":
+            # a node run inside the one before it has no time of its own
+            for consumer, producer in runner.network.fused_nodes().items():
+                figures["nodes"][consumer]["fused_into"] = producer
             report.update(figures)
         else:
             report[runner.framework] = figures

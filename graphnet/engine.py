@@ -79,10 +79,14 @@ class Network:
     ``forward(feeds)`` takes a dict of arrays with the batch axis first and returns the named
     outputs; after a forward with ``training=True`` (or ``keep_for_backward=True``),
     ``backward()`` returns the gradients of the loss (or of given output gradients).
+    An elementwise node that follows an op accepting epilogues (a ReLU after a conv) runs inside
+    that op (see :meth:`_fusions`); ``fuse=False`` runs every node on its own.
     """
 
-    def __init__(self, graph, *, dtype="float32", seed: int = 0, params=None, memory_limit=None):
+    def __init__(self, graph, *, dtype="float32", seed: int = 0, params=None, memory_limit=None,
+                 fuse: bool = True):
         self.graph = graph
+        self.fuse = fuse  # False: every node runs on its own (see _fusions)
         self.dtype = resolve_dtype(dtype)
         self.seed = seed
         # Refused from the spec's numbers before anything is allocated (see graphnet.limits).
@@ -99,7 +103,9 @@ class Network:
         self.step_rng = np.random.default_rng([seed, 1])
         self._saved: dict[str, Any] = {}
         self._ran: list[str] = []
-        self._plans: dict[tuple, list[str]] = {}
+        self._plans: dict[tuple, tuple[list[str], dict]] = {}
+        self._last_fusions: dict[str, tuple[str, Any]] = {}
+        self._last_fused_into: dict[str, str] = {}
 
     # --- parameters -------------------------------------------------------------------------
     def _new_param(self, node, name: str, spec, rng) -> np.ndarray:
@@ -159,8 +165,10 @@ class Network:
             target[...] = flat[key]
 
     # --- running ----------------------------------------------------------------------------
-    def _plan(self, output_names: tuple[str, ...], capture: tuple[str, ...] = ()) -> list[str]:
-        """The nodes needed for these outputs and captures, in topological order (cached)."""
+    def _plan(self, output_names: tuple[str, ...], capture: tuple[str, ...] = ()
+              ) -> tuple[list[str], dict[str, tuple[str, Any]]]:
+        """The nodes needed for these outputs and captures, in topological order, and the
+        fusions among them (see :meth:`_fusions`); cached."""
         key = (output_names, capture)
         if key not in self._plans:
             needed = set()
@@ -170,8 +178,44 @@ class Network:
                 if name not in needed:
                     needed.add(name)
                     stack.extend(self.graph.nodes[name].inputs)
-            self._plans[key] = [n for n in self.graph.order if n in needed]
+            order = [n for n in self.graph.order if n in needed]
+            self._plans[key] = (order, self._fusions(order, capture))
         return self._plans[key]
+
+    def _fusions(self, order: list[str], capture) -> dict[str, tuple[str, Any]]:
+        """``{producer: (consumer, epilogue)}``: each node whose op accepts an epilogue and whose
+        only consumer is an elementwise op offering one (a conv followed by its ReLU). The
+        producer applies the consumer's math to its output tile by tile, in cache, and the
+        consumer's value is the producer's output. A producer whose own value is wanted (an
+        output, a capture, a second consumer) keeps it: no fusion."""
+        graph, fusions = self.graph, {}
+        if not self.fuse:
+            return fusions
+        outputs = set(graph.outputs.values())
+        in_plan = set(order)
+        for name in order:
+            node = graph.nodes[name]
+            if node.is_input or name in outputs or name in capture:
+                continue
+            input_shapes = [graph.nodes[source].shape for source in node.inputs]
+            if not self._call(node, "accepts_epilogue", input_shapes, node.attrs):
+                continue
+            consumers = graph.consumers(name)
+            if len(consumers) != 1 or consumers[0] not in in_plan:
+                continue
+            consumer = graph.nodes[consumers[0]]
+            if list(consumer.inputs) != [name] or consumer.param_specs:
+                continue
+            epilogue = self._call(consumer, "epilogue", consumer.attrs)
+            if epilogue is not None:
+                fusions[name] = (consumer.name, epilogue)
+        return fusions
+
+    def fused_nodes(self) -> dict[str, str]:
+        """``{consumer: producer}`` for the nodes a full forward runs fused into the node before
+        them (``graphnet bench`` names them instead of timing them)."""
+        _, fusions = self._plan(tuple(self.graph.outputs))
+        return {consumer: producer for producer, (consumer, _) in fusions.items()}
 
     def _feed(self, feeds: dict, name: str) -> np.ndarray:
         node = self.graph.nodes[name]
@@ -222,7 +266,8 @@ class Network:
         for name in capture:
             if name not in self.graph.nodes:
                 raise UsageError("unknown node", field=name, expected="a node of the graph")
-        plan = self._plan(output_names, capture)
+        plan, fusions = self._plan(output_names, capture)
+        fused_into = {consumer: producer for producer, (consumer, _) in fusions.items()}
         self.captured: dict[str, np.ndarray] = {}
         ctx = RunContext(training=training, rng=rng or self.step_rng, dtype=self.dtype)
         kept_outputs = {self.graph.outputs[o] for o in output_names}
@@ -244,15 +289,21 @@ class Network:
                 elif values[name].shape[0] != batch:
                     raise DataError("inputs disagree on the batch size", field=name,
                                     expected=f"{batch} samples", found=f"{values[name].shape[0]}")
+            elif name in fused_into:  # its producer already applied it
+                values[name], saved = values[fused_into[name]], None
             else:
                 inputs = [values[source] for source in node.inputs]
+                ctx.epilogue = fusions[name][1] if name in fusions else None
                 output, saved = self._call(node, "forward", inputs, self.params[name],
                                            node.attrs, ctx, profile=profile)
+                ctx.epilogue = None
                 expected_shape = () if node.is_loss else (batch,) + node.shape
                 self._check_array(node, "forward", "output", output, expected_shape)
                 if check_finite and not np.all(np.isfinite(output)):
                     raise NumericError("output became non-finite (NaN or infinite)", node=name,
-                                       hint=f"op {node.op_name}")
+                                       hint=f"op {node.op_name}" + (
+                                           f" (with {fusions[name][0]!r} fused into it)"
+                                           if name in fusions else ""))
                 values[name] = output
                 if keep:
                     self._saved[name] = saved
@@ -265,6 +316,7 @@ class Network:
             self._ran.append(name)
         self._batch = batch
         self._ctx = ctx
+        self._last_fusions, self._last_fused_into = fusions, fused_into
         return {o: values[self.graph.outputs[o]] for o in output_names}
 
     def backward(self, grad_outputs: dict[str, np.ndarray] | None = None, *,
@@ -314,14 +366,20 @@ class Network:
                 if input_grads and node.dtype_kind == "float":
                     result.inputs[name] = grad
                 continue
+            if name in self._last_fused_into:  # its producer's backward differentiates it
+                self._accumulate(grad_by_node, owned, self._last_fused_into[name], grad)
+                continue
             ctx.needs_input_grad = tuple(
                 requires_grad[source] and position not in node.op.integer_inputs
                 for position, source in enumerate(node.inputs))
             ctx.needs_param_grad = node.trainable
             saved = self._saved.pop(name)
+            ctx.epilogue = (self._last_fusions[name][1] if name in self._last_fusions
+                            else None)
             input_grads_list, param_grads = self._call(node, "backward", grad, saved,
                                                        self.params[name], node.attrs, ctx,
                                                        profile=profile)
+            ctx.epilogue = None
             if not isinstance(input_grads_list, (list, tuple)) or \
                     len(input_grads_list) != len(node.inputs):
                 raise PluginError(f"plugin {node.plugin!r}, op {node.op_name!r}, node {name!r}: "

@@ -243,6 +243,28 @@ GLOBAL = "global"
 """Receptive-field contribution of an op whose every output sees the whole input (flatten, dense)."""
 
 
+@dataclass(frozen=True)
+class Epilogue:
+    """A one-input, parameter-free, elementwise op in a form the engine can fuse into the op
+    before it (see :attr:`Op.accepts_epilogue`): that op applies it to each tile of its output
+    while the tile is still in cache, and skips a pass over memory in each direction.
+
+    ``forward(values)`` turns the input into the output, in place. ``backward(grad, output,
+    out)`` writes the gradient of the input into ``out`` (which may be ``grad`` itself) from
+    the gradient of the output and the output: the derivative must follow from the output.
+    """
+
+    forward: Callable[[np.ndarray], None]
+    backward: Callable[[np.ndarray, np.ndarray, np.ndarray], None]
+
+    def gradient(self, grad: np.ndarray, output: np.ndarray) -> np.ndarray:
+        """The gradient of the input as a new array, for ops that apply ``backward`` to a whole
+        gradient rather than tile by tile (``grad`` may be shared: it is not written)."""
+        result = np.empty_like(grad)
+        self.backward(grad, output, result)
+        return result
+
+
 @dataclass
 class RunContext:
     """What the engine tells an op about the current pass."""
@@ -255,6 +277,10 @@ class RunContext:
     an input that does not (a first conv layer need not compute the image's gradient)."""
     needs_param_grad: bool = True
     """False for a frozen node: an op may skip its parameter gradients."""
+    epilogue: Epilogue | None = None
+    """Set for an op that accepts an epilogue when the engine fused the next node into it: its
+    forward must apply ``epilogue.forward`` to its output, and its backward receives the
+    gradient of that result and must apply ``epilogue.backward`` first."""
 
     def wants_input_grad(self, position: int) -> bool:
         """Whether input ``position`` needs a gradient (all do when the engine did not say)."""
@@ -311,6 +337,17 @@ class Op:
         return 0
 
     # --- execution -------------------------------------------------------------------------
+    def accepts_epilogue(self, input_shapes: list[tuple], attrs: SimpleNamespace) -> bool:
+        """Whether forward and backward honour ``ctx.epilogue`` (see :class:`RunContext`) for
+        these inputs, so that the engine may fuse an elementwise op that follows into this one.
+        Say True only where it pays: where the op can apply it to tiles still in cache."""
+        return False
+
+    def epilogue(self, attrs: SimpleNamespace) -> Epilogue | None:
+        """This op as an :class:`Epilogue`, if it is elementwise, has one input and no
+        parameters, and its derivative follows from its output; else None (the default)."""
+        return None
+
     def forward(self, inputs: list[np.ndarray], params: dict[str, np.ndarray],
                 attrs: SimpleNamespace, ctx: RunContext) -> tuple[np.ndarray, Any]:
         """Return ``(output, saved)``; ``saved`` is whatever ``backward`` needs (or None)."""

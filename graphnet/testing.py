@@ -5,14 +5,16 @@
 
 It builds a one-node graph, checks that shape inference equals what forward returns (the engine
 checks every output's shape and dtype), that every gradient equals central differences in
-float64, and that the receptive-field contribution is sane.
+float64, and that the receptive-field contribution is sane. An op offering an epilogue must
+compute with it what it computes as a node; an op accepting epilogues must give, with a tanh
+fused into it, what it gives with the tanh run after it.
 """
 from __future__ import annotations
 
 from .engine import Network
 from .gradcheck import GradcheckReport, gradcheck, random_feeds
 from .graph import load
-from .op import GLOBAL, POINTWISE, Window
+from .op import GLOBAL, POINTWISE, RunContext, Window
 from .registry import get_registry
 
 import numpy as np
@@ -65,12 +67,62 @@ def check_op(op_name: str, input_shapes, attrs=None, *, plugins=(), registry=Non
         _require(contribution == GLOBAL,
                  f"{op_name}: unknown receptive-field value {contribution!r}")
 
+    _check_epilogues(op_name, graph, input_shapes, attrs, registry, batch_size, seed)
     report = gradcheck(graph, batch_size=batch_size, seed=seed, points_per_array=None,
                        tolerance=tolerance)
     _require(report.passed, f"op {op_name!r}: gradients differ from central differences: "
              + ", ".join(f"{c.node}.{c.array} rel. error {c.error:.2e}"
                          for c in report.checks if c.error > tolerance))
     return report
+
+
+def _check_epilogues(op_name, graph, input_shapes, attrs, registry, batch_size, seed) -> None:
+    """The op as an epilogue equals the op as a node; fused into an op that accepts it, a tanh
+    gives what it gives on its own (outputs and every gradient, float64)."""
+    node = graph.nodes["node"]
+    rng = np.random.default_rng(seed)
+    epilogue = node.op.epilogue(node.attrs)
+    if epilogue is not None:
+        # away from kinks (ReLU at 0), where an op and its epilogue may pick either side
+        values = rng.uniform(0.1, 2.0, (batch_size, *input_shapes[0]))
+        values *= rng.choice([-1.0, 1.0], values.shape)
+        grad = rng.standard_normal(values.shape)
+        ctx = RunContext(training=True, rng=rng, dtype=np.dtype(np.float64))
+        output, saved = node.op.forward([values.copy()], {}, node.attrs, ctx)
+        (expected_grad,), _ = node.op.backward(grad, saved, {}, node.attrs, ctx)
+        fused_output = values.copy()
+        epilogue.forward(fused_output)
+        fused_grad = epilogue.gradient(grad, fused_output)
+        _require(np.allclose(fused_output, output, rtol=1e-12, atol=1e-12),
+                 f"op {op_name!r}: its epilogue's forward differs from the op's")
+        _require(np.allclose(fused_grad, expected_grad, rtol=1e-12, atol=1e-12),
+                 f"op {op_name!r}: its epilogue's backward differs from the op's")
+    if not node.op.accepts_epilogue(list(input_shapes), node.attrs) or \
+            "tanh" not in registry.names("op") or node.op.is_loss:
+        return
+    spec = single_op_spec(op_name, input_shapes, attrs, registry=registry)
+    spec["nodes"].append({"name": "epilogue", "op": "tanh", "inputs": ["node"]})
+    spec["outputs"] = {"output": "epilogue"}
+    pair = load(spec, registry=registry)
+    feeds = random_feeds(pair, batch_size, np.random.default_rng(seed), dtype=np.float64)
+    results = []
+    for fuse in (True, False):
+        network = Network(pair, dtype="float64", seed=seed, fuse=fuse)
+        output = network.forward(feeds, training=True)["output"]
+        grad_seed = np.random.default_rng(seed + 1).standard_normal(output.shape)
+        grads = network.backward({"output": grad_seed}, input_grads=True)
+        results.append((output, grads, network.fused_nodes()))
+    (fused, fused_grads, fused_nodes), (plain, plain_grads, _) = results
+    _require(fused_nodes == {"epilogue": "node"},
+             f"op {op_name!r} accepts an epilogue but the engine did not fuse one into it")
+    _require(np.allclose(fused, plain, rtol=1e-9, atol=1e-9),
+             f"op {op_name!r}: its output with a fused epilogue differs from the plain one")
+    for name, array in plain_grads.params.get("node", {}).items():
+        _require(np.allclose(fused_grads.params["node"][name], array, rtol=1e-9, atol=1e-9),
+                 f"op {op_name!r}: the gradient of {name!r} with a fused epilogue differs")
+    for name, array in plain_grads.inputs.items():
+        _require(np.allclose(fused_grads.inputs[name], array, rtol=1e-9, atol=1e-9),
+                 f"op {op_name!r}: the gradient of input {name!r} with a fused epilogue differs")
 
 
 def _require(condition: bool, message: str) -> None:

@@ -78,17 +78,22 @@ class TapGrid:
         return max(1, min(TILE_BYTES // per_sample, balanced))
 
     def buffer(self, name: str, tile: int, values: np.ndarray, count: int, margin_before: int,
-               margin_after: int) -> np.ndarray:
+               margin_after: int, fill=None) -> np.ndarray:
         """This thread's zero-gapped flat buffer for ``count`` samples, ``values`` (count, h, w,
-        columns) copied in at the top-left of each sample's block, ``margin_before`` zero rows
-        first. The gaps are zeroed once, when the buffer is made, and never written."""
+        columns) copied in at the top-left of each sample's block (or ``fill(values, view)``
+        writes them), ``margin_before`` zero rows first. The gaps are zeroed once, when the
+        buffer is made, and never written."""
         columns = values.shape[3]
         rows = margin_before + tile * self.per_sample + margin_after
         # keyed by the whole geometry: another layer's interior may cover this one's gaps
         key = f"conv_taps_{name}{(self.pitch, self.rows_per_sample, margin_before, tile)}"
         buffer = parallel.scratch(key, (rows, columns), values.dtype, zeroed=True)
         end = margin_before + count * self.per_sample
-        self.valid(buffer[margin_before:end], count, values.shape[1:3])[...] = values
+        view = self.valid(buffer[margin_before:end], count, values.shape[1:3])
+        if fill is None:
+            view[...] = values
+        else:
+            fill(values, view)
         # a short last tile: the next sample's block may hold an earlier tile's values, which
         # the taps of the last samples would read past the end
         buffer[end:end + margin_after] = 0
@@ -117,9 +122,11 @@ def tap_weights(weight: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(weight.transpose(2, 3, 1, 0)).reshape(-1, channels, filters)
 
 
-def tap_forward(images: np.ndarray, weight: np.ndarray, bias, window) -> np.ndarray:
+def tap_forward(images: np.ndarray, weight: np.ndarray, bias, window, *,
+                epilogue=None) -> np.ndarray:
     """The NHWC output of a stride-1, one-group conv (see the module docstring): a view of the
-    grid the products wrote, gaps skipped, so no copy. Consumers take any memory layout."""
+    grid the products wrote, gaps skipped, so no copy. Consumers take any memory layout. An
+    ``epilogue`` is applied to each tile's products while they are in cache."""
     grid = TapGrid(images.shape, window)
     taps = tap_weights(weight)
     filters = len(weight)
@@ -135,21 +142,26 @@ def tap_forward(images: np.ndarray, weight: np.ndarray, bias, window) -> np.ndar
         if bias is not None:
             products[...] = bias  # the taps' products are added onto it by BLAS
         blas.sum_products(inputs, starts, taps, products, accumulate=bias is not None)
+        if epilogue is not None:
+            epilogue.forward(products)  # the gaps' values too: never read
 
     parallel.run_tiles(work, len(images), tile)
     return grid.valid(output_grid, len(images), window.output_hw)
 
 
 def tap_backward(grad_output, images, weight, window, *, input_grad: bool, param_grads: bool,
-                 bias: bool):
+                 bias: bool, epilogue=None, output=None):
     """(input gradient NHWC or None, weight gradient or None, bias gradient or None) of
     :func:`tap_forward`'s conv, in one pass over the tiles. Each tile's parameter gradients are
-    kept and summed in tile order, so the result does not depend on the thread count."""
+    kept and summed in tile order, so the result does not depend on the thread count. With an
+    ``epilogue``, ``grad_output`` is the gradient of its result, ``output``, and each tile's
+    gradient goes through the epilogue as it is copied onto the grid."""
     grid = TapGrid(images.shape, window)
     taps = tap_weights(weight)
     filters, channels = weight.shape[:2]
     source = images.transpose(0, 2, 3, 1)
     grad_nhwc = grad_output.transpose(0, 2, 3, 1)
+    output_nhwc = None if epilogue is None else output.transpose(0, 2, 3, 1)
     tile = grid.tile(filters, images.itemsize, len(images))
     tiles = -(-len(images) // tile)
     # written on the grid and returned as a view of its pixels, as tap_forward's output
@@ -163,7 +175,10 @@ def tap_backward(grad_output, images, weight, window, *, input_grad: bool, param
         positions = count * grid.per_sample
         # the output gradient on the grid, zero at the gap positions: the input gradient reads
         # it up to ``after`` rows before a position and ``before`` rows after
-        grads = grid.buffer("grad", tile, grad_nhwc[part], count, grid.after, grid.before)
+        fill = None if epilogue is None else (
+            lambda grad, view: epilogue.backward(grad, output_nhwc[part], view))
+        grads = grid.buffer("grad", tile, grad_nhwc[part], count, grid.after, grid.before,
+                            fill)
         grad_rows = grads[grid.after:grid.after + positions]
         if param_grads:
             inputs = grid.buffer("input", tile, source[part], count, grid.before, grid.after)

@@ -169,12 +169,15 @@ def padded_tile(source: np.ndarray, first: int, count: int, tile: int, pads, pla
     return buffer
 
 
-def tiled_forward(images: np.ndarray, weight: np.ndarray, bias, window):
+def tiled_forward(images: np.ndarray, weight: np.ndarray, bias, window, *, epilogue=None):
     """The NHWC output of a one-group conv: per tile, im2col matrix × weight matrix (+ bias),
     written by BLAS straight into the output; tiles shared among the worker threads. Stride-1
-    convs over enough channels take one product per kernel tap instead (:mod:`._conv_taps`)."""
+    convs over enough channels take one product per kernel tap instead (:mod:`._conv_taps`).
+    An ``epilogue`` (see graphnet.op.Epilogue), accepted only there, is applied to each tile's
+    output in cache."""
     if _conv_taps.applies(images.shape, weight.shape, window):
-        return _conv_taps.tap_forward(images, weight, bias, window)
+        return _conv_taps.tap_forward(images, weight, bias, window, epilogue=epilogue)
+    assert epilogue is None, "the op accepts epilogues only where the tap products serve"
     columns = Columns(images, window)
     weight_matrix = columns.weight_matrix(weight)
     fill_weights = columns.with_bias(weight_matrix, bias)
@@ -200,17 +203,20 @@ def tiled_forward(images: np.ndarray, weight: np.ndarray, bias, window):
 
 
 def tiled_backward(grad_output, images, weight, window, *, input_grad: bool,
-                   param_grads: bool, bias: bool):
+                   param_grads: bool, bias: bool, epilogue=None, output=None):
     """(input gradient NHWC or None, weight gradient or None, bias gradient or None) of a
     one-group conv, tile by tile: the weight's from the rebuilt im2col matrix, the input's by
     a transposed convolution or col2im (see :class:`InputGradient`), in two passes over the
     tiles (1.2x faster than one doing both, whose two tile-sized matrices overflow the L2
     cache). The tiles' weight gradients are summed in tile order, so the result does not depend
     on the thread count. Stride-1 convs over enough channels take the kernel-tap products of
-    :mod:`._conv_taps` instead."""
+    :mod:`._conv_taps` instead (with an ``epilogue``, ``grad_output`` is the gradient of its
+    result, ``output``)."""
     if _conv_taps.applies(images.shape, weight.shape, window):
         return _conv_taps.tap_backward(grad_output, images, weight, window,
-                                       input_grad=input_grad, param_grads=param_grads, bias=bias)
+                                       input_grad=input_grad, param_grads=param_grads, bias=bias,
+                                       epilogue=epilogue, output=output)
+    assert epilogue is None, "the op accepts epilogues only where the tap products serve"
     columns = Columns(images, window)
     grad_nhwc = grad_output.transpose(0, 2, 3, 1)
     filters = len(weight)

@@ -10,7 +10,7 @@ import numpy as np
 
 from graphnet import parallel
 from graphnet.hookspecs import hookimpl
-from graphnet.op import Attr, Op, format_shape, shape_error
+from graphnet.op import Attr, Epilogue, Op, format_shape, shape_error
 
 
 
@@ -57,6 +57,22 @@ class Relu(_Elementwise):
         parallel.run_batch_tiles(work, grad_output, TILE_BYTES)
         return [grad_input], {}
 
+    def epilogue(self, attrs):
+        return RELU_EPILOGUE
+
+
+def _relu_in_place(values):
+    np.maximum(values, 0, out=values)
+
+
+def _relu_gradient(grad, output, out):
+    np.multiply(grad, output > 0, out=out)
+
+
+RELU_EPILOGUE = Epilogue(_relu_in_place, _relu_gradient)
+"""ReLU fused into the op before it: max(x, 0) in place, and the gradient through the output's
+sign (positive output ⇔ positive input, so no mask is kept)."""
+
 
 TILE_BYTES = 2 << 20
 """Bytes of input per tile of samples: the batch is split among graphnet's worker threads
@@ -84,6 +100,19 @@ class LeakyRelu(_Elementwise):
             return [None], {}
         positive = saved
         return [np.where(positive, grad_output, grad_output * attrs.slope)], {}
+
+    def epilogue(self, attrs):
+        slope = attrs.slope
+
+        def in_place(values):
+            np.multiply(values, slope, out=values, where=values < 0)
+
+        def gradient(grad, output, out):
+            # slope ≥ 0: a positive output means a positive input
+            np.copyto(out, grad)
+            np.multiply(out, slope, out=out, where=output <= 0)
+
+        return Epilogue(in_place, gradient)
 
 
 class Sigmoid(_Elementwise):
@@ -125,6 +154,11 @@ class Tanh(_Elementwise):
             return [None], {}
         output = saved
         return [grad_output * (1 - output * output)], {}
+
+    def epilogue(self, attrs):
+        return Epilogue(lambda values: np.tanh(values, out=values),
+                        lambda grad, output, out: np.multiply(grad, 1 - output * output,
+                                                              out=out))
 
 
 class Softmax(Op):

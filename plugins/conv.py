@@ -20,6 +20,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from graphnet.hookspecs import hookimpl
 from graphnet.op import Attr, Op, Param, Window, shape_error
 
+from ._conv_taps import applies as applies_taps
 from ._conv_tiles import tiled_backward, tiled_forward
 from ._window import SlidingWindow, check_image, kernel_offsets, resolve_window, wants_input_grad
 
@@ -93,16 +94,28 @@ class Conv2d(Op):
                 * attrs.kernel[0] * attrs.kernel[1])
 
     # --- execution -------------------------------------------------------------------------
+    def accepts_epilogue(self, input_shapes, attrs):
+        """Where the kernel-tap products serve (see _conv_taps): a ReLU after it is then applied
+        to each tile of products in cache, and its gradient as the tile's output gradient is
+        laid out. Elsewhere a separate ReLU measured as fast or faster."""
+        if attrs.groups != 1:
+            return False
+        window = self._window(input_shapes[0], attrs)
+        return applies_taps((1, *input_shapes[0]), (attrs.filters,), window)
+
     def forward(self, inputs, params, attrs, ctx):
         images = inputs[0]
         window = self._window(images.shape[1:], attrs)
         weight = params["weight"].astype(images.dtype, copy=False)
+        epilogue = ctx.epilogue  # only for one group (see accepts_epilogue)
         if attrs.groups == 1:
             # Tiles of the batch across the worker threads (see _conv_tiles). Saved: the input
-            # itself, no copy; backward rebuilds each tile's columns from it.
+            # itself, no copy; backward rebuilds each tile's columns from it. With an epilogue,
+            # the output too: the epilogue's derivative follows from it.
             bias = params["bias"].astype(images.dtype, copy=False) if attrs.bias else None
-            output = tiled_forward(images, weight, bias, window)
-            return output.transpose(0, 3, 1, 2), (images, images.shape, window)
+            output = tiled_forward(images, weight, bias, window,
+                                   epilogue=epilogue).transpose(0, 3, 1, 2)
+            return output, (images, images.shape, window, output if epilogue else None)
         padded = padded_channels_last(images, window.pads)
         if is_depthwise(images.shape[1], attrs.groups):
             output = depthwise_forward(padded, weight, window)
@@ -150,12 +163,13 @@ class Conv2d(Op):
         return [grad_input], param_grads
 
     def _tiled_backward(self, grad_output, saved, params, attrs, ctx):
-        images, _, window = saved
+        images, _, window, output = saved
         weight = params["weight"]
         grad_input, grad_weight, grad_bias = tiled_backward(
             grad_output.astype(images.dtype, copy=False), images,
             weight.astype(images.dtype, copy=False), window, input_grad=wants_input_grad(ctx),
-            param_grads=ctx.needs_param_grad, bias=attrs.bias)
+            param_grads=ctx.needs_param_grad, bias=attrs.bias, epilogue=ctx.epilogue,
+            output=output)
         param_grads = {}
         if ctx.needs_param_grad:
             param_grads["weight"] = grad_weight.astype(weight.dtype, copy=False)

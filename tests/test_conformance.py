@@ -7,7 +7,9 @@ from graphnet.testing import check_op
 CASES = {
     "conv2d": [((3, 7, 6), {"filters": 4, "kernel": 3, "stride": 2, "padding": "same"}),
                ((4, 6, 6), {"filters": 4, "kernel": [3, 2], "dilation": 2, "groups": 2,
-                            "bias": False})],
+                            "bias": False}),
+               # kernel-tap products, which take a fused epilogue
+               ((8, 12, 12), {"filters": 8, "kernel": 3, "padding": 1})],
     "max_pool2d": [((2, 6, 6), {"kernel": 2}), ((2, 7, 5), {"kernel": 3, "stride": 2,
                                                              "padding": 1})],
     "avg_pool2d": [((2, 6, 6), {"kernel": 2}), ((2, 7, 5), {"kernel": 3, "stride": 2,
@@ -77,3 +79,63 @@ def test_check_op_still_fails_under_python_dash_o(tmp_path):
     done = subprocess.run([sys.executable, "-O", "-c", script], capture_output=True, text=True)
     assert done.returncode != 0
     assert "AssertionError" in done.stderr and "wrong_double" in done.stderr
+
+
+EPILOGUE_PLUGIN = '''
+import numpy as np
+from graphnet.hookspecs import hookimpl
+from graphnet.op import Epilogue, Op
+
+class Halve(Op):
+    """Halves its input."""
+    name = "halve"
+    def shape(self, input_shapes, attrs):
+        return input_shapes[0]
+    def forward(self, inputs, params, attrs, ctx):
+        return inputs[0] / 2, None
+    def backward(self, grad_output, saved, params, attrs, ctx):
+        return [grad_output / 2], {}
+    def epilogue(self, attrs):
+        def forward(values):
+            values /= 2
+        def backward(grad, output, out):
+            np.multiply(grad, FACTOR, out=out)
+        return Epilogue(forward, backward)
+
+class Scale(Op):
+    """Doubles its input; says it accepts epilogues."""
+    name = "scale"
+    def shape(self, input_shapes, attrs):
+        return input_shapes[0]
+    def accepts_epilogue(self, input_shapes, attrs):
+        return True
+    def forward(self, inputs, params, attrs, ctx):
+        output = inputs[0] * 2
+        if APPLIES and ctx.epilogue:
+            ctx.epilogue.forward(output)
+        return output, output
+    def backward(self, grad_output, saved, params, attrs, ctx):
+        if APPLIES and ctx.epilogue:
+            grad_output = ctx.epilogue.gradient(grad_output, saved)
+        return [grad_output * 2], {}
+
+@hookimpl
+def graphnet_register_ops(registry):
+    registry.add_op(Halve)
+    registry.add_op(Scale)
+'''
+
+
+@pytest.mark.parametrize("factor, applies, op, message", [
+    (0.5, True, "halve", None), (0.5, True, "scale", None),
+    (0.25, True, "halve", "epilogue's backward differs"),
+    (0.5, False, "scale", "output with a fused epilogue differs"),
+])
+def test_check_op_checks_epilogues_offered_and_accepted(tmp_path, factor, applies, op, message):
+    plugin = tmp_path / "epilogues.py"
+    plugin.write_text(f"FACTOR = {factor}\nAPPLIES = {applies}\n" + EPILOGUE_PLUGIN)
+    if message is None:
+        check_op(op, [(3, 4)], plugins=[plugin])
+    else:
+        with pytest.raises(AssertionError, match=message):
+            check_op(op, [(3, 4)], plugins=[plugin])

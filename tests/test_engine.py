@@ -156,3 +156,54 @@ def test_a_ragged_feed_is_a_data_error_naming_the_input():
     net = graphnet.Network(graphnet.load(BRANCHY))
     with pytest.raises(DataError, match="field 'x'.*not an array"):
         net.forward({"x": [[1, 2], [3]], "label": np.zeros(2, int)})
+
+
+CONV_RELU = {
+    "inputs": {"x": {"shape": [8, 12, 12]}, "label": {"shape": [], "dtype": "int64"}},
+    "nodes": [
+        {"name": "conv", "op": "conv2d", "filters": 8, "kernel": 3, "padding": 1,
+         "inputs": ["x"]},
+        {"name": "relu", "op": "relu"},
+        {"name": "fc", "op": "dense", "units": 6},
+        {"name": "relu_fc", "op": "relu"},
+        {"name": "loss", "op": "softmax_cross_entropy", "inputs": ["relu_fc", "label"]},
+    ],
+    "outputs": {"loss": "loss"},
+}
+
+
+def run_conv_relu(spec, *, fuse, capture=()):
+    network = graphnet.Network(graphnet.load(spec), dtype="float64", fuse=fuse)
+    rng = np.random.default_rng(5)
+    feeds = {"x": rng.standard_normal((4, 8, 12, 12)), "label": np.array([0, 5, 2, 1])}
+    loss = network.forward(feeds, training=True, capture=capture)["loss"]
+    return network, loss, network.backward(input_grads=True)
+
+
+def test_a_relu_runs_inside_the_conv_or_dense_before_it_with_the_same_results():
+    fused, fused_loss, fused_grads = run_conv_relu(CONV_RELU, fuse=True)
+    plain, plain_loss, plain_grads = run_conv_relu(CONV_RELU, fuse=False)
+    assert fused.fused_nodes() == {"relu": "conv", "relu_fc": "fc"}
+    assert plain.fused_nodes() == {}
+    np.testing.assert_allclose(fused_loss, plain_loss, rtol=1e-12)
+    for node, arrays in plain_grads.params.items():
+        for name, array in arrays.items():
+            np.testing.assert_allclose(fused_grads.params[node][name], array, rtol=1e-10,
+                                       atol=1e-12)
+    np.testing.assert_allclose(fused_grads.inputs["x"], plain_grads.inputs["x"], rtol=1e-10,
+                               atol=1e-12)
+
+
+def test_a_producer_whose_own_value_is_wanted_is_not_fused():
+    captured, loss, _ = run_conv_relu(CONV_RELU, fuse=True, capture=["conv"])
+    assert (captured.captured["conv"] < 0).any()  # the conv's own output, before its ReLU
+    _, plain_loss, _ = run_conv_relu(CONV_RELU, fuse=False)
+    np.testing.assert_allclose(loss, plain_loss, rtol=1e-12)
+    second_consumer = {**CONV_RELU, "nodes": CONV_RELU["nodes"] + [
+        {"name": "skip", "op": "flatten", "inputs": ["conv"]}],
+        "outputs": {"loss": "loss", "skip": "skip"}}
+    network, _, _ = run_conv_relu(second_consumer, fuse=True)
+    assert network.fused_nodes() == {"relu_fc": "fc"}
+    as_output = {**CONV_RELU, "outputs": {"loss": "loss", "conv": "conv"}}
+    network, _, _ = run_conv_relu(as_output, fuse=True)
+    assert network.fused_nodes() == {"relu_fc": "fc"}

@@ -122,6 +122,8 @@ def _node_table(report: dict, theirs, *, gflops: bool) -> Table:
         share = node.get("share")
         row = [escape(name), node["op"], _number(node["forward_ms"], 2),
                _number(node["backward_ms"], 2), "—" if share is None else f"{share:.0%}"]
+        if node.get("fused_into"):  # timed as part of the node it runs in
+            row[2:4] = [f"in {escape(node['fused_into'])}", ""]
         if gflops:
             row += [_number(node.get("forward_gflops"), 0),
                     _number(node.get("backward_gflops"), 0)]
@@ -130,7 +132,8 @@ def _node_table(report: dict, theirs, *, gflops: bool) -> Table:
             ours_total = (node["forward_ms"] or 0) + (node["backward_ms"] or 0)
             their_total = (other.get("forward_ms") or 0) + (other.get("backward_ms") or 0)
             row += [_number(other.get("forward_ms"), 2), _number(other.get("backward_ms"), 2),
-                    _ratio(ours_total / their_total) if their_total else "—"]
+                    _ratio(ours_total / their_total)
+                    if their_total and not node.get("fused_into") else "—"]
         nodes.add_row(*row)
     if report.get("outside_nodes_ms") is not None:
         outside = report["outside_nodes_ms"] / report["step_ms"]

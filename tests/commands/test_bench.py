@@ -29,6 +29,12 @@ def test_json_report_has_the_figures(run_cli, specs_dir):
         assert NODE_FIELDS <= set(node)
     assert report["nodes"]["conv2"]["forward_gflops"] > 0 and report["gemm_gflops"] > 0
     assert "torch" not in report and "ratio" not in report
+    # the ReLUs after the dense layers run inside them: named, not timed
+    fused = {name: node["fused_into"] for name, node in report["nodes"].items()
+             if "fused_into" in node}
+    assert fused == {"relu3": "fc1", "relu4": "fc2"}
+    assert report["nodes"]["relu3"]["forward_ms"] is None
+    assert report["nodes"]["relu1"]["forward_ms"] is not None
 
 
 def test_compare_torch_reports_both_and_the_ratios(run_cli, specs_dir):
@@ -49,6 +55,10 @@ def test_table_output(run_cli, specs_dir):
                                "--steps", 1, "--warmup", 0, "--no-memory")
     assert status == 0, err
     assert "training step (ms)" in out and "conv1" in out and "GFLOP/s" in out
+    status, out, err = run_cli("bench", specs_dir / "lenet5.toml", "--batch-size", 2,
+                               "--steps", 1, "--warmup", 0, "--no-memory")
+    assert status == 0, err
+    assert "in fc1" in out and "in fc2" in out
 
 
 def test_a_graph_without_loss_is_refused(run_cli, specs_dir):
