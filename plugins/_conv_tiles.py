@@ -179,8 +179,8 @@ def tiled_forward(images: np.ndarray, weight: np.ndarray, bias, window, *, epilo
     output in cache."""
     if _conv_taps.applies(images.shape, weight.shape, window):
         return _conv_taps.tap_forward(images, weight, bias, window, epilogue=epilogue)
-    assert epilogue is None, "the op accepts epilogues only where the tap products serve"
     columns = Columns(images, window)
+    assert epilogue is None or columns.planes, "epilogues: tap products or channel planes only"
     weight_matrix = columns.weight_matrix(weight)
     fill_weights = columns.with_bias(weight_matrix, bias)
     filters = len(weight)
@@ -199,6 +199,8 @@ def tiled_forward(images: np.ndarray, weight: np.ndarray, bias, window, *, epilo
             np.matmul(columns.fill(part.start, count), fill_weights, out=product)
         if bias is not None and not columns.planes:
             product += bias
+        if epilogue is not None:
+            epilogue.forward(product)
 
     parallel.run_tiles(work, len(images), columns.tile)
     return output
@@ -218,16 +220,27 @@ def tiled_backward(grad_output, images, weight, window, *, input_grad: bool,
         return _conv_taps.tap_backward(grad_output, images, weight, window,
                                        input_grad=input_grad, param_grads=param_grads, bias=bias,
                                        epilogue=epilogue, output=output)
-    assert epilogue is None, "the op accepts epilogues only where the tap products serve"
     columns = Columns(images, window)
+    assert epilogue is None or columns.planes, "epilogues: tap products or channel planes only"
+    if epilogue is not None and input_grad:  # both passes need it: once, for the whole batch
+        grad_output, epilogue = epilogue.gradient(grad_output, output), None
     grad_nhwc = grad_output.transpose(0, 2, 3, 1)
     filters = len(weight)
     gradient = InputGradient(weight, images.shape, window) if input_grad else None
     grad_input = (np.empty((len(images), *images.shape[2:], images.shape[1]), dtype=images.dtype)
                   if input_grad else None)
 
+    output_nhwc = None if epilogue is None else output.transpose(0, 2, 3, 1)
+
     def grad_rows(part):
-        return np.ascontiguousarray(grad_nhwc[part]).reshape(-1, filters)
+        """The tile's output gradient as contiguous rows; through the epilogue, if any, into
+        this thread's scratch memory (the gradient itself may be shared)."""
+        if epilogue is None:
+            return np.ascontiguousarray(grad_nhwc[part]).reshape(-1, filters)
+        rows = parallel.scratch("conv_epilogue_grad", (columns.tile, *grad_nhwc.shape[1:]),
+                                grad_nhwc.dtype)[:part.stop - part.start]
+        epilogue.backward(grad_nhwc[part], output_nhwc[part], rows)
+        return rows.reshape(-1, filters)
 
     grad_weight = grad_bias = None
     if param_grads:

@@ -172,17 +172,22 @@ CONV_RELU = {
 }
 
 
-def run_conv_relu(spec, *, fuse, capture=()):
+def run_conv_relu(spec, *, fuse, capture=(), input_grads=True):
     network = graphnet.Network(graphnet.load(spec), dtype="float64", fuse=fuse)
     rng = np.random.default_rng(5)
-    feeds = {"x": rng.standard_normal((4, 8, 12, 12)), "label": np.array([0, 5, 2, 1])}
+    channels = spec["inputs"]["x"]["shape"][0]
+    feeds = {"x": rng.standard_normal((4, channels, 12, 12)), "label": np.array([0, 5, 2, 1])}
     loss = network.forward(feeds, training=True, capture=capture)["loss"]
-    return network, loss, network.backward(input_grads=True)
+    return network, loss, network.backward(input_grads=input_grads)
 
 
-def test_a_relu_runs_inside_the_conv_or_dense_before_it_with_the_same_results():
-    fused, fused_loss, fused_grads = run_conv_relu(CONV_RELU, fuse=True)
-    plain, plain_loss, plain_grads = run_conv_relu(CONV_RELU, fuse=False)
+@pytest.mark.parametrize("channels", [8, 3], ids=["tap-products", "channel-planes"])
+@pytest.mark.parametrize("input_grads", [True, False], ids=["input-grad", "first-layer"])
+def test_a_relu_runs_inside_the_conv_or_dense_before_it_with_the_same_results(channels,
+                                                                              input_grads):
+    spec = {**CONV_RELU, "inputs": {**CONV_RELU["inputs"], "x": {"shape": [channels, 12, 12]}}}
+    fused, fused_loss, fused_grads = run_conv_relu(spec, fuse=True, input_grads=input_grads)
+    plain, plain_loss, plain_grads = run_conv_relu(spec, fuse=False, input_grads=input_grads)
     assert fused.fused_nodes() == {"relu": "conv", "relu_fc": "fc"}
     assert plain.fused_nodes() == {}
     np.testing.assert_allclose(fused_loss, plain_loss, rtol=1e-12)
@@ -190,8 +195,9 @@ def test_a_relu_runs_inside_the_conv_or_dense_before_it_with_the_same_results():
         for name, array in arrays.items():
             np.testing.assert_allclose(fused_grads.params[node][name], array, rtol=1e-10,
                                        atol=1e-12)
-    np.testing.assert_allclose(fused_grads.inputs["x"], plain_grads.inputs["x"], rtol=1e-10,
-                               atol=1e-12)
+    assert set(fused_grads.inputs) == set(plain_grads.inputs) == ({"x"} if input_grads else set())
+    for name, array in plain_grads.inputs.items():
+        np.testing.assert_allclose(fused_grads.inputs[name], array, rtol=1e-10, atol=1e-12)
 
 
 def test_a_producer_whose_own_value_is_wanted_is_not_fused():
