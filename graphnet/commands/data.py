@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..data.cache import CACHE_ENV, dataset_folder, default_cache_dir
+from ..data.cache import CACHE_ENV, checked_cache_dir, dataset_folder
 from ..data.fetch import MIRROR_ENV, fetch
 from ..errors import UsageError
 from ..render.data import download_progress, render_dataset_table, render_fetch_results
@@ -40,7 +40,7 @@ def run(args) -> int:
 
 def run_list(args) -> int:
     registry = registry_from_args(args)
-    cache_dir = args.cache_dir or default_cache_dir()
+    cache_dir = checked_cache_dir(args.cache_dir)
     rows = []
     for name in registry.names("dataset"):
         source = registry.entry("dataset", name).value
@@ -57,7 +57,7 @@ def run_fetch(args) -> int:
             raise UsageError(f"dataset {source.name!r} has nothing to download", field="NAME",
                              expected="a dataset with files to download, such as mnist",
                              hint=source.cache_status(None) or None)
-    cache_dir = args.cache_dir or default_cache_dir()
+    cache_dir = checked_cache_dir(args.cache_dir)
     for source in sources:
         folder = dataset_folder(cache_dir, source.name)
         with download_progress() as progress:

@@ -79,3 +79,20 @@ def test_fetching_a_generated_or_unknown_dataset_is_refused(run_cli, tmp_path):
     assert status == 2 and "nothing to download" in err
     status, _, err = run_cli("data", "fetch", "mnsit", "--cache-dir", tmp_path)
     assert status == 2 and "did you mean 'mnist'" in err
+
+
+def test_a_cache_that_is_a_file_is_refused_naming_where_it_came_from(run_cli, tmp_path,
+                                                                     monkeypatch, specs_dir):
+    not_a_folder = tmp_path / "cache"
+    not_a_folder.write_text("a file")
+    for action in (("list",), ("fetch", "mnist")):
+        status, _, err = run_cli("data", *action, "--cache-dir", not_a_folder)
+        assert status == 2 and "--cache-dir" in err and "is a file" in err
+        assert "Traceback" not in err
+    monkeypatch.setenv("GRAPHNET_CACHE", str(not_a_folder))
+    status, _, err = run_cli("data", "list")
+    assert status == 2 and "GRAPHNET_CACHE" in err and "not a folder" in err
+    status, _, err = run_cli("train", specs_dir / "lenet5.toml", "--dataset", "mnist",
+                             "--epochs", 1, "--run-dir", tmp_path / "run")
+    assert status == 2 and "GRAPHNET_CACHE" in err and "not a folder" in err
+    assert not_a_folder.read_text() == "a file"
