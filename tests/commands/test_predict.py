@@ -1,9 +1,9 @@
 """``graphnet predict``: class probabilities per image, most likely first, no labels needed."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -83,22 +83,39 @@ def test_unusable_inputs(run_cli, trained, tmp_path, arrays, words):
     assert status == 2 and words in err
 
 
-def test_image_files_need_pillow(run_cli, trained, tmp_path):
+def test_image_files_need_pillow(run_cli, trained, tmp_path, monkeypatch):
     spec, checkpoint = trained
     picture = tmp_path / "cat.png"
-    if importlib.util.find_spec("PIL") is None:
-        picture.write_bytes(b"not really a png")
-        status, out, err = run_cli("predict", spec, "--plugin", TOY, "--checkpoint", checkpoint,
-                                   picture)
-        assert status == 2 and "pip install pillow" in err
-        return
-    from PIL import Image
-    pixels = (patterns()[1, 0] * 255).astype(np.uint8)
-    Image.fromarray(pixels, mode="L").save(picture)
+    picture.write_bytes(b"not really a png")
+    monkeypatch.setitem(sys.modules, "PIL", None)  # as if Pillow were not installed
     status, out, err = run_cli("predict", spec, "--plugin", TOY, "--checkpoint", checkpoint,
                                picture)
+    assert status == 2 and "pip install pillow" in err
+
+
+@pytest.mark.parametrize("mode, size", [("L", 6), ("RGB", 12)], ids=["grey", "colour-resized"])
+def test_image_files_are_read_with_pillow(run_cli, trained, tmp_path, mode, size):
+    pytest.importorskip("PIL")
+    from PIL import Image
+    spec, checkpoint = trained
+    pixels = (patterns()[1, 0] * 255).astype(np.uint8)
+    picture = Image.fromarray(pixels, mode="L").resize((size, size), Image.NEAREST)
+    path = tmp_path / f"pattern_{mode}.png"
+    picture.convert(mode).save(path)
+    status, out, err = run_cli("predict", spec, "--plugin", TOY, "--checkpoint", checkpoint,
+                               path)
     assert status == 0, err
     assert parse(out)[0][0][1] == "class1"
+
+
+def test_an_unreadable_image_file_is_a_data_error(run_cli, trained, tmp_path):
+    pytest.importorskip("PIL")
+    spec, checkpoint = trained
+    path = tmp_path / "broken.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n not the rest of a png")
+    status, out, err = run_cli("predict", spec, "--plugin", TOY, "--checkpoint", checkpoint,
+                               path)
+    assert status == 2 and "cannot read image" in err and "Traceback" not in err
 
 
 def test_bad_top(run_cli, trained, tmp_path):
