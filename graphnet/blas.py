@@ -44,9 +44,9 @@ def sum_products(source: np.ndarray, starts, matrices: np.ndarray, out: np.ndarr
     inner = matrices.shape[2] if trans_b else matrices.shape[1]
     _check(source, starts, rows, matrices, out)
     if (matrices.shape[1:] != ((columns, inner) if trans_b else (inner, columns))
-            or len(matrices) != len(starts)):
-        raise ValueError(f"sum_products: {len(starts)} windows of {rows}×{inner} and matrices "
-                         f"{matrices.shape} do not give {out.shape}")
+            or len(matrices) != len(starts) or source.shape[1] != inner):
+        raise ValueError(f"sum_products: {len(starts)} windows of {rows}×{source.shape[1]} and "
+                         f"matrices {matrices.shape} do not give {out.shape}")
     routine = _routine(out.dtype)
     if routine is None:
         for term, start in enumerate(starts):

@@ -86,7 +86,7 @@ class Network:
     def __init__(self, graph, *, dtype="float32", seed: int = 0, params=None, memory_limit=None,
                  fuse: bool = True):
         self.graph = graph
-        self.fuse = fuse  # False: every node runs on its own (see _fusions)
+        self._fuse = fuse
         self.dtype = resolve_dtype(dtype)
         self.seed = seed
         # Refused from the spec's numbers before anything is allocated (see graphnet.limits).
@@ -189,7 +189,7 @@ class Network:
         consumer's value is the producer's output. A producer whose own value is wanted (an
         output, a capture, a second consumer) keeps it: no fusion."""
         graph, fusions = self.graph, {}
-        if not self.fuse:
+        if not self._fuse:
             return fusions
         outputs = set(graph.outputs.values())
         in_plan = set(order)
@@ -210,6 +210,12 @@ class Network:
             if epilogue is not None:
                 fusions[name] = (consumer.name, epilogue)
         return fusions
+
+    @property
+    def fuse(self) -> bool:
+        """Whether elementwise nodes may run inside the node before them (fixed at construction:
+        the plans are cached with their fusions)."""
+        return self._fuse
 
     def fused_nodes(self) -> dict[str, str]:
         """``{consumer: producer}`` for the nodes a full forward runs fused into the node before
@@ -289,8 +295,8 @@ class Network:
                 elif values[name].shape[0] != batch:
                     raise DataError("inputs disagree on the batch size", field=name,
                                     expected=f"{batch} samples", found=f"{values[name].shape[0]}")
-            elif name in fused_into:  # its producer already applied it
-                values[name], saved = values[fused_into[name]], None
+            elif name in fused_into:  # its producer already applied it: the value is theirs
+                values[name] = values[fused_into[name]]
             else:
                 inputs = [values[source] for source in node.inputs]
                 ctx.epilogue = fusions[name][1] if name in fusions else None
@@ -307,6 +313,7 @@ class Network:
                 values[name] = output
                 if keep:
                     self._saved[name] = saved
+            if not node.is_input:
                 for source in node.inputs:
                     remaining_uses[source] -= 1
                     if remaining_uses[source] == 0 and source not in kept_outputs:

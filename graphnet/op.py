@@ -250,8 +250,9 @@ class Epilogue:
     while the tile is still in cache, and skips a pass over memory in each direction.
 
     ``forward(values)`` turns the input into the output, in place. ``backward(grad, output,
-    out)`` writes the gradient of the input into ``out`` (which may be ``grad`` itself) from
-    the gradient of the output and the output: the derivative must follow from the output.
+    out)`` writes the gradient of the input into ``out`` from the gradient of the output and
+    the output: the derivative must follow from the output. An op applying it passes an
+    ``out`` of its own: the gradient it was handed may be shared.
     """
 
     forward: Callable[[np.ndarray], None]
@@ -340,7 +341,8 @@ class Op:
     def accepts_epilogue(self, input_shapes: list[tuple], attrs: SimpleNamespace) -> bool:
         """Whether forward and backward honour ``ctx.epilogue`` (see :class:`RunContext`) for
         these inputs, so that the engine may fuse an elementwise op that follows into this one.
-        Say True only where it pays: where the op can apply it to tiles still in cache."""
+        Say True only where it pays: where the op applies it to tiles still in cache, or at
+        least saves the elementwise op's own pass and mask."""
         return False
 
     def epilogue(self, attrs: SimpleNamespace) -> Epilogue | None:

@@ -159,6 +159,15 @@ def _join(futures, own_work):
     return results
 
 
+def ordered_sum(parts, shape, dtype) -> np.ndarray:
+    """Per-tile partial results (from :func:`run_tiles`, kept by tile index) added in tile
+    order: the same sum whichever thread took which tile."""
+    total = np.zeros(shape, dtype)
+    for part in parts:
+        total += part
+    return total
+
+
 def run_batch_tiles(work: Callable[[slice], None], batch: np.ndarray, tile_bytes: int) -> None:
     """``work(part)`` on tiles of about ``tile_bytes`` along the first axis of ``batch``, shared
     among the threads as :func:`run_tiles` does (for ops that treat each sample on its own)."""

@@ -110,19 +110,23 @@ def _check_epilogues(op_name, graph, input_shapes, attrs, registry, batch_size, 
         network = Network(pair, dtype="float64", seed=seed, fuse=fuse)
         output = network.forward(feeds, training=True)["output"]
         grad_seed = np.random.default_rng(seed + 1).standard_normal(output.shape)
-        grads = network.backward({"output": grad_seed}, input_grads=True)
+        handed = grad_seed.copy()
+        grads = network.backward({"output": handed}, input_grads=True)
+        _require(np.array_equal(handed, grad_seed),
+                 f"op {op_name!r} wrote into the gradient it was handed (fuse={fuse})")
         results.append((output, grads, network.fused_nodes()))
     (fused, fused_grads, fused_nodes), (plain, plain_grads, _) = results
     _require(fused_nodes == {"epilogue": "node"},
              f"op {op_name!r} accepts an epilogue but the engine did not fuse one into it")
     _require(np.allclose(fused, plain, rtol=1e-9, atol=1e-9),
              f"op {op_name!r}: its output with a fused epilogue differs from the plain one")
-    for name, array in plain_grads.params.get("node", {}).items():
-        _require(np.allclose(fused_grads.params["node"][name], array, rtol=1e-9, atol=1e-9),
-                 f"op {op_name!r}: the gradient of {name!r} with a fused epilogue differs")
-    for name, array in plain_grads.inputs.items():
-        _require(np.allclose(fused_grads.inputs[name], array, rtol=1e-9, atol=1e-9),
-                 f"op {op_name!r}: the gradient of input {name!r} with a fused epilogue differs")
+    pairs = [(f"the gradient of {name!r}", fused_grads.params.get("node", {}).get(name), array)
+             for name, array in plain_grads.params.get("node", {}).items()]
+    pairs += [(f"the gradient of input {name!r}", fused_grads.inputs.get(name), array)
+              for name, array in plain_grads.inputs.items()]
+    for what, found, expected in pairs:
+        _require(found is not None and np.allclose(found, expected, rtol=1e-9, atol=1e-9),
+                 f"op {op_name!r}: {what} with a fused epilogue differs or is missing")
 
 
 def _require(condition: bool, message: str) -> None:

@@ -10,9 +10,10 @@ for output position q sits a fixed number of rows further on, the same for every
 
 so each tap's share of the whole tile's output is one product of a *contiguous slice* of the
 buffer (positions × channels) with the tap's (channels × filters) weight, added into the
-output by BLAS itself (:func:`graphnet.blas.gemm`): no gathering, no partial sums. Reads that
-fall in padding land on the zero gaps. The output is computed on the same grid, gaps included
-(a few percent more work for "same"-padded layers), and its valid part copied out.
+output by BLAS itself (:func:`graphnet.blas.sum_products`): no gathering, no partial sums.
+Reads that fall in padding land on the zero gaps. The output is computed on the same grid,
+gaps included (a few percent more work for "same"-padded layers), and returned as a view of
+its valid part.
 
 Backward runs the same taps: the weight gradient of tap t is (buffer slice)ᵀ × output
 gradient, and the input gradient adds each tap's output gradient × weightᵀ at the slice the
@@ -85,8 +86,11 @@ class TapGrid:
         buffer is made, and never written."""
         columns = values.shape[3]
         rows = margin_before + tile * self.per_sample + margin_after
-        # keyed by the whole geometry: another layer's interior may cover this one's gaps
-        key = f"conv_taps_{name}{(self.pitch, self.rows_per_sample, margin_before, tile)}"
+        # keyed by the whole geometry, the image size too: a layer whose pixels cover another
+        # layer's gaps (same pitch, larger image) must not share its buffer
+        geometry = (values.shape[1:3], self.pitch, self.rows_per_sample, margin_before,
+                    margin_after, tile)
+        key = f"conv_taps_{name}{geometry}"
         buffer = parallel.scratch(key, (rows, columns), values.dtype, zeroed=True)
         end = margin_before + count * self.per_sample
         view = self.valid(buffer[margin_before:end], count, values.shape[1:3])
@@ -196,21 +200,13 @@ def tap_backward(grad_output, images, weight, window, *, input_grad: bool, param
     parallel.run_tiles(work, len(images), tile)
     grad_weight = grad_bias = None
     if param_grads:
-        total = ordered_sum(weight_parts, taps.shape, images.dtype)
+        total = parallel.ordered_sum(weight_parts, taps.shape, images.dtype)
         kernel_h, kernel_w = window.kernel
         grad_weight = np.ascontiguousarray(
             total.reshape(kernel_h, kernel_w, channels, filters).transpose(3, 2, 0, 1))
         if bias:
-            grad_bias = ordered_sum(bias_parts, (filters,), images.dtype)
+            grad_bias = parallel.ordered_sum(bias_parts, (filters,), images.dtype)
     grad_input = (grid.valid(grad_input_grid, len(images), grid.input_hw) if input_grad
                   else None)
     return grad_input, grad_weight, grad_bias
 
-
-def ordered_sum(parts, shape, dtype) -> np.ndarray:
-    """The tiles' partial sums added in tile order: the same result whichever thread took
-    which tile."""
-    total = np.zeros(shape, dtype)
-    for part in parts:
-        total += part
-    return total

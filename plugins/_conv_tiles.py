@@ -267,10 +267,11 @@ def tiled_backward(grad_output, images, weight, window, *, input_grad: bool,
 
         parallel.run_tiles(weight_work, len(images), columns.tile)
         # summed in tile order: the same result whichever thread took which tile
-        summed = _conv_taps.ordered_sum(weight_parts, (columns.width, filters), images.dtype)
+        summed = parallel.ordered_sum(weight_parts, (columns.width, filters),
+                                      images.dtype)
         grad_weight = columns.torch_layout(summed, weight.shape)
         if bias:
-            grad_bias = _conv_taps.ordered_sum(bias_parts, (filters,), images.dtype)
+            grad_bias = parallel.ordered_sum(bias_parts, (filters,), images.dtype)
     if gradient:
         def input_work(index, part):
             gradient.write(grad_rows(part), part.start, part.stop - part.start, grad_input[part])

@@ -80,3 +80,10 @@ def test_numpy_gemm_setting_turns_blas_off(monkeypatch):
     monkeypatch.delenv(blas.NUMPY_ENV)
     loaded = blas._load()
     assert loaded == {} or set(loaded) == {"f", "d"}
+
+
+def test_refuses_a_source_narrower_or_wider_than_the_matrices(route):
+    matrices, out = np.ones((1, 4, 3)), np.ones((5, 3))
+    for width in (2, 5):
+        with pytest.raises(ValueError, match="do not give"):
+            blas.sum_products(np.ones((10, width)), [0], matrices, out)

@@ -179,3 +179,31 @@ def test_a_short_last_tile_does_not_read_what_an_earlier_tile_left(monkeypatch):
     np.testing.assert_allclose(output.transpose(0, 3, 1, 2), expected[0], rtol=1e-9)
     np.testing.assert_allclose(grad_input.transpose(0, 3, 1, 2), expected[1], rtol=1e-9)
     np.testing.assert_allclose(grad_weight, expected[2], rtol=1e-9)
+
+
+def test_layers_whose_grids_share_a_pitch_do_not_share_stale_gaps(monkeypatch):
+    """Two layers whose grids have the same pitch and rows per sample (33): a 32×32 image
+    under padding 1, and a 31×31 one under pads (1, 2), whose gaps the first fills with
+    pixels. Run after the first, the second's padding must still read zeros."""
+    use_method(monkeypatch, "taps")
+    rng = np.random.default_rng(6)
+    first = window_for((32, 32), (4, 4), pads=(1, 1, 1, 1))      # 31×31 out, pitch 33
+    second = window_for((31, 31), (4, 4), pads=(1, 2, 1, 2))     # 31×31 out, pitch 33
+    weight, bias = rng.standard_normal((3, 2, 4, 4)), rng.standard_normal(3)
+    large = rng.standard_normal((2, 2, 32, 32)) * 1e3
+    small = rng.standard_normal((2, 2, 31, 31))
+    parallel.set_num_threads(1)
+    try:
+        tiles.tiled_forward(large, weight, bias, first)
+        output = tiles.tiled_forward(small, weight, bias, second)
+        grad_output = rng.standard_normal((2, 3, 31, 31))
+        tiles.tiled_backward(grad_output, large, weight, first, input_grad=True,
+                             param_grads=True, bias=True)
+        grad_input, grad_weight, _ = tiles.tiled_backward(
+            grad_output, small, weight, second, input_grad=True, param_grads=True, bias=True)
+    finally:
+        parallel.set_num_threads(parallel.available_cores())
+    expected = reference(small, weight, bias, second, grad_output)
+    np.testing.assert_allclose(output.transpose(0, 3, 1, 2), expected[0], rtol=1e-9)
+    np.testing.assert_allclose(grad_input.transpose(0, 3, 1, 2), expected[1], rtol=1e-9)
+    np.testing.assert_allclose(grad_weight, expected[2], rtol=1e-9)
