@@ -4,6 +4,7 @@ count, by each of its methods (im2col, kernel-row products, kernel-tap products 
 through numpy alone)."""
 from __future__ import annotations
 
+import contextlib
 import math
 from types import SimpleNamespace
 
@@ -25,6 +26,25 @@ def use_method(monkeypatch, method):
         monkeypatch.setattr(tiles, "ROW_MIN_COLUMNS", 0)
     if method == "taps-numpy":  # as on a machine whose BLAS graphnet cannot call
         monkeypatch.setattr(blas, "_routines", {})
+
+
+@contextlib.contextmanager
+def thread_count(count):
+    """Run the block on ``count`` worker threads, then on the machine's again."""
+    parallel.set_num_threads(count)
+    try:
+        yield
+    finally:
+        parallel.set_num_threads(parallel.available_cores())
+
+
+def assert_matches_reference(found, images, weight, bias, window, grad_output, rtol):
+    """(output NHWC, input gradient NHWC, weight gradient) against :func:`reference`."""
+    output, grad_input, grad_weight = found
+    expected = reference(images, weight, bias, window, grad_output)
+    np.testing.assert_allclose(output.transpose(0, 3, 1, 2), expected[0], rtol=rtol)
+    np.testing.assert_allclose(grad_input.transpose(0, 3, 1, 2), expected[1], rtol=rtol)
+    np.testing.assert_allclose(grad_weight, expected[2], rtol=rtol)
 
 
 def window_for(input_hw, kernel, stride=(1, 1), dilation=(1, 1), pads=(0, 0, 0, 0)):
@@ -101,19 +121,14 @@ def test_any_tile_size_and_thread_count_gives_the_same_result(monkeypatch, threa
     weight, bias = rng.standard_normal((8, 4, 3, 3)), rng.standard_normal(8)
     window = window_for((6, 6), (3, 3), pads=(1, 1, 1, 1))
     grad_output = rng.standard_normal((7, 8, 6, 6))
-    expected = reference(images, weight, bias, window, grad_output)
     monkeypatch.setattr(tiles, "TILE_BYTES", 1)  # a tile per sample
     monkeypatch.setattr(taps, "TILE_BYTES", 1)
-    parallel.set_num_threads(threads)
-    try:
+    with thread_count(threads):
         output = tiles.tiled_forward(images, weight, bias, window)
         grad_input, grad_weight, _ = tiles.tiled_backward(
             grad_output, images, weight, window, input_grad=True, param_grads=True, bias=False)
-    finally:
-        parallel.set_num_threads(parallel.available_cores())
-    np.testing.assert_allclose(output.transpose(0, 3, 1, 2), expected[0], rtol=1e-10)
-    np.testing.assert_allclose(grad_input.transpose(0, 3, 1, 2), expected[1], rtol=1e-10)
-    np.testing.assert_allclose(grad_weight, expected[2], rtol=1e-10)
+    assert_matches_reference((output, grad_input, grad_weight), images, weight, bias, window,
+                             grad_output, rtol=1e-10)
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -165,20 +180,15 @@ def test_a_short_last_tile_does_not_read_what_an_earlier_tile_left(monkeypatch):
     rng = np.random.default_rng(4)
     weight, bias = rng.standard_normal((3, 2, 3, 3)), rng.standard_normal(3)
     window = window_for((5, 5), (3, 3), pads=(1, 1, 1, 1))
-    parallel.set_num_threads(1)
-    try:
+    with thread_count(1):
         for images in (np.full((3, 2, 5, 5), np.inf), rng.standard_normal((1, 2, 5, 5))):
             grad_output = np.ones((len(images), 3, 5, 5))
             output = tiles.tiled_forward(images, weight, bias, window)
             grad_input, grad_weight, _ = tiles.tiled_backward(
                 grad_output, images, weight, window, input_grad=True, param_grads=True,
                 bias=True)
-    finally:
-        parallel.set_num_threads(parallel.available_cores())
-    expected = reference(images, weight, bias, window, grad_output)
-    np.testing.assert_allclose(output.transpose(0, 3, 1, 2), expected[0], rtol=1e-9)
-    np.testing.assert_allclose(grad_input.transpose(0, 3, 1, 2), expected[1], rtol=1e-9)
-    np.testing.assert_allclose(grad_weight, expected[2], rtol=1e-9)
+    assert_matches_reference((output, grad_input, grad_weight), images, weight, bias, window,
+                             grad_output, rtol=1e-9)
 
 
 def test_layers_whose_grids_share_a_pitch_do_not_share_stale_gaps(monkeypatch):
@@ -192,8 +202,7 @@ def test_layers_whose_grids_share_a_pitch_do_not_share_stale_gaps(monkeypatch):
     weight, bias = rng.standard_normal((3, 2, 4, 4)), rng.standard_normal(3)
     large = rng.standard_normal((2, 2, 32, 32)) * 1e3
     small = rng.standard_normal((2, 2, 31, 31))
-    parallel.set_num_threads(1)
-    try:
+    with thread_count(1):
         tiles.tiled_forward(large, weight, bias, first)
         output = tiles.tiled_forward(small, weight, bias, second)
         grad_output = rng.standard_normal((2, 3, 31, 31))
@@ -201,9 +210,5 @@ def test_layers_whose_grids_share_a_pitch_do_not_share_stale_gaps(monkeypatch):
                              param_grads=True, bias=True)
         grad_input, grad_weight, _ = tiles.tiled_backward(
             grad_output, small, weight, second, input_grad=True, param_grads=True, bias=True)
-    finally:
-        parallel.set_num_threads(parallel.available_cores())
-    expected = reference(small, weight, bias, second, grad_output)
-    np.testing.assert_allclose(output.transpose(0, 3, 1, 2), expected[0], rtol=1e-9)
-    np.testing.assert_allclose(grad_input.transpose(0, 3, 1, 2), expected[1], rtol=1e-9)
-    np.testing.assert_allclose(grad_weight, expected[2], rtol=1e-9)
+    assert_matches_reference((output, grad_input, grad_weight), small, weight, bias, second,
+                             grad_output, rtol=1e-9)
