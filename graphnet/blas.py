@@ -139,6 +139,10 @@ def _load() -> dict:
     except ImportError:
         return {}
     paths = [info["filepath"] for info in threadpool_info() if info.get("user_api") == "blas"]
+    # the one numpy's wheel carries first (numpy.libs/, numpy/.libs/): PyTorch or SciPy may
+    # have loaded BLAS libraries of their own
+    site = os.path.dirname(os.path.dirname(os.path.abspath(np.__file__)))
+    paths.sort(key=lambda path: "numpy" not in os.path.relpath(os.path.abspath(path), site))
     for path in paths:
         try:
             library = ctypes.CDLL(path)
