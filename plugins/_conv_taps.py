@@ -86,11 +86,11 @@ class TapGrid:
         buffer is made, and never written."""
         columns = values.shape[3]
         rows = margin_before + tile * self.per_sample + margin_after
-        # keyed by the whole geometry, the image size too: a layer whose pixels cover another
-        # layer's gaps (same pitch, larger image) must not share its buffer
-        geometry = (values.shape[1:3], self.pitch, self.rows_per_sample, margin_before,
-                    margin_after, tile)
-        key = f"conv_taps_{name}{geometry}"
+        # keyed by where the gaps are, the image size too: a layer whose pixels cover another
+        # layer's gaps (same pitch, larger image) must not share its buffer. (A new tile size
+        # changes only the length: scratch then makes a new zeroed buffer.)
+        gaps = (values.shape[1:3], self.pitch, self.rows_per_sample, margin_before)
+        key = f"conv_taps_{name}{gaps}"
         buffer = parallel.scratch(key, (rows, columns), values.dtype, zeroed=True)
         end = margin_before + count * self.per_sample
         view = self.valid(buffer[margin_before:end], count, values.shape[1:3])
