@@ -165,8 +165,10 @@ def padded_tile(source: np.ndarray, first: int, count: int, tile: int, pads, pla
         _, height, width, channels = source.shape
         shape = (tile, height + top + bottom, width + left + right, channels)
         interior = (slice(None, count), slice(top, top + height), slice(left, left + width))
-    # keyed by the pads too: another layer's interior may cover this one's border
-    buffer = parallel.scratch(f"conv_padded{pads}{planes}", shape, source.dtype, zeroed=True)
+    # keyed by the pads and image size too: another layer's interior may cover this one's
+    # border, and layers taking turns with one buffer would each make it anew
+    buffer = parallel.scratch(f"conv_padded{pads}{planes}{shape[1:]}", shape, source.dtype,
+                              zeroed=True)
     buffer[interior] = samples
     return buffer
 
