@@ -72,9 +72,10 @@ class MaxPool2d(_Pool2d):
         winning_tap = np.empty_like(maximum, dtype=tap_index_type(window)) if training else None
 
         def work(part):
-            window_maximum(padded[part], window, out=maximum[part])
-            if winning_tap is not None:
-                first_winning_tap(padded[part], maximum[part], window, out=winning_tap[part])
+            if winning_tap is None:
+                window_maximum(padded[part], window, out=maximum[part])
+            else:
+                maximum_and_first_winner(padded[part], window, maximum[part], winning_tap[part])
 
         parallel.run_batch_tiles(work, images, TILE_BYTES)
         deferred = None if training else (padded, maximum)
@@ -87,9 +88,10 @@ class MaxPool2d(_Pool2d):
         if winning_tap is None:  # a forward outside training (gradients in evaluation mode)
             padded, maximum = deferred
             winning_tap = np.empty_like(maximum, dtype=tap_index_type(window))
+            again = np.empty_like(maximum)  # the maximum once more, beside the winners
             parallel.run_batch_tiles(
-                lambda part: first_winning_tap(padded[part], maximum[part], window,
-                                               out=winning_tap[part]), maximum, TILE_BYTES)
+                lambda part: maximum_and_first_winner(padded[part], window, again[part],
+                                                      winning_tap[part]), maximum, TILE_BYTES)
         # A gradient through flatten arrives NCHW while the winners are channels-last: ufuncs
         # over mixed layouts walk one array against its grain (measured 3-8x slower than one
         # copy first).
@@ -234,28 +236,28 @@ def tap_index_type(window: SlidingWindow) -> np.dtype:
     return np.min_scalar_type(window.kernel[0] * window.kernel[1])
 
 
-def first_winning_tap(padded, maximum, window: SlidingWindow, out=None) -> np.ndarray:
-    """For each window, the row-major index of the first tap holding its maximum (PyTorch's
-    choice on ties, common after ReLU), as the smallest unsigned type that fits (written into
-    ``out`` if given).
+def maximum_and_first_winner(padded, window: SlidingWindow, maximum: np.ndarray,
+                             winner: np.ndarray) -> None:
+    """The largest value of each window into ``maximum`` and, into ``winner``, the row-major
+    index of the first tap holding it (PyTorch's choice on ties, common after ReLU), in one
+    scan over the taps: a tap wins only by beating the running maximum strictly, and as tap
+    indices only grow, the winner is the running maximum of the winning taps' indices.
 
-    Branch-free: every tap equal to the maximum bids (taps − index) and the highest bid wins.
-    Masked writes (``np.copyto(where=)``, boolean indexing) under such unpredictable masks
-    measured 4-5x slower.
+    Branch-free, four passes per tap (masked writes under such unpredictable masks measured
+    4-5x slower); 1.2-1.3x faster than the maximum first and a search for it after.
     """
-    tap_count = window.kernel[0] * window.kernel[1]
-    index_type = tap_index_type(window)
-    if out is None:
-        out = np.empty_like(maximum, dtype=index_type)
-    best_bid = out
-    best_bid[...] = 0
-    bid = np.empty_like(best_bid)
-    is_maximum = np.empty_like(maximum, dtype=bool)
+    better = np.empty_like(maximum, dtype=bool)
+    bid = np.empty_like(winner)
     for tap, (_, _, rows, cols) in enumerate(kernel_offsets(window)):
-        np.equal(padded[:, :, rows, cols], maximum, out=is_maximum)
-        np.multiply(is_maximum, index_type.type(tap_count - tap), out=bid)
-        np.maximum(best_bid, bid, out=best_bid)
-    return np.subtract(index_type.type(tap_count), best_bid, out=best_bid)
+        values = padded[:, :, rows, cols]
+        if tap == 0:
+            np.copyto(maximum, values)
+            winner[...] = 0
+            continue
+        np.greater(values, maximum, out=better)
+        np.maximum(maximum, values, out=maximum)
+        np.multiply(better.view(np.uint8), winner.dtype.type(tap), out=bid)
+        np.maximum(winner, bid, out=winner)
 
 
 def tiles_input(window: SlidingWindow, input_shape) -> bool:
