@@ -246,7 +246,7 @@ GLOBAL = "global"
 @dataclass(frozen=True)
 class Epilogue:
     """A one-input, parameter-free, elementwise op in a form the engine can fuse into the op
-    before it (see :attr:`Op.accepts_epilogue`): that op applies it to each tile of its output
+    before it (see :meth:`Op.accepts_epilogue`): that op applies it to each tile of its output
     while the tile is still in cache, and skips a pass over memory in each direction.
 
     ``forward(values)`` turns the input into the output, in place. ``backward(grad, output,

@@ -173,16 +173,23 @@ def padded_tile(source: np.ndarray, first: int, count: int, tile: int, pads, pla
     return buffer
 
 
+def takes_epilogue(input_shape, filters: int, window) -> bool:
+    """Whether the tiles apply an epilogue (see graphnet.op.Epilogue) where it pays: with the
+    kernel-tap products, or over channel planes (images of at most PLANE_CHANNELS channels).
+    After channels-last im2col a separate elementwise op measured as fast."""
+    return (_conv_taps.applies(input_shape, (filters,), window)
+            or input_shape[1] <= PLANE_CHANNELS)
+
+
 def tiled_forward(images: np.ndarray, weight: np.ndarray, bias, window, *, epilogue=None):
     """The NHWC output of a one-group conv: per tile, im2col matrix × weight matrix (+ bias),
     written by BLAS straight into the output; tiles shared among the worker threads. Stride-1
     convs over enough channels take one product per kernel tap instead (:mod:`._conv_taps`).
-    An ``epilogue`` (see graphnet.op.Epilogue), accepted only there, is applied to each tile's
-    output in cache."""
+    An ``epilogue``, where :func:`takes_epilogue`, is applied to each tile's output in cache."""
+    assert epilogue is None or takes_epilogue(images.shape, len(weight), window)
     if _conv_taps.applies(images.shape, weight.shape, window):
         return _conv_taps.tap_forward(images, weight, bias, window, epilogue=epilogue)
     columns = Columns(images, window)
-    assert epilogue is None or columns.planes, "epilogues: tap products or channel planes only"
     weight_matrix = columns.weight_matrix(weight)
     fill_weights = columns.with_bias(weight_matrix, bias)
     filters = len(weight)
@@ -218,12 +225,12 @@ def tiled_backward(grad_output, images, weight, window, *, input_grad: bool,
     on the thread count. Stride-1 convs over enough channels take the kernel-tap products of
     :mod:`._conv_taps` instead (with an ``epilogue``, ``grad_output`` is the gradient of its
     result, ``output``)."""
+    assert epilogue is None or takes_epilogue(images.shape, len(weight), window)
     if _conv_taps.applies(images.shape, weight.shape, window):
         return _conv_taps.tap_backward(grad_output, images, weight, window,
                                        input_grad=input_grad, param_grads=param_grads, bias=bias,
                                        epilogue=epilogue, output=output)
     columns = Columns(images, window)
-    assert epilogue is None or columns.planes, "epilogues: tap products or channel planes only"
     if epilogue is not None and input_grad:  # both passes need it: once, for the whole batch
         grad_output, epilogue = epilogue.gradient(grad_output, output), None
     grad_nhwc = grad_output.transpose(0, 2, 3, 1)

@@ -20,8 +20,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from graphnet.hookspecs import hookimpl
 from graphnet.op import Attr, Op, Param, Window, shape_error
 
-from ._conv_taps import applies as applies_taps
-from ._conv_tiles import PLANE_CHANNELS, tiled_backward, tiled_forward
+from ._conv_tiles import takes_epilogue, tiled_backward, tiled_forward
 from ._window import SlidingWindow, check_image, kernel_offsets, resolve_window, wants_input_grad
 
 INITS = ("he_normal", "he_uniform", "glorot_uniform", "glorot_normal")
@@ -95,16 +94,13 @@ class Conv2d(Op):
 
     # --- execution -------------------------------------------------------------------------
     def accepts_epilogue(self, input_shapes, attrs):
-        """Where the kernel-tap products (see _conv_taps) or the channel-plane im2col (images
-        of 1-3 channels) serve: a ReLU after it is then applied to each output tile in cache,
-        and its gradient to each tile of output gradient as the weight gradient takes it
-        (LeNet-5's training step measured 1.15x faster). With channels-last im2col a separate
-        ReLU measured as fast."""
+        """One group, where the tiles take an epilogue (see _conv_tiles.takes_epilogue): a ReLU
+        after it is then applied to each output tile in cache, and its gradient to each tile of
+        output gradient as the weight gradient takes it."""
         if attrs.groups != 1:
             return False
         window = self._window(input_shapes[0], attrs)
-        return (applies_taps((1, *input_shapes[0]), (attrs.filters,), window)
-                or input_shapes[0][0] <= PLANE_CHANNELS)
+        return takes_epilogue((1, *input_shapes[0]), attrs.filters, window)
 
     def forward(self, inputs, params, attrs, ctx):
         images = inputs[0]
