@@ -11,7 +11,7 @@ import math
 import time
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 import numpy as np
 
@@ -65,6 +65,16 @@ def node_rng(seed: int, name: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(name.encode("utf-8"))])
 
 
+class Plan(NamedTuple):
+    """What a forward for given outputs and captures runs: the nodes in topological order,
+    ``fusions`` ``{producer: (consumer, epilogue)}`` and their inverse ``fused_into``
+    ``{consumer: producer}`` (see :meth:`Network._fusions`)."""
+
+    order: list[str]
+    fusions: dict[str, tuple[str, Any]]
+    fused_into: dict[str, str]
+
+
 @dataclass
 class Gradients:
     """The result of :meth:`Network.backward`: ``params[node][name]`` and ``inputs[input_name]``."""
@@ -103,9 +113,8 @@ class Network:
         self.step_rng = np.random.default_rng([seed, 1])
         self._saved: dict[str, Any] = {}
         self._ran: list[str] = []
-        self._plans: dict[tuple, tuple[list[str], dict]] = {}
-        self._last_fusions: dict[str, tuple[str, Any]] = {}
-        self._last_fused_into: dict[str, str] = {}
+        self._plans: dict[tuple, Plan] = {}
+        self._last_plan = Plan([], {}, {})
 
     # --- parameters -------------------------------------------------------------------------
     def _new_param(self, node, name: str, spec, rng) -> np.ndarray:
@@ -165,8 +174,7 @@ class Network:
             target[...] = flat[key]
 
     # --- running ----------------------------------------------------------------------------
-    def _plan(self, output_names: tuple[str, ...], capture: tuple[str, ...] = ()
-              ) -> tuple[list[str], dict[str, tuple[str, Any]]]:
+    def _plan(self, output_names: tuple[str, ...], capture: tuple[str, ...] = ()) -> Plan:
         """The nodes needed for these outputs and captures, in topological order, and the
         fusions among them (see :meth:`_fusions`); cached."""
         key = (output_names, capture)
@@ -179,7 +187,9 @@ class Network:
                     needed.add(name)
                     stack.extend(self.graph.nodes[name].inputs)
             order = [n for n in self.graph.order if n in needed]
-            self._plans[key] = (order, self._fusions(order, capture))
+            fusions = self._fusions(order, capture)
+            fused_into = {consumer: producer for producer, (consumer, _) in fusions.items()}
+            self._plans[key] = Plan(order, fusions, fused_into)
         return self._plans[key]
 
     def _fusions(self, order: list[str], capture) -> dict[str, tuple[str, Any]]:
@@ -220,8 +230,7 @@ class Network:
     def fused_nodes(self) -> dict[str, str]:
         """``{consumer: producer}`` for the nodes a full forward runs fused into the node before
         them (``graphnet bench`` names them instead of timing them)."""
-        _, fusions = self._plan(tuple(self.graph.outputs))
-        return {consumer: producer for producer, (consumer, _) in fusions.items()}
+        return dict(self._plan(tuple(self.graph.outputs)).fused_into)
 
     def _feed(self, feeds: dict, name: str) -> np.ndarray:
         node = self.graph.nodes[name]
@@ -272,20 +281,20 @@ class Network:
         for name in capture:
             if name not in self.graph.nodes:
                 raise UsageError("unknown node", field=name, expected="a node of the graph")
-        plan, fusions = self._plan(output_names, capture)
-        fused_into = {consumer: producer for producer, (consumer, _) in fusions.items()}
+        plan = self._plan(output_names, capture)
+        fusions, fused_into = plan.fusions, plan.fused_into
         self.captured: dict[str, np.ndarray] = {}
         ctx = RunContext(training=training, rng=rng or self.step_rng, dtype=self.dtype)
         kept_outputs = {self.graph.outputs[o] for o in output_names}
-        remaining_uses = {name: 0 for name in plan}
-        for name in plan:
+        remaining_uses = {name: 0 for name in plan.order}
+        for name in plan.order:
             for source in self.graph.nodes[name].inputs:
                 remaining_uses[source] += 1
         values: dict[str, np.ndarray] = {}
         self._saved = {}
         self._ran = []
         batch = None
-        for name in plan:
+        for name in plan.order:
             node = self.graph.nodes[name]
             if node.is_input:
                 values[name] = self._feed(feeds, name)
@@ -323,7 +332,7 @@ class Network:
             self._ran.append(name)
         self._batch = batch
         self._ctx = ctx
-        self._last_fusions, self._last_fused_into = fusions, fused_into
+        self._last_plan = plan
         return {o: values[self.graph.outputs[o]] for o in output_names}
 
     def backward(self, grad_outputs: dict[str, np.ndarray] | None = None, *,
@@ -373,16 +382,16 @@ class Network:
                 if input_grads and node.dtype_kind == "float":
                     result.inputs[name] = grad
                 continue
-            if name in self._last_fused_into:  # its producer's backward differentiates it
-                self._accumulate(grad_by_node, owned, self._last_fused_into[name], grad)
+            if name in self._last_plan.fused_into:  # its producer's backward differentiates it
+                self._accumulate(grad_by_node, owned, self._last_plan.fused_into[name], grad)
                 continue
             ctx.needs_input_grad = tuple(
                 requires_grad[source] and position not in node.op.integer_inputs
                 for position, source in enumerate(node.inputs))
             ctx.needs_param_grad = node.trainable
             saved = self._saved.pop(name)
-            ctx.epilogue = (self._last_fusions[name][1] if name in self._last_fusions
-                            else None)
+            fused = self._last_plan.fusions.get(name)
+            ctx.epilogue = fused[1] if fused else None
             input_grads_list, param_grads = self._call(node, "backward", grad, saved,
                                                        self.params[name], node.attrs, ctx,
                                                        profile=profile)
