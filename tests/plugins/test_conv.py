@@ -103,6 +103,18 @@ def case(request):
     return input_shape, make_attrs(**raw)
 
 
+def run_case(name, context, grad_seed):
+    """One named case forward and backward in float64: (x, params, attrs, window, output,
+    grad_output, grad_input, param_grads)."""
+    input_shape, raw = CASES[name]
+    attrs = make_attrs(**raw)
+    x, params = random((2, *input_shape)), random_params(input_shape, attrs)
+    output, saved = Conv2d().forward([x], params, attrs, context())
+    grad_output = random(output.shape, seed=grad_seed)
+    (grad_input,), param_grads = Conv2d().backward(grad_output, saved, params, attrs, context())
+    return x, params, attrs, saved[2], output, grad_output, grad_input, param_grads
+
+
 def test_registers_conv2d(registered_ops):
     assert registered_ops(conv) == {"conv2d"}
 
@@ -129,13 +141,7 @@ def test_gradients_equal_central_differences(case, check_gradients):
 @pytest.mark.parametrize("name", list(CASES))
 def test_both_input_gradient_methods_hold_for_every_case(name, method, context):
     """Each method is right beyond where the op picks it (it picks by speed)."""
-    input_shape, raw = CASES[name]
-    attrs = make_attrs(**raw)
-    x, params = random((2, *input_shape)), random_params(input_shape, attrs)
-    output, saved = Conv2d().forward([x], params, attrs, context())
-    grad_output = random(output.shape, seed=7)
-    (expected,), _ = Conv2d().backward(grad_output, saved, params, attrs, context())
-    window = saved[2]
+    x, params, attrs, window, _, grad_output, expected, _ = run_case(name, context, grad_seed=7)
     grad_nhwc = np.ascontiguousarray(grad_output.transpose(0, 2, 3, 1))
     grad_input = method(grad_nhwc, params["weight"], x.shape, window, attrs.groups)
     assert np.allclose(grad_input.transpose(0, 3, 1, 2), expected, rtol=1e-10, atol=1e-12)
@@ -351,14 +357,10 @@ def test_same_padding_keeps_ceil_of_size_over_stride(size, kernel, stride):
 def test_matches_pytorch(name, context):
     torch = pytest.importorskip("torch")
     functional = torch.nn.functional
-    input_shape, raw = CASES[name]
-    attrs = make_attrs(**raw)
-    x, params = random((2, *input_shape)), random_params(input_shape, attrs)
-    output, saved = Conv2d().forward([x], params, attrs, context())
-    grad_output = random(output.shape, seed=5)
-    (grad_input,), param_grads = Conv2d().backward(grad_output, saved, params, attrs, context())
+    x, params, attrs, window, output, grad_output, grad_input, param_grads = run_case(
+        name, context, grad_seed=5)
 
-    top, bottom, left, right = saved[2].pads  # PyTorch pads symmetrically: pad explicitly
+    top, bottom, left, right = window.pads  # PyTorch pads symmetrically: pad explicitly
     x_torch = torch.tensor(x, requires_grad=True)
     weight = torch.tensor(params["weight"], requires_grad=True)
     bias = torch.tensor(params["bias"], requires_grad=True) if "bias" in params else None
