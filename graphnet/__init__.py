@@ -9,17 +9,26 @@
     result = graphnet.train.train(graph, epochs=3)   # the spec's [train], overridden; checkpoints
     result.final["test_accuracy"], result.confusion  # in runs/<name>; result.predict(images)
     trained = graphnet.load_trained(graph, "runs/lenet5/checkpoint.npz")
+
+Importing the package imports none of its modules: each name below loads its module the first
+time it is asked for (PEP 562), so a plugin's ``import graphnet.op`` costs only the op contract.
 """
-from .engine import Gradients, Network
-from .errors import (CheckpointError, DataError, GraphnetError, NumericError, PluginError,
-                     ResourceError, ShapeError, SpecError, UsageError)
-from .graph import Graph, load
-from .op import GLOBAL, POINTWISE, Attr, Op, Param, Window
-from .spec import SpecErrors
-from . import train  # the module: graphnet.train.train(...), graphnet.train.TrainConfig
-from .inference import load_trained
-from .optim import Optimizer, Schedule
-from .train import TrainConfig, TrainResult
+from __future__ import annotations
+
+import importlib.util
+
+_HOME = {  # public name → the module that defines it
+    "Gradients": "engine", "Network": "engine",
+    "CheckpointError": "errors", "DataError": "errors", "GraphnetError": "errors",
+    "NumericError": "errors", "PluginError": "errors", "ResourceError": "errors",
+    "ShapeError": "errors", "SpecError": "errors", "UsageError": "errors",
+    "Graph": "graph", "load": "graph",
+    "GLOBAL": "op", "POINTWISE": "op", "Attr": "op", "Op": "op", "Param": "op", "Window": "op",
+    "SpecErrors": "spec",
+    "load_trained": "inference",
+    "Optimizer": "optim", "Schedule": "optim",
+    "TrainConfig": "train", "TrainResult": "train",
+}
 
 __all__ = [
     "Attr", "CheckpointError", "DataError", "GLOBAL", "Gradients", "Graph", "GraphnetError",
@@ -28,3 +37,20 @@ __all__ = [
     "Optimizer", "Schedule", "TrainConfig", "TrainResult", "load_trained", "train",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name in _HOME:
+        value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
+    elif not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        # a module (graphnet.train, and any other a caller reaches for as an attribute, as it
+        # could when importing the package loaded most of them)
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

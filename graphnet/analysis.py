@@ -12,6 +12,8 @@ import math
 import operator
 from dataclasses import dataclass
 
+import numpy as np
+
 from .errors import GraphnetError, PluginError, SpecError
 from .op import GLOBAL, POINTWISE, Param, Window, format_shape
 from .spec import SpecErrors
@@ -139,8 +141,6 @@ def _check_input_kinds(graph, node) -> None:
 
 def infer_params(graph) -> None:
     """Parameter specs and counts; spec-given fixed weights are fitted to their parameters."""
-    from .graph import fit_fixed_weight
-
     problems = []
     for node in graph.op_nodes:
         try:
@@ -166,6 +166,20 @@ def infer_params(graph) -> None:
         except Exception as error:
             problems.append(_crashed(graph, node, "params()", error))
     _raise_all(problems)
+
+
+def fit_fixed_weight(array: np.ndarray, shape: tuple, field_name: str) -> np.ndarray:
+    """Reshape a spec-given weight to the parameter's shape when only leading 1s differ
+    (a 7×7 filter for a 1×1×7×7 kernel); otherwise raise SpecError naming both shapes."""
+    def squeeze(dims):
+        dims = list(dims)
+        while dims and dims[0] == 1:
+            dims.pop(0)
+        return dims
+    if tuple(array.shape) == tuple(shape) or squeeze(array.shape) == squeeze(shape):
+        return array.reshape(shape)
+    raise SpecError("fixed weights do not fit the parameter", field=field_name,
+                    expected=format_shape(shape), found=format_shape(array.shape))
 
 
 def _check_param(node, name, param) -> None:

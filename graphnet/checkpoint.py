@@ -21,6 +21,8 @@ from .errors import CheckpointError
 from .files import atomic_write_bytes, is_numpy_file
 from .op import format_shape
 
+CHECKPOINT_NAME = "checkpoint.npz"
+"""The checkpoint's file name in a run directory."""
 FORMAT_VERSION = 1
 PARAM_PREFIX = "param/"
 OPTIM_PREFIX = "optim/"

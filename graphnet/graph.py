@@ -17,9 +17,11 @@ import networkx as nx
 import numpy as np
 
 from .errors import GraphnetError, PluginError, SpecError
-from .op import Op, Param, format_shape, parse_number_array
-from .registry import Registry, clip, get_registry, suggest
+from .op import Op, Param, parse_number_array
+from . import analysis
+from .registry import Registry, get_registry
 from .spec import Spec, SpecErrors, load_spec
+from .text import clip, suggest
 
 
 @dataclass
@@ -128,8 +130,6 @@ def load(source: str | Path | dict, *, registry: Registry | None = None,
 
 def build_graph(spec: Spec, registry: Registry) -> Graph:
     """Resolve ops and attributes, check for cycles, order the nodes and run the analyses."""
-    from . import analysis  # the passes depend on Graph, defined above
-
     problems: list[SpecError] = []
     nodes: dict[str, Node] = {}
     for position, input_spec in enumerate(spec.inputs.values()):
@@ -247,16 +247,3 @@ def _parse_weights(raw) -> dict[str, np.ndarray]:
                     expected="a list of numbers or a table of parameter name → list",
                     found=type(raw).__name__)
 
-
-def fit_fixed_weight(array: np.ndarray, shape: tuple, field_name: str) -> np.ndarray:
-    """Reshape a spec-given weight to the parameter's shape when only leading 1s differ
-    (a 7×7 filter for a 1×1×7×7 kernel); otherwise raise SpecError naming both shapes."""
-    def squeeze(dims):
-        dims = list(dims)
-        while dims and dims[0] == 1:
-            dims.pop(0)
-        return dims
-    if tuple(array.shape) == tuple(shape) or squeeze(array.shape) == squeeze(shape):
-        return array.reshape(shape)
-    raise SpecError("fixed weights do not fit the parameter", field=field_name,
-                    expected=format_shape(shape), found=format_shape(array.shape))

@@ -447,7 +447,7 @@ def filter_weights(network, node_name: str) -> np.ndarray:
 def resolve_checkpoint(path) -> Path:
     """A checkpoint file, or in a run directory (``runs/<name>/``) the checkpoint training
     writes there, else its newest ``.npz``."""
-    from .train import CHECKPOINT_NAME
+    from .checkpoint import CHECKPOINT_NAME
 
     path = Path(path)
     if path.is_dir():

@@ -11,7 +11,7 @@ from typing import Any
 
 from .errors import SpecError
 from .op import Attr
-from .registry import suggest
+from .text import suggest
 
 
 def parse_options(schema: dict[str, Attr], raw: dict[str, Any], *, what: str) -> dict[str, Any]:

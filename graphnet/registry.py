@@ -6,7 +6,6 @@ plugin is reported by name while every other plugin keeps working.
 """
 from __future__ import annotations
 
-import difflib
 import hashlib
 import importlib
 import importlib.metadata
@@ -22,11 +21,12 @@ import pluggy
 from . import hookspecs
 from .errors import PluginError, SpecError
 from .op import Attr, Op
+from .spec import RESERVED_NODE_KEYS
+from .text import clip, suggest
 
 ENTRY_POINT_GROUP = "graphnet.plugins"
 PLUGINS_ENV = "GRAPHNET_PLUGINS"
 DISABLE_ENV = "GRAPHNET_DISABLE_PLUGINS"
-RESERVED_NODE_KEYS = ("name", "op", "inputs", "trainable", "weights")
 REGISTER_HOOKS = ("graphnet_register_ops", "graphnet_register_optimizers",
                   "graphnet_register_datasets")
 
@@ -115,20 +115,6 @@ class Registry:
 
     def plugin_of(self, kind: str, name: str) -> str:
         return self.entries[kind][name].plugin
-
-
-def clip(text, limit: int = 60) -> str:
-    """``text`` as a string short enough for a message (a spec may hold megabyte-long keys)."""
-    text = str(text)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-def suggest(name: str, known) -> str | None:
-    """``did you mean 'x'?`` for the closest known name, or None."""
-    if len(str(name)) > 1000:  # no known name is this long; difflib would only spend time
-        return None
-    close = difflib.get_close_matches(str(name), list(known), n=1, cutoff=0.6)
-    return f"did you mean {close[0]!r}?" if close else None
 
 
 def _named(value, kind: str, plugin: str) -> str:

@@ -15,7 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SpecError
-from .registry import RESERVED_NODE_KEYS, clip, suggest
+from .text import clip, suggest
+
+RESERVED_NODE_KEYS = ("name", "op", "inputs", "trainable", "weights")
+"""Keys of a node that are not op attributes (an op may not declare an attribute of these names)."""
 
 SECTIONS = ("graph", "inputs", "nodes", "outputs", "train")
 INPUT_KEYS = ("shape", "dtype")

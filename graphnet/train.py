@@ -47,7 +47,8 @@ from typing import Any, Callable
 import numpy as np
 
 from . import limits
-from .checkpoint import Checkpoint, check_compatible, load_checkpoint, save_checkpoint, spec_hash
+from .checkpoint import (CHECKPOINT_NAME, Checkpoint, check_compatible, load_checkpoint,
+                         save_checkpoint, spec_hash)
 from .data import Dataset, Split
 from .engine import Network
 from .errors import CheckpointError, GraphnetError, NumericError, PluginError, UsageError
@@ -58,7 +59,6 @@ from .optim import Optimizer, Schedule, clip_by_global_norm
 from .train_config import (SCALAR_KEYS, TrainConfig, carve, check_dataset,  # noqa: F401
                            load_dataset, resolve_config)
 
-CHECKPOINT_NAME = "checkpoint.npz"
 HISTORY_NAME = "history.json"
 RESUME_IGNORES = ("epochs", "watch", "run_dir", "eval_batch_size")
 """Settings that may change between a run and its resumption without breaking bit-identity."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 from ..options import literal
-from ..train import CHECKPOINT_NAME
+from ..checkpoint import CHECKPOINT_NAME
 
 SETTING_FLAGS = {
     # flag: (setting, type, help)

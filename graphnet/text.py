@@ -1,0 +1,19 @@
+"""The wording of messages, shared by every layer: names clipped to a readable length, and the
+"did you mean" hint for an unknown name. Imports nothing of graphnet, so any module may use it."""
+from __future__ import annotations
+
+import difflib
+
+
+def clip(text, limit: int = 60) -> str:
+    """``text`` as a string short enough for a message (a spec may hold megabyte-long keys)."""
+    text = str(text)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def suggest(name: str, known) -> str | None:
+    """``did you mean 'x'?`` for the closest known name, or None."""
+    if len(str(name)) > 1000:  # no known name is this long; difflib would only spend time
+        return None
+    close = difflib.get_close_matches(str(name), list(known), n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}?" if close else None
