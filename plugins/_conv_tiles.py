@@ -9,8 +9,7 @@ The threads each take a contiguous run of tiles with single-threaded BLAS
 (:mod:`graphnet.parallel`); each thread sums its tiles' weight gradients and the threads' sums
 are added in order, so a run is reproducible for a given thread count.
 
-``window`` is the op's resolved sliding window (kernel, stride, dilation, pads as (top, bottom,
-left, right), output_hw, extent). Images arrive NCHW-shaped in any memory layout; outputs and
+``window`` is the op's :class:`._window.SlidingWindow`. Images arrive NCHW-shaped in any memory layout; outputs and
 input gradients are channels-last (NHWC) arrays, returned by the op as NCHW-shaped views.
 """
 from __future__ import annotations
@@ -21,6 +20,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from graphnet import parallel
 
 from . import _conv_taps
+from ._window import SlidingWindow
 
 
 ROW_MIN_COLUMNS = 64
@@ -312,7 +312,8 @@ class InputGradient:
             self.matrix = np.ascontiguousarray(flipped).reshape(-1, channels)
             self.pads = (extent[0] - 1 - top, extent[0] - 1 - bottom,
                          extent[1] - 1 - left, extent[1] - 1 - right)
-            self.unit = window._replace(stride=(1, 1), pads=self.pads, output_hw=self.input_hw)
+            self.unit = SlidingWindow(window.output_hw, window.kernel, dilation=window.dilation,
+                                      pads=self.pads)
             width = filters * window.kernel[0] * window.kernel[1]
             positions = self.input_hw[0] * self.input_hw[1]
         else:
@@ -349,7 +350,7 @@ class InputGradient:
             "conv_grad_padded", (self.tile, height + top + bottom, width + left + right,
                                  self.channels), grad_rows.dtype)
         grad_padded[:count] = 0
-        for tap, (rows, cols) in enumerate(tap_slices(window)):
+        for tap, (_, _, rows, cols) in enumerate(window.taps()):
             grad_padded[:count, rows, cols] += grad_columns[tap].reshape(count, out_h, out_w, -1)
         destination[...] = grad_padded[:count, top:top + height, left:left + width]
 
@@ -401,14 +402,3 @@ def row_weight_gradient(padded: np.ndarray, count: int, window,
         grads.append(np.matmul(rows.transpose(0, 2, 1), grad_rows).sum(axis=0))
     return np.stack(grads)
 
-
-def tap_slices(window):
-    """For each kernel tap (row-major), the row and column slices of the padded input that it
-    reads across all output positions."""
-    (out_h, out_w), (stride_h, stride_w) = window.output_hw, window.stride
-    (dilation_h, dilation_w) = window.dilation
-    for row in range(window.kernel[0]):
-        for col in range(window.kernel[1]):
-            top, left = row * dilation_h, col * dilation_w
-            yield (slice(top, top + stride_h * (out_h - 1) + 1, stride_h),
-                   slice(left, left + stride_w * (out_w - 1) + 1, stride_w))

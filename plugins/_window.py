@@ -1,25 +1,93 @@
-"""Sliding-window geometry shared by convolution and pooling (a helper module, not a plugin).
+"""Sliding-window geometry: the one description of a window sliding over an image, shared by
+every convolution kernel, the pooling ops, the exporters and the tests (a helper module, not a
+plugin).
 
-Spatial sizes, kernels, strides and dilations are ``(height, width)`` pairs; padding resolves
-to ``(top, bottom, left, right)``, which "same" may make asymmetric.
+Sizes, kernels, strides and dilations are ``(height, width)`` pairs; padding is resolved per
+side, ``(top, bottom, left, right)``. Code that uses a window reads only its resolved fields
+(``pads``, ``output_hw``, ``padded_hw``, ``taps()`` …), never the attribute that produced them:
+a new way to state the padding (four explicit sides, as ONNX has) or to round the output size
+(pooling's ``ceil_mode``) is a change to :meth:`SlidingWindow.resolve` and this class alone.
 """
 from __future__ import annotations
 
 import math
-from typing import Iterator, NamedTuple
+from dataclasses import dataclass, field
+from typing import Iterator
 
 from graphnet.op import format_shape, shape_error
 
 
-class SlidingWindow(NamedTuple):
-    """A window sliding over one input: its attributes, resolved padding and output size."""
+@dataclass(frozen=True)
+class SlidingWindow:
+    """A kernel sliding over a zero-padded ``input_hw``: where each window starts, where its
+    taps fall, and how many windows there are.
 
+    Build one with :meth:`resolve` (from attribute values) or :meth:`of` (from an op's attrs);
+    the constructor takes the padding already resolved to four sides.
+    """
+
+    input_hw: tuple[int, int]
     kernel: tuple[int, int]
-    stride: tuple[int, int]
-    dilation: tuple[int, int]
-    pads: tuple[int, int, int, int]
-    """(top, bottom, left, right)."""
-    output_hw: tuple[int, int]
+    stride: tuple[int, int] = (1, 1)
+    dilation: tuple[int, int] = (1, 1)
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)
+    """(top, bottom, left, right): "same" may make them asymmetric."""
+    padded_hw: tuple[int, int] = field(init=False)
+    """The input's size with its padding."""
+    output_hw: tuple[int, int] = field(init=False)
+    """How many windows fit down and across: the output's size."""
+
+    def __post_init__(self):
+        top, bottom, left, right = self.pads
+        padded = (self.input_hw[0] + top + bottom, self.input_hw[1] + left + right)
+        output = tuple((size - span) // step + 1
+                       for size, span, step in zip(padded, self.extent, self.stride))
+        object.__setattr__(self, "padded_hw", padded)
+        object.__setattr__(self, "output_hw", output)
+
+    @classmethod
+    def resolve(cls, input_hw, kernel, *, stride=1, padding=0, dilation=1) -> SlidingWindow:
+        """The window of these attribute values over an image of ``input_hw``.
+
+        ``kernel``, ``stride`` and ``dilation`` are ints or pairs; a ``stride`` of None means
+        the kernel size (pooling's default). ``padding`` is "valid" (none), an int or a
+        (height, width) pair applied on both sides, or "same" as in TensorFlow: output =
+        ceil(input / stride), the total padding split with the odd row or column after.
+        """
+        kernel = as_pair(kernel)
+        stride = kernel if stride is None else as_pair(stride)
+        dilation = as_pair(dilation)
+        extent = effective_kernel(kernel, dilation)
+        pads = []
+        for axis in range(2):
+            if padding == "same":
+                size, step = input_hw[axis], stride[axis]
+                total = max((math.ceil(size / step) - 1) * step + extent[axis] - size, 0)
+                pads += [total // 2, total - total // 2]
+            else:
+                before = 0 if padding == "valid" else as_pair(padding)[axis]
+                pads += [before, before]
+        return cls(tuple(input_hw), kernel, stride, dilation, tuple(pads))
+
+    @classmethod
+    def of(cls, input_shape, attrs) -> SlidingWindow:
+        """The window of an op's ``kernel``, ``stride``, ``padding`` and (if it has one)
+        ``dilation`` attributes over a per-sample ``input_shape`` (channels, height, width).
+        Raises a ShapeError (field "kernel") when the dilated kernel is larger than the padded
+        input."""
+        window = cls.resolve(tuple(input_shape[1:]), attrs.kernel, stride=attrs.stride,
+                             padding=attrs.padding, dilation=getattr(attrs, "dilation", 1))
+        extent, padded_hw = window.extent, window.padded_hw
+        if extent[0] > padded_hw[0] or extent[1] > padded_hw[1]:
+            found = format_shape(window.kernel)
+            if extent != window.kernel:
+                found += f" (dilated, it spans {format_shape(extent)})"
+            raise shape_error(
+                "kernel larger than its padded input", field="kernel",
+                expected=f"a kernel of at most {format_shape(padded_hw)} "
+                         f"(the padded input is {format_shape((input_shape[0], *padded_hw))})",
+                found=found)
+        return window
 
     @property
     def extent(self) -> tuple[int, int]:
@@ -30,6 +98,17 @@ class SlidingWindow(NamedTuple):
     def before(self) -> tuple[int, int]:
         """The padding before the first row and column: where the first window starts."""
         return self.pads[0], self.pads[2]
+
+    def taps(self) -> Iterator[tuple[int, int, slice, slice]]:
+        """For each kernel tap (row-major): its row, its column, and the row and column slices
+        of the padded input it reads across all output positions."""
+        out_h, out_w = self.output_hw
+        (stride_h, stride_w), (dilation_h, dilation_w) = self.stride, self.dilation
+        for row in range(self.kernel[0]):
+            for col in range(self.kernel[1]):
+                top, left = row * dilation_h, col * dilation_w
+                yield (row, col, slice(top, top + stride_h * (out_h - 1) + 1, stride_h),
+                       slice(left, left + stride_w * (out_w - 1) + 1, stride_w))
 
 
 def effective_kernel(kernel, dilation) -> tuple[int, int]:
@@ -48,62 +127,3 @@ def check_image(input_shape, op_name: str) -> None:
         raise shape_error(f"{op_name} takes images", field="inputs",
                           expected="a 3-D input (channels, height, width)",
                           found=f"{format_shape(input_shape)} ({len(input_shape)}-D)")
-
-
-def resolve_window(input_shape, attrs) -> SlidingWindow:
-    """Resolve the ``kernel``, ``stride``, ``padding`` and (if any) ``dilation`` attributes for a
-    per-sample ``input_shape`` (channels, height, width): explicit pads and the output size.
-
-    A ``stride`` of None means the kernel size. Padding is "valid" (none), an explicit (height,
-    width) applied on both sides, or "same" as in TensorFlow: output = ceil(input / stride), the
-    total padding split with the odd row or column after. Raises a ShapeError (field "kernel")
-    when the dilated kernel is larger than the padded input.
-    """
-    channels, *input_hw = input_shape
-    kernel = as_pair(attrs.kernel)
-    stride = kernel if attrs.stride is None else as_pair(attrs.stride)
-    dilation = as_pair(getattr(attrs, "dilation", 1))
-    padding = attrs.padding if isinstance(attrs.padding, str) else as_pair(attrs.padding)
-    extent = effective_kernel(kernel, dilation)
-
-    pads, output_hw = [], []
-    for axis in range(2):
-        size, step = input_hw[axis], stride[axis]
-        if padding == "same":
-            out = math.ceil(size / step)
-            total = max((out - 1) * step + extent[axis] - size, 0)
-            before, after = total // 2, total - total // 2
-        else:
-            before = after = 0 if padding == "valid" else padding[axis]
-            out = (size + before + after - extent[axis]) // step + 1
-        pads += [before, after]
-        output_hw.append(out)
-
-    padded_hw = (input_hw[0] + pads[0] + pads[1], input_hw[1] + pads[2] + pads[3])
-    if extent[0] > padded_hw[0] or extent[1] > padded_hw[1]:
-        found = format_shape(kernel)
-        if extent != kernel:
-            found += f" (dilated, it spans {format_shape(extent)})"
-        raise shape_error(
-            "kernel larger than its padded input", field="kernel",
-            expected=f"a kernel of at most {format_shape(padded_hw)} "
-                     f"(the padded input is {format_shape((channels, *padded_hw))})",
-            found=found)
-    return SlidingWindow(kernel, stride, dilation, tuple(pads), tuple(output_hw))
-
-
-def kernel_offsets(window: SlidingWindow) -> Iterator[tuple[int, int, slice, slice]]:
-    """For each kernel tap (row-major): its row, column, and the row and column slices of the
-    padded input it reads across all output positions."""
-    out_h, out_w = window.output_hw
-    (stride_h, stride_w), (dilation_h, dilation_w) = window.stride, window.dilation
-    for row in range(window.kernel[0]):
-        for col in range(window.kernel[1]):
-            top, left = row * dilation_h, col * dilation_w
-            yield (row, col, slice(top, top + stride_h * (out_h - 1) + 1, stride_h),
-                   slice(left, left + stride_w * (out_w - 1) + 1, stride_w))
-
-
-def wants_input_grad(ctx, position: int = 0) -> bool:
-    """Whether input ``position`` wants a gradient (an empty tuple means every input does)."""
-    return not ctx.needs_input_grad or bool(ctx.needs_input_grad[position])

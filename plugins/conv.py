@@ -21,7 +21,7 @@ from graphnet.hookspecs import hookimpl
 from graphnet.op import Attr, Op, Param, Window, shape_error
 
 from ._conv_tiles import takes_epilogue, tiled_backward, tiled_forward
-from ._window import SlidingWindow, check_image, kernel_offsets, resolve_window, wants_input_grad
+from ._window import SlidingWindow, check_image
 
 INITS = ("he_normal", "he_uniform", "glorot_uniform", "glorot_normal")
 
@@ -67,7 +67,7 @@ class Conv2d(Op):
             raise shape_error("filters not divisible by groups", field="groups",
                               expected=f"a divisor of the {attrs.filters} filters",
                               found=str(groups))
-        return resolve_window(input_shape, attrs)
+        return SlidingWindow.of(input_shape, attrs)
 
     def shape(self, input_shapes, attrs):
         return (attrs.filters, *self._window(input_shapes[0], attrs).output_hw)
@@ -136,7 +136,7 @@ class Conv2d(Op):
         grad_nhwc = np.ascontiguousarray(grad_output.transpose(0, 2, 3, 1), dtype=padded.dtype)
 
         grad_input = None
-        if wants_input_grad(ctx):
+        if ctx.wants_input_grad(0):
             weight_in_dtype = weight.astype(padded.dtype, copy=False)
             if depthwise:
                 grad_input = depthwise_input_gradient(grad_nhwc, weight_in_dtype, input_shape,
@@ -166,7 +166,7 @@ class Conv2d(Op):
         weight = params["weight"]
         grad_input, grad_weight, grad_bias = tiled_backward(
             grad_output.astype(images.dtype, copy=False), images,
-            weight.astype(images.dtype, copy=False), window, input_grad=wants_input_grad(ctx),
+            weight.astype(images.dtype, copy=False), window, input_grad=ctx.wants_input_grad(0),
             param_grads=ctx.needs_param_grad, bias=attrs.bias, epilogue=ctx.epilogue,
             output=output)
         param_grads = {}
@@ -236,7 +236,7 @@ def col2im_gradient(grad_nhwc, weight, input_shape, window: SlidingWindow, group
         grad_columns = grad_columns.reshape(groups, tap_count, -1, *window.output_hw,
                                             channels // groups)
         grad_block = grad_padded[block]
-        for tap, (_, _, rows, cols) in enumerate(kernel_offsets(window)):
+        for tap, (_, _, rows, cols) in enumerate(window.taps()):
             grad_block[:, rows, cols] += grad_columns[:, tap].transpose(1, 2, 3, 0, 4)
     grad_padded = grad_padded.reshape(*grad_padded.shape[:3], channels)
     return grad_padded[:, top:top + height, left:left + width]
@@ -266,7 +266,7 @@ def transposed_conv_gradient(grad_nhwc, weight, input_shape, window: SlidingWind
     flipped = per_group[:, :, :, ::-1, ::-1].transpose(0, 3, 4, 1, 2)
     flipped = flipped.reshape(groups, -1, channels // groups)
 
-    unit_stride = window._replace(stride=(1, 1), pads=(0, 0, 0, 0), output_hw=(height, width))
+    unit_stride = SlidingWindow(buffer_hw, window.kernel, dilation=window.dilation)
     grad_input = np.empty((batch, height, width, channels), dtype=grad_nhwc.dtype)
     for block in sample_blocks(batch, column_bytes((height, width), window, filters, buffer)):
         matmul_into(im2col(buffer[block], unit_stride, groups), flipped, grad_input[block])
@@ -299,7 +299,7 @@ def depthwise_forward(padded, weight, window: SlidingWindow) -> np.ndarray:
     taps = weight.reshape(channels, multiplier, *window.kernel)
     output = np.empty((batch, *window.output_hw, channels, multiplier), dtype=padded.dtype)
     product = np.empty_like(output)
-    for row, col, rows, cols in kernel_offsets(window):
+    for row, col, rows, cols in window.taps():
         if row == col == 0:
             np.multiply(padded[:, rows, cols, :, None], taps[:, :, 0, 0], out=output)
         else:
@@ -326,7 +326,7 @@ def depthwise_input_gradient(grad_nhwc, weight, input_shape, window: SlidingWind
     grad_by_channel = grad_nhwc.reshape(*grad_nhwc.shape[:3], channels, multiplier)
     grad_padded = np.zeros((batch, height + top + bottom, width + left + right, channels),
                            dtype=grad_nhwc.dtype)
-    for row, col, rows, cols in kernel_offsets(window):
+    for row, col, rows, cols in window.taps():
         if multiplier == 1:
             grad_padded[:, rows, cols] += grad_nhwc * taps[:, 0, row, col]
         else:

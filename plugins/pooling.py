@@ -14,7 +14,7 @@ from graphnet import parallel
 from graphnet.hookspecs import hookimpl
 from graphnet.op import GLOBAL, Attr, Op, Window, format_shape, shape_error
 
-from ._window import SlidingWindow, check_image, kernel_offsets, resolve_window, wants_input_grad
+from ._window import SlidingWindow, check_image
 
 POOL_ATTRS = {
     "kernel": Attr("pair", minimum=1, doc="window height and width"),
@@ -32,7 +32,7 @@ class _Pool2d(Op):
 
     def _window(self, input_shape, attrs) -> SlidingWindow:
         check_image(input_shape, self.name)
-        window = resolve_window(input_shape, attrs)
+        window = SlidingWindow.of(input_shape, attrs)
         half_kernel = (window.kernel[0] // 2, window.kernel[1] // 2)
         top, bottom, left, right = window.pads
         widest = (max(top, bottom), max(left, right))
@@ -64,7 +64,7 @@ class MaxPool2d(_Pool2d):
     def forward(self, inputs, params, attrs, ctx):
         images = inputs[0]
         window = self._window(images.shape[1:], attrs)
-        padded = pad_spatial(images, window.pads, -np.inf)
+        padded = pad_spatial(images, window, -np.inf)
         maximum = np.empty_like(images, shape=(*images.shape[:2], *window.output_hw))
         # The winners cost as much as the maximum; only training needs them, so evaluation
         # defers them to a backward that may never come (and saves the input for it).
@@ -82,7 +82,7 @@ class MaxPool2d(_Pool2d):
         return maximum, (winning_tap, images.shape, window, deferred)
 
     def backward(self, grad_output, saved, params, attrs, ctx):
-        if not wants_input_grad(ctx):
+        if not ctx.wants_input_grad(0):
             return [None], {}
         winning_tap, input_shape, window, deferred = saved
         if winning_tap is None:  # a forward outside training (gradients in evaluation mode)
@@ -103,7 +103,7 @@ class MaxPool2d(_Pool2d):
             def work(part):
                 is_winner = np.empty_like(winning_tap[part], dtype=bool)
                 grad_part = grad_input[part]
-                for tap, (_, _, rows, cols) in enumerate(kernel_offsets(window)):
+                for tap, (_, _, rows, cols) in enumerate(window.taps()):
                     np.equal(winning_tap[part], tap, out=is_winner)
                     np.multiply(grad_output[part], is_winner, out=grad_part[:, :, rows, cols])
 
@@ -114,7 +114,7 @@ class MaxPool2d(_Pool2d):
         def work(part):
             is_winner = np.empty_like(winning_tap[part], dtype=bool)
             routed = np.empty_like(grad_output[part])
-            for tap, (_, _, rows, cols) in enumerate(kernel_offsets(window)):
+            for tap, (_, _, rows, cols) in enumerate(window.taps()):
                 np.equal(winning_tap[part], tap, out=is_winner)
                 np.multiply(grad_output[part], is_winner, out=routed)
                 grad_padded[part][:, :, rows, cols] += routed  # overlapping windows accumulate
@@ -138,9 +138,9 @@ class AvgPool2d(_Pool2d):
     def forward(self, inputs, params, attrs, ctx):
         images = inputs[0]
         window = self._window(images.shape[1:], attrs)
-        padded = pad_spatial(images, window.pads, 0.0)
+        padded = pad_spatial(images, window, 0.0)
         total = None
-        for _, _, rows, cols in kernel_offsets(window):
+        for _, _, rows, cols in window.taps():
             if total is None:
                 total = padded[:, :, rows, cols].copy(order="K")
             else:
@@ -149,17 +149,17 @@ class AvgPool2d(_Pool2d):
         return total, (images.shape, window)
 
     def backward(self, grad_output, saved, params, attrs, ctx):
-        if not wants_input_grad(ctx):
+        if not ctx.wants_input_grad(0):
             return [None], {}
         input_shape, window = saved
         share = grad_output * (1.0 / (window.kernel[0] * window.kernel[1]))
         if tiles_input(window, input_shape):
             grad_input = np.empty_like(share, shape=input_shape)
-            for _, _, rows, cols in kernel_offsets(window):
+            for _, _, rows, cols in window.taps():
                 grad_input[:, :, rows, cols] = share
             return [grad_input], {}
         grad_padded = zeros_padded(share, input_shape, window, grad_output.dtype)
-        for _, _, rows, cols in kernel_offsets(window):
+        for _, _, rows, cols in window.taps():
             grad_padded[:, :, rows, cols] += share
         return [unpad(grad_padded, window.pads)], {}
 
@@ -193,7 +193,7 @@ class GlobalAvgPool(Op):
         return images.mean(axis=(2, 3)), images.shape
 
     def backward(self, grad_output, saved, params, attrs, ctx):
-        if not wants_input_grad(ctx):
+        if not ctx.wants_input_grad(0):
             return [None], {}
         batch, channels, height, width = saved
         # written channels-last, the layout a conv below reads without a copy
@@ -223,7 +223,7 @@ def same_layout(array: np.ndarray, like: np.ndarray) -> np.ndarray:
 
 def window_maximum(padded, window: SlidingWindow, out: np.ndarray) -> np.ndarray:
     """The largest value of each window, written into ``out``."""
-    for tap, (_, _, rows, cols) in enumerate(kernel_offsets(window)):
+    for tap, (_, _, rows, cols) in enumerate(window.taps()):
         if tap == 0:
             np.copyto(out, padded[:, :, rows, cols])
         else:
@@ -248,7 +248,7 @@ def maximum_and_first_winner(padded, window: SlidingWindow, maximum: np.ndarray,
     """
     better = np.empty_like(maximum, dtype=bool)
     bid = np.empty_like(winner)
-    for tap, (_, _, rows, cols) in enumerate(kernel_offsets(window)):
+    for tap, (_, _, rows, cols) in enumerate(window.taps()):
         values = padded[:, :, rows, cols]
         if tap == 0:
             np.copyto(maximum, values)
@@ -268,25 +268,21 @@ def tiles_input(window: SlidingWindow, input_shape) -> bool:
             and input_shape[3] == window.output_hw[1] * window.kernel[1])
 
 
-def pad_spatial(images: np.ndarray, pads, fill: float) -> np.ndarray:
-    """``images`` (NCHW-shaped) with ``pads`` (top, bottom, left, right) of ``fill`` around
-    the height and width axes, in the same memory layout; ``images`` itself if no padding."""
-    if not any(pads):
+def pad_spatial(images: np.ndarray, window: SlidingWindow, fill: float) -> np.ndarray:
+    """``images`` (NCHW-shaped) with the window's padding of ``fill`` around the height and
+    width axes, in the same memory layout; ``images`` itself if no padding."""
+    if not any(window.pads):
         return images
-    top, bottom, left, right = pads
-    batch, channels, height, width = images.shape
-    padded = np.full_like(images, fill, shape=(batch, channels, height + top + bottom,
-                                               width + left + right))
+    top, _, left, _ = window.pads
+    height, width = window.input_hw
+    padded = np.full_like(images, fill, shape=(*images.shape[:2], *window.padded_hw))
     padded[:, :, top:top + height, left:left + width] = images
     return padded
 
 
 def zeros_padded(layout_like: np.ndarray, input_shape, window: SlidingWindow, dtype):
     """A zero gradient buffer for the padded input, in the memory layout of ``layout_like``."""
-    batch, channels, height, width = input_shape
-    top, bottom, left, right = window.pads
-    return np.zeros_like(layout_like, dtype=dtype,
-                         shape=(batch, channels, height + top + bottom, width + left + right))
+    return np.zeros_like(layout_like, dtype=dtype, shape=(*input_shape[:2], *window.padded_hw))
 
 
 def unpad(padded: np.ndarray, pads) -> np.ndarray:

@@ -82,15 +82,10 @@ def _pair(value) -> tuple[int, int]:
 def window_pads(input_hw, kernel, stride, dilation, padding) -> tuple[int, int, int, int]:
     """(top, bottom, left, right) as graphnet's sliding windows resolve them: "same" as in
     TensorFlow (output = ceil(input / stride), the odd row or column after), else symmetric."""
-    pads = []
-    for axis, (size, k, s, d) in enumerate(zip(input_hw, kernel, stride, dilation)):
-        if padding == "same":
-            total = max((math.ceil(size / s) - 1) * s + d * (k - 1) + 1 - size, 0)
-            pads += [total // 2, total - total // 2]
-        else:
-            before = 0 if padding == "valid" else padding[axis]
-            pads += [before, before]
-    return tuple(pads)
+    # the ops' own geometry (a built-in plugins module) until conv and pooling own their exports
+    from graphnet_plugins._window import SlidingWindow
+    return SlidingWindow.resolve(input_hw, kernel, stride=stride, padding=padding,
+                                 dilation=dilation).pads
 
 
 def _padded_input(node: ExportNode, kernel, stride, dilation, fill: str | None = None):

@@ -9,6 +9,7 @@ import pytest
 from graphnet.errors import ShapeError, SpecError
 from graphnet.op import Window
 from graphnet_plugins import conv
+from graphnet_plugins._window import SlidingWindow
 from graphnet_plugins.conv import Conv2d
 
 
@@ -31,25 +32,13 @@ def random_params(input_shape, attrs, seed=1, dtype=np.float64):
             for index, (name, param) in enumerate(declared.items())}
 
 
-def same_pads(size, kernel, stride, dilation):
-    """TensorFlow's "same" padding for one axis, written out independently of the op."""
-    out = -(-size // stride)
-    total = max((out - 1) * stride + dilation * (kernel - 1) + 1 - size, 0)
-    return total // 2, total - total // 2
-
-
 def naive_conv2d(x, weight, bias, attrs):
     """The definition, one output element at a time (loops are fine in tests)."""
-    batch, channels, height, width = x.shape
+    batch = len(x)
     filters, channels_per_group, kernel_h, kernel_w = weight.shape
     (stride_h, stride_w), (dilation_h, dilation_w) = attrs.stride, attrs.dilation
-    if attrs.padding == "same":
-        pads_h = same_pads(height, kernel_h, stride_h, dilation_h)
-        pads_w = same_pads(width, kernel_w, stride_w, dilation_w)
-    else:
-        pad_h, pad_w = (0, 0) if attrs.padding == "valid" else attrs.padding
-        pads_h, pads_w = (pad_h, pad_h), (pad_w, pad_w)
-    padded = np.pad(x, ((0, 0), (0, 0), pads_h, pads_w))
+    pad_top, pad_bottom, pad_left, pad_right = SlidingWindow.of(x.shape[1:], attrs).pads
+    padded = np.pad(x, ((0, 0), (0, 0), (pad_top, pad_bottom), (pad_left, pad_right)))
     span_h, span_w = dilation_h * (kernel_h - 1) + 1, dilation_w * (kernel_w - 1) + 1
     out_h = (padded.shape[2] - span_h) // stride_h + 1
     out_w = (padded.shape[3] - span_w) // stride_w + 1

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import contextlib
 import math
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 
 from graphnet import blas, parallel
 from graphnet_plugins import _conv_taps as taps
 from graphnet_plugins import _conv_tiles as tiles
+from graphnet_plugins._window import SlidingWindow
 
 METHODS = ["im2col", "kernel-rows", "taps", "taps-numpy"]
 
@@ -47,17 +46,6 @@ def assert_matches_reference(found, images, weight, bias, window, grad_output, r
     np.testing.assert_allclose(grad_weight, expected[2], rtol=rtol)
 
 
-def window_for(input_hw, kernel, stride=(1, 1), dilation=(1, 1), pads=(0, 0, 0, 0)):
-    """The fields of the op's resolved window that the tiled code reads."""
-    extent = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
-    output_hw = tuple((size + pads[2 * axis] + pads[2 * axis + 1] - extent[axis]) // stride[axis]
-                      + 1 for axis, size in enumerate(input_hw))
-    window = SimpleNamespace(kernel=kernel, stride=stride, dilation=dilation, pads=pads,
-                             output_hw=output_hw, extent=extent)
-    window._replace = lambda **changes: SimpleNamespace(**{**vars(window), **changes})
-    return window
-
-
 def reference(images, weight, bias, window, grad_output):
     """Direct convolution and its gradients, one kernel tap at a time (float64, NCHW)."""
     top, bottom, left, right = window.pads
@@ -65,8 +53,7 @@ def reference(images, weight, bias, window, grad_output):
     output = np.zeros((len(images), len(weight), *window.output_hw)) + bias[:, None, None]
     grad_padded = np.zeros_like(padded)
     grad_weight = np.zeros_like(weight)
-    for (rows, cols), (row, col) in zip(tiles.tap_slices(window),
-                                        np.ndindex(*window.kernel)):
+    for row, col, rows, cols in window.taps():
         taps = padded[:, :, rows, cols]
         output += np.einsum("nchw,fc->nfhw", taps, weight[:, :, row, col])
         grad_weight[:, :, row, col] = np.einsum("nfhw,nchw->fc", grad_output, taps)
@@ -100,7 +87,7 @@ def test_tiled_conv_equals_the_direct_one(monkeypatch, case, channels, filters, 
         images = np.ascontiguousarray(images.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
     weight = rng.standard_normal((filters, channels, *case["kernel"]))
     bias = rng.standard_normal(filters)
-    window = window_for(images.shape[2:], **case)
+    window = SlidingWindow(images.shape[2:], **case)
     grad_output = rng.standard_normal((5, filters, *window.output_hw))
     expected = reference(images, weight, bias, window, grad_output)
 
@@ -119,7 +106,7 @@ def test_any_tile_size_and_thread_count_gives_the_same_result(monkeypatch, threa
     rng = np.random.default_rng(2)
     images = rng.standard_normal((7, 4, 6, 6))
     weight, bias = rng.standard_normal((8, 4, 3, 3)), rng.standard_normal(8)
-    window = window_for((6, 6), (3, 3), pads=(1, 1, 1, 1))
+    window = SlidingWindow((6, 6), (3, 3), pads=(1, 1, 1, 1))
     grad_output = rng.standard_normal((7, 8, 6, 6))
     monkeypatch.setattr(tiles, "TILE_BYTES", 1)  # a tile per sample
     monkeypatch.setattr(taps, "TILE_BYTES", 1)
@@ -136,7 +123,7 @@ def test_only_the_gradients_asked_for(monkeypatch, method):
     use_method(monkeypatch, method)
     rng = np.random.default_rng(3)
     images, weight = rng.standard_normal((2, 3, 5, 5)), rng.standard_normal((4, 3, 3, 3))
-    window = window_for((5, 5), (3, 3))
+    window = SlidingWindow((5, 5), (3, 3))
     grad_output = rng.standard_normal((2, 4, 3, 3))
     grad_input, grad_weight, grad_bias = tiles.tiled_backward(
         grad_output, images, weight, window, input_grad=False, param_grads=True, bias=False)
@@ -151,7 +138,7 @@ def test_float32_stays_float32_and_empty_batches_work(monkeypatch, method):
     use_method(monkeypatch, method)
     images = np.ones((0, 2, 4, 4), np.float32)
     weight = np.ones((3, 2, 3, 3), np.float32)
-    window = window_for((4, 4), (3, 3), pads=(1, 1, 1, 1))
+    window = SlidingWindow((4, 4), (3, 3), pads=(1, 1, 1, 1))
     output = tiles.tiled_forward(images, weight, None, window)
     assert output.shape == (0, 4, 4, 3) and output.dtype == np.float32
     images = np.ones((2, 2, 4, 4), np.float32)
@@ -162,12 +149,12 @@ def test_float32_stays_float32_and_empty_batches_work(monkeypatch, method):
 
 
 def test_taps_serve_same_padded_layers_of_enough_channels_and_only_those():
-    same = window_for((32, 32), (3, 3), pads=(1, 1, 1, 1))
+    same = SlidingWindow((32, 32), (3, 3), pads=(1, 1, 1, 1))
     assert taps.applies((8, 32, 32, 32), (32, 32, 3, 3), same)
     assert not taps.applies((8, 3, 32, 32), (32, 3, 3, 3), same)  # an RGB image: im2col
-    strided = window_for((32, 32), (3, 3), stride=(2, 2), pads=(1, 1, 1, 1))
+    strided = SlidingWindow((32, 32), (3, 3), stride=(2, 2), pads=(1, 1, 1, 1))
     assert not taps.applies((8, 32, 32, 32), (32, 32, 3, 3), strided)
-    valid = window_for((14, 14), (5, 5))  # most of the grid would be computed for nothing
+    valid = SlidingWindow((14, 14), (5, 5))  # most of the grid would be computed for nothing
     assert not taps.applies((8, 32, 14, 14), (32, 32, 5, 5), valid)
 
 
@@ -179,7 +166,7 @@ def test_a_short_last_tile_does_not_read_what_an_earlier_tile_left(monkeypatch):
     monkeypatch.setattr(taps.TapGrid, "tile", lambda self, *args: 3)
     rng = np.random.default_rng(4)
     weight, bias = rng.standard_normal((3, 2, 3, 3)), rng.standard_normal(3)
-    window = window_for((5, 5), (3, 3), pads=(1, 1, 1, 1))
+    window = SlidingWindow((5, 5), (3, 3), pads=(1, 1, 1, 1))
     with thread_count(1):
         for images in (np.full((3, 2, 5, 5), np.inf), rng.standard_normal((1, 2, 5, 5))):
             grad_output = np.ones((len(images), 3, 5, 5))
@@ -197,8 +184,8 @@ def test_layers_whose_grids_share_a_pitch_do_not_share_stale_gaps(monkeypatch):
     pixels. Run after the first, the second's padding must still read zeros."""
     use_method(monkeypatch, "taps")
     rng = np.random.default_rng(6)
-    first = window_for((32, 32), (4, 4), pads=(1, 1, 1, 1))      # 31×31 out, pitch 33
-    second = window_for((31, 31), (4, 4), pads=(1, 2, 1, 2))     # 31×31 out, pitch 33
+    first = SlidingWindow((32, 32), (4, 4), pads=(1, 1, 1, 1))      # 31×31 out, pitch 33
+    second = SlidingWindow((31, 31), (4, 4), pads=(1, 2, 1, 2))     # 31×31 out, pitch 33
     weight, bias = rng.standard_normal((3, 2, 4, 4)), rng.standard_normal(3)
     large = rng.standard_normal((2, 2, 32, 32)) * 1e3
     small = rng.standard_normal((2, 2, 31, 31))

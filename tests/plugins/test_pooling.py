@@ -8,6 +8,7 @@ import pytest
 from graphnet.errors import ShapeError, SpecError
 from graphnet.op import GLOBAL, Window
 from graphnet_plugins import pooling
+from graphnet_plugins._window import SlidingWindow
 from graphnet_plugins.pooling import AvgPool2d, GlobalAvgPool, MaxPool2d
 
 
@@ -25,26 +26,15 @@ def random(shape, seed=0, dtype=np.float64):
     return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
 
 
-def same_pads(size, kernel, stride):
-    """TensorFlow's "same" padding for one axis, written out independently of the ops."""
-    out = -(-size // stride)
-    total = max((out - 1) * stride + kernel - size, 0)
-    return total // 2, total - total // 2
-
-
 def naive_pool(x, attrs, reduce):
     """Pool one window at a time (loops are fine in tests): max pads with −inf, average pads
     with zeros that count in the divisor, as PyTorch does."""
-    batch, channels, height, width = x.shape
+    batch, channels = x.shape[:2]
     kernel_h, kernel_w = attrs.kernel
     stride_h, stride_w = attrs.stride or attrs.kernel
-    if attrs.padding == "same":
-        pads_h, pads_w = same_pads(height, kernel_h, stride_h), same_pads(width, kernel_w, stride_w)
-    else:
-        pad_h, pad_w = (0, 0) if attrs.padding == "valid" else attrs.padding
-        pads_h, pads_w = (pad_h, pad_h), (pad_w, pad_w)
+    top, bottom, left, right = SlidingWindow.of(x.shape[1:], attrs).pads  # see test_window
     fill = -np.inf if reduce == "max" else 0.0
-    padded = np.pad(x, ((0, 0), (0, 0), pads_h, pads_w), constant_values=fill)
+    padded = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=fill)
     out_h = (padded.shape[2] - kernel_h) // stride_h + 1
     out_w = (padded.shape[3] - kernel_w) // stride_w + 1
     output = np.zeros((batch, channels, out_h, out_w))
