@@ -60,3 +60,27 @@ def test_exactly_zero_gradient_of_a_bias_before_batch_norm_passes():
         {"name": "pool", "op": "max_pool2d", "kernel": 2}]})
     report = gradcheck(graph, batch_size=3, points_per_array=None)
     assert report.passed, report.worst
+
+
+def test_a_wrong_parameter_free_op_is_named_not_the_layers_before_it(tmp_path, run_cli):
+    """conv's weights disagree too (the wrong factor reaches them through cube), but the
+    per-node check finds where it starts."""
+    plugin = tmp_path / "cube.py"
+    plugin.write_text(WRONG_PLUGIN.format(factor=1.01))
+    spec = tmp_path / "net.toml"
+    spec.write_text(SPEC)
+    code, out, err = run_cli("gradcheck", spec, "--plugin", plugin)
+    assert code == 1, out + err
+    assert "the first node whose backward disagrees with its forward: cube (op cube" in " ".join(out.split())
+    report = gradcheck(graphnet.load(spec, plugins=[plugin]), points_per_array=2)
+    assert report.first_wrong_backward.node == "cube"
+    assert report.first_wrong_backward.array == "input 1 (conv)"
+    assert {c.node for c in report.node_checks if c.error > report.tolerance} == {"cube"}
+
+
+def test_every_node_of_a_right_graph_passes_its_own_check():
+    graph = graphnet.load("specs/branching.json")
+    report = gradcheck(graph, points_per_array=1)
+    checked = {c.node for c in report.node_checks}
+    assert {"pool", "merge", "fc"} <= checked
+    assert report.first_wrong_backward is None and report.passed

@@ -1,6 +1,7 @@
 """Rendering of check results (gradcheck)."""
 from __future__ import annotations
 
+from rich.markup import escape
 from rich.table import Table
 
 from . import stdout
@@ -22,4 +23,12 @@ def render_gradcheck(graph, report) -> None:
     console.print(table)
     verdict = "[green]all gradients agree[/]" if report.passed else "[bold red]gradients disagree[/]"
     console.print(f"{verdict}: worst relative error {report.worst:.2e} "
-                  f"(tolerance {report.tolerance:.0e}, {len(report.checks)} arrays)")
+                  f"(tolerance {report.tolerance:.0e}, {report.arrays} arrays: parameters, "
+                  "inputs and each node's backward on its own)")
+    culprit = report.first_wrong_backward
+    if culprit is not None:
+        node = graph.nodes[culprit.node]
+        console.print(f"[bold red]the first node whose backward disagrees with its forward:[/] "
+                      f"{escape(culprit.node)} (op {escape(node.op_name)}, plugin "
+                      f"{escape(str(node.plugin))}), gradient of its {escape(culprit.array)}: "
+                      f"relative error {culprit.error:.2e}")
