@@ -1,7 +1,9 @@
 """The ``graphnet`` command: argument parsing and exit codes only.
 
 Each subcommand is a module in :mod:`graphnet.commands` defining ``register(subparsers, common)``
-(which adds its parser and sets ``run``) and an ``ORDER`` for the help listing. Exit status: 0
+(which adds its parser and sets ``run``) and an ``ORDER`` for the help listing; the module is
+named after its command. Only the command asked for is imported (all of them when the help must
+list them), so ``graphnet check`` does not pay for training or PyTorch. Exit status: 0
 success, 1 a check that ran and failed (e.g. gradcheck), 2 bad input of any kind (spec, data,
 checkpoint, plugin or argument; also a file the system refuses and memory that runs out),
 130 interrupted.
@@ -17,10 +19,10 @@ import sys
 
 from . import __version__, commands
 from .errors import GraphnetError
-from .render import print_error
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser with every command, or with only ``command`` when one is named so."""
     parser = argparse.ArgumentParser(
         prog="graphnet",
         description="Declare, inspect, train and extend convolutional neural networks as data.")
@@ -32,16 +34,26 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--disable-plugin", action="append", default=[], metavar="NAME",
                         help="turn this plugin off (repeatable; also GRAPHNET_DISABLE_PLUGINS)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    modules = [importlib.import_module(f"{commands.__name__}.{info.name}")
-               for info in pkgutil.iter_modules(commands.__path__) if not info.name.startswith("_")]
+    names = [info.name for info in pkgutil.iter_modules(commands.__path__)
+             if not info.name.startswith("_")]
+    modules = [importlib.import_module(f"{commands.__name__}.{name}")
+               for name in ([command] if command in names else names)]
     for module in sorted(modules, key=lambda m: (getattr(m, "ORDER", 99), m.__name__)):
         module.register(subparsers, common)
     parser.set_defaults(command_parsers=subparsers.choices)
     return parser
 
 
+def print_error(error) -> None:
+    from .render import print_error as render_error  # rich, only when there is an error
+
+    render_error(error)
+
+
 def main(argv=None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    # the first word that is not an option names the command (the top level takes no values)
+    parser = build_parser(next((word for word in argv if not word.startswith("-")), None))
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # with the command's usage and name, not the top-level "usage: graphnet COMMAND"
         parser = args.command_parsers.get(args.command, parser)

@@ -1,7 +1,13 @@
 """The command line as a whole: help for every command, exit codes for bad arguments."""
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from graphnet.cli import build_parser, main
+
+SPECS = Path(__file__).resolve().parent.parent / "specs"
 
 
 def subcommands():
@@ -59,3 +65,36 @@ def test_a_reader_that_leaves_early_is_not_a_failed_check():
     status = reader.wait(timeout=60)
     assert status in (0, 141)               # finished first, or told the pipe was gone
     assert b"Traceback" not in reader.stderr.read()
+
+
+@pytest.mark.parametrize("command", subcommands())
+def test_each_command_is_the_module_of_its_name(command):
+    """main() imports only the module named after the command it is given."""
+    parser = build_parser(command)
+    action = next(a for a in parser._subparsers._group_actions if a.choices)
+    assert sorted(action.choices) == [command]
+
+
+def test_checking_a_spec_loads_neither_training_nor_networkx_nor_torch():
+    """What `graphnet check` imports (its start-up time is mostly imports)."""
+    code = ("import sys; from graphnet.cli import main; status = main(['check', sys.argv[1]]); "
+            "print(status, *sorted(sys.modules))")
+    output = subprocess.run([sys.executable, "-c", code, str(SPECS / "lenet5.toml")],
+                            capture_output=True, text=True, check=True).stdout
+    status, *modules = output.splitlines()[-1].split()
+    assert status == "0"
+    loaded = set(modules)
+    for heavy in ("networkx", "torch", "graphnet.train", "graphnet.engine", "graphnet.inspection",
+                  "graphnet.export.torch", "rich.progress", "urllib.request"):
+        assert heavy not in loaded, heavy
+
+
+def test_building_the_full_parser_loads_no_command_dependencies():
+    """`graphnet --help` lists every command without importing what running them needs."""
+    code = ("import sys; from graphnet.cli import build_parser; build_parser(); "
+            "print(*sorted(sys.modules))")
+    loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                check=True).stdout.split())
+    for heavy in ("networkx", "torch", "rich", "pluggy", "graphnet.train", "graphnet.render",
+                  "graphnet.inspection", "graphnet.registry", "graphnet.bench"):
+        assert heavy not in loaded, heavy

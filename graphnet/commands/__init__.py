@@ -1,4 +1,7 @@
-"""One module per ``graphnet`` subcommand; see :mod:`graphnet.cli`.
+"""One module per ``graphnet`` subcommand, named after it; see :mod:`graphnet.cli`.
 
-Shared plumbing for commands lives in :mod:`graphnet.commands._common`.
+A command module imports at its top only what building its parser needs; what running it needs
+(rendering, training, inspection, PyTorch) it imports inside ``run``, so that listing every
+command for ``graphnet --help`` stays cheap. Shared plumbing for commands lives in
+:mod:`graphnet.commands._common`.
 """

@@ -5,12 +5,13 @@ import argparse
 import math
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import SpecError
-from ..graph import Graph, load
-from ..limits import DEFAULT_FRACTION, LIMIT_ENV
-from ..registry import DISABLE_ENV, PLUGINS_ENV, Registry, build_registry, disabled_from_env
-from ..render import print_error
+
+if TYPE_CHECKING:
+    from ..graph import Graph
+    from ..registry import Registry
 
 _registries: dict[tuple, Registry] = {}
 
@@ -18,6 +19,9 @@ _registries: dict[tuple, Registry] = {}
 def registry_from_args(args) -> Registry:
     """The registry for ``--plugin``/``--disable-plugin`` (plus the environment); plugin
     problems are printed once on stderr, and every plugin that works stays usable."""
+    from ..registry import DISABLE_ENV, PLUGINS_ENV, build_registry, disabled_from_env
+    from ..render import print_error
+
     environment = (os.environ.get(PLUGINS_ENV, ""), os.environ.get(DISABLE_ENV, ""))
     key = (tuple(args.plugin), tuple(args.disable_plugin), environment)
     if key not in _registries:
@@ -30,6 +34,8 @@ def registry_from_args(args) -> Registry:
 
 def load_graph(args, path) -> Graph:
     """Load one spec with the registry the flags ask for."""
+    from ..graph import load
+
     if Path(path).is_dir():  # spec.py says so only after the suffix check ("no suffix")
         raise SpecError("spec path is a directory", file=path, expected="a file")
     return load(path, registry=registry_from_args(args))
@@ -37,6 +43,8 @@ def load_graph(args, path) -> Graph:
 
 def add_memory_limit_argument(parser) -> None:
     """``--memory-limit SIZE``: the most memory a graph may need (see :mod:`graphnet.limits`)."""
+    from ..limits import DEFAULT_FRACTION, LIMIT_ENV
+
     parser.add_argument("--memory-limit", metavar="SIZE", default=None,
                         help="refuse graphs that would need more memory than this, e.g. 8GiB, "
                              f"or none (default: {LIMIT_ENV}, else {DEFAULT_FRACTION * 100:.0f}%% of "

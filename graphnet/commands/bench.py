@@ -2,8 +2,6 @@
 measure peak memory; with ``--compare torch``, side by side with the same network in PyTorch."""
 from __future__ import annotations
 
-from .. import bench
-from ..render.bench import render_bench, render_json
 from ._common import load_graph
 
 ORDER = 80
@@ -37,6 +35,9 @@ def register(subparsers, common) -> None:
 
 
 def run(args) -> int:
+    from .. import bench
+    from ..render.bench import render_bench, render_json
+
     config = bench.BenchConfig(
         batch_size=args.batch_size, steps=args.steps, warmup=args.warmup, threads=args.threads,
         compare=args.compare, seed=args.seed, memory=args.memory, plugins=tuple(args.plugin),

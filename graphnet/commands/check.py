@@ -1,9 +1,6 @@
 """``graphnet check SPEC...``: validate specs, one summary line each or one message per problem."""
 from __future__ import annotations
 
-from .. import limits
-from ..errors import GraphnetError
-from ..render import print_error, stdout
 from ._common import add_memory_limit_argument, load_graph, warn_about
 
 ORDER = 10
@@ -19,6 +16,10 @@ def register(subparsers, common) -> None:
 
 
 def run(args) -> int:
+    from .. import limits
+    from ..errors import GraphnetError
+    from ..render import print_error, stdout
+
     limits.memory_limit(args.memory_limit)  # a bad --memory-limit is reported before any spec
     status = 0
     for path in args.specs:

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..data.cache import CACHE_ENV, checked_cache_dir, dataset_folder
-from ..data.fetch import MIRROR_ENV, fetch
+from ..data.fetch import MIRROR_ENV
 from ..errors import UsageError
-from ..render.data import download_progress, render_dataset_table, render_fetch_results
 from ._common import registry_from_args
 
 ORDER = 60
@@ -39,6 +38,8 @@ def run(args) -> int:
 
 
 def run_list(args) -> int:
+    from ..render.data import render_dataset_table
+
     registry = registry_from_args(args)
     cache_dir = checked_cache_dir(args.cache_dir)
     rows = []
@@ -50,6 +51,9 @@ def run_list(args) -> int:
 
 
 def run_fetch(args) -> int:
+    from ..data.fetch import fetch
+    from ..render.data import download_progress, render_fetch_results
+
     registry = registry_from_args(args)
     sources = [registry.entry("dataset", name, field_name="NAME").value for name in args.names]
     for source in sources:

@@ -1,9 +1,6 @@
 """``graphnet eval SPEC``: test loss, accuracy and confusion matrix of a checkpoint."""
 from __future__ import annotations
 
-from ..render import print_warning
-from ..render.training import render_evaluation
-from ..train import evaluate_checkpoint
 from ._common import load_graph
 from ._training import (EVAL_FLAGS, add_checkpoint_flag, add_setting_flags, checkpoint_path,
                         overrides_from_args)
@@ -23,6 +20,10 @@ def register(subparsers, common) -> None:
 
 
 def run(args) -> int:
+    from ..render import print_warning
+    from ..render.training import render_evaluation
+    from ..train import evaluate_checkpoint
+
     graph = load_graph(args, args.spec)
     overrides, labels = overrides_from_args(args, EVAL_FLAGS)
     path = checkpoint_path(args, graph)

@@ -1,16 +1,16 @@
 """``graphnet export SPEC --to torch [-o FILE]``: the graph as a PyTorch module's source."""
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 from ..errors import UsageError
-from ..export import torch as torch_export
 from ..files import atomic_write_text
-from ..render import stdout
 from ._common import load_graph
 
 ORDER = 85
-TARGETS = {"torch": torch_export.to_source}
+TARGETS = {"torch": "graphnet.export.torch"}
+"""Each target's module; its ``to_source(graph)`` writes the translation (imported when used)."""
 
 
 def register(subparsers, common) -> None:
@@ -33,8 +33,10 @@ def run(args) -> int:
         raise UsageError("cannot write the module", file=args.output, field="-o",
                          expected="a file name", found="a directory")
     graph = load_graph(args, args.spec)
-    source = TARGETS[args.to](graph)
+    source = importlib.import_module(TARGETS[args.to]).to_source(graph)
     if args.output:
+        from ..render import stdout
+
         atomic_write_text(args.output, source)
         stdout().print(f"wrote {args.output}", soft_wrap=True, markup=False)
     else:

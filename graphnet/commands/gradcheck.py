@@ -1,8 +1,7 @@
 """``graphnet gradcheck SPEC``: compare every gradient with central differences in float64."""
 from __future__ import annotations
 
-from ..gradcheck import DEFAULT_TOLERANCE, gradcheck
-from ..render.checks import render_gradcheck
+from ..gradcheck import DEFAULT_TOLERANCE
 from ._common import load_graph, non_negative_int, positive_float, positive_int
 
 ORDER = 20
@@ -26,6 +25,9 @@ def register(subparsers, common) -> None:
 
 def run(args) -> int:
     from ..errors import UsageError
+    from ..gradcheck import gradcheck
+    from ..render.checks import render_gradcheck
+
     if args.batch_size < 1:
         raise UsageError("bad argument", field="--batch-size", expected="an integer >= 1",
                          found=str(args.batch_size))

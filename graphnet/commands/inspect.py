@@ -6,9 +6,7 @@ from __future__ import annotations
 import json
 import sys
 
-from .. import inspection, limits
 from ..errors import UsageError
-from ..render.inspect import render_field, render_inspect
 from ._common import add_memory_limit_argument, load_graph, warn_about
 
 ORDER = 15
@@ -36,6 +34,9 @@ def register(subparsers, common) -> None:
 
 
 def run(args) -> int:
+    from .. import inspection, limits
+    from ..render.inspect import render_field, render_inspect
+
     if args.batch_size < 1:
         raise UsageError("bad argument", field="--batch-size", expected="an integer >= 1",
                          found=str(args.batch_size))

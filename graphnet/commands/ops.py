@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import sys
 
-from .. import inspection
-from ..render.inspect import render_catalogue, render_op
 from ._common import registry_from_args
 
 ORDER = 16
@@ -24,6 +22,9 @@ def register(subparsers, common) -> None:
 
 
 def run(args) -> int:
+    from .. import inspection
+    from ..render.inspect import render_catalogue, render_op
+
     registry = registry_from_args(args)
     if args.name:
         detail = inspection.describe_op(registry, args.name)

@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 from ..errors import UsageError
-from ..inference import describe_probabilities, load_trained, read_images
-from ..render import print_warning
-from ..render.training import render_predictions
 from ._common import load_graph
 from ._training import add_checkpoint_flag, checkpoint_path
 
@@ -26,6 +23,10 @@ def register(subparsers, common) -> None:
 
 
 def run(args) -> int:
+    from ..inference import describe_probabilities, load_trained, read_images
+    from ..render import print_warning
+    from ..render.training import render_predictions
+
     top = None
     if args.top is not None:
         try:

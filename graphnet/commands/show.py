@@ -3,12 +3,7 @@
 every convolution layer for one image."""
 from __future__ import annotations
 
-from .. import inspection
-from ..checkpoint import restore_params
-from ..engine import Network
 from ..errors import UsageError
-from ..render import print_warning
-from ..render.heatmap import render_activations, render_filters
 from ._common import load_graph
 
 ORDER = 70
@@ -38,6 +33,12 @@ def register(subparsers, common) -> None:
 
 
 def run(args) -> int:
+    from .. import inspection
+    from ..checkpoint import restore_params
+    from ..engine import Network
+    from ..render import print_warning
+    from ..render.heatmap import render_activations, render_filters
+
     graph = load_graph(args, args.spec)
     for warning in graph.warnings:
         print_warning(warning)

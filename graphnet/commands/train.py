@@ -1,8 +1,6 @@
 """``graphnet train SPEC``: train on the spec's ``[train]`` settings, overridden by flags."""
 from __future__ import annotations
 
-from ..train import train
-from ..render.training import TrainingView
 from ._common import add_memory_limit_argument, load_graph
 from ._training import add_setting_flags, command_line, overrides_from_args
 
@@ -29,6 +27,9 @@ def register(subparsers, common) -> None:
 
 
 def run(args) -> int:
+    from ..render.training import TrainingView
+    from ..train import train
+
     graph = load_graph(args, args.spec)
     overrides, labels = overrides_from_args(args)
     if args.watch:

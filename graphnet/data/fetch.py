@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import http.client
 import os
 import shutil
-import tarfile
 import tempfile
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    import tarfile
 
 from ..errors import DataError, UsageError
 from .cache import default_cache_dir, find_file
@@ -174,6 +173,11 @@ def download(url: str, target: str | os.PathLike, *, sha256: str, size: int | No
 
 def _transfer(url: str, part: Path, *, size, timeout, progress, name) -> None:
     """Append the rest of the file to ``part`` (or rewrite it when the server ignores Range)."""
+    # here, not at the top: every command loads the dataset plugins, few of them download
+    import http.client
+    import urllib.error
+    import urllib.request
+
     offset = part.stat().st_size if part.exists() else 0
     if size is not None and offset > size:
         part.unlink()
@@ -268,6 +272,8 @@ def extract_tar(archive: str | os.PathLike, folder: str | os.PathLike) -> list[s
 
 
 def _unpack_into(archive: Path, staging: Path) -> None:
+    import tarfile  # only when unpacking, like the network modules in _transfer
+
     unpacked = 0
     try:
         with tarfile.open(archive, "r:*") as tar:
