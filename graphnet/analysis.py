@@ -242,7 +242,7 @@ def unused_node_warnings(graph) -> list[str]:
     outputs = set(graph.outputs.values())
     warnings = []
     for name in graph.order:
-        if not graph.consumers(name) and name not in outputs:
+        if graph.dag.out_degree(name) == 0 and name not in outputs:
             kind = "input" if graph.nodes[name].is_input else "node"
             warnings.append(f"{graph.file or graph.name}: {kind} {name!r}: its output is not used "
                             "by any node or output")

@@ -1,4 +1,4 @@
-"""Spec + registry → :class:`Graph`: a validated DAG of op nodes in a fixed order.
+"""Spec + registry → :class:`Graph`: a validated networkx DAG of op nodes in a fixed order.
 
 Building a graph resolves every op through the registry, checks its attributes against the op's
 schema, rejects cycles (naming the nodes on one), then runs the analysis passes
@@ -8,12 +8,12 @@ here; nothing is allocated but Python ints.
 from __future__ import annotations
 
 import functools
-import heapq
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import networkx as nx
 import numpy as np
 
 from .errors import GraphnetError, PluginError, SpecError
@@ -22,9 +22,6 @@ from . import analysis
 from .registry import Registry, get_registry
 from .spec import Spec, SpecErrors, load_spec
 from .text import clip, suggest
-
-if TYPE_CHECKING:
-    import networkx
 
 
 @dataclass
@@ -61,10 +58,10 @@ class Node:
 @dataclass
 class Graph:
     """A validated, analysed graph. ``order`` is the deterministic topological order (spec order
-    breaks ties); ``dag`` is the same graph as a networkx DiGraph (edges input → consumer),
-    built when first asked for: loading and running a graph need no networkx."""
+    breaks ties); ``dag`` is the networkx DiGraph (edges input → consumer)."""
 
     spec: Spec
+    dag: nx.DiGraph
     nodes: dict[str, Node]
     order: list[str]
     registry: Registry
@@ -96,22 +93,8 @@ class Graph:
 
     def consumers(self, name: str) -> list[str]:
         """The nodes that take ``name`` as an input, in execution order (each once)."""
-        return list(self._consumers[name])
-
-    @functools.cached_property
-    def _consumers(self) -> dict[str, list[str]]:
-        # One pass over the edges, not a scan of every node per call: callers ask once per node.
-        table: dict[str, list[str]] = {name: [] for name in self.order}
-        for name in self.order:
-            for source in dict.fromkeys(self.nodes[name].inputs):
-                table[source].append(name)
-        return table
-
-    @functools.cached_property
-    def dag(self) -> "networkx.DiGraph":
-        """The graph as a networkx DiGraph, for analyses that want its algorithms."""
-        return _networkx_dag(self.nodes, [(name, self.nodes[name].inputs) for name in self.order
-                                          if not self.nodes[name].is_input])
+        # From the DAG's edges, not a scan of every node: callers ask once per node.
+        return sorted(self.dag.successors(name), key=self.position.__getitem__)
 
     @functools.cached_property
     def position(self) -> dict[str, int]:
@@ -163,16 +146,20 @@ def build_graph(spec: Spec, registry: Registry) -> Graph:
                                       found=error.found, hint=error.hint,
                                       file=spec.file, node=node_spec.name))
 
-    edges = [(node_spec.name, node_spec.inputs) for node_spec in spec.nodes]
+    dag = nx.DiGraph()
+    for name, node in nodes.items():
+        dag.add_node(name)
+    for node_spec in spec.nodes:
+        for input_name in node_spec.inputs:
+            dag.add_edge(input_name, node_spec.name)
     index = {name: -len(spec.inputs) + position for position, name in enumerate(spec.inputs)}
     index.update((node_spec.name, node_spec.index) for node_spec in spec.nodes)
-    # The sort fails exactly when there is a cycle, and only then is one looked for:
-    # find_cycle costs more than the sort on a graph of thousands of nodes.
-    order = _topological_order(index, edges)
-    if order is None:
-        import networkx as nx  # only to name the cycle: loading a graph needs no networkx
-
-        cycle = nx.find_cycle(_networkx_dag(nodes, edges))
+    try:
+        # The sort fails exactly when there is a cycle, and only then is one looked for:
+        # find_cycle costs more than the sort on a graph of thousands of nodes.
+        order = list(nx.lexicographical_topological_sort(dag, key=index.__getitem__))
+    except nx.NetworkXUnfeasible:
+        cycle = nx.find_cycle(dag)
         names = [edge[0] for edge in cycle] + [cycle[0][0]]
         if len(names) > 12:  # a cycle through thousands of nodes: its ends say where it is
             names = names[:6] + [f"… {len(names) - 10} more …"] + names[-4:]
@@ -182,44 +169,9 @@ def build_graph(spec: Spec, registry: Registry) -> Graph:
     if problems:
         raise problems[0] if len(problems) == 1 else SpecErrors(problems)
 
-    graph = Graph(spec=spec, nodes=nodes, order=order, registry=registry)
+    graph = Graph(spec=spec, dag=dag, nodes=nodes, order=order, registry=registry)
     analysis.run_passes(graph)
     return graph
-
-
-def _topological_order(index: dict[str, int], edges) -> list[str] | None:
-    """Kahn's sort taking, of the nodes ready to run, the one with the smallest ``index`` (the
-    spec's order) first; None when a cycle leaves some node never ready. ``edges`` holds
-    (node, its inputs) pairs."""
-    consumers: dict[str, list[str]] = {name: [] for name in index}
-    waiting: dict[str, int] = {}  # per node, the distinct inputs not yet placed
-    for name, inputs in edges:
-        sources = dict.fromkeys(inputs)  # an input named twice is one edge
-        waiting[name] = len(sources)
-        for source in sources:
-            consumers[source].append(name)
-    ready = [(position, name) for name, position in index.items() if not waiting.get(name)]
-    heapq.heapify(ready)
-    order = []
-    while ready:
-        _, name = heapq.heappop(ready)
-        order.append(name)
-        for consumer in consumers[name]:
-            waiting[consumer] -= 1
-            if not waiting[consumer]:
-                heapq.heappush(ready, (index[consumer], consumer))
-    return order if len(order) == len(index) else None
-
-
-def _networkx_dag(nodes, edges) -> "networkx.DiGraph":
-    import networkx as nx  # only for callers that want its algorithms (inspection's ancestors)
-
-    dag = nx.DiGraph()
-    dag.add_nodes_from(nodes)
-    for name, inputs in edges:
-        for input_name in inputs:
-            dag.add_edge(input_name, name)
-    return dag
 
 
 def _resolve_node(node_spec, registry: Registry) -> Node:
