@@ -1,14 +1,14 @@
 """The scheduler: runs a :class:`graphnet.graph.Graph` forward in topological order and backward
 in reverse, summing gradients where one output feeds several consumers.
 
-It knows graphs, not layers: every op is reached through the op contract (:mod:`graphnet.op`).
-The engine checks what ops return (shape, dtype, one gradient per input) and says which node
-it was running when anything goes wrong.
+It knows graphs, not layers: every op is reached through the op contract (:mod:`graphnet.op`),
+every call through the op-call boundary (:mod:`graphnet.boundary`), which checks what ops return
+and says which node was running when anything goes wrong. It runs a plan's steps, each a graph
+node or a fused node made by the fusion pass (:mod:`graphnet.fusion`), all alike.
 """
 from __future__ import annotations
 
 import math
-import time
 import zlib
 from dataclasses import dataclass, field
 from typing import Any, Iterable, NamedTuple
@@ -16,7 +16,9 @@ from typing import Any, Iterable, NamedTuple
 import numpy as np
 
 from . import limits
-from .errors import DataError, GraphnetError, NumericError, PluginError, UsageError
+from .boundary import OpBoundary
+from .errors import DataError, NumericError, PluginError, UsageError
+from .fusion import Step, fuse_epilogues, fused_nodes, plain_steps
 from .op import RunContext, format_shape
 
 FLOAT_DTYPES = {"float32": np.float32, "float64": np.float64}
@@ -66,12 +68,11 @@ def node_rng(seed: int, name: str) -> np.random.Generator:
 
 
 class Plan(NamedTuple):
-    """What a forward for given outputs and captures runs: the nodes in topological order,
-    ``fusions`` ``{producer: (consumer, epilogue)}`` and their inverse ``fused_into``
-    ``{consumer: producer}`` (see :meth:`Network._fusions`)."""
+    """What a forward for given outputs and captures runs: its steps in topological order
+    (after the fusion pass, see :func:`graphnet.fusion.fuse_epilogues`) and ``fused_into``
+    ``{consumer: producer}`` for the nodes that run inside the one before them."""
 
-    order: list[str]
-    fusions: dict[str, tuple[str, Any]]
+    steps: list[Step]
     fused_into: dict[str, str]
 
 
@@ -90,7 +91,7 @@ class Network:
     outputs; after a forward with ``training=True`` (or ``keep_for_backward=True``),
     ``backward()`` returns the gradients of the loss (or of given output gradients).
     An elementwise node that follows an op accepting epilogues (a ReLU after a conv) runs inside
-    that op (see :meth:`_fusions`); ``fuse=False`` runs every node on its own.
+    that op (see :mod:`graphnet.fusion`); ``fuse=False`` runs every node on its own.
     """
 
     def __init__(self, graph, *, dtype="float32", seed: int = 0, params=None, memory_limit=None,
@@ -112,9 +113,8 @@ class Network:
             self.load_params(params)
         self.step_rng = np.random.default_rng([seed, 1])
         self._saved: dict[str, Any] = {}
-        self._ran: list[str] = []
+        self._ran: list[Step] = []
         self._plans: dict[tuple, Plan] = {}
-        self._last_plan = Plan([], {}, {})
 
     # --- parameters -------------------------------------------------------------------------
     def _new_param(self, node, name: str, spec, rng) -> np.ndarray:
@@ -128,18 +128,8 @@ class Network:
                                    field="weights", file=self.graph.file,
                                    expected=f"values within ±{np.finfo(self.dtype).max:.3g}")
             return array
-        try:
-            array = initialise(spec, rng, self.dtype)
-        except GraphnetError as error:
-            raise error.with_context(node=node.name, file=self.graph.file)
-        except (MemoryError, KeyboardInterrupt):
-            raise
-        except Exception as error:  # a plugin's callable initialiser
-            raise PluginError(f"plugin {node.plugin!r}, op {node.op_name!r}, node {node.name!r}: "
-                              f"initialising {name!r} raised {type(error).__name__}: {error}"
-                              ) from error
-        self._check_array(node, "init", f"parameter {name!r}", array, tuple(spec.shape))
-        return array
+        # a plugin's callable initialiser may run
+        return OpBoundary(self.graph, self.dtype).init(node, name, spec, rng, initialise)
 
     def trainable(self) -> Iterable[tuple[str, str, np.ndarray]]:
         """``(node, param name, array)`` for every parameter the optimizer updates."""
@@ -175,8 +165,8 @@ class Network:
 
     # --- running ----------------------------------------------------------------------------
     def _plan(self, output_names: tuple[str, ...], capture: tuple[str, ...] = ()) -> Plan:
-        """The nodes needed for these outputs and captures, in topological order, and the
-        fusions among them (see :meth:`_fusions`); cached."""
+        """The nodes needed for these outputs and captures, in topological order, as steps
+        after the fusion pass (which keeps the outputs' and captures' own values); cached."""
         key = (output_names, capture)
         if key not in self._plans:
             needed = set()
@@ -187,39 +177,14 @@ class Network:
                     needed.add(name)
                     stack.extend(self.graph.nodes[name].inputs)
             order = [n for n in self.graph.order if n in needed]
-            fusions = self._fusions(order, capture)
-            fused_into = {consumer: producer for producer, (consumer, _) in fusions.items()}
-            self._plans[key] = Plan(order, fusions, fused_into)
+            if self._fuse:
+                keep = set(self.graph.outputs.values()) | set(capture)
+                steps = fuse_epilogues(self.graph, order, keep=keep,
+                                       call=OpBoundary(self.graph, self.dtype).call)
+            else:
+                steps = plain_steps(self.graph, order)
+            self._plans[key] = Plan(steps, fused_nodes(steps))
         return self._plans[key]
-
-    def _fusions(self, order: list[str], capture) -> dict[str, tuple[str, Any]]:
-        """``{producer: (consumer, epilogue)}``: each node whose op accepts an epilogue and whose
-        only consumer is an elementwise op offering one (a conv followed by its ReLU). The
-        producer applies the consumer's math to its output tile by tile, in cache, and the
-        consumer's value is the producer's output. A producer whose own value is wanted (an
-        output, a capture, a second consumer) keeps it: no fusion."""
-        graph, fusions = self.graph, {}
-        if not self._fuse:
-            return fusions
-        outputs = set(graph.outputs.values())
-        in_plan = set(order)
-        for name in order:
-            node = graph.nodes[name]
-            if node.is_input or name in outputs or name in capture:
-                continue
-            input_shapes = [graph.nodes[source].shape for source in node.inputs]
-            if not self._call(node, "accepts_epilogue", input_shapes, node.attrs):
-                continue
-            consumers = graph.consumers(name)
-            if len(consumers) != 1 or consumers[0] not in in_plan:
-                continue
-            consumer = graph.nodes[consumers[0]]
-            if list(consumer.inputs) != [name] or consumer.param_specs:
-                continue
-            epilogue = self._call(consumer, "epilogue", consumer.attrs)
-            if epilogue is not None:
-                fusions[name] = (consumer.name, epilogue)
-        return fusions
 
     @property
     def fuse(self) -> bool:
@@ -282,57 +247,43 @@ class Network:
             if name not in self.graph.nodes:
                 raise UsageError("unknown node", field=name, expected="a node of the graph")
         plan = self._plan(output_names, capture)
-        fusions, fused_into = plan.fusions, plan.fused_into
-        self.captured: dict[str, np.ndarray] = {}
+        calls = OpBoundary(self.graph, self.dtype, profile=profile, check_finite=check_finite,
+                           capture=capture)
+        self.captured = calls.captured
         ctx = RunContext(training=training, rng=rng or self.step_rng, dtype=self.dtype)
         kept_outputs = {self.graph.outputs[o] for o in output_names}
-        remaining_uses = {name: 0 for name in plan.order}
-        for name in plan.order:
-            for source in self.graph.nodes[name].inputs:
+        remaining_uses = {step.output: 0 for step in plan.steps}
+        for step in plan.steps:
+            for source in step.node.inputs:
                 remaining_uses[source] += 1
         values: dict[str, np.ndarray] = {}
         self._saved = {}
         self._ran = []
         batch = None
-        for name in plan.order:
-            node = self.graph.nodes[name]
+        for step in plan.steps:
+            node, name = step.node, step.output
             if node.is_input:
                 values[name] = self._feed(feeds, name)
+                calls.record(name, values[name])
                 if batch is None:
                     batch = values[name].shape[0]
                     self._check_batch(batch)
                 elif values[name].shape[0] != batch:
                     raise DataError("inputs disagree on the batch size", field=name,
                                     expected=f"{batch} samples", found=f"{values[name].shape[0]}")
-            elif name in fused_into:  # its producer already applied it: the value is theirs
-                values[name] = values[fused_into[name]]
             else:
                 inputs = [values[source] for source in node.inputs]
-                ctx.epilogue = fusions[name][1] if name in fusions else None
-                output, saved = self._call(node, "forward", inputs, self.params[name],
-                                           node.attrs, ctx, profile=profile)
-                ctx.epilogue = None
-                expected_shape = () if node.is_loss else (batch,) + node.shape
-                self._check_array(node, "forward", "output", output, expected_shape)
-                if check_finite and not np.all(np.isfinite(output)):
-                    raise NumericError("output became non-finite (NaN or infinite)", node=name,
-                                       hint=f"op {node.op_name}" + (
-                                           f" (with {fusions[name][0]!r} fused into it)"
-                                           if name in fusions else ""))
-                values[name] = output
+                values[name], saved = calls.forward(step, inputs, self.params[node.name], ctx,
+                                                    batch)
                 if keep:
-                    self._saved[name] = saved
-            if not node.is_input:
+                    self._saved[node.name] = saved
                 for source in node.inputs:
                     remaining_uses[source] -= 1
                     if remaining_uses[source] == 0 and source not in kept_outputs:
                         del values[source]  # free activations as soon as no consumer needs them
-            if name in capture:
-                self.captured[name] = values[name]
-            self._ran.append(name)
+            self._ran.append(step)
         self._batch = batch
         self._ctx = ctx
-        self._last_plan = plan
         return {o: values[self.graph.outputs[o]] for o in output_names}
 
     def backward(self, grad_outputs: dict[str, np.ndarray] | None = None, *,
@@ -345,24 +296,25 @@ class Network:
         ``check_finite`` raises NumericError naming the first node whose backward returned a NaN
         or infinite gradient. ``profile`` is told each op's backward time, as in ``forward``.
         """
-        if not self._ran or (not self._saved and any(not self.graph.nodes[n].is_input
-                                                     for n in self._ran)):
+        if not self._ran or (not self._saved and any(not step.node.is_input
+                                                     for step in self._ran)):
             raise UsageError("backward() needs a forward pass with training=True or "
                              "keep_for_backward=True first")
         graph = self.graph
+        made = {step.output for step in self._ran}
         grad_by_node: dict[str, np.ndarray] = {}
         owned: set[str] = set()  # gradients we allocated and may add into in place
         if grad_outputs is None:
-            if graph.loss is None or graph.loss not in self._ran:
+            if graph.loss is None or graph.loss not in made:
                 raise UsageError("this graph has no loss output; pass grad_outputs")
             grad_by_node[graph.loss] = np.ones((), dtype=self.dtype)
         else:
             for output, grad in grad_outputs.items():
                 target = graph.outputs.get(output)
-                if target is None or target not in self._ran:
+                if target is None or target not in made:
                     raise UsageError("grad_outputs names an output the last forward did not compute",
                                      field=output, expected="one of: " + ", ".join(
-                                         o for o, n in graph.outputs.items() if n in self._ran))
+                                         o for o, n in graph.outputs.items() if n in made))
                 grad = np.asarray(grad, dtype=self.dtype)
                 expected_shape = self._value_shape(target, (self._batch,))
                 if grad.shape != expected_shape:
@@ -371,65 +323,30 @@ class Network:
                                      found=format_shape(grad.shape))
                 self._accumulate(grad_by_node, owned, target, grad)
         requires_grad = self._requires_grad(input_grads)
+        calls = OpBoundary(graph, self.dtype, profile=profile, check_finite=check_finite)
         ctx = self._ctx
         result = Gradients()
-        for name in reversed(self._ran):
-            node = graph.nodes[name]
-            grad = grad_by_node.pop(name, None)
+        for step in reversed(self._ran):
+            node = step.node
+            grad = grad_by_node.pop(step.output, None)
             if grad is None:
                 continue
             if node.is_input:
                 if input_grads and node.dtype_kind == "float":
-                    result.inputs[name] = grad
-                continue
-            if name in self._last_plan.fused_into:  # its producer's backward differentiates it
-                self._accumulate(grad_by_node, owned, self._last_plan.fused_into[name], grad)
+                    result.inputs[node.name] = grad
                 continue
             ctx.needs_input_grad = tuple(
                 requires_grad[source] and position not in node.op.integer_inputs
                 for position, source in enumerate(node.inputs))
             ctx.needs_param_grad = node.trainable
-            saved = self._saved.pop(name)
-            fused = self._last_plan.fusions.get(name)
-            ctx.epilogue = fused[1] if fused else None
-            input_grads_list, param_grads = self._call(node, "backward", grad, saved,
-                                                       self.params[name], node.attrs, ctx,
-                                                       profile=profile)
-            ctx.epilogue = None
-            if not isinstance(input_grads_list, (list, tuple)) or \
-                    len(input_grads_list) != len(node.inputs):
-                raise PluginError(f"plugin {node.plugin!r}, op {node.op_name!r}, node {name!r}: "
-                                  "backward must return one gradient (or None) per input",
-                                  expected=f"{len(node.inputs)} gradients",
-                                  found=_describe(input_grads_list))
-            for position, (source, source_grad) in enumerate(zip(node.inputs, input_grads_list)):
-                if source_grad is None or not ctx.needs_input_grad[position]:
-                    continue
-                expected = self._value_shape(source, (self._batch,))
-                self._check_array(node, "backward", f"gradient of input {position + 1}",
-                                  source_grad, expected)
-                if check_finite:
-                    _check_finite_grad(node, f"gradient of input {position + 1} ({source!r})",
-                                       source_grad)
-                self._accumulate(grad_by_node, owned, source, source_grad)
-            if node.trainable:
-                # In param_specs order, never a set's: the gradients' order (and which missing
-                # one is named) must not change with the process's string hashing.
-                trainable = [k for k, p in node.param_specs.items() if p.trainable]
-                grads = {}
-                for param_name in trainable:
-                    if param_name not in (param_grads or {}):
-                        raise PluginError(f"plugin {node.plugin!r}, op {node.op_name!r}, node "
-                                          f"{name!r}: backward returned no gradient for parameter "
-                                          f"{param_name!r}")
-                    param_grad = param_grads[param_name]
-                    self._check_array(node, "backward", f"gradient of {param_name!r}", param_grad,
-                                      self.params[name][param_name].shape)
-                    if check_finite:
-                        _check_finite_grad(node, f"gradient of {param_name!r}", param_grad)
-                    grads[param_name] = param_grad
-                if grads:
-                    result.params[name] = grads
+            input_shapes = [self._value_shape(source, (self._batch,)) for source in node.inputs]
+            source_grads, param_grads = calls.backward(node, grad, self._saved.pop(node.name),
+                                                       self.params[node.name], ctx, input_shapes)
+            for source, source_grad in zip(node.inputs, source_grads):
+                if source_grad is not None:
+                    self._accumulate(grad_by_node, owned, source, source_grad)
+            if param_grads:
+                result.params[node.name] = param_grads
         self._saved = {}
         return result
 
@@ -446,14 +363,15 @@ class Network:
         return () if node.is_loss else batch_shape + node.shape
 
     def _requires_grad(self, input_grads: bool) -> dict[str, bool]:
+        """Whether each value of the last forward depends on something that wants a gradient."""
         requires = {}
-        for name in self._ran:
-            node = self.graph.nodes[name]
+        for step in self._ran:
+            node = step.node
             if node.is_input:
-                requires[name] = input_grads and node.dtype_kind == "float"
+                requires[step.output] = input_grads and node.dtype_kind == "float"
             else:
                 own = node.trainable and any(p.trainable for p in node.param_specs.values())
-                requires[name] = own or any(requires[s] for s in node.inputs)
+                requires[step.output] = own or any(requires[s] for s in node.inputs)
         return requires
 
     @staticmethod
@@ -466,46 +384,3 @@ class Network:
         else:
             grad_by_node[name] = grad_by_node[name] + grad
             owned.add(name)
-
-    def _call(self, node, method: str, *args, profile=None):
-        try:
-            if profile is None:
-                return getattr(node.op, method)(*args)
-            start = time.perf_counter()
-            result = getattr(node.op, method)(*args)
-            profile(node.name, method, time.perf_counter() - start)
-            return result
-        except GraphnetError as error:
-            raise error.with_context(node=node.name, file=self.graph.file)
-        except (MemoryError, KeyboardInterrupt):
-            raise
-        except Exception as error:
-            raise PluginError(f"while running {method} of node {node.name!r} (op "
-                              f"{node.op_name!r}, plugin {node.plugin!r}): "
-                              f"{type(error).__name__}: {error}") from error
-
-    def _check_array(self, node, method: str, what: str, array, expected_shape: tuple) -> None:
-        prefix = f"plugin {node.plugin!r}, op {node.op_name!r}, node {node.name!r}: {method}"
-        if not isinstance(array, np.ndarray):
-            if np.isscalar(array) and expected_shape == ():
-                return
-            raise PluginError(f"{prefix} returned {type(array).__name__} as the {what}",
-                              expected="a numpy array")
-        if array.shape != tuple(expected_shape):
-            raise PluginError(f"{prefix} returned {format_shape(array.shape)} as the {what}",
-                              expected=format_shape(expected_shape), found=format_shape(array.shape))
-        if array.dtype != self.dtype and not (method == "forward" and array.dtype.kind in "iu"):
-            raise PluginError(f"{prefix} returned {array.dtype} as the {what}",
-                              expected=str(self.dtype), found=str(array.dtype))
-
-
-def _check_finite_grad(node, what: str, grad) -> None:
-    if not np.all(np.isfinite(grad)):
-        raise NumericError(f"backward produced a non-finite {what} (NaN or infinite)",
-                           node=node.name, hint=f"op {node.op_name}")
-
-
-def _describe(value) -> str:
-    if isinstance(value, (list, tuple)):
-        return f"{len(value)} gradients"
-    return type(value).__name__

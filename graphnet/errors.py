@@ -103,3 +103,24 @@ class UsageError(GraphnetError):
 
 class ResourceError(GraphnetError):
     """A graph whose estimated memory exceeds the allowed limit."""
+
+
+def plugin_failure(error: Exception, doing: str, *, located: dict | None = None,
+                   **fields) -> Exception:
+    """What to raise when a plugin's code raised ``error`` while graphnet was ``doing`` something
+    (a phrase naming the plugin and what of it ran: ``"dataset 'x' (plugin 'p') failed to
+    load"``). Call it in ``except Exception`` and raise what it returns:
+
+    - a GraphnetError the plugin raised on purpose keeps its words; ``located`` (file, node,
+      field) fills in where it happened, if it does not say;
+    - a MemoryError stays itself: it is not the plugin's fault;
+    - anything else becomes a PluginError ``"{doing}: {type}: {message}"`` with ``fields``,
+      caused by the original (kept for a debugger; the CLI prints no traceback).
+    """
+    if isinstance(error, GraphnetError):
+        return error.with_context(**(located or {}))
+    if isinstance(error, MemoryError):
+        return error
+    failure = PluginError(f"{doing}: {type(error).__name__}: {error}", **fields)
+    failure.__cause__ = error
+    return failure

@@ -21,6 +21,34 @@ A minimal op::
 
         def backward(self, grad_output, saved, params, attrs, ctx):
             return [grad_output * attrs.factor], {}
+
+What an op may and may not do with the arrays it is given and returns — the engine, the other
+ops and the optimizer rely on these rules, and the engine checks the first two:
+
+- **Batch first.** Every array given to ``forward``/``backward`` and every array they return
+  has the batch axis first, then the per-sample shape that ``shape`` promised. A loss
+  (``is_loss``) returns one scalar for the whole batch (a shape-``()`` array or a numpy
+  scalar) and its backward is given a shape-``()`` gradient.
+- **dtype.** Float inputs, parameters and ``grad_output`` are in ``ctx.dtype`` (float32, or
+  float64 on request); inputs at ``integer_inputs`` are int64. The output and every gradient
+  must be in ``ctx.dtype`` (a forward may return integers); anything else is refused.
+- **Any layout.** Arrays may be non-contiguous views: a conv returns NCHW views of
+  channels-last memory, and the next conv reads that memory without a copy. Do not assume
+  C-contiguity; return views of any strides if they are right.
+- **Inputs are read-only.** Never write into ``inputs`` or ``grad_output``: an input is another
+  node's value, which other consumers, captures, the caller or another op's saved state may
+  hold; a gradient may be shared (``add`` hands the same array to each of its inputs).
+- **Returning what you were given is fine.** An op may return its input as its output
+  (dropout outside training), a view of it (flatten), and ``grad_output`` or views of it as
+  input gradients: the engine never writes into an array an op returned, and sums gradients
+  at fan-out into arrays of its own.
+- **A returned array is never written again** by the op: not the output (consumers read it,
+  its backward may read it from ``saved``), not a gradient (the optimizer reads it after
+  backward). So no reused scratch buffer (:func:`graphnet.parallel.scratch`) is ever a result.
+- **``saved`` is the op's own**, passed to ``backward`` once and then dropped; it may alias the
+  inputs or the output, so backward writes into it only what forward made for itself alone.
+- **Parameters** are written by nobody but the optimizer, except state (``Param(trainable=
+  False)``), which ``forward`` may update in place while training (batch norm).
 """
 from __future__ import annotations
 
@@ -243,29 +271,6 @@ GLOBAL = "global"
 """Receptive-field contribution of an op whose every output sees the whole input (flatten, dense)."""
 
 
-@dataclass(frozen=True)
-class Epilogue:
-    """A one-input, parameter-free, elementwise op in a form the engine can fuse into the op
-    before it (see :meth:`Op.accepts_epilogue`): that op applies it to each tile of its output
-    while the tile is still in cache, and skips a pass over memory in each direction.
-
-    ``forward(values)`` turns the input into the output, in place. ``backward(grad, output,
-    out)`` writes the gradient of the input into ``out`` from the gradient of the output and
-    the output: the derivative must follow from the output. An op applying it passes an
-    ``out`` of its own: the gradient it was handed may be shared.
-    """
-
-    forward: Callable[[np.ndarray], None]
-    backward: Callable[[np.ndarray, np.ndarray, np.ndarray], None]
-
-    def gradient(self, grad: np.ndarray, output: np.ndarray) -> np.ndarray:
-        """The gradient of the input as a new array, for ops that apply ``backward`` to a whole
-        gradient rather than tile by tile (``grad`` may be shared: it is not written)."""
-        result = np.empty_like(grad)
-        self.backward(grad, output, result)
-        return result
-
-
 @dataclass
 class RunContext:
     """What the engine tells an op about the current pass."""
@@ -278,10 +283,6 @@ class RunContext:
     an input that does not (a first conv layer need not compute the image's gradient)."""
     needs_param_grad: bool = True
     """False for a frozen node: an op may skip its parameter gradients."""
-    epilogue: Epilogue | None = None
-    """Set for an op that accepts an epilogue when the engine fused the next node into it: its
-    forward must apply ``epilogue.forward`` to its output, and its backward receives the
-    gradient of that result and must apply ``epilogue.backward`` first."""
 
     def wants_input_grad(self, position: int) -> bool:
         """Whether input ``position`` needs a gradient (all do when the engine did not say)."""
@@ -300,6 +301,10 @@ class Op:
     - ``integer_inputs``: positions of inputs that take integer data (class labels): they get no
       gradient and gradient checks leave them alone;
     - ``is_loss``: the output is one scalar for the whole batch (shape ``()``), not per sample.
+
+    ``backward`` always differentiates the op's own ``forward``. An op may also take part in
+    fusion through the optional protocols of :mod:`graphnet.fusion`, which this class does not
+    declare.
     """
 
     name: ClassVar[str] = ""
@@ -338,18 +343,6 @@ class Op:
         return 0
 
     # --- execution -------------------------------------------------------------------------
-    def accepts_epilogue(self, input_shapes: list[tuple], attrs: SimpleNamespace) -> bool:
-        """Whether forward and backward honour ``ctx.epilogue`` (see :class:`RunContext`) for
-        these inputs, so that the engine may fuse an elementwise op that follows into this one.
-        Say True only where it pays: where the op applies it to tiles still in cache, or at
-        least saves the elementwise op's own pass and mask."""
-        return False
-
-    def epilogue(self, attrs: SimpleNamespace) -> Epilogue | None:
-        """This op as an :class:`Epilogue`, if it is elementwise, has one input and no
-        parameters, and its derivative follows from its output; else None (the default)."""
-        return None
-
     def forward(self, inputs: list[np.ndarray], params: dict[str, np.ndarray],
                 attrs: SimpleNamespace, ctx: RunContext) -> tuple[np.ndarray, Any]:
         """Return ``(output, saved)``; ``saved`` is whatever ``backward`` needs (or None)."""

@@ -5,13 +5,15 @@
 
 It builds a one-node graph, checks that shape inference equals what forward returns (the engine
 checks every output's shape and dtype), that every gradient equals central differences in
-float64, and that the receptive-field contribution is sane. An op offering an epilogue must
-compute with it what it computes as a node; an op accepting epilogues must give, with a tanh
-fused into it, what it gives with the tanh run after it.
+float64, and that the receptive-field contribution is sane. For the optional fusion protocols
+(:mod:`graphnet.fusion`): an op offering an epilogue must compute with it what it computes as a
+node; an op taking epilogues must implement the whole protocol and give, with a tanh fused into
+it, what it gives with the tanh run after it.
 """
 from __future__ import annotations
 
 from .engine import Network
+from .fusion import PRODUCER_METHODS, offers_epilogue, producer_methods
 from .gradcheck import GradcheckReport, gradcheck, random_feeds
 from .graph import load
 from .op import GLOBAL, POINTWISE, RunContext, Window
@@ -81,7 +83,7 @@ def _check_epilogues(op_name, graph, input_shapes, attrs, registry, batch_size, 
     gives what it gives on its own (outputs and every gradient, float64)."""
     node = graph.nodes["node"]
     rng = np.random.default_rng(seed)
-    epilogue = node.op.epilogue(node.attrs)
+    epilogue = node.op.epilogue(node.attrs) if offers_epilogue(node.op) else None
     if epilogue is not None:
         # away from kinks (ReLU at 0), where an op and its epilogue may pick either side
         values = rng.uniform(0.1, 2.0, (batch_size, *input_shapes[0]))
@@ -97,7 +99,12 @@ def _check_epilogues(op_name, graph, input_shapes, attrs, registry, batch_size, 
                  f"op {op_name!r}: its epilogue's forward differs from the op's")
         _require(np.allclose(fused_grad, expected_grad, rtol=1e-12, atol=1e-12),
                  f"op {op_name!r}: its epilogue's backward differs from the op's")
-    if not node.op.accepts_epilogue(list(input_shapes), node.attrs) or \
+    implemented = producer_methods(node.op)
+    _require(len(implemented) in (0, len(PRODUCER_METHODS)),
+             f"op {op_name!r} implements {', '.join(implemented)} but not "
+             + ", ".join(m for m in PRODUCER_METHODS if m not in implemented)
+             + ": an op taking epilogues needs all three (see graphnet.fusion)")
+    if not implemented or not node.op.accepts_epilogue(list(input_shapes), node.attrs) or \
             "tanh" not in registry.names("op") or node.op.is_loss:
         return
     spec = single_op_spec(op_name, input_shapes, attrs, registry=registry)

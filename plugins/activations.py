@@ -2,15 +2,17 @@
 
 Each maps its input to an output of the same shape and costs no multiply-accumulates (MACs count
 only weighted sums). Backward passes are written from the forward's output or a mask, so no op
-keeps a copy of its input.
+keeps a copy of its input. ReLU, leaky ReLU and tanh also offer themselves as an epilogue (see
+graphnet.fusion), so a conv or dense layer before them can apply them to its output in cache.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from graphnet import parallel
+from graphnet.fusion import Epilogue
 from graphnet.hookspecs import hookimpl
-from graphnet.op import Attr, Epilogue, Op, format_shape, shape_error
+from graphnet.op import Attr, Op, format_shape, shape_error
 
 
 

@@ -93,6 +93,13 @@ class Conv2d(Op):
                 * attrs.kernel[0] * attrs.kernel[1])
 
     # --- execution -------------------------------------------------------------------------
+    def forward(self, inputs, params, attrs, ctx):
+        return self.forward_with_epilogue(inputs, params, attrs, ctx, None)
+
+    def backward(self, grad_output, saved, params, attrs, ctx):
+        return self.backward_with_epilogue(grad_output, saved, params, attrs, ctx, None)
+
+    # fusion (graphnet.fusion): an elementwise op after it, applied by the tiles in cache
     def accepts_epilogue(self, input_shapes, attrs):
         """One group, where the tiles take an epilogue (see _conv_tiles.takes_epilogue): a ReLU
         after it is then applied to each output tile in cache, and its gradient to each tile of
@@ -102,11 +109,11 @@ class Conv2d(Op):
         window = self._window(input_shapes[0], attrs)
         return takes_epilogue((1, *input_shapes[0]), attrs.filters, window)
 
-    def forward(self, inputs, params, attrs, ctx):
+    def forward_with_epilogue(self, inputs, params, attrs, ctx, epilogue):
+        """With an ``epilogue`` only for one group (see accepts_epilogue)."""
         images = inputs[0]
         window = self._window(images.shape[1:], attrs)
         weight = params["weight"].astype(images.dtype, copy=False)
-        epilogue = ctx.epilogue  # only for one group (see accepts_epilogue)
         if attrs.groups == 1:
             # Tiles of the batch across the worker threads (see _conv_tiles). Saved: the input
             # itself, no copy; backward rebuilds each tile's columns from it. With an epilogue,
@@ -126,9 +133,10 @@ class Conv2d(Op):
         # by block rather than holding kernel-area times the activation per layer.
         return output.transpose(0, 3, 1, 2), (padded, images.shape, window)
 
-    def backward(self, grad_output, saved, params, attrs, ctx):
+    def backward_with_epilogue(self, grad_output, saved, params, attrs, ctx, epilogue):
+        """``grad_output`` is the gradient of the epilogue's result, if there is one."""
         if attrs.groups == 1:
-            return self._tiled_backward(grad_output, saved, params, attrs, ctx)
+            return self._tiled_backward(grad_output, saved, params, attrs, ctx, epilogue)
         padded, input_shape, window = saved
         weight, groups = params["weight"], attrs.groups
         depthwise = is_depthwise(input_shape[1], groups)
@@ -161,13 +169,13 @@ class Conv2d(Op):
                 param_grads["bias"] = grad_bias.astype(params["bias"].dtype, copy=False)
         return [grad_input], param_grads
 
-    def _tiled_backward(self, grad_output, saved, params, attrs, ctx):
+    def _tiled_backward(self, grad_output, saved, params, attrs, ctx, epilogue):
         images, _, window, output = saved
         weight = params["weight"]
         grad_input, grad_weight, grad_bias = tiled_backward(
             grad_output.astype(images.dtype, copy=False), images,
             weight.astype(images.dtype, copy=False), window, input_grad=ctx.wants_input_grad(0),
-            param_grads=ctx.needs_param_grad, bias=attrs.bias, epilogue=ctx.epilogue,
+            param_grads=ctx.needs_param_grad, bias=attrs.bias, epilogue=epilogue,
             output=output)
         param_grads = {}
         if ctx.needs_param_grad:

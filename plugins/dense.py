@@ -75,25 +75,33 @@ class Dense(Op):
     def macs(self, input_shapes, output_shape, attrs):
         return math.prod(input_shapes[0]) * attrs.units
 
+    def forward(self, inputs, params, attrs, ctx):
+        return self.forward_with_epilogue(inputs, params, attrs, ctx, None)
+
+    def backward(self, grad_output, saved, params, attrs, ctx):
+        return self.backward_with_epilogue(grad_output, saved, params, attrs, ctx, None)
+
+    # --- fusion (graphnet.fusion): an elementwise op after it, applied to its output ----------
     def accepts_epilogue(self, input_shapes, attrs):
         """Always: a ReLU after it is applied to its output in place, one pass fewer."""
         return True
 
-    def forward(self, inputs, params, attrs, ctx):
+    def forward_with_epilogue(self, inputs, params, attrs, ctx, epilogue):
         x = inputs[0]
         weight = params["weight"]
         flat = x.reshape(len(x), weight.shape[1])  # a view: saved for the weight gradient
         output = split_matmul(flat, weight.T)
         if attrs.bias:
             output += params["bias"]
-        if ctx.epilogue:
-            ctx.epilogue.forward(output)
-        return output, (flat, x.shape, output if ctx.epilogue else None)
+        if epilogue:
+            epilogue.forward(output)
+        return output, (flat, x.shape, output if epilogue else None)
 
-    def backward(self, grad_output, saved, params, attrs, ctx):
+    def backward_with_epilogue(self, grad_output, saved, params, attrs, ctx, epilogue):
+        """``grad_output`` is the gradient of the epilogue's result, if there is one."""
         flat, input_shape, output = saved
-        if ctx.epilogue:
-            grad_output = ctx.epilogue.gradient(grad_output, output)
+        if epilogue:
+            grad_output = epilogue.gradient(grad_output, output)
         input_grads = [None]
         if ctx.wants_input_grad(0):
             input_grads = [split_matmul(grad_output, params["weight"]).reshape(input_shape)]

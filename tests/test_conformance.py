@@ -83,8 +83,9 @@ def test_check_op_still_fails_under_python_dash_o(tmp_path):
 
 EPILOGUE_PLUGIN = '''
 import numpy as np
+from graphnet.fusion import Epilogue
 from graphnet.hookspecs import hookimpl
-from graphnet.op import Epilogue, Op
+from graphnet.op import Op
 
 class Halve(Op):
     """Halves its input."""
@@ -103,21 +104,28 @@ class Halve(Op):
         return Epilogue(forward, backward)
 
 class Scale(Op):
-    """Doubles its input; says it accepts epilogues."""
+    """Doubles its input; says it takes epilogues."""
     name = "scale"
     def shape(self, input_shapes, attrs):
         return input_shapes[0]
+    def forward(self, inputs, params, attrs, ctx):
+        return self.forward_with_epilogue(inputs, params, attrs, ctx, None)
+    def backward(self, grad_output, saved, params, attrs, ctx):
+        return self.backward_with_epilogue(grad_output, saved, params, attrs, ctx, None)
     def accepts_epilogue(self, input_shapes, attrs):
         return True
-    def forward(self, inputs, params, attrs, ctx):
+    def forward_with_epilogue(self, inputs, params, attrs, ctx, epilogue):
         output = inputs[0] * 2
-        if APPLIES and ctx.epilogue:
-            ctx.epilogue.forward(output)
+        if APPLIES and epilogue:
+            epilogue.forward(output)
         return output, output
-    def backward(self, grad_output, saved, params, attrs, ctx):
-        if APPLIES and ctx.epilogue:
-            grad_output = ctx.epilogue.gradient(grad_output, saved)
+    def backward_with_epilogue(self, grad_output, saved, params, attrs, ctx, epilogue):
+        if APPLIES and epilogue:
+            grad_output = epilogue.gradient(grad_output, saved)
         return [grad_output * 2], {}
+
+if not COMPLETE:
+    del Scale.backward_with_epilogue
 
 @hookimpl
 def graphnet_register_ops(registry):
@@ -126,14 +134,18 @@ def graphnet_register_ops(registry):
 '''
 
 
-@pytest.mark.parametrize("factor, applies, op, message", [
-    (0.5, True, "halve", None), (0.5, True, "scale", None),
-    (0.25, True, "halve", "epilogue's backward differs"),
-    (0.5, False, "scale", "output with a fused epilogue differs"),
+@pytest.mark.parametrize("factor, applies, complete, op, message", [
+    (0.5, True, True, "halve", None), (0.5, True, True, "scale", None),
+    (0.25, True, True, "halve", "epilogue's backward differs"),
+    (0.5, False, True, "scale", "output with a fused epilogue differs"),
+    (0.5, True, False, "scale", "implements accepts_epilogue, forward_with_epilogue but not "
+                                "backward_with_epilogue"),
 ])
-def test_check_op_checks_epilogues_offered_and_accepted(tmp_path, factor, applies, op, message):
+def test_check_op_checks_epilogues_offered_and_accepted(tmp_path, factor, applies, complete, op,
+                                                        message):
     plugin = tmp_path / "epilogues.py"
-    plugin.write_text(f"FACTOR = {factor}\nAPPLIES = {applies}\n" + EPILOGUE_PLUGIN)
+    plugin.write_text(f"FACTOR = {factor}\nAPPLIES = {applies}\nCOMPLETE = {complete}\n"
+                      + EPILOGUE_PLUGIN)
     if message is None:
         check_op(op, [(3, 4)], plugins=[plugin])
     else:
