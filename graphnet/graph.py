@@ -16,7 +16,7 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
-from .errors import GraphnetError, PluginError, SpecError
+from .errors import GraphnetError, PluginError, SpecError, plugin_failure
 from .op import Op, Param, parse_number_array
 from . import analysis
 from .registry import Registry, get_registry
@@ -181,8 +181,8 @@ def _resolve_node(node_spec, registry: Registry) -> Node:
     try:
         op = op_class()
     except Exception as error:  # a plugin's constructor: name it, the other nodes go on
-        raise PluginError(f"op {op_class.name!r} (plugin {entry.plugin!r}) could not be created: "
-                          f"{type(error).__name__}: {error}", field="op") from None
+        raise plugin_failure(error, f"op {op_class.name!r} (plugin {entry.plugin!r}) could not "
+                                    "be created", field="op")
     problems: list[SpecError] = []
     parsed = {}
     for key, value in node_spec.attrs.items():

@@ -40,7 +40,7 @@ import numpy as np
 
 from .data import Dataset, Split
 from .data.cache import default_cache_dir
-from .errors import DataError, GraphnetError, PluginError, SpecError, UsageError
+from .errors import DataError, GraphnetError, PluginError, SpecError, UsageError, plugin_failure
 from .inference import Bindings, json_ready
 from .op import Attr, format_shape
 from .options import parse_options
@@ -261,13 +261,9 @@ def load_dataset(graph, config: TrainConfig, bindings: Bindings) -> tuple[Datase
     try:
         dataset = source_class().load(SimpleNamespace(**parsed), seed=config.seed,
                                       cache_dir=default_cache_dir())
-    except GraphnetError:
-        raise
-    except (MemoryError, KeyboardInterrupt):
-        raise
     except Exception as error:
-        raise PluginError(f"dataset {config.dataset!r} (plugin {entry.plugin!r}) failed to load: "
-                          f"{type(error).__name__}: {error}") from error
+        raise plugin_failure(error, f"dataset {config.dataset!r} (plugin {entry.plugin!r}) failed "
+                                    "to load")
     if not isinstance(dataset, Dataset):
         raise PluginError(f"dataset {config.dataset!r} (plugin {entry.plugin!r}) returned "
                           f"{type(dataset).__name__}", expected="a graphnet.data.Dataset")
