@@ -19,6 +19,7 @@ import inspect as pyinspect
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import networkx as nx
 import numpy as np
@@ -354,10 +355,47 @@ def describe_op(registry, name: str) -> dict:
         "name": op_class.name, "plugin": entry.plugin, "doc": op_class.doc(),
         "docstring": pyinspect.cleandoc(op_class.__doc__ or ""),
         "arity": [low, high], "arity_text": _arity_text(low, high),
-        "has_params": op_class.params is not Op.params,
+        **_parameters_of(op_class),
         "integer_inputs": list(op_class.integer_inputs), "is_loss": op_class.is_loss,
         "attributes": attributes,
     }
+
+
+SAMPLE_INPUT_SHAPE = (4, 6, 6)
+"""The per-sample shape the catalogue gives an op to ask which parameters it creates."""
+
+
+SAMPLE_ATTR_VALUES = {"int": 2, "float": 1.0, "bool": True, "str": "", "pair": (1, 1),
+                      "padding": (0, 0), "shape": (), "array": np.ones(1)}
+"""Stand-ins for required attributes when the catalogue asks an op which parameters it makes."""
+
+
+def _parameters_of(op_class) -> dict:
+    """``has_params`` and, where the op can say without a spec, the names of its learned
+    parameters and of its state (such as batch norm's running statistics), as created with its
+    default attributes (required ones given sample values) and sample inputs. An op that
+    overrides ``params`` may still create none; one that cannot answer is reported as
+    creating some."""
+    if op_class.params is Op.params:
+        return {"has_params": False, "learned": [], "state": []}
+    attrs = {}
+    for name, attr in op_class.attrs.items():
+        if not attr.required:
+            attrs[name] = attr.default
+        elif attr.choices:
+            attrs[name] = attr.choices[0]
+        else:
+            sample = SAMPLE_ATTR_VALUES[attr.kind]
+            attrs[name] = max(sample, attr.minimum) if attr.kind in ("int", "float") and \
+                attr.minimum is not None else sample
+    try:
+        specs = op_class().params([SAMPLE_INPUT_SHAPE] * max(op_class.arity_range()[0], 1),
+                                  SimpleNamespace(**attrs))
+        learned = [name for name, spec in specs.items() if spec.trainable]
+        state = [name for name, spec in specs.items() if not spec.trainable]
+    except Exception:  # noqa: BLE001 — a plugin's params() on made-up inputs: no answer
+        return {"has_params": True, "learned": None, "state": None}
+    return {"has_params": bool(specs), "learned": learned, "state": state}
 
 
 def _arity_text(low: int, high: int | None) -> str:

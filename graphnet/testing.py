@@ -16,7 +16,7 @@ from .engine import Network
 from .fusion import PRODUCER_METHODS, offers_epilogue, producer_methods
 from .gradcheck import GradcheckReport, gradcheck, random_feeds
 from .graph import load
-from .op import GLOBAL, POINTWISE, RunContext, Window
+from .op import GLOBAL, POINTWISE, RunContext, Window, format_shape
 from .registry import get_registry
 
 import numpy as np
@@ -51,7 +51,11 @@ def check_op(op_name: str, input_shapes, attrs=None, *, plugins=(), registry=Non
         for training in (True, False):
             network.forward(feeds, training=training)
 
+    _require(isinstance(node.macs, int) and node.macs >= 0,
+             f"op {op_name!r}: macs() gave {node.macs!r} multiply-accumulates per sample; "
+             "expected a whole number >= 0")
     contribution = node.op.receptive_field(list(input_shapes), node.attrs)
+    field_text = _check_measured_field(op_name, graph, contribution, seed)
     if contribution == POINTWISE:
         spatial_in = [s[1:] for s in input_shapes if len(s) == 3]
         if len(node.shape) == 3 and spatial_in:
@@ -74,8 +78,83 @@ def check_op(op_name: str, input_shapes, attrs=None, *, plugins=(), registry=Non
                        tolerance=tolerance)
     _require(report.passed, f"op {op_name!r}: gradients differ from central differences: "
              + ", ".join(f"{c.node}.{c.array} rel. error {c.error:.2e}"
-                         for c in report.checks if c.error > tolerance))
+                         for c in report.checks + report.node_checks if c.error > tolerance))
+    print(f"check_op {op_name}: output {format_shape(node.shape)}, {report.arrays} gradients "
+          f"within {tolerance:g} (worst {report.worst:.1e}), receptive field {field_text}, "
+          f"{node.macs:,} MACs per sample — ok")
     return report
+
+
+def declared_field_box(contribution, output_index: tuple[int, int],
+                       input_size: tuple[int, int]) -> tuple[range, range] | None:
+    """The input rows and columns an output unit at ``output_index`` sees by the op's own
+    account (its receptive-field contribution), clipped to the image; None for GLOBAL."""
+    if contribution == GLOBAL:
+        return None
+    if contribution == POINTWISE:
+        return tuple(range(i, i + 1) for i in output_index)
+    box = []
+    for axis in range(2):
+        first = output_index[axis] * contribution.stride[axis] - contribution.padding[axis]
+        last = first + contribution.dilation[axis] * (contribution.kernel[axis] - 1)
+        box.append(range(max(first, 0), min(last, input_size[axis] - 1) + 1))
+    return tuple(box)
+
+
+def measured_field_box(graph, input_name: str, output_index: tuple[int, int],
+                       seed: int = 0) -> tuple[range, range]:
+    """The input rows and columns whose change changes the output unit at ``output_index`` (in
+    every channel): one forward over a batch holding the image once per pixel, that pixel
+    raised well above the rest (so it also wins a max), in float64, outside training."""
+    node = graph.nodes["node"]
+    network = Network(graph, dtype="float64", seed=seed)
+    feeds = random_feeds(graph, 1, np.random.default_rng(seed), dtype=np.float64)
+    channels, height, width = graph.nodes[input_name].shape
+    base = feeds[input_name]
+    batch = np.repeat(base, height * width + 1, axis=0)
+    rows, cols = np.divmod(np.arange(height * width), width)
+    # a different rise per channel: an op invariant to shifting all channels alike (softmax)
+    # must still see the change
+    rise = 10 * (np.abs(base).max() + 1) * np.linspace(1, 2, channels)
+    batch[1 + np.arange(height * width), :, rows, cols] += rise
+    batched = {name: (batch if name == input_name else np.repeat(value, len(batch), axis=0))
+               for name, value in feeds.items()}
+    output = network.forward(batched, training=False, outputs=[next(iter(graph.outputs))])
+    unit = next(iter(output.values()))[(slice(None), slice(None)) + tuple(output_index)]
+    changed = np.abs(unit[1:] - unit[:1]).max(axis=1) > 1e-9 * (np.abs(unit).max() + 1)
+    seen_rows, seen_cols = rows[changed], cols[changed]
+    if not len(seen_rows):
+        return range(0), range(0)
+    return (range(int(seen_rows.min()), int(seen_rows.max()) + 1),
+            range(int(seen_cols.min()), int(seen_cols.max()) + 1))
+
+
+def _check_measured_field(op_name: str, graph, contribution, seed: int) -> str:
+    """The declared receptive field against the measured one, for an op whose output and some
+    float input are images (C, H, W); returns how it describes the field."""
+    node = graph.nodes["node"]
+    if contribution == GLOBAL:
+        return "global"
+    images = [name for name in node.inputs if len(graph.nodes[name].shape) == 3
+              and graph.nodes[name].dtype_kind == "float"]
+    if len(node.shape) != 3 or not images or node.op.is_loss:
+        return "pointwise" if contribution == POINTWISE else "not measured (no image)"
+    output_index = (node.shape[1] // 2, node.shape[2] // 2)
+    for input_name in images:
+        size = graph.nodes[input_name].shape[1:]
+        declared = declared_field_box(contribution, output_index, size)
+        measured = measured_field_box(graph, input_name, output_index, seed)
+        describe = lambda box: f"rows {box[0].start}–{box[0].stop - 1}, columns "  # noqa: E731
+        describe_box = lambda box: describe(box) + f"{box[1].start}–{box[1].stop - 1}"  # noqa: E731
+        _require(measured == declared,
+                 f"op {op_name!r}: its receptive field says output unit {output_index} sees "
+                 f"input {input_name!r} at {describe_box(declared)}, but changing the input "
+                 f"changes it at {describe_box(measured)}")
+    if contribution == POINTWISE:
+        return "pointwise (measured)"
+    kernel = contribution.dilation[0] * (contribution.kernel[0] - 1) + 1, \
+        contribution.dilation[1] * (contribution.kernel[1] - 1) + 1
+    return f"{kernel[0]}×{kernel[1]} stride {contribution.stride[0]}×{contribution.stride[1]} (measured)"
 
 
 def _check_epilogues(op_name, graph, input_shapes, attrs, registry, batch_size, seed) -> None:

@@ -151,3 +151,61 @@ def test_check_op_checks_epilogues_offered_and_accepted(tmp_path, factor, applie
     else:
         with pytest.raises(AssertionError, match=message):
             check_op(op, [(3, 4)], plugins=[plugin])
+
+
+LYING_CONV_PLUGIN = '''
+import numpy as np
+from graphnet.hookspecs import hookimpl
+from graphnet.op import Attr, Op, Window
+
+class BoxBlur(Op):
+    """A 3×3 box blur that declares {declared} and {macs} MACs."""
+    name = "box_blur"
+    def shape(self, input_shapes, attrs):
+        c, h, w = input_shapes[0]
+        return (c, h - 2, w - 2)
+    def receptive_field(self, input_shapes, attrs):
+        return Window(kernel=({declared}, {declared}))
+    def macs(self, input_shapes, output_shape, attrs):
+        return {macs}
+    def forward(self, inputs, params, attrs, ctx):
+        x = inputs[0]
+        h, w = x.shape[2] - 2, x.shape[3] - 2
+        out = sum(x[:, :, i:i + h, j:j + w] for i in range(3) for j in range(3)) / 9
+        return out.astype(x.dtype), x.shape
+    def backward(self, grad_output, shape, params, attrs, ctx):
+        grad = np.zeros(shape, grad_output.dtype)
+        h, w = shape[2] - 2, shape[3] - 2
+        for i in range(3):
+            for j in range(3):
+                grad[:, :, i:i + h, j:j + w] += grad_output / 9
+        return [grad], {{}}
+
+@hookimpl
+def graphnet_register_ops(registry):
+    registry.add_op(BoxBlur)
+'''
+
+
+@pytest.mark.parametrize("declared, macs, complaint", [
+    (1, 9, "its receptive field says output unit (2, 2) sees input 'x0' at rows 2–2, columns "
+           "2–2, but changing the input changes it at rows 2–4, columns 2–4"),
+    (5, 9, "rows 2–6"),
+    (3, -1, "macs() gave -1 multiply-accumulates per sample"),
+])
+def test_check_op_measures_the_receptive_field_and_refuses_negative_costs(
+        tmp_path, declared, macs, complaint):
+    plugin = tmp_path / "box_blur.py"
+    plugin.write_text(LYING_CONV_PLUGIN.format(declared=declared, macs=macs))
+    with pytest.raises(AssertionError) as caught:
+        check_op("box_blur", [(2, 7, 7)], plugins=[plugin])
+    assert complaint in str(caught.value)
+
+
+def test_check_op_says_what_it_verified(tmp_path, capsys):
+    plugin = tmp_path / "box_blur.py"
+    plugin.write_text(LYING_CONV_PLUGIN.format(declared=3, macs=9))
+    check_op("box_blur", [(2, 7, 7)], plugins=[plugin])
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("check_op box_blur: output 2×5×5, ")
+    assert "receptive field 3×3 stride 1×1 (measured), 9 MACs per sample — ok" in line

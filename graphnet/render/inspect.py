@@ -382,8 +382,7 @@ def render_op(op: dict, console: Console | None = None) -> None:
     facts.add_row("inputs", Text(op["arity_text"] + (
         f" (integer labels at position {', '.join(str(i + 1) for i in op['integer_inputs'])})"
         if op["integer_inputs"] else "")))
-    facts.add_row("parameters", "yes, learned (created by the engine)" if op["has_params"]
-                  else "none")
+    facts.add_row("parameters", _parameters_text(op))
     facts.add_row("output", "a scalar loss for the batch" if op["is_loss"] else "per sample")
     console.print(facts)
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold",
@@ -418,3 +417,15 @@ def reflow(docstring: str) -> str:
         structured = any(line.startswith((" ", "\t", "- ", "* ")) for line in lines)
         paragraphs.append(paragraph if structured else " ".join(line.strip() for line in lines))
     return "\n\n".join(paragraphs)
+
+
+def _parameters_text(op: dict) -> str:
+    """What the op catalogue says of an op's parameters: their names where the op told."""
+    if not op["has_params"]:
+        return "none"
+    if op["learned"] is None:
+        return "yes, created by the engine (which ones depends on the attributes)"
+    parts = [f"learned: {', '.join(op['learned'])}"] if op["learned"] else []
+    if op["state"]:
+        parts.append(f"state, not learned: {', '.join(op['state'])}")
+    return "; ".join(parts)

@@ -65,7 +65,7 @@ def test_one_op_in_full(run_cli, tmp_path):
     status, out, _ = run_cli("ops", "conv2d")
     assert status == 0
     for text in ("conv2d", "builtin:conv", "filters", "kernel", "dilation", "groups", "required",
-                 "1 input", "yes, learned", "[height, width]", "he_uniform", "PyTorch"):
+                 "1 input", "learned: weight, bias", "[height, width]", "he_uniform", "PyTorch"):
         assert text in out, text
     plugin = tmp_path / "triple_plugin.py"
     plugin.write_text(USER_PLUGIN)
@@ -86,3 +86,52 @@ def test_unknown_op_suggests_the_closest(run_cli):
     status, out, err = run_cli("ops", "conv")
     assert status == 2
     assert "unknown op 'conv'" in err and "did you mean 'conv2d'" in err
+
+
+SWISH_PLUGIN = textwrap.dedent('''
+    """An op that overrides params() but creates none."""
+    import numpy as np
+    from graphnet.hookspecs import hookimpl
+    from graphnet.op import Op
+
+
+    class Swish(Op):
+        """x·sigmoid(x)."""
+
+        name = "swish"
+
+        def shape(self, input_shapes, attrs):
+            return input_shapes[0]
+
+        def params(self, input_shapes, attrs):
+            return {}
+
+        def forward(self, inputs, params, attrs, ctx):
+            s = 1 / (1 + np.exp(-inputs[0]))
+            return inputs[0] * s, (inputs[0], s)
+
+        def backward(self, grad_output, saved, params, attrs, ctx):
+            x, s = saved
+            return [grad_output * (s + x * s * (1 - s))], {}
+
+
+    @hookimpl
+    def graphnet_register_ops(registry):
+        registry.add_op(Swish)
+''')
+
+
+def test_an_op_whose_params_are_empty_has_none_and_state_is_told_apart(tmp_path, run_cli):
+    plugin = tmp_path / "swish.py"
+    plugin.write_text(SWISH_PLUGIN)
+    status, out, _ = run_cli("ops", "swish", "--plugin", plugin)
+    assert status == 0
+    assert re.search(r"parameters\s+none", out) and "learned" not in out
+    status, out, _ = run_cli("ops", "batch_norm")
+    flat = " ".join(out.split())
+    assert "learned: weight, bias; state, not learned: running_mean, running_var" in flat
+    status, out, _ = run_cli("ops", "--format", "json")
+    ops = {op["name"]: op for op in json.loads(out)}
+    assert ops["relu"]["has_params"] is False
+    assert ops["batch_norm"]["state"] == ["running_mean", "running_var"]
+    assert ops["conv2d"]["learned"] == ["weight", "bias"] and ops["dense"]["state"] == []
