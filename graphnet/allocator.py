@@ -8,9 +8,11 @@ memory. :func:`keep_freed_memory` asks malloc to serve large blocks from its hea
 trim the heap, so a step reuses the previous step's memory. The peak is unchanged; the process
 keeps its high-water mark until it exits.
 
-It is process-wide, so it is done once, when graphnet's worker pool starts (the first op that
-splits a batch: see :mod:`graphnet.parallel`), only where glibc is the allocator, and not at
-all with ``GRAPHNET_KEEP_FREED_MEMORY=0``.
+It is process-wide and cannot be undone (glibc does not say what the settings were), so a
+library call never does it: only a process graphnet owns (the ``graphnet train``, ``bench`` and
+``eval`` commands, through :func:`graphnet.runtime.own_process`) has it done, once, when its
+first network runs; only where glibc is the allocator, and not at all with
+``GRAPHNET_KEEP_FREED_MEMORY=0``. :func:`tuned` says whether it was done.
 """
 from __future__ import annotations
 
@@ -41,4 +43,9 @@ def keep_freed_memory() -> bool:
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     _done = bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    return _done
+
+
+def tuned() -> bool:
+    """Whether this process's malloc was tuned by :func:`keep_freed_memory`."""
     return _done

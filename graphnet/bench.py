@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from . import parallel
+from . import parallel, runtime
 from .engine import Network
 from .errors import UsageError
 
@@ -404,10 +404,8 @@ def _load_average() -> float | None:
 
 
 def _blas_description() -> str:
-    if parallel.blas_limited():
+    if parallel.num_threads() > 1:  # graphnet.runtime limits BLAS while a network runs
         return "1 thread per graphnet worker (limited through threadpoolctl)"
-    if parallel.num_threads() > 1:
-        return "1 thread per graphnet worker (set by the environment)"
     return "BLAS's own threading (graphnet's pool is off)"
 
 
@@ -437,6 +435,7 @@ def memory_child() -> None:
     from .registry import build_registry
 
     job = json.loads(sys.stdin.read())
+    runtime.own_process()  # measured as `graphnet train` runs: malloc keeps freed memory
     registry = build_registry(job["plugins"], disabled=set(job["disabled"]))
     graph = load(job["spec"], registry=registry)
     parallel.set_num_threads(job["threads"])

@@ -7,9 +7,9 @@ BLAS but does not expose gemm, so this module calls the one numpy already loaded
 :mod:`ctypes` (the standard library), found with threadpoolctl. No other library is loaded and
 nothing is compiled.
 
-When that BLAS cannot be found or fails a self-check, or threadpoolctl is missing, the same
-functions run on numpy alone (a product, then an addition): slower, same results to rounding.
-Set ``GRAPHNET_NUMPY_GEMM=1`` to force that.
+When that BLAS cannot be found or fails a self-check, the same functions run on numpy alone
+(a product, then an addition): slower, same results to rounding. Set ``GRAPHNET_NUMPY_GEMM=1``
+to force that.
 
 Operands are C-contiguous numpy arrays of float32 or float64, checked before BLAS sees them,
 so a call can never read or write outside the arrays numpy gave it.
@@ -134,10 +134,8 @@ def _load() -> dict:
     """{dtype char: routine} for the BLAS numpy loaded, each checked against numpy once."""
     if os.environ.get(NUMPY_ENV, "").strip() not in ("", "0"):
         return {}
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return {}
+    from threadpoolctl import threadpool_info  # a dependency; imported when first needed
+
     paths = [info["filepath"] for info in threadpool_info() if info.get("user_api") == "blas"]
     # the one numpy's wheel carries first (numpy.libs/, numpy/.libs/): PyTorch or SciPy may
     # have loaded BLAS libraries of their own

@@ -51,6 +51,9 @@ def print_error(error) -> None:
 
 
 def main(argv=None) -> int:
+    # Run as the `graphnet` program (no argv given), a command owns its process and may tune
+    # it (graphnet.runtime.own_process); called from Python, it is a guest like the library.
+    owns_process = argv is None
     argv = sys.argv[1:] if argv is None else argv
     # the first word that is not an option names the command (the top level takes no values)
     parser = build_parser(next((word for word in argv if not word.startswith("-")), None))
@@ -61,6 +64,7 @@ def main(argv=None) -> int:
     if not getattr(args, "run", None):
         parser.print_help()
         return 2
+    args.owns_process = owns_process
     try:
         return int(args.run(args) or 0)
     except GraphnetError as error:

@@ -20,6 +20,7 @@ from .boundary import OpBoundary
 from .errors import DataError, NumericError, PluginError, UsageError
 from .fusion import Step, fuse_epilogues, fused_nodes, plain_steps
 from .op import RunContext, format_shape
+from .runtime import Runtime, runs_inside_runtime
 
 FLOAT_DTYPES = {"float32": np.float32, "float64": np.float64}
 
@@ -115,6 +116,7 @@ class Network:
         self._saved: dict[str, Any] = {}
         self._ran: list[Step] = []
         self._plans: dict[tuple, Plan] = {}
+        self.runtime = Runtime()  # threads, BLAS limit, scratch: entered by forward and backward
 
     # --- parameters -------------------------------------------------------------------------
     def _new_param(self, node, name: str, spec, rng) -> np.ndarray:
@@ -222,6 +224,7 @@ class Network:
             raise DataError("input must hold numbers", field=name, found=str(array.dtype))
         return array.astype(self.dtype, copy=False)
 
+    @runs_inside_runtime
     def forward(self, feeds: dict[str, np.ndarray], *, training: bool = False,
                 outputs: Iterable[str] | None = None, keep_for_backward: bool | None = None,
                 check_finite: bool = False, rng: np.random.Generator | None = None,
@@ -286,6 +289,7 @@ class Network:
         self._ctx = ctx
         return {o: values[self.graph.outputs[o]] for o in output_names}
 
+    @runs_inside_runtime
     def backward(self, grad_outputs: dict[str, np.ndarray] | None = None, *,
                  input_grads: bool = False, check_finite: bool = False,
                  profile=None) -> Gradients:

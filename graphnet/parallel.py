@@ -3,81 +3,46 @@
 numpy releases the GIL in its loops and in BLAS, so threads that each take a slice of the batch
 run truly in parallel. Each worker then calls BLAS with *one* thread: OpenBLAS's own threads
 busy-wait, and measured badly whenever another process holds a core, while a few Python threads
-each running single-threaded BLAS on cache-sized tiles did not. So, when the pool has more than
-one thread, graphnet limits BLAS to one thread per call through threadpoolctl (process-wide; it
-is installed with scikit-learn, and graphnet does not require it). Without threadpoolctl the
-pool stays at one thread unless the environment already makes BLAS single-threaded
-(``OPENBLAS_NUM_THREADS=1``, ``OMP_NUM_THREADS=1`` or ``MKL_NUM_THREADS=1``), and BLAS keeps its
-own threading.
+each running single-threaded BLAS on cache-sized tiles did not. That limit, the scratch buffers
+and the thread count belong to a :class:`graphnet.runtime.Runtime`, which a network enters
+around its own forward and backward only; a parallel call made outside any runtime (an op
+called on its own) enters one for the length of the call. With one thread the pool is off and
+BLAS keeps its own threading.
 
 The thread count is ``GRAPHNET_NUM_THREADS``, else the cores this process may run on;
-:func:`set_num_threads` changes it (``graphnet bench --threads``). Nothing starts at import:
-the pool, the BLAS limit and malloc's keeping of freed memory for the next step
-(:mod:`graphnet.allocator`) come with the first parallel call.
+:func:`set_num_threads` changes it (``graphnet bench --threads``). Nothing starts at import;
+the pool's threads start with the first parallel call and then wait, idle, for the next.
 """
 from __future__ import annotations
 
 import itertools
 import math
-import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, TypeVar
 
 import numpy as np
 
-from . import allocator
+from . import runtime
+from .runtime import THREADS_ENV, available_cores, num_threads, requested_threads, scratch
 
-THREADS_ENV = "GRAPHNET_NUM_THREADS"
-BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+__all__ = ["THREADS_ENV", "available_cores", "num_threads", "requested_threads",
+           "set_num_threads", "run_split", "run_tiles", "run_batch_tiles", "tile_items",
+           "ordered_sum", "scratch", "TILES_PER_THREAD", "MIN_TILE_BYTES"]
 
 Result = TypeVar("Result")
 
-_requested: int | None = None
 _pool: ThreadPoolExecutor | None = None
 _pool_threads = 1
-_blas_limit = None
-_configured = False
 _lock = threading.Lock()
-_local = threading.local()
 
 
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def requested_threads() -> int:
-    """The thread count asked for: set_num_threads, else GRAPHNET_NUM_THREADS, else the cores."""
-    if _requested is not None:
-        return _requested
-    text = os.environ.get(THREADS_ENV, "").strip()
-    return max(int(text), 1) if text.isdigit() else available_cores()
-
-
-def set_num_threads(count: int) -> None:
-    """Use ``count`` threads from the next parallel call on (1 turns the pool off)."""
-    global _requested
-    if count < 1:
-        raise ValueError(f"thread count must be at least 1, found {count}")
+def set_num_threads(count: int | None) -> None:
+    """Use ``count`` threads from the next parallel call on (1 turns the pool off; None: back to
+    GRAPHNET_NUM_THREADS, else the cores)."""
+    runtime.set_num_threads(count)
     with _lock:
-        _requested = count
         _shutdown()
-
-
-def num_threads() -> int:
-    """The threads a parallel call uses now: the request, unless BLAS cannot be made
-    single-threaded (no threadpoolctl), in which case 1."""
-    _ensure()
-    return _pool_threads
-
-
-def blas_limited() -> bool:
-    """Whether graphnet limited BLAS to one thread per call (threadpoolctl, pool > 1 thread)."""
-    _ensure()
-    return _blas_limit is not None
 
 
 def run_split(work: Callable[[int, int], Result], total: int, *,
@@ -90,8 +55,9 @@ def run_split(work: Callable[[int, int], Result], total: int, *,
     if threads <= 1:
         return [work(0, total)]
     bounds = [total * part // threads for part in range(threads + 1)]
-    futures = [_submit(pool, work, bounds[part], bounds[part + 1]) for part in range(1, threads)]
-    return _join(futures, lambda: work(bounds[0], bounds[1]))
+    return _in_runtime(lambda owner: _join(
+        [_submit(pool, owner, work, bounds[part], bounds[part + 1]) for part in range(1, threads)],
+        lambda: work(bounds[0], bounds[1])))
 
 
 def run_tiles(work: Callable[[int, slice], None], total: int, tile: int) -> None:
@@ -116,21 +82,40 @@ def run_tiles(work: Callable[[int, slice], None], total: int, tile: int) -> None
     if threads <= 1:
         run()
         return
-    _join([_submit(pool, run) for _ in range(threads - 1)], run)
+    _in_runtime(lambda owner: _join([_submit(pool, owner, run) for _ in range(threads - 1)], run))
 
 
 def _workers() -> tuple[ThreadPoolExecutor | None, int]:
-    """The pool and its thread count, read together: set_num_threads in another thread may
-    replace them at any moment."""
-    _ensure()
+    """The pool for the requested thread count (started or resized here) and that count, read
+    together: set_num_threads in another thread may replace them at any moment."""
+    global _pool, _pool_threads
+    threads = num_threads()
     with _lock:
+        if threads != _pool_threads:
+            _shutdown()
+            if threads > 1:
+                _pool = ThreadPoolExecutor(max_workers=threads - 1,
+                                           thread_name_prefix="graphnet-worker")
+            _pool_threads = threads
         return _pool, _pool_threads
 
 
-def _submit(pool: ThreadPoolExecutor, work, *args) -> Future:
-    """``pool.submit``; if set_num_threads shut that pool down meanwhile, the work runs here."""
+def _in_runtime(call: Callable[[runtime.Runtime], Result]) -> Result:
+    """``call(owner)``, ``owner`` the runtime a parallel call runs its parts in: the caller's,
+    or, for a call made outside any (an op called on its own), one entered for this call."""
+    owner = runtime.current()
+    if owner is None:
+        with runtime.Runtime() as owner:
+            return call(owner)
+    runtime.keep_blas_limited()
+    return call(owner)
+
+
+def _submit(pool: ThreadPoolExecutor, owner: runtime.Runtime, work, *args) -> Future:
+    """``work(*args)`` on a worker, inside the caller's runtime ``owner`` (its scratch
+    buffers); if set_num_threads shut that pool down meanwhile, the work runs here."""
     try:
-        return pool.submit(work, *args)
+        return pool.submit(runtime.inside, owner, work, *args)
     except RuntimeError:  # "cannot schedule new futures after shutdown"
         future = Future()
         try:
@@ -192,52 +177,9 @@ TILES_PER_THREAD = 4
 MIN_TILE_BYTES = 2 << 20
 
 
-def scratch(name: str, shape: tuple, dtype, *, zeroed: bool = False) -> np.ndarray:
-    """A buffer of this thread's, reused from call to call while ``name``'s shape and dtype stay
-    the same (contents undefined unless ``zeroed``; a zeroed buffer is zeroed once, on creation,
-    so callers that only ever write its interior keep a zero border for free)."""
-    buffers = _local.__dict__.setdefault("buffers", {})
-    key = (name, zeroed)
-    buffer = buffers.get(key)
-    if buffer is None or buffer.shape != tuple(shape) or buffer.dtype != dtype:
-        buffer = (np.zeros if zeroed else np.empty)(shape, dtype)
-        buffers[key] = buffer
-    return buffer
-
-
-def _ensure() -> None:
-    """Start the pool (and limit BLAS) for the requested thread count, once."""
-    global _pool, _pool_threads, _blas_limit, _configured
-    if _configured:
-        return
-    with _lock:
-        if _configured:
-            return
-        threads = requested_threads()
-        if threads > 1 and not _blas_single_threaded():
-            try:
-                from threadpoolctl import threadpool_limits
-            except ImportError:
-                threads = 1
-            else:
-                _blas_limit = threadpool_limits(limits=1, user_api="blas")
-        _pool_threads = threads
-        allocator.keep_freed_memory()
-        if threads > 1:
-            _pool = ThreadPoolExecutor(max_workers=threads - 1,
-                                       thread_name_prefix="graphnet-worker")
-        _configured = True
-
-
-def _blas_single_threaded() -> bool:
-    return any(os.environ.get(name, "").strip() == "1" for name in BLAS_ENV)
-
-
 def _shutdown() -> None:
-    """Forget the pool and lift graphnet's BLAS limit; the next call sets them up again."""
-    global _pool, _pool_threads, _blas_limit, _configured
+    """Stop the pool (after the work it holds); the next parallel call starts one again."""
+    global _pool, _pool_threads
     if _pool is not None:
         _pool.shutdown(wait=True)
-    if _blas_limit is not None:
-        _blas_limit.restore_original_limits()
-    _pool, _pool_threads, _blas_limit, _configured = None, 1, None, False
+    _pool, _pool_threads = None, 1

@@ -28,7 +28,7 @@ LAYERS = [  # top first; a module or a package (which covers the modules inside 
                         "graphnet.optim", "graphnet.options", "graphnet.data",
                         "graphnet_plugins"]),
     ("engine", ["graphnet.engine", "graphnet.checkpoint", "graphnet.parallel", "graphnet.blas",
-                "graphnet.allocator"]),
+                "graphnet.allocator", "graphnet.runtime"]),
     ("graph", ["graphnet.graph", "graphnet.analysis", "graphnet.limits"]),
     ("registry", ["graphnet.registry"]),
     ("spec", ["graphnet.spec"]),

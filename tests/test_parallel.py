@@ -7,7 +7,8 @@ import threading
 import numpy as np
 import pytest
 
-from graphnet import parallel
+from graphnet import parallel, runtime
+from graphnet.runtime import Runtime
 
 
 @pytest.fixture
@@ -15,7 +16,7 @@ def threads():
     def use(count):
         parallel.set_num_threads(count)
     yield use
-    parallel.set_num_threads(parallel.available_cores())
+    parallel.set_num_threads(None)
 
 
 @pytest.mark.parametrize("count", [1, 2, 4])
@@ -51,29 +52,55 @@ def test_an_error_in_a_worker_reaches_the_caller_after_all_tiles_stop(threads):
     assert sorted(running) == list(range(8))  # nobody was left running
 
 
-def test_scratch_is_reused_per_thread_and_shape():
+def test_scratch_is_reused_per_runtime_thread_and_shape():
+    own, other = Runtime(), Runtime()
+    with own:
+        first = parallel.scratch("test", (3, 4), np.float32, zeroed=True)
+        assert not first.any()
+        first[0, 0] = 7
+        assert parallel.scratch("test", (3, 4), np.float32, zeroed=True) is first
+        wider = parallel.scratch("test", (4, 4), np.float32, zeroed=True)
+        assert wider is not first
+        on_another_thread = []
+        worker = threading.Thread(target=lambda: on_another_thread.append(
+            runtime.inside(own, lambda: parallel.scratch("test", (4, 4), np.float32, zeroed=True))))
+        worker.start()
+        worker.join()
+        assert on_another_thread[0] is not wider
+    with other:  # another network's runtime: its own buffers
+        assert parallel.scratch("test", (4, 4), np.float32, zeroed=True) is not wider
+    with own:  # kept from one entry to the next, as from one step to the next
+        assert parallel.scratch("test", (4, 4), np.float32, zeroed=True) is wider
+
+
+def test_outside_a_runtime_scratch_is_a_new_array_kept_by_nobody():
     first = parallel.scratch("test", (3, 4), np.float32, zeroed=True)
-    assert not first.any()
     first[0, 0] = 7
-    assert parallel.scratch("test", (3, 4), np.float32, zeroed=True) is first
-    assert parallel.scratch("test", (4, 4), np.float32, zeroed=True) is not first
+    again = parallel.scratch("test", (3, 4), np.float32, zeroed=True)
+    assert again is not first and not again.any()
+
+
+def test_workers_use_the_callers_runtime_for_scratch(threads):
+    threads(2)
+    seen, lock = set(), threading.Lock()
+
+    def work(index, part):
+        with lock:
+            seen.add(runtime.current())
+
+    parallel.run_tiles(work, 8, 1)  # outside any runtime: one for this call
+    assert len(seen) == 1 and None not in seen
+    network_runtime = Runtime()
+    seen.clear()
+    with network_runtime:
+        parallel.run_tiles(work, 8, 1)
+    assert seen == {network_runtime}
+    assert runtime.current() is None
 
 
 def test_thread_count_must_be_positive():
     with pytest.raises(ValueError):
         parallel.set_num_threads(0)
-
-
-def test_without_threadpoolctl_blas_keeps_its_threads_and_the_pool_stays_off(monkeypatch, threads):
-    import sys
-    monkeypatch.setitem(sys.modules, "threadpoolctl", None)  # import fails
-    for name in parallel.BLAS_ENV:
-        monkeypatch.delenv(name, raising=False)
-    threads(2)
-    assert parallel.num_threads() == 1 and not parallel.blas_limited()
-    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")  # BLAS made single-threaded by the user
-    threads(2)
-    assert parallel.num_threads() == 2
 
 
 def test_changing_the_thread_count_while_another_thread_runs_tiles(threads):

@@ -37,7 +37,10 @@ def register(subparsers, common) -> None:
 def run(args) -> int:
     from .. import bench
     from ..render.bench import render_bench, render_json
+    from ..runtime import own_process
 
+    if args.owns_process:  # the `graphnet` program, not a call from Python
+        own_process()  # malloc may keep freed memory from step to step
     config = bench.BenchConfig(
         batch_size=args.batch_size, steps=args.steps, warmup=args.warmup, threads=args.threads,
         compare=args.compare, seed=args.seed, memory=args.memory, plugins=tuple(args.plugin),

@@ -23,7 +23,10 @@ def run(args) -> int:
     from ..render import print_warning
     from ..render.training import render_evaluation
     from ..train import evaluate_checkpoint
+    from ..runtime import own_process
 
+    if args.owns_process:  # the `graphnet` program, not a call from Python
+        own_process()  # malloc may keep freed memory from step to step
     graph = load_graph(args, args.spec)
     overrides, labels = overrides_from_args(args, EVAL_FLAGS)
     path = checkpoint_path(args, graph)

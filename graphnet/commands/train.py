@@ -29,7 +29,10 @@ def register(subparsers, common) -> None:
 def run(args) -> int:
     from ..render.training import TrainingView
     from ..train import train
+    from ..runtime import own_process
 
+    if args.owns_process:  # the `graphnet` program, not a call from Python
+        own_process()  # malloc may keep freed memory from step to step
     graph = load_graph(args, args.spec)
     overrides, labels = overrides_from_args(args)
     if args.watch:

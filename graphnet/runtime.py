@@ -1,0 +1,230 @@
+"""The speed settings graphnet uses while it runs, and only while it runs.
+
+graphnet's ops split a batch over a small pool of worker threads (:mod:`graphnet.parallel`)
+that each call BLAS with one thread, reuse scratch buffers from call to call, and, in a
+process graphnet owns, ask glibc's malloc to keep freed memory (:mod:`graphnet.allocator`).
+Those settings reach beyond one call, and a library is a guest in its user's process: a
+notebook's own numpy, SciPy or PyTorch must not become single-threaded because a graphnet
+network ran once. So a :class:`Runtime` holds them, and a :class:`graphnet.engine.Network`
+enters its own runtime around its forward and its backward only:
+
+- **the BLAS limit**: while the pool has more than one thread, BLAS runs one thread per call,
+  set on entering and restored on leaving (exceptions included) through threadpoolctl's
+  limiter used as a context manager, on a controller found once per process (finding the
+  libraries takes milliseconds; entering and leaving a limit, tens of microseconds). The limit
+  is process-wide by nature: while a network runs, another thread's BLAS is limited too.
+- **scratch buffers** (:meth:`Runtime.scratch`): per runtime and per thread, reused from step
+  to step, freed with the network. Outside any runtime a scratch buffer is a new array.
+- **the thread count**: :func:`set_num_threads` (``graphnet bench --threads``), else
+  ``GRAPHNET_NUM_THREADS``, else the cores this process may run on; a bad value is refused
+  with a :class:`graphnet.UsageError` naming the variable.
+- **malloc's tuning**: never from a library call. A command that owns its process (``graphnet
+  train``, ``bench``, ``eval``) calls :func:`own_process`; from then on entering a runtime
+  tunes malloc, once, for the life of the process (glibc cannot say what to restore).
+
+Entering nests (a network run inside another's op, a parallel call inside a forward) and is
+safe from several threads: each thread counts its own entries, and the thread that set the
+BLAS limit restores it when it leaves its outermost runtime (threadpoolctl lets only that
+thread change OpenBLAS's process-wide setting). A thread still running then goes on without
+the limit until its next parallel call: slower for a moment, rounding perhaps differently
+(BLAS may split a product otherwise), never wrong, and BLAS is never left limited.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import re
+import threading
+
+import numpy as np
+
+from . import allocator
+from .errors import UsageError
+
+THREADS_ENV = "GRAPHNET_NUM_THREADS"
+
+_requested: int | None = None
+_from_env: tuple[str, int] | None = None  # (the variable's text, its count), parsed once
+_own_process = False
+_local = threading.local()  # .stack: the runtimes this thread is inside, innermost last
+_limit_lock = threading.Lock()
+_blas_controller = None
+_blas_limit = None  # threadpoolctl's limiter while a thread holds the BLAS limit
+_blas_holder: int | None = None  # that thread's ident
+
+
+# --- the thread count --------------------------------------------------------------------------
+@functools.cache
+def available_cores() -> int:
+    """The cores this process may run on (read once: a Runtime asks at every entry)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def requested_threads() -> int:
+    """The thread count asked for: set_num_threads, else GRAPHNET_NUM_THREADS, else the cores."""
+    global _from_env
+    if _requested is not None:
+        return _requested
+    text = os.environ.get(THREADS_ENV, "").strip()
+    if not text:
+        return available_cores()
+    if _from_env is None or _from_env[0] != text:
+        # ASCII digits only: str.isdigit() accepts "²", which int() then refuses
+        if not re.fullmatch(r"[0-9]+", text) or int(text) < 1:
+            raise UsageError("bad thread count", field=THREADS_ENV,
+                             expected="a whole number of threads, at least 1",
+                             found=repr(text[:40]))
+        _from_env = (text, int(text))
+    return _from_env[1]
+
+
+def num_threads() -> int:
+    """The threads graphnet's parallel calls use (1: the pool is off, BLAS keeps its own)."""
+    return requested_threads()
+
+
+def set_num_threads(count: int | None) -> None:
+    """Use ``count`` threads from the next parallel call on (1 turns the pool off); takes
+    precedence over GRAPHNET_NUM_THREADS. None goes back to that variable, else the cores."""
+    global _requested
+    if count is not None and count < 1:
+        raise ValueError(f"thread count must be at least 1, found {count}")
+    _requested = count
+
+
+# --- the process -------------------------------------------------------------------------------
+def own_process() -> None:
+    """Say that the caller owns this process (graphnet's own train, bench and eval commands):
+    from now on, entering a runtime may tune malloc (see :mod:`graphnet.allocator`), which
+    lasts until the process exits. Also refuses a bad GRAPHNET_NUM_THREADS before any work."""
+    global _own_process
+    requested_threads()
+    _own_process = True
+
+
+# --- the runtime -------------------------------------------------------------------------------
+class Runtime:
+    """The settings one network runs under; ``with runtime:`` enters them (see the module
+    docstring). One per :class:`graphnet.engine.Network`; it keeps that network's scratch
+    buffers."""
+
+    def __init__(self):
+        self._scratch: dict[int, dict] = {}  # {thread ident: {(name, zeroed): array}}
+
+    def __enter__(self) -> Runtime:
+        threads = num_threads()  # a bad GRAPHNET_NUM_THREADS is refused before anything changes
+        if _own_process:
+            allocator.keep_freed_memory()
+        stack = _stack()
+        stack.append(self)
+        if threads > 1:
+            try:
+                _hold_blas_limit()
+            except BaseException:
+                stack.pop()
+                raise
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        stack = _stack()
+        stack.pop()
+        if not stack:
+            _release_blas_limit()
+
+    def scratch(self, name: str, shape: tuple, dtype, *, zeroed: bool = False) -> np.ndarray:
+        """A buffer of this thread's, reused from call to call while ``name``'s shape and dtype
+        stay the same (contents undefined unless ``zeroed``; a zeroed buffer is zeroed once, on
+        creation, so callers that only ever write its interior keep a zero border for free)."""
+        buffers = self._scratch.setdefault(threading.get_ident(), {})
+        key = (name, zeroed)
+        buffer = buffers.get(key)
+        if buffer is None or buffer.shape != tuple(shape) or buffer.dtype != dtype:
+            buffer = (np.zeros if zeroed else np.empty)(shape, dtype)
+            buffers[key] = buffer
+        return buffer
+
+
+def current() -> Runtime | None:
+    """The runtime this thread runs inside (the innermost), or None."""
+    stack = getattr(_local, "stack", None)
+    return stack[-1] if stack else None
+
+
+def scratch(name: str, shape: tuple, dtype, *, zeroed: bool = False) -> np.ndarray:
+    """:meth:`Runtime.scratch` of the current runtime; outside any runtime a new array."""
+    runtime = current()
+    if runtime is None:
+        return (np.zeros if zeroed else np.empty)(shape, dtype)
+    return runtime.scratch(name, shape, dtype, zeroed=zeroed)
+
+
+def inside(runtime: Runtime | None, work, *args):
+    """``work(*args)`` on this thread with ``runtime`` as its current runtime (a pool worker
+    running a part of a call that entered ``runtime`` on another thread), without entering
+    it again: the BLAS limit is the entering thread's to set and restore."""
+    stack = _stack()
+    stack.append(runtime)
+    try:
+        return work(*args)
+    finally:
+        stack.pop()
+        if not stack:  # a network run inside the work may have set the limit on this thread
+            _release_blas_limit()
+
+
+def runs_inside_runtime(method):
+    """Decorate a method of an object with a ``runtime`` attribute to run inside it."""
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        with self.runtime:
+            return method(self, *args, **kwargs)
+    return run
+
+
+def keep_blas_limited() -> None:
+    """Inside a runtime, with a pool of several threads: make sure BLAS is limited (a thread
+    that set the limit may have left its runtime meanwhile; then this thread sets it, and
+    restores it when it leaves its outermost runtime)."""
+    if _blas_holder is None and current() is not None and num_threads() > 1:
+        _hold_blas_limit()
+
+
+def blas_limited() -> bool:
+    """Whether a thread holds the BLAS limit now (that is, some runtime is entered)."""
+    return _blas_holder is not None
+
+
+def _stack() -> list:
+    stack = getattr(_local, "stack", None)
+    if stack is None:
+        stack = _local.stack = []
+    return stack
+
+
+def _hold_blas_limit() -> None:
+    """Limit BLAS to one thread per call unless a thread already holds that limit."""
+    global _blas_controller, _blas_limit, _blas_holder
+    if _blas_holder is not None:
+        return
+    with _limit_lock:
+        if _blas_holder is not None:
+            return
+        if _blas_controller is None:
+            from threadpoolctl import ThreadpoolController
+            _blas_controller = ThreadpoolController().select(user_api="blas")
+        limit = _blas_controller.limit(limits=1)
+        limit.__enter__()
+        _blas_limit, _blas_holder = limit, threading.get_ident()
+
+
+def _release_blas_limit() -> None:
+    """Restore BLAS's thread count, if this thread set the limit."""
+    global _blas_limit, _blas_holder
+    if _blas_holder != threading.get_ident():
+        return
+    with _limit_lock:
+        limit, _blas_limit, _blas_holder = _blas_limit, None, None
+        limit.__exit__(None, None, None)
