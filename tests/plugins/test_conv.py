@@ -1,5 +1,6 @@
-"""conv2d: values against a naive loop, gradients against central differences, shape inference,
-errors, parameters, costs and receptive fields."""
+"""conv2d: the direct kernel against a naive loop and central differences, every other kernel
+against the direct one, the choice of kernel, shape inference, errors, parameters, costs and
+receptive fields."""
 import math
 from types import SimpleNamespace
 
@@ -9,8 +10,23 @@ import pytest
 from graphnet.errors import ShapeError, SpecError
 from graphnet.op import Window
 from graphnet_plugins import conv
+from graphnet_plugins._conv_kernels import (KERNELS, DepthwiseKernel, DirectKernel,
+                                            GroupedKernel, TapKernel, TiledKernel)
+from graphnet_plugins._conv_kernels.im2col import transposed_fits
 from graphnet_plugins._window import SlidingWindow
 from graphnet_plugins.conv import Conv2d
+
+DIRECT = Conv2d(kernels=[DirectKernel()])
+VARIANTS = {
+    # every kernel, and each way a kernel can compute, made to fit wherever it can
+    "grouped": GroupedKernel(),
+    "grouped-block-per-sample": GroupedKernel(block_bytes=1),
+    "depthwise": DepthwiseKernel(),
+    "tiled": TiledKernel(),
+    "tiled-kernel-rows": TiledKernel(row_min_columns=0),
+    "tiled-channel-planes": TiledKernel(plane_channels=1 << 30),
+    "taps": TapKernel(min_channels=1, max_waste=math.inf),
+}
 
 
 def make_attrs(**raw):
@@ -92,63 +108,122 @@ def case(request):
     return input_shape, make_attrs(**raw)
 
 
-def run_case(name, context, grad_seed):
-    """One named case forward and backward in float64: (x, params, attrs, window, output,
-    grad_output, grad_input, param_grads)."""
+def run_case(name, context, grad_seed, op=None, batch=2, dtype=np.float64):
+    """One named case forward and backward: (x, params, attrs, window, output, grad_output,
+    grad_input, param_grads)."""
+    op = op or Conv2d()
     input_shape, raw = CASES[name]
     attrs = make_attrs(**raw)
-    x, params = random((2, *input_shape)), random_params(input_shape, attrs)
-    output, saved = Conv2d().forward([x], params, attrs, context())
-    grad_output = random(output.shape, seed=grad_seed)
-    (grad_input,), param_grads = Conv2d().backward(grad_output, saved, params, attrs, context())
-    return x, params, attrs, saved[2], output, grad_output, grad_input, param_grads
+    x, params = random((batch, *input_shape), dtype=dtype), random_params(input_shape, attrs)
+    output, saved = op.forward([x], params, attrs, context(dtype=dtype))
+    grad_output = random(output.shape, seed=grad_seed, dtype=dtype)
+    (grad_input,), param_grads = op.backward(grad_output, saved, params, attrs,
+                                             context(dtype=dtype))
+    return x, params, attrs, saved[1], output, grad_output, grad_input, param_grads
 
 
 def test_registers_conv2d(registered_ops):
     assert registered_ops(conv) == {"conv2d"}
 
 
-def test_forward_equals_naive_loop_and_shape_inference(case, context):
+@pytest.mark.parametrize("op", [DIRECT, Conv2d()], ids=["direct", "default"])
+def test_forward_equals_naive_loop_and_shape_inference(op, case, context):
     input_shape, attrs = case
     x, params = random((2, *input_shape)), random_params(input_shape, attrs)
-    output, _ = Conv2d().forward([x], params, attrs, context())
+    output, _ = op.forward([x], params, attrs, context())
     expected = naive_conv2d(x, params["weight"], params.get("bias"), attrs)
     assert output.shape == expected.shape
     assert np.allclose(output, expected, rtol=1e-12, atol=1e-12)
     assert Conv2d().shape([input_shape], attrs) == output.shape[1:]
 
 
-def test_gradients_equal_central_differences(case, check_gradients):
+@pytest.mark.parametrize("op", [DIRECT, Conv2d()], ids=["direct", "default"])
+def test_gradients_equal_central_differences(op, case, check_gradients):
     input_shape, attrs = case
     x, params = random((2, *input_shape)), random_params(input_shape, attrs)
-    errors = check_gradients(Conv2d(), [x], params, attrs)
+    errors = check_gradients(op, [x], params, attrs)
     assert set(errors) == {"input 1", *params}
 
 
-@pytest.mark.parametrize("method", [conv.transposed_conv_gradient, conv.col2im_gradient],
-                         ids=["transposed", "col2im"])
+def fits(variant, name) -> bool:
+    input_shape, raw = CASES[name]
+    attrs = make_attrs(**raw)
+    return VARIANTS[variant].fits(SlidingWindow.of(input_shape, attrs), input_shape[0],
+                                  attrs.filters, attrs.groups)
+
+
+def test_every_case_has_kernels_besides_the_direct_one():
+    for name in CASES:
+        assert any(fits(variant, name) for variant in VARIANTS), name
+    for variant in VARIANTS:
+        assert sum(fits(variant, name) for name in CASES) >= 2, variant
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("variant, name", [(variant, name) for variant in VARIANTS
+                                           for name in CASES if fits(variant, name)])
+def test_every_kernel_equals_the_direct_one(variant, name, batch, dtype, context):
+    found = run_case(name, context, 7, Conv2d(kernels=[VARIANTS[variant]]), batch, dtype)
+    expected = run_case(name, context, 7, DIRECT, batch, dtype)
+    tolerance = dict(rtol=1e-10, atol=1e-12) if dtype == np.float64 else dict(rtol=2e-5,
+                                                                              atol=2e-5)
+    for position in (4, 6):  # output, input gradient
+        assert found[position].dtype == dtype
+        np.testing.assert_allclose(found[position], expected[position], **tolerance)
+    for param, grad in expected[7].items():
+        np.testing.assert_allclose(found[7][param], grad, **tolerance)
+
+
+@pytest.mark.parametrize("method", ["transposed_gradient", "col2im_gradient"])
 @pytest.mark.parametrize("name", list(CASES))
 def test_both_input_gradient_methods_hold_for_every_case(name, method, context):
-    """Each method is right beyond where the op picks it (it picks by speed)."""
-    x, params, attrs, window, _, grad_output, expected, _ = run_case(name, context, grad_seed=7)
+    """Each method is right beyond where the kernels pick it (they pick by speed)."""
+    x, params, attrs, window, _, grad_output, expected, _ = run_case(name, context, 7, DIRECT)
+    if method == "transposed_gradient" and not transposed_fits(window):
+        return  # stride 2 or padding as wide as the kernel: only col2im computes it
     grad_nhwc = np.ascontiguousarray(grad_output.transpose(0, 2, 3, 1))
-    grad_input = method(grad_nhwc, params["weight"], x.shape, window, attrs.groups)
+    grad_input = getattr(GroupedKernel(), method)(grad_nhwc, params["weight"], window,
+                                                  attrs.groups)
     assert np.allclose(grad_input.transpose(0, 3, 1, 2), expected, rtol=1e-10, atol=1e-12)
 
 
-def test_blocks_of_samples_give_the_same_result_as_one_product(monkeypatch, context):
+@pytest.mark.parametrize("input_shape, raw, chosen, epilogue", [
+    ((32, 16, 16), {"filters": 32, "kernel": 3, "padding": "same"}, "taps", True),
+    ((32, 16, 16), {"filters": 32, "kernel": 3, "stride": 2, "padding": 1}, "tiled", False),
+    ((3, 32, 32), {"filters": 16, "kernel": 5}, "tiled", True),   # RGB: channel planes
+    ((4, 8, 8), {"filters": 4, "kernel": 3, "padding": 1}, "tiled", False),
+    ((8, 8, 8), {"filters": 8, "kernel": 3, "groups": 8}, "depthwise", False),
+    ((8, 8, 8), {"filters": 8, "kernel": 3, "groups": 2}, "grouped", False),
+], ids=["taps", "strided", "rgb", "few-channels", "depthwise", "grouped"])
+def test_the_op_takes_the_first_kernel_that_fits(input_shape, raw, chosen, epilogue):
+    attrs = make_attrs(**raw)
+    kernel, window = Conv2d().choose_kernel(input_shape, attrs)
+    assert kernel.name == chosen and window == SlidingWindow.of(input_shape, attrs)
+    assert Conv2d().accepts_epilogue([input_shape], attrs) is epilogue
+    assert [k.name for k in KERNELS][-1] == "direct"  # the last resort fits everything
+
+
+def test_a_kernel_list_that_cannot_compute_a_conv_says_so():
+    with pytest.raises(ValueError, match="none of the conv kernels"):
+        Conv2d(kernels=[TapKernel()]).choose_kernel((8, 8, 8), make_attrs(filters=8, kernel=3,
+                                                                          stride=2))
+
+
+def test_blocks_of_samples_give_the_same_result_as_one_product(context):
     attrs = make_attrs(filters=4, kernel=3, padding=1, groups=2)
     x, params = random((5, 4, 6, 5)), random_params((4, 6, 5), attrs)
     grad_output = random((5, 4, 6, 5), seed=3)
 
-    def run():
-        output, saved = Conv2d().forward([x], params, attrs, context())
-        return output, Conv2d().backward(grad_output, saved, params, attrs, context())
+    def run(kernel):
+        op = Conv2d(kernels=[kernel])
+        output, saved = op.forward([x], params, attrs, context())
+        return output, op.backward(grad_output, saved, params, attrs, context())
 
-    whole_output, ((whole_grad,), whole_param_grads) = run()
-    monkeypatch.setattr(conv, "COLUMN_BLOCK_BYTES", 1)  # one sample per block
-    assert len(conv.sample_blocks(5, 100)) == 5
-    block_output, ((block_grad,), block_param_grads) = run()
+    whole_output, ((whole_grad,), whole_param_grads) = run(GroupedKernel())
+    one_per_block = GroupedKernel(block_bytes=1)
+    assert len(one_per_block.blocks(5, SlidingWindow((6, 5), (3, 3)), x)) == 5
+    block_output, ((block_grad,), block_param_grads) = run(one_per_block)
     assert np.allclose(block_output, whole_output, rtol=1e-12, atol=1e-12)
     assert np.allclose(block_grad, whole_grad, rtol=1e-12, atol=1e-12)
     for name in params:

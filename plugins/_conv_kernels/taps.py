@@ -1,5 +1,4 @@
-"""Stride-1 convolution as one matrix product per kernel tap, with no im2col matrix (a helper
-module of the ``conv2d`` op, not a plugin).
+"""Stride-1 convolution as one matrix product per kernel tap, with no im2col matrix.
 
 A tile of samples is copied, channels-last, into a flat buffer with one row per pixel, its
 image rows laid end to end and its samples stacked, with zero gaps between rows and between
@@ -19,38 +18,78 @@ Backward runs the same taps: the weight gradient of tap t is (buffer slice)ᵀ �
 gradient, and the input gradient adds each tap's output gradient × weightᵀ at the slice the
 tap read, the output gradient sitting on the same grid with zeros at the gap positions.
 
-Measured at batch 256 on two threads against the kernel-row products of :mod:`._conv_tiles`,
+Measured at batch 256 on two threads against the kernel-row products of :mod:`.tiled`,
 on the bench's 32-channel 3×3 layer over 32×32: forward and input gradient 1.3x faster, weight
 gradient 5% slower, a whole backward 1.1x faster; the output and input gradient are views of
 the grid the products wrote (no copy out), which consumers read about 1.2x slower than
-contiguous memory. Over fewer channels or with more waste, see MIN_CHANNELS and MAX_WASTE.
+contiguous memory. Over fewer channels or with more waste, see TapKernel.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
 from graphnet import blas, parallel
 
-MIN_CHANNELS = 8
-"""Fewest input channels (and filters) for tap products: each product's inner dimension is
-the channel count. With 8 channels and filters (3×3 over 32×32, batch 128) a training step's
-conv was 1.25x faster than by kernel rows; with 4, the forward was 1.9x slower."""
-MAX_WASTE = 1.2
-"""Most grid positions per output position. A "valid" conv computes its output on the whole
-input grid: 5×5 over 28×28 (waste 1.36) and 16×16 "same" (1.27) were 5-10% slower than by
-kernel rows, 3×3 "same" over 16×16 and 32×32 (1.13, 1.06) 1.1-1.3x faster."""
-TILE_BYTES = 5 << 18
-"""Target bytes of a tile's input and output buffers together: they stay in the L2 cache
-through the taps' products (on the bench's 32-channel 32×32 layers 4 samples were 1.15x
-faster than 8)."""
+from .._window import SlidingWindow
+
+
+@dataclass(frozen=True)
+class TapKernel:
+    """One-group, stride-1 convolutions over enough channels, with little of the grid wasted."""
+
+    min_channels: int = 8
+    """Fewest input channels (and filters) for tap products: each product's inner dimension
+    is the channel count. With 8 channels and filters (3×3 over 32×32, batch 128) a training
+    step's conv was 1.25x faster than by kernel rows; with 4, the forward was 1.9x slower."""
+    max_waste: float = 1.2
+    """Most grid positions per output position. A "valid" conv computes its output on the
+    whole input grid: 5×5 over 28×28 (waste 1.36) and 16×16 "same" (1.27) were 5-10% slower
+    than by kernel rows, 3×3 "same" over 16×16 and 32×32 (1.13, 1.06) 1.1-1.3x faster."""
+    tile_bytes: int = 5 << 18
+    """Target bytes of a tile's input and output buffers together: they stay in the L2 cache
+    through the taps' products (on the bench's 32-channel 32×32 layers 4 samples were 1.15x
+    faster than 8)."""
+    tile: int | None = None
+    """Samples per tile, if fixed; by default from ``tile_bytes`` and the thread count."""
+    name = "taps"
+
+    def fits(self, window: SlidingWindow, channels: int, filters: int, groups: int) -> bool:
+        if groups != 1 or window.stride != (1, 1) or min(channels, filters) < self.min_channels:
+            return False
+        return TapGrid(channels, window).waste <= self.max_waste
+
+    def takes_epilogue(self, window, channels, filters, groups) -> bool:
+        """Always: each tile's products are still in cache."""
+        return True
+
+    def forward(self, images, weight, bias, window: SlidingWindow, groups: int = 1, *,
+                epilogue=None):
+        """(output, saved): :func:`tap_forward`'s output, and the input itself."""
+        grid, tile = self.grid(images, weight, window)
+        return tap_forward(images, weight, bias, grid, tile, epilogue=epilogue), images
+
+    def backward(self, grad_output, images, weight, window: SlidingWindow, groups: int = 1, *,
+                 input_grad: bool, param_grads: bool, bias: bool, epilogue=None, output=None):
+        grid, tile = self.grid(images, weight, window)
+        return tap_backward(grad_output, images, weight, grid, tile, input_grad=input_grad,
+                            param_grads=param_grads, bias=bias, epilogue=epilogue,
+                            output=output)
+
+    def grid(self, images, weight, window: SlidingWindow) -> tuple[TapGrid, int]:
+        """The batch's grid and samples per tile."""
+        grid = TapGrid(images.shape[1], window)
+        return grid, self.tile or grid.tile(len(weight), images.itemsize, len(images),
+                                            self.tile_bytes)
 
 
 class TapGrid:
     """The flat, gap-stacked layout of a stride-1 conv's tiles, and each tap's offset in it."""
 
-    def __init__(self, input_shape, window):
-        _, self.channels, height, width = input_shape
-        self.input_hw = (height, width)
+    def __init__(self, channels: int, window: SlidingWindow):
+        self.channels, self.window = channels, window
+        height, width = self.input_hw = window.input_hw
         top, bottom, left, right = window.pads
         out_h, out_w = window.output_hw
         # gaps at least as wide as the padding, and as the output's overhang of the input
@@ -72,11 +111,11 @@ class TapGrid:
         """Grid positions computed per output position."""
         return self.per_sample / max(1, self.output_hw[0] * self.output_hw[1])
 
-    def tile(self, filters: int, itemsize: int, batch: int) -> int:
-        """Samples per tile: about TILE_BYTES of buffers, and every thread a few tiles."""
+    def tile(self, filters: int, itemsize: int, batch: int, tile_bytes: int) -> int:
+        """Samples per tile: about ``tile_bytes`` of buffers, and every thread a few tiles."""
         per_sample = self.per_sample * (self.channels + filters) * itemsize
         balanced = -(-batch // (parallel.TILES_PER_THREAD * parallel.num_threads()))
-        return max(1, min(TILE_BYTES // per_sample, balanced))
+        return max(1, min(tile_bytes // per_sample, balanced))
 
     def buffer(self, name: str, tile: int, values: np.ndarray, count: int, margin_before: int,
                margin_after: int, fill=None) -> np.ndarray:
@@ -112,31 +151,21 @@ class TapGrid:
         return blocks[:, :hw[0], :hw[1] * columns].reshape(count, *hw, columns)
 
 
-def applies(input_shape, weight_shape, window) -> bool:
-    """Whether :func:`tap_forward` / :func:`tap_backward` serve this one-group conv."""
-    channels, filters = input_shape[1], weight_shape[0]
-    if window.stride != (1, 1) or min(channels, filters) < MIN_CHANNELS:
-        return False
-    return TapGrid(input_shape, window).waste <= MAX_WASTE
-
-
 def tap_weights(weight: np.ndarray) -> np.ndarray:
     """(filters, channels, kh, kw) → (kh·kw, channels, filters): each tap's product matrix."""
     filters, channels = weight.shape[:2]
     return np.ascontiguousarray(weight.transpose(2, 3, 1, 0)).reshape(-1, channels, filters)
 
 
-def tap_forward(images: np.ndarray, weight: np.ndarray, bias, window, *,
+def tap_forward(images: np.ndarray, weight: np.ndarray, bias, grid: TapGrid, tile: int, *,
                 epilogue=None) -> np.ndarray:
     """The NHWC output of a stride-1, one-group conv (see the module docstring): a view of the
     grid the products wrote, gaps skipped, so no copy. Consumers take any memory layout. An
     ``epilogue`` is applied to each tile's products while they are in cache."""
-    grid = TapGrid(images.shape, window)
     taps = tap_weights(weight)
     filters = len(weight)
     source = images.transpose(0, 2, 3, 1)
     output_grid = np.empty((len(images) * grid.per_sample, filters), dtype=images.dtype)
-    tile = grid.tile(filters, images.itemsize, len(images))
     starts = [grid.before + offset for offset in grid.offsets]
 
     def work(index, part):
@@ -150,23 +179,21 @@ def tap_forward(images: np.ndarray, weight: np.ndarray, bias, window, *,
             epilogue.forward(products)  # the gaps' values too: never read
 
     parallel.run_tiles(work, len(images), tile)
-    return grid.valid(output_grid, len(images), window.output_hw)
+    return grid.valid(output_grid, len(images), grid.output_hw)
 
 
-def tap_backward(grad_output, images, weight, window, *, input_grad: bool, param_grads: bool,
-                 bias: bool, epilogue=None, output=None):
+def tap_backward(grad_output, images, weight, grid: TapGrid, tile: int, *, input_grad: bool,
+                 param_grads: bool, bias: bool, epilogue=None, output=None):
     """(input gradient NHWC or None, weight gradient or None, bias gradient or None) of
     :func:`tap_forward`'s conv, in one pass over the tiles. Each tile's parameter gradients are
     kept and summed in tile order, so the result does not depend on the thread count. With an
     ``epilogue``, ``grad_output`` is the gradient of its result, ``output``, and each tile's
     gradient goes through the epilogue as it is copied onto the grid."""
-    grid = TapGrid(images.shape, window)
     taps = tap_weights(weight)
     filters, channels = weight.shape[:2]
     source = images.transpose(0, 2, 3, 1)
     grad_nhwc = grad_output.transpose(0, 2, 3, 1)
     output_nhwc = None if epilogue is None else output.transpose(0, 2, 3, 1)
-    tile = grid.tile(filters, images.itemsize, len(images))
     tiles = -(-len(images) // tile)
     # written on the grid and returned as a view of its pixels, as tap_forward's output
     grad_input_grid = (np.empty((len(images) * grid.per_sample, channels), dtype=images.dtype)
@@ -201,7 +228,7 @@ def tap_backward(grad_output, images, weight, window, *, input_grad: bool, param
     grad_weight = grad_bias = None
     if param_grads:
         total = parallel.ordered_sum(weight_parts, taps.shape, images.dtype)
-        kernel_h, kernel_w = window.kernel
+        kernel_h, kernel_w = grid.window.kernel
         grad_weight = np.ascontiguousarray(
             total.reshape(kernel_h, kernel_w, channels, filters).transpose(3, 2, 0, 1))
         if bias:

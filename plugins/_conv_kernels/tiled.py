@@ -1,0 +1,358 @@
+"""One-group convolution by im2col over a batch in tiles, across graphnet's worker threads.
+
+Per tile of samples, the im2col matrix is built into this thread's scratch buffer, multiplied
+by BLAS straight into the output, and forgotten: no matrix for the whole batch (hundreds of MB
+for a 32-channel 32×32 layer at batch 256, streamed through memory twice) and no padded copy
+of the input. Backward rebuilds a tile's matrix from the input, which the op saves by reference.
+The threads each take a contiguous run of tiles with single-threaded BLAS
+(:mod:`graphnet.parallel`); each thread sums its tiles' weight gradients and the threads' sums
+are added in order, so a run is reproducible for a given thread count.
+
+Images arrive NCHW-shaped in any memory layout; outputs and input gradients are channels-last
+(NHWC) arrays, returned by the op as NCHW-shaped views.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from graphnet import parallel
+
+from .._window import SlidingWindow
+from .im2col import (flipped_weight_matrix, im2col, scatter_taps, torch_layout,
+                     transposed_gradient, transposed_window, weight_matrix, window_view)
+
+
+@dataclass(frozen=True)
+class TiledKernel:
+    """Any one-group convolution: im2col per tile of samples (or one product per kernel row
+    at stride 1), the input gradient by a transposed convolution or col2im."""
+
+    row_min_columns: int = 64
+    """Kernel-row products (see Columns) need at least this many columns (kernel width ×
+    channels) to pay: LeNet's 5×5 over 6 channels (30) measured 1.5x slower that way, 3×3
+    over 32 (96) 1.13x faster."""
+    plane_channels: int = 3
+    """Inputs with at most this many channels are gathered as channel planes (see Columns)."""
+    tile_bytes: int = 12 << 20
+    """Target size of one tile's full im2col matrix (the kernel-row matrices of stride-1 convs
+    are a third of it): large enough that the per-tile Python and numpy calls (some 20, ~100
+    µs) are few, while every thread still gets several tiles (parallel.tile_items). On the
+    bench's 32-channel layers at batch 256 on two threads, 12 MiB was 1.15x faster than 4 MiB
+    and 1.6x faster than 2 MiB; one matrix for the whole batch, hundreds of MB streamed
+    through memory twice, was 1.5-2.5x slower."""
+    thin_chunk_rows: int = 4096
+    """Channel-plane matrices (1-3 channels) have a few dozen columns: for the weight gradient
+    (matrixᵀ × output gradient) BLAS is faster in chunks of this many rows (positions), which
+    stay in cache (LeNet's first layer at batch 256 on two threads: 1.3x). The forward product
+    is one call per tile."""
+    name = "tiled"
+
+    def fits(self, window: SlidingWindow, channels: int, filters: int, groups: int) -> bool:
+        return groups == 1
+
+    def takes_epilogue(self, window, channels, filters, groups) -> bool:
+        """Over channel planes, where the ones-column product leaves nothing else to do per
+        tile: after channels-last im2col a separate elementwise op measured as fast."""
+        return channels <= self.plane_channels
+
+    def forward(self, images, weight, bias, window: SlidingWindow, groups: int = 1, *,
+                epilogue=None):
+        """The NHWC output: per tile, im2col matrix × weight matrix (+ bias), written by BLAS
+        straight into the output; tiles shared among the worker threads. An ``epilogue`` is
+        applied to each tile's output in cache. Saved: the input itself, no copy."""
+        columns = Columns(images, window, self)
+        matrix = weight_matrix(weight, 1)[0]
+        fill_weights = columns.with_bias(matrix, bias)
+        filters = len(weight)
+        output = np.empty((len(images), *window.output_hw, filters), dtype=images.dtype)
+
+        def work(index, part):
+            count = part.stop - part.start
+            product = output[part].reshape(-1, filters)
+            if columns.rows:
+                row_products(columns.padded(part.start, count), count, window,
+                             matrix.reshape(window.kernel[0], -1, filters),
+                             product.reshape(count, -1, filters))
+            else:
+                # one product per tile: with two threads, chunks of the channel-plane matrix
+                # (see thin_chunk_rows) measured 1.1x slower here, each call a GIL handover
+                np.matmul(columns.fill(part.start, count), fill_weights, out=product)
+            if bias is not None and not columns.planes:
+                product += bias
+            if epilogue is not None:
+                epilogue.forward(product)
+
+        parallel.run_tiles(work, len(images), columns.tile)
+        return output, images
+
+    def backward(self, grad_output, images, weight, window: SlidingWindow, groups: int = 1, *,
+                 input_grad: bool, param_grads: bool, bias: bool, epilogue=None, output=None):
+        """(input gradient NHWC or None, weight gradient or None, bias gradient or None), tile
+        by tile: the weight's from the rebuilt im2col matrix, the input's by a transposed
+        convolution or col2im (see :class:`InputGradient`), in two passes over the tiles (1.2x
+        faster than one doing both, whose two tile-sized matrices overflow the L2 cache). The
+        tiles' weight gradients are summed in tile order, so the result does not depend on the
+        thread count. With an ``epilogue``, ``grad_output`` is the gradient of its result,
+        ``output``."""
+        columns = Columns(images, window, self)
+        if epilogue is not None and input_grad:  # both passes need it: once, for the batch
+            grad_output, epilogue = epilogue.gradient(grad_output, output), None
+        grad_nhwc = grad_output.transpose(0, 2, 3, 1)
+        filters = len(weight)
+        gradient = InputGradient(weight, images.shape, window, self) if input_grad else None
+        grad_input = (np.empty((len(images), *images.shape[2:], images.shape[1]),
+                               dtype=images.dtype) if input_grad else None)
+
+        output_nhwc = None if epilogue is None else output.transpose(0, 2, 3, 1)
+
+        def grad_rows(part):
+            """The tile's output gradient as contiguous rows; through the epilogue, if any,
+            into this thread's scratch memory (the gradient itself may be shared)."""
+            if epilogue is None:
+                return np.ascontiguousarray(grad_nhwc[part]).reshape(-1, filters)
+            rows = parallel.scratch("conv_epilogue_grad", (columns.tile, *grad_nhwc.shape[1:]),
+                                    grad_nhwc.dtype)[:part.stop - part.start]
+            epilogue.backward(grad_nhwc[part], output_nhwc[part], rows)
+            return rows.reshape(-1, filters)
+
+        grad_weight = grad_bias = None
+        if param_grads:
+            tiles = -(-len(images) // columns.tile)
+            weight_parts, bias_parts = [None] * tiles, [None] * tiles
+
+            def weight_work(index, part):
+                rows, count = grad_rows(part), part.stop - part.start
+                if columns.rows:
+                    weight_parts[index] = row_weight_gradient(
+                        columns.padded(part.start, count), count, window,
+                        rows.reshape(count, -1, filters)).reshape(columns.width, filters)
+                else:
+                    matrix = columns.fill(part.start, count)
+                    products = sum(matrix[chunk].T @ rows[chunk]
+                                   for chunk in columns.thin_chunks(len(matrix)))
+                    # channel planes' column of ones gives the bias gradient as a last row
+                    weight_parts[index] = products[:columns.width]
+                    if columns.planes:
+                        bias_parts[index] = products[columns.width]
+                if bias and bias_parts[index] is None:
+                    # a product with ones: BLAS measured 3x faster than .sum(axis=0)
+                    bias_parts[index] = np.ones(len(rows), rows.dtype) @ rows
+
+            parallel.run_tiles(weight_work, len(images), columns.tile)
+            # summed in tile order: the same result whichever thread took which tile
+            summed = parallel.ordered_sum(weight_parts, (columns.width, filters), images.dtype)
+            grad_weight = torch_layout(summed[None], window.kernel)
+            if bias:
+                grad_bias = parallel.ordered_sum(bias_parts, (filters,), images.dtype)
+        if gradient:
+            def input_work(index, part):
+                gradient.write(grad_rows(part), part.start, part.stop - part.start,
+                               grad_input[part])
+
+            parallel.run_tiles(input_work, len(images), gradient.tile)
+        return grad_input, grad_weight, grad_bias
+
+
+class Columns:
+    """The im2col matrix of a batch, built one tile of samples at a time into this thread's
+    scratch buffer (:func:`graphnet.parallel.scratch`), never for the whole batch.
+
+    At stride 1 in channels-last memory (``rows``), the convolution is instead one product per
+    kernel row (:func:`row_products`), whose matrices gather a third as much. Otherwise the
+    columns are (kernel row, kernel column, channel), in one of two memory layouts: a row per
+    output position, each tap a copy of contiguous channel vectors (channels-last memory, as a
+    conv's output is); or, for images of at most ``plane_channels`` channels (grey or colour
+    images fed to the graph), the transposed matrix, each tap a copy of contiguous image rows:
+    measured 2x faster for 1 and 3 channels, whose channel vectors are too short to copy well.
+    The layout follows the channel count alone, never the input's memory layout, so any memory
+    layout gives bit-identical results. Either way the product has a row per output position:
+    the output is channels-last.
+    """
+
+    def __init__(self, images: np.ndarray, window: SlidingWindow, kernel: TiledKernel):
+        batch, channels, height, width = images.shape
+        self.window = window
+        self.planes = channels <= kernel.plane_channels
+        # stride 1, channels-last, rows wide enough for BLAS: one product per kernel row
+        self.rows = (window.stride == (1, 1) and not self.planes
+                     and window.kernel[1] * channels >= kernel.row_min_columns)
+        self.source = images if self.planes else images.transpose(0, 2, 3, 1)
+        self.positions = window.output_hw[0] * window.output_hw[1]
+        self.width = channels * window.kernel[0] * window.kernel[1]
+        self.tile = parallel.tile_items(self.positions * self.width * images.itemsize,
+                                        kernel.tile_bytes, total=batch)
+        self.thin_chunk_rows = kernel.thin_chunk_rows
+
+    def with_bias(self, weight_matrix: np.ndarray, bias) -> np.ndarray:
+        """The weight matrix (:func:`.im2col.weight_matrix`, the same rows in both layouts, so
+        every layout sums in the same order) for :meth:`fill`'s matrices: for channel planes,
+        the bias (or zeros) as a last row, matching their column of ones."""
+        if not self.planes:
+            return weight_matrix
+        last = np.zeros(weight_matrix.shape[1], weight_matrix.dtype) if bias is None else bias
+        return np.vstack([weight_matrix, last[None].astype(weight_matrix.dtype, copy=False)])
+
+    def padded(self, first: int, count: int) -> np.ndarray:
+        """Samples first … first + count − 1, zero-padded (channels-last; see padded_tile)."""
+        return padded_tile(self.source, first, count, self.tile, self.window, self.planes)
+
+    def fill(self, first: int, count: int) -> np.ndarray:
+        """The (count·positions, columns) matrix of samples first … first + count − 1: a view
+        of scratch memory, valid until this thread's next fill. Channel planes end with a
+        column of ones (see :meth:`with_bias`)."""
+        window, tile = self.window, self.tile
+        padded = padded_tile(self.source, first, count, tile, window, self.planes)
+        out_h, out_w = window.output_hw
+        if self.planes:
+            channels, positions = self.source.shape[1], count * self.positions
+            # one row more than the columns: ones, so that the bias rides in the product (a
+            # separate bias pass over the output cost a third of the product's time)
+            buffer = parallel.scratch("conv_columns_planes",
+                                      (self.width + 1, tile * self.positions), padded.dtype)
+            taps = buffer[:self.width].reshape(*window.kernel, channels, tile, out_h, out_w)
+            # (count, channels, out_h, out_w, kh, kw) → (kh, kw, channels, count, out_h, out_w)
+            np.copyto(taps[:, :, :, :count],
+                      window_view(padded[:count], window, (2, 3)).transpose(4, 5, 1, 0, 2, 3))
+            buffer[self.width, :positions] = 1
+            return buffer[:, :positions].T
+        channels = self.source.shape[3]
+        buffer = parallel.scratch("conv_columns", (tile, out_h, out_w, *window.kernel, channels),
+                                  padded.dtype)
+        return im2col(padded[:count], window, 1, out=buffer)[0]
+
+    def thin_chunks(self, rows: int) -> list[slice]:
+        """Slices of an im2col matrix's rows for its weight-gradient products: chunks for
+        channel planes, else the whole matrix (a 3×3 kernel over 32 channels gained nothing
+        from chunks)."""
+        chunk = self.thin_chunk_rows if self.planes else max(rows, 1)
+        return [slice(start, min(start + chunk, rows)) for start in range(0, rows, chunk)]
+
+
+def padded_tile(source: np.ndarray, first: int, count: int, tile: int, window: SlidingWindow,
+                planes: bool):
+    """Samples first … first + count − 1 of ``source`` (NCHW if ``planes``, else NHWC) with the
+    window's zero padding around height and width: a view without padding, else this thread's
+    scratch buffer, whose border is zeroed once and never written."""
+    samples = source[first:first + count]
+    pads = window.pads
+    if not any(pads):
+        return samples
+    top, _, left, _ = pads
+    height, width = window.input_hw
+    if planes:
+        shape = (tile, source.shape[1], *window.padded_hw)
+        interior = (slice(None, count), slice(None), slice(top, top + height),
+                    slice(left, left + width))
+    else:
+        shape = (tile, *window.padded_hw, source.shape[3])
+        interior = (slice(None, count), slice(top, top + height), slice(left, left + width))
+    # keyed by the pads and image size too: another layer's interior may cover this one's
+    # border, and layers taking turns with one buffer would each make it anew
+    buffer = parallel.scratch(f"conv_padded{pads}{planes}{shape[1:]}", shape, source.dtype,
+                              zeroed=True)
+    buffer[interior] = samples
+    return buffer
+
+
+class InputGradient:
+    """d loss / d input of a one-group conv, a tile at a time, NHWC, by the transposed
+    convolution or col2im, whichever :func:`.im2col.transposed_gradient` picks."""
+
+    def __init__(self, weight, input_shape, window: SlidingWindow, kernel: TiledKernel):
+        filters, channels = weight.shape[:2]
+        self.window, self.input_hw = window, tuple(input_shape[2:])
+        self.transposed = transposed_gradient(window, filters, channels)
+        if self.transposed:
+            # the padded output gradient read with the kernel flipped, by kernel rows
+            self.matrix = flipped_weight_matrix(weight, 1)[0]
+            self.unit = transposed_window(window)
+            width = filters * window.kernel[0] * window.kernel[1]
+            positions = self.input_hw[0] * self.input_hw[1]
+        else:
+            # (taps, filters, channels): the im2col matrix's gradient, one tap at a time
+            self.matrix = np.ascontiguousarray(weight.transpose(2, 3, 0, 1)).reshape(
+                -1, filters, channels)
+            width = channels * window.kernel[0] * window.kernel[1]
+            positions = window.output_hw[0] * window.output_hw[1]
+        self.filters, self.channels = filters, channels
+        self.tile = parallel.tile_items(positions * width * weight.itemsize, kernel.tile_bytes,
+                                        total=input_shape[0])
+
+    def write(self, grad_rows, first: int, count: int, destination) -> None:
+        """Write the input gradient of samples first … first + count − 1 (their output
+        gradient as (count·positions, filters) rows) into ``destination`` (NHWC)."""
+        window, (height, width) = self.window, self.input_hw
+        out_h, out_w = window.output_hw
+        grad_tile = grad_rows.reshape(count, out_h, out_w, self.filters)
+        if self.transposed:
+            padded = padded_tile(grad_tile, 0, count, self.tile, self.unit, planes=False)
+            row_products(padded, count, self.unit,
+                         self.matrix.reshape(window.kernel[0], -1, self.channels),
+                         destination.reshape(count, -1, self.channels))
+            return
+        top, _, left, _ = window.pads
+        taps = len(self.matrix)
+        # tap-major: each tap's (positions, channels) block is contiguous, so the scatter-adds
+        # copy whole rows of channels rather than one short channel vector at a time
+        grad_columns = parallel.scratch(
+            "conv_grad_columns_col2im", (taps, self.tile * out_h * out_w, self.channels),
+            grad_rows.dtype)[:, :len(grad_rows)]
+        np.matmul(grad_rows, self.matrix, out=grad_columns)
+        grad_padded = parallel.scratch(
+            "conv_grad_padded", (self.tile, *window.padded_hw, self.channels), grad_rows.dtype)
+        grad_padded[:count] = 0
+        scatter_taps(grad_padded[:count], window,
+                     grad_columns.reshape(taps, count, out_h, out_w, self.channels))
+        destination[...] = grad_padded[:count, top:top + height, left:left + width]
+
+
+def kernel_row_columns(padded: np.ndarray, count: int, window) -> np.ndarray:
+    """The im2col matrix of one kernel row, for every padded input row: (count, padded rows,
+    out_w, kw·channels), columns (kernel column, channel), in this thread's scratch buffer. At
+    stride 1, kernel row r's matrix is rows r·dilation … + out_h − 1 of it, a view: a third of
+    the gathering of a 3×3 kernel's full im2col matrix."""
+    _, padded_h, _, channels = padded.shape
+    out_w, kernel_w = window.output_hw[1], window.kernel[1]
+    buffer = parallel.scratch("conv_row_columns",
+                              (len(padded), padded_h, out_w, kernel_w, channels), padded.dtype)
+    views = sliding_window_view(padded[:count], window.extent[1], axis=2)
+    # (count, padded_h, out_w, channels, kw) → (count, padded_h, out_w, kw, channels)
+    np.copyto(buffer[:count], views[..., ::window.dilation[1]].transpose(0, 1, 2, 4, 3))
+    return buffer[:count].reshape(count, padded_h, out_w, kernel_w * channels)
+
+
+def row_products(padded: np.ndarray, count: int, window, weight_rows: np.ndarray,
+                 out: np.ndarray) -> None:
+    """A stride-1 convolution of ``count`` padded channels-last samples as one product per
+    kernel row, summed: ``out`` (count, out_h·out_w, filters) = Σ_r rows_r @ weight_rows[r],
+    ``weight_rows`` being (kh, kw·channels, filters). Measured 1.13x faster than one product
+    with the full im2col matrix, whose gathering cost a third of the product's time."""
+    out_h, out_w = window.output_hw
+    row_columns = kernel_row_columns(padded, count, window)
+    partial = parallel.scratch("conv_row_partial", (len(padded), *out.shape[1:]), out.dtype)
+    for row in range(window.kernel[0]):
+        top = row * window.dilation[0]
+        rows = row_columns[:, top:top + out_h].reshape(count, out_h * out_w, -1)
+        if row == 0:
+            np.matmul(rows, weight_rows[0], out=out)
+        else:
+            np.matmul(rows, weight_rows[row], out=partial[:count])
+            out += partial[:count]
+
+
+def row_weight_gradient(padded: np.ndarray, count: int, window,
+                        grad_rows: np.ndarray) -> np.ndarray:
+    """The weight gradient of :func:`row_products`' convolution, (kh, kw·channels, filters),
+    from ``grad_rows`` (count, out_h·out_w, filters), summed over the samples."""
+    out_h, out_w = window.output_hw
+    row_columns = kernel_row_columns(padded, count, window)
+    grads = []
+    for row in range(window.kernel[0]):
+        top = row * window.dilation[0]
+        rows = row_columns[:, top:top + out_h].reshape(count, out_h * out_w, -1)
+        grads.append(np.matmul(rows.transpose(0, 2, 1), grad_rows).sum(axis=0))
+    return np.stack(grads)
+

@@ -1,0 +1,212 @@
+"""The one-group kernels, called directly: outputs and gradients equal the direct kernel's in
+float64 for every memory layout, four-sided padding, stride and dilation, any tile size and
+thread count, by each of their methods (im2col, kernel-row products, kernel-tap products through
+BLAS or through numpy alone), with and without a fused ReLU. (tests/plugins/test_conv.py runs
+every kernel through the op over the conv test grid.)"""
+from __future__ import annotations
+
+import contextlib
+import math
+
+import numpy as np
+import pytest
+
+from graphnet import blas, parallel
+from graphnet.fusion import Epilogue
+from graphnet_plugins._conv_kernels import DirectKernel, TapKernel, TiledKernel
+from graphnet_plugins._window import SlidingWindow
+
+METHODS = {
+    "im2col": TiledKernel(),
+    "kernel-rows": TiledKernel(row_min_columns=0),   # one product per kernel row at stride 1
+    "taps": TapKernel(min_channels=1, max_waste=math.inf),
+    "taps-numpy": TapKernel(min_channels=1, max_waste=math.inf),
+}
+
+
+@pytest.fixture(params=list(METHODS))
+def method(request, monkeypatch):
+    """Each one-group kernel, made to fit wherever it can compute; "taps-numpy" runs the tap
+    kernel as on a machine whose BLAS graphnet cannot call (blas's numpy route)."""
+    if request.param == "taps-numpy":
+        monkeypatch.setattr(blas, "_routines", {})
+    return request.param
+
+
+@contextlib.contextmanager
+def thread_count(count):
+    """Run the block on ``count`` worker threads, then on the machine's again."""
+    parallel.set_num_threads(count)
+    try:
+        yield
+    finally:
+        parallel.set_num_threads(parallel.available_cores())
+
+
+def run(kernel, images, weight, bias, window, grad_output, **options):
+    """(output, input gradient, weight gradient, bias gradient) of ``kernel``, NHWC."""
+    output, saved = kernel.forward(images, weight, bias, window, 1)
+    grads = kernel.backward(grad_output, saved, weight, window, 1, input_grad=True,
+                            param_grads=True, bias=bias is not None, **options)
+    return (output, *grads)
+
+
+def assert_matches_direct(found, images, weight, bias, window, grad_output, rtol):
+    expected = run(DirectKernel(), images, weight, bias, window, grad_output)
+    for value, wanted in zip(found, expected):
+        if wanted is not None:
+            np.testing.assert_allclose(value, wanted, rtol=rtol, atol=1e-10)
+
+
+CASES = [  # four-sided pads, as the kernels take them
+    dict(kernel=(3, 3), pads=(1, 1, 1, 1)),
+    dict(kernel=(3, 3), stride=(2, 2), pads=(1, 1, 1, 1)),
+    dict(kernel=(4, 4), stride=(2, 2), pads=(1, 2, 1, 2)),       # "same": asymmetric
+    dict(kernel=(3, 3), dilation=(2, 2), pads=(2, 2, 2, 2)),
+    dict(kernel=(5, 3), pads=(0, 0, 0, 0)),
+    dict(kernel=(1, 1)),
+    dict(kernel=(3, 3), pads=(3, 3, 0, 2)),                      # pads ≥ the kernel's reach
+]
+
+
+@pytest.mark.parametrize("method, case", [
+    (method, case) for method in METHODS for case in CASES
+    if METHODS[method].fits(SlidingWindow((9, 8), **case), 1, 1, 1)  # taps: stride 1 only
+], indirect=["method"], ids=lambda value: value if isinstance(value, str) else ",".join(
+    f"{name}={setting}" for name, setting in value.items()))
+@pytest.mark.parametrize("channels,filters", [(5, 7), (6, 3), (1, 4), (3, 3)])
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+def test_each_method_equals_the_direct_kernel(method, case, channels, filters, layout):
+    kernel = METHODS[method]
+    rng = np.random.default_rng(1)
+    images = rng.standard_normal((5, channels, 9, 8))
+    if layout == "nhwc":  # a conv's output: channels-last memory behind an NCHW shape
+        images = np.ascontiguousarray(images.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    weight = rng.standard_normal((filters, channels, *case["kernel"]))
+    bias = rng.standard_normal(filters)
+    window = SlidingWindow(images.shape[2:], **case)
+    grad_output = rng.standard_normal((5, filters, *window.output_hw))
+    assert_matches_direct(run(kernel, images, weight, bias, window, grad_output), images,
+                          weight, bias, window, grad_output, rtol=1e-10)
+
+
+@pytest.mark.parametrize("method, channels", [
+    (method, channels) for method in METHODS for channels in (1, 3, 8)
+    # the tiled kernels take one over channel planes only (1-3 channels)
+    if METHODS[method].takes_epilogue(SlidingWindow((7, 6), (3, 3)), channels, 8, 1)
+], indirect=["method"])
+def test_a_fused_relu_equals_relu_after_the_conv(method, channels):
+    """Where a kernel takes an epilogue, forward applies it to each tile and backward takes the
+    gradient of its result."""
+    kernel = METHODS[method]
+    window = SlidingWindow((7, 6), (3, 3), pads=(1, 1, 1, 1))
+    relu = Epilogue(lambda values: np.maximum(values, 0, out=values),
+                    lambda grad, output, out: np.multiply(grad, output > 0, out=out))
+    rng = np.random.default_rng(5)
+    images = rng.standard_normal((4, channels, 7, 6))
+    weight, bias = rng.standard_normal((8, channels, 3, 3)), rng.standard_normal(8)
+    grad_output = rng.standard_normal((4, 8, 7, 6))
+    output, saved = kernel.forward(images, weight, bias, window, 1, epilogue=relu)
+    output = output.transpose(0, 3, 1, 2)
+    plain, _ = DirectKernel().forward(images, weight, bias, window, 1)
+    np.testing.assert_allclose(output, np.maximum(plain.transpose(0, 3, 1, 2), 0), rtol=1e-10)
+    for input_grad in (True, False):  # the epilogue's gradient taken once, or tile by tile
+        found = kernel.backward(grad_output, saved, weight, window, 1, input_grad=input_grad,
+                                param_grads=True, bias=True, epilogue=relu, output=output)
+        expected = run(DirectKernel(), images, weight, bias, window,
+                       grad_output * (output > 0))[1:]
+        for value, wanted in zip(found, expected):
+            if value is not None:
+                np.testing.assert_allclose(value, wanted, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_any_tile_size_and_thread_count_gives_the_same_result(method, threads):
+    rng = np.random.default_rng(2)
+    images = rng.standard_normal((7, 4, 6, 6))
+    weight, bias = rng.standard_normal((8, 4, 3, 3)), rng.standard_normal(8)
+    window = SlidingWindow((6, 6), (3, 3), pads=(1, 1, 1, 1))
+    grad_output = rng.standard_normal((7, 8, 6, 6))
+    kernel = METHODS[method]
+    small_tiles = (TapKernel(min_channels=1, max_waste=math.inf, tile_bytes=1)
+                   if method.startswith("taps") else
+                   TiledKernel(row_min_columns=kernel.row_min_columns, tile_bytes=1))
+    with thread_count(threads):
+        found = run(small_tiles, images, weight, None, window, grad_output)
+    assert_matches_direct(found, images, weight, None, window, grad_output, rtol=1e-10)
+
+
+def test_only_the_gradients_asked_for(method):
+    kernel = METHODS[method]
+    rng = np.random.default_rng(3)
+    images, weight = rng.standard_normal((2, 3, 5, 5)), rng.standard_normal((4, 3, 3, 3))
+    window = SlidingWindow((5, 5), (3, 3))
+    grad_output = rng.standard_normal((2, 4, 3, 3))
+    _, saved = kernel.forward(images, weight, None, window, 1)
+    grad_input, grad_weight, grad_bias = kernel.backward(
+        grad_output, saved, weight, window, 1, input_grad=False, param_grads=True, bias=False)
+    assert grad_input is None and grad_bias is None and grad_weight.shape == weight.shape
+    grad_input, grad_weight, _ = kernel.backward(
+        grad_output, saved, weight, window, 1, input_grad=True, param_grads=False, bias=True)
+    assert grad_weight is None and grad_input.shape == (2, 5, 5, 3)
+
+
+def test_float32_stays_float32_and_empty_batches_work(method):
+    kernel = METHODS[method]
+    weight = np.ones((3, 2, 3, 3), np.float32)
+    window = SlidingWindow((4, 4), (3, 3), pads=(1, 1, 1, 1))
+    output, _ = kernel.forward(np.ones((0, 2, 4, 4), np.float32), weight, None, window, 1)
+    assert output.shape == (0, 4, 4, 3) and output.dtype == np.float32
+    images = np.ones((2, 2, 4, 4), np.float32)
+    grads = run(kernel, images, weight, np.zeros(3, np.float32), window,
+                np.ones((2, 3, 4, 4), np.float32))[1:]
+    assert all(g.dtype == np.float32 for g in grads)
+    assert math.isclose(float(grads[2][0]), 32.0)
+
+
+def test_taps_serve_same_padded_layers_of_enough_channels_and_only_those():
+    same = SlidingWindow((32, 32), (3, 3), pads=(1, 1, 1, 1))
+    taps = TapKernel()
+    assert taps.fits(same, 32, 32, 1)
+    assert not taps.fits(same, 3, 32, 1)  # an RGB image: im2col
+    assert not taps.fits(same, 32, 32, 2)  # groups
+    strided = SlidingWindow((32, 32), (3, 3), stride=(2, 2), pads=(1, 1, 1, 1))
+    assert not taps.fits(strided, 32, 32, 1)
+    valid = SlidingWindow((14, 14), (5, 5))  # most of the grid would be computed for nothing
+    assert not taps.fits(valid, 32, 32, 1)
+
+
+def test_a_short_last_tile_does_not_read_what_an_earlier_tile_left():
+    """Tiles of 3: a batch of 3 infinite samples, then a batch of 1 whose buffer's next
+    blocks still hold them. The products of positions past the last sample (discarded, or
+    times a zero gradient) must not read them: inf × 0 would be NaN."""
+    kernel = TapKernel(min_channels=1, max_waste=math.inf, tile=3)
+    rng = np.random.default_rng(4)
+    weight, bias = rng.standard_normal((3, 2, 3, 3)), rng.standard_normal(3)
+    window = SlidingWindow((5, 5), (3, 3), pads=(1, 1, 1, 1))
+    with thread_count(1):
+        for images in (np.full((3, 2, 5, 5), np.inf), rng.standard_normal((1, 2, 5, 5))):
+            grad_output = np.ones((len(images), 3, 5, 5))
+            found = run(kernel, images, weight, bias, window, grad_output)
+    assert_matches_direct(found, images, weight, bias, window, grad_output, rtol=1e-9)
+
+
+def test_layers_whose_grids_share_a_pitch_do_not_share_stale_gaps():
+    """Two layers whose grids have the same pitch and rows per sample (33): a 32×32 image
+    under padding 1, and a 31×31 one under pads (1, 2), whose gaps the first fills with
+    pixels. Run after the first, the second's padding must still read zeros."""
+    kernel = METHODS["taps"]
+    rng = np.random.default_rng(6)
+    first = SlidingWindow((32, 32), (4, 4), pads=(1, 1, 1, 1))      # 31×31 out, pitch 33
+    second = SlidingWindow((31, 31), (4, 4), pads=(1, 2, 1, 2))     # 31×31 out, pitch 33
+    weight, bias = rng.standard_normal((3, 2, 4, 4)), rng.standard_normal(3)
+    large = rng.standard_normal((2, 2, 32, 32)) * 1e3
+    small = rng.standard_normal((2, 2, 31, 31))
+    grad_output = rng.standard_normal((2, 3, 31, 31))
+    options = dict(input_grad=True, param_grads=True, bias=True)
+    with thread_count(1):
+        _, large_saved = kernel.forward(large, weight, bias, first, 1)
+        output, small_saved = kernel.forward(small, weight, bias, second, 1)
+        kernel.backward(grad_output, large_saved, weight, first, 1, **options)
+        grads = kernel.backward(grad_output, small_saved, weight, second, 1, **options)
+    assert_matches_direct((output, *grads), small, weight, bias, second, grad_output, rtol=1e-9)
