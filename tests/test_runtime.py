@@ -17,7 +17,6 @@ from threadpoolctl import ThreadpoolController, threadpool_info
 
 import graphnet
 from graphnet import allocator, parallel, runtime
-from graphnet.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 USER_BLAS_THREADS = 3  # what the user set: neither graphnet's 1 nor this machine's default
