@@ -80,8 +80,7 @@ def _crashed(graph, node, method: str, error: Exception) -> SpecError:
 
 
 def _raise_all(problems: list) -> None:
-    if problems:
-        raise problems[0] if len(problems) == 1 else SpecErrors(problems)
+    SpecErrors.raise_any(problems)
 
 
 def infer_shapes(graph) -> None:

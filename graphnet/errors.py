@@ -77,6 +77,41 @@ class SpecError(GraphnetError):
     """A graph spec that cannot be read, is malformed, or does not fit together."""
 
 
+MAX_NAMED_NODES = 5
+"""How many other nodes a repeated problem names before it counts the rest."""
+
+
+def one_per_cause(problems: list[GraphnetError]) -> list[GraphnetError]:
+    """Problems that differ only in the node they were found at, as one: the first, naming
+    the other nodes in one line. One misspelt name used by five nodes is one mistake, and
+    five identical lines hide the next real one."""
+    first_of: dict[tuple, GraphnetError] = {}
+    others: dict[tuple, list] = {}
+    for problem in problems:
+        cause = (type(problem), problem.file, problem.message, problem.field, problem.expected,
+                 problem.found, problem.hint)
+        if problem.node is None or cause not in first_of:
+            first_of.setdefault(cause if problem.node is not None else (id(problem),), problem)
+            others.setdefault(cause, [])
+        else:
+            others[cause].append(problem.node)
+    for cause, nodes in others.items():
+        if nodes:
+            distinct = list(dict.fromkeys(nodes))
+            named = ", ".join(repr(node) for node in distinct[:MAX_NAMED_NODES])
+            if len(distinct) > MAX_NAMED_NODES:
+                named += f" and {len(distinct) - MAX_NAMED_NODES:,} more"
+            first = first_of[cause]
+            also = f"the same in node{'s' if len(nodes) > 1 else ''} {named}"
+            if first.hint:
+                joined = first.hint.endswith(("?", "."))
+                also = f"{first.hint} {also[0].upper()}{also[1:]}" if joined else \
+                    f"{first.hint}; {also}"
+            first.hint = also
+            first.args = (first.render(),)
+    return list(first_of.values())
+
+
 class ShapeError(SpecError):
     """Shapes that do not fit: raised by an op's shape inference, located by the graph builder."""
 

@@ -166,8 +166,7 @@ def build_graph(spec: Spec, registry: Registry) -> Graph:
         problems.append(SpecError("the graph has a cycle", file=spec.file, node=names[0],
                                   field="inputs", expected="a DAG (no node may depend on itself)",
                                   found=" → ".join(names)))
-    if problems:
-        raise problems[0] if len(problems) == 1 else SpecErrors(problems)
+    SpecErrors.raise_any(problems)
 
     graph = Graph(spec=spec, dag=dag, nodes=nodes, order=order, registry=registry)
     analysis.run_passes(graph)
@@ -216,8 +215,7 @@ def _resolve_node(node_spec, registry: Registry) -> Node:
             weights = _parse_weights(node_spec.weights)
         except SpecError as error:
             problems.append(error)
-    if problems:
-        raise problems[0] if len(problems) == 1 else SpecErrors(problems)
+    SpecErrors.raise_any(problems)
     return Node(name=node_spec.name, index=node_spec.index, op_name=op_class.name, op=op,
                 plugin=entry.plugin, attrs=SimpleNamespace(**parsed),
                 inputs=tuple(node_spec.inputs), trainable=node_spec.trainable,

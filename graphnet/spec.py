@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import SpecError
+from .errors import SpecError, one_per_cause
 from .text import clip, suggest
 
 RESERVED_NODE_KEYS = ("name", "op", "inputs", "trainable", "weights")
@@ -84,6 +84,14 @@ class SpecErrors(SpecError):
 
     def render(self) -> str:
         return "\n".join(str(e) for e in getattr(self, "errors", []))
+
+    @classmethod
+    def raise_any(cls, problems: list[SpecError]) -> None:
+        """Raise the problems found, if any: one as itself, several together, each cause once
+        (see :func:`graphnet.errors.one_per_cause`)."""
+        problems = one_per_cause(problems)
+        if problems:
+            raise problems[0] if len(problems) == 1 else cls(problems)
 
 
 def read_spec_file(path: str | Path) -> dict:
@@ -208,8 +216,7 @@ def parse_spec(data: dict, file: str | Path | None = None) -> Spec:
     outputs = _parse_outputs(data.get("outputs"), node_names, list(inputs), problem)
     train = _table(data.get("train", {}), "train", problem)
 
-    if problems:
-        raise problems[0] if len(problems) == 1 else SpecErrors(problems)
+    SpecErrors.raise_any(problems)
     return Spec(name=name, description=description, inputs=inputs, nodes=nodes, outputs=outputs,
                 train=train, file=file, raw=data)
 
@@ -264,17 +271,19 @@ def _parse_inputs(section, problem) -> dict[str, InputSpec]:
             problem("bad shape", field=f"{field_name}.shape",
                     expected="a list of positive integers (per sample, e.g. [3, 32, 32]; [] for a "
                     "scalar such as a label)", found=_show(shape))
+            inputs[name] = InputSpec(name, (), "float32")  # named by nodes: no second error
             continue
         if any(d <= 0 for d in shape):
             problem("bad shape", field=f"{field_name}.shape", expected="dimensions >= 1",
                     found=_show(shape))
+            inputs[name] = InputSpec(name, (), "float32")
             continue
         dtype = declaration.get("dtype", "float32")
         if dtype not in INPUT_DTYPES:
             problem("bad dtype", field=f"{field_name}.dtype",
                     expected="one of " + ", ".join(INPUT_DTYPES), found=_show(dtype),
                     hint=suggest(dtype, INPUT_DTYPES))
-            continue
+            dtype = "float32"  # kept, so that the nodes naming it report nothing more
         inputs[name] = InputSpec(name, tuple(shape), dtype)
     return inputs
 

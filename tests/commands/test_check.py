@@ -118,3 +118,38 @@ def test_a_directory_is_called_a_directory(run_cli, specs_dir, tmp_path):
     status, out, err = run_cli("check", tmp_path, specs_dir / "lenet5.toml")
     assert status == 2 and "ok" in out and "Traceback" not in err
     assert f"{tmp_path}: spec path is a directory" in err and "suffix" not in err
+
+
+def test_one_misspelt_name_is_one_error_naming_every_node_that_uses_it(write_spec, run_cli):
+    spec = json.loads(json.dumps(GOOD))
+    spec["nodes"][1:1] = [{"name": f"relu{k}", "op": "relu", "inputs": ["cnov"]}
+                          for k in range(3)]
+    status, _, err = run_cli("check", write_spec(spec))
+    assert status == 2 and "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "node 'relu0', field 'inputs'" in lines[0] and "found 'cnov'" in lines[0]
+    assert lines[0].endswith("(did you mean 'conv'? The same in nodes 'relu1', 'relu2')")
+
+
+def test_one_misspelt_op_among_others_is_one_line_each(write_spec, run_cli):
+    spec = json.loads(json.dumps(GOOD))
+    spec["nodes"][1:1] = [{"name": f"act{k}", "op": "rleu"} for k in range(12)]
+    spec["nodes"][-2]["op"] = "dens"
+    status, _, err = run_cli("check", write_spec(spec))
+    lines = err.strip().splitlines()
+    assert status == 2 and len(lines) == 2, err
+    assert "node 'act0', field 'op': unknown op 'rleu'" in lines[0]
+    assert "The same in nodes 'act1', 'act2', 'act3', 'act4', 'act5' and 6 more)" in lines[0]
+    assert "node 'fc', field 'op': unknown op 'dens'" in lines[1]
+
+
+@pytest.mark.parametrize("declaration", [{"shape": [3, 8, 8], "dtype": "float16"},
+                                         {"shape": [3, "8", 8]}, {"shape": [3, 0, 8]}])
+def test_a_bad_input_declaration_does_not_cascade(declaration, write_spec, run_cli):
+    spec = json.loads(json.dumps(GOOD))
+    spec["inputs"]["image"] = declaration
+    status, _, err = run_cli("check", write_spec(spec))
+    assert status == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert "field 'inputs.image." in err
