@@ -266,3 +266,20 @@ def memory_estimate(graph, batch_size: int, itemsize: int = 4) -> dict[str, int]
         "training_activation_bytes": 2 * activation_bytes,  # activations and their gradients
         "training_bytes": 4 * parameter_bytes + 2 * activation_bytes,
     }
+
+
+def required_inputs(graph) -> dict:
+    """Which graph inputs every output needs (``"inputs"``) and which only some do
+    (``"optional"``: class labels, read only by the loss); ``"by_node"``: the inputs each node
+    needs; ``"computable"``: the nodes the required inputs alone determine."""
+    by_node: dict[str, set[str]] = {}
+    for name in graph.order:
+        node = graph.nodes[name]
+        by_node[name] = ({name} if node.is_input
+                         else set().union(*(by_node[source] for source in node.inputs)))
+    outputs_need = [by_node[target] for target in graph.outputs.values()]
+    required = set.intersection(*outputs_need) if outputs_need else set(graph.inputs)
+    return {"inputs": [n for n in graph.inputs if n in required],
+            "optional": [n for n in graph.inputs if n not in required],
+            "by_node": by_node,
+            "computable": {name for name, needed in by_node.items() if needed <= required}}

@@ -4,8 +4,9 @@ A training step is forward + loss + backward + an SGD-with-momentum update (grap
 optimizer; ``torch.optim.SGD`` on the PyTorch side), on one fixed random batch. Each figure is
 the median of ``steps`` steps after ``warmup`` unmeasured ones. With ``compare="torch"`` the same
 network is built in PyTorch from the spec (:mod:`graphnet.export.torch`), graphnet's parameters
-copied in, outputs and gradients checked to agree, and the two frameworks timed in alternating
-bursts in this process on the same number of threads, so that both see the same machine load.
+copied in, outputs and gradients checked to agree (:func:`graphnet.testing.check_agreement`),
+and the two frameworks timed in alternating bursts in this process on the same number of
+threads, so that both see the same machine load.
 
 Peak memory is the whole-process high-water mark of resident memory (Linux's VmHWM, else
 ``getrusage`` ``ru_maxrss``) of a *fresh* process that runs only one framework's steps: within
@@ -33,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from . import parallel, runtime
+from .analysis import required_inputs
 from .engine import Network
 from .errors import UsageError
 
@@ -110,7 +112,6 @@ class GraphnetRunner:
     framework = "graphnet"
 
     def __init__(self, graph, feeds, *, seed=0, lr=0.01, momentum=0.9, network=None):
-        from .export.torch import required_inputs
         self.graph = graph
         self.feeds = feeds
         self.network = network or Network(graph, seed=seed)
@@ -152,7 +153,7 @@ class TorchRunner:
         self.graph = graph
         self.model = export.build(graph, network)
         self.module = self.model.module
-        required = export.required_inputs(graph)["inputs"]
+        required = required_inputs(graph)["inputs"]
         self.args = export.tensors(self.model, feeds, network.dtype)
         self.inference_args = [arg for name, arg in zip(self.model.input_names, self.args)
                                if name in required]
@@ -365,10 +366,11 @@ def run(graph, config: BenchConfig) -> dict:
               "blas": _blas_description(), "loss_output": output,
               "load_average": _load_average()}
     if config.compare == "torch":
-        from .export import torch as export
-        torch = export.require_torch()
+        from .export.torch import require_torch
+        from .testing import check_agreement
+        torch = require_torch()
         torch.set_num_threads(threads)
-        report["agreement"] = export.check_agreement(
+        report["agreement"] = check_agreement(
             graph, graphnet.network, {k: v[:AGREEMENT_BATCH] for k, v in feeds.items()})
         runners.append(TorchRunner(graph, feeds, graphnet.network, lr=config.lr,
                                    momentum=config.momentum))

@@ -1,7 +1,8 @@
 """Conformance checks for ops, for graphnet's tests and for plugin authors' own tests::
 
-    from graphnet.testing import check_op
+    from graphnet.testing import check_op, check_torch_export
     check_op("my_op", input_shapes=[(3, 8, 8)], attrs={"factor": 2.0}, plugins=["my_op.py"])
+    check_torch_export("my_op", input_shapes=[(3, 8, 8)], plugins=["my_op.py"])
 
 It builds a one-node graph, checks that shape inference equals what forward returns (the engine
 checks every output's shape and dtype), that every gradient equals central differences in
@@ -9,10 +10,18 @@ float64, and that the receptive-field contribution is sane. For the optional fus
 (:mod:`graphnet.fusion`): an op offering an epilogue must compute with it what it computes as a
 node; an op taking epilogues must implement the whole protocol and give, with a tanh fused into
 it, what it gives with the tanh run after it.
+
+:func:`check_agreement` runs a graph in graphnet and in its PyTorch translation
+(:mod:`graphnet.export.torch`) and compares outputs, gradients and the state a training step
+updates; ``graphnet bench --compare torch`` reports it before timing, the export tests run it on
+every spec, and :func:`check_torch_export` runs it on one op, a plugin author's too.
 """
 from __future__ import annotations
 
+import math
+
 from .engine import Network
+from .export.torch import build, require_torch, tensors
 from .fusion import PRODUCER_METHODS, offers_epilogue, producer_methods
 from .gradcheck import GradcheckReport, gradcheck, random_feeds
 from .graph import load
@@ -220,3 +229,126 @@ def _require(condition: bool, message: str) -> None:
     ``python -O``, and these checks are this module's whole purpose."""
     if not condition:
         raise AssertionError(message)
+
+
+# --- agreement with the PyTorch translation ----------------------------------------------------
+TOLERANCE = {"output": 1e-4, "gradient": 1e-4, "state": 1e-4}
+"""Largest relative difference (see :func:`relative_difference`) allowed in float32."""
+SCALE_FLOOR = 1e-3
+"""Below this magnitude differences count as absolute: a gradient that is zero in exact
+arithmetic (a bias followed by batch norm) is rounding noise in both frameworks."""
+
+
+def relative_difference(ours, theirs, floor: float = SCALE_FLOOR) -> float:
+    """max |ours − theirs| / max(max |theirs|, floor); infinite if the shapes differ."""
+    ours, theirs = np.asarray(ours, np.float64), np.asarray(theirs, np.float64)
+    if ours.shape != theirs.shape:
+        return math.inf
+    if not theirs.size:
+        return 0.0
+    scale = max(float(np.max(np.abs(theirs))), floor)
+    return float(np.max(np.abs(ours - theirs))) / scale
+
+
+def differences(graph, network, feeds: dict, *, training: bool,
+                grad_outputs: dict | None = None) -> dict[str, float]:
+    """Relative differences between graphnet and the translation, run on copies of
+    ``network`` (so its running statistics stay as they are): every output, every parameter's
+    gradient (from the loss, or from ``grad_outputs`` when the graph has none) and, in
+    training, the state a step updates (batch norm's running statistics). Keys: ``"output
+    logits"``, ``"gradient conv1/weight"``, ``"state bn1/running_mean"``, ..."""
+    torch = require_torch()
+    ours_net = Network(graph, dtype=network.dtype, params=network.flat_params())
+    model = build(graph, ours_net)  # parameters copied before graphnet's forward updates state
+    has_loss = graph.loss is not None
+    seeded = has_loss or bool(grad_outputs)
+    ours = ours_net.forward(feeds, training=training, keep_for_backward=seeded)
+    grads = ours_net.backward(None if has_loss else grad_outputs) if seeded else None
+    model.module.train(training)
+    theirs = model.module(*tensors(model, feeds, network.dtype))
+    result = {f"output {name}": relative_difference(value, theirs[name].detach().numpy())
+              for name, value in ours.items()}
+    if has_loss:
+        loss_name = next(o for o, t in graph.outputs.items() if t == graph.loss)
+        roots, root_grads = [theirs[loss_name]], None
+    else:
+        names = list(grad_outputs or ())
+        roots = [theirs[name] for name in names]
+        root_grads = [torch.as_tensor(np.asarray(grad_outputs[name], network.dtype))
+                      for name in names]
+    if seeded and all(root.requires_grad for root in roots):
+        torch.autograd.backward(roots, root_grads)
+        for node, by_name in grads.params.items():
+            theirs_by_name = {param: model.module.get_parameter(
+                model.param_map[f"{node}/{param}"]).grad for param in by_name}
+            # A gradient that is zero in exact arithmetic (a bias before batch norm) is rounding
+            # noise on the scale of the node's other gradients: measure it on that scale.
+            node_scale = max([float(g.abs().max()) for g in theirs_by_name.values()
+                              if g is not None and g.numel()] + [SCALE_FLOOR])
+            for param, grad in by_name.items():
+                their_grad = theirs_by_name[param]
+                result[f"gradient {node}/{param}"] = (
+                    math.inf if their_grad is None else
+                    relative_difference(grad, their_grad.numpy(), floor=node_scale * 1e-1))
+    if training:
+        state = model.module.state_dict()
+        for node in graph.op_nodes:
+            for param, spec in node.param_specs.items():
+                if not spec.trainable:
+                    key = f"{node.name}/{param}"
+                    result[f"state {key}"] = relative_difference(
+                        ours_net.params[node.name][param], state[model.param_map[key]].numpy())
+    return result
+
+
+def is_random_in_training(graph, network, feeds: dict) -> bool:
+    """Whether two training passes with different random generators differ (dropout)."""
+    outputs = []
+    for seed in (1, 2):
+        copy = Network(graph, dtype=network.dtype, params=network.flat_params())
+        outputs.append(copy.forward(feeds, training=True, rng=np.random.default_rng(seed)))
+    return any(not np.array_equal(outputs[0][name], outputs[1][name]) for name in outputs[0])
+
+
+def check_agreement(graph, network, feeds: dict, *, grad_outputs: dict | None = None) -> dict:
+    """Compare graphnet and PyTorch in evaluation and in training mode (training only when it
+    is deterministic). Plain data: per mode the worst difference and where, and ``passed``."""
+    modes = {}
+    for training in (False, True):
+        mode = "training" if training else "eval"
+        if training and is_random_in_training(graph, network, feeds):
+            modes[mode] = {"skipped": "outputs are random while training (dropout)"}
+            continue
+        found = differences(graph, network, feeds, training=training, grad_outputs=grad_outputs)
+        failures = {key: value for key, value in found.items()
+                    if not value <= TOLERANCE[key.split(" ")[0]]}
+        worst = max(found, key=found.get) if found else None
+        modes[mode] = {"worst": found.get(worst, 0.0), "where": worst, "failures": failures}
+    passed = all(not mode.get("failures") for mode in modes.values())
+    return {"tolerance": TOLERANCE, "modes": modes, "passed": passed}
+
+
+def check_torch_export(op_name: str, input_shapes, attrs=None, *, plugins=(), registry=None,
+                       batch_size: int = 4, seed: int = 0) -> dict:
+    """Check one op's PyTorch translation (its ``to_torch``) against the op itself: outputs,
+    parameter gradients (from a random gradient of the output, or from the loss) and updated
+    state agree in float32, in both modes. Needs PyTorch; raises AssertionError naming the
+    worst difference, else returns the :func:`check_agreement` report."""
+    registry = registry or get_registry(plugins)
+    graph = load(single_op_spec(op_name, input_shapes, attrs, registry=registry),
+                 registry=registry)
+    network = Network(graph, seed=seed)
+    rng = np.random.default_rng(seed)
+    feeds = random_feeds(graph, batch_size, rng, dtype=np.float32)
+    grad_outputs = None
+    if graph.loss is None:
+        shape = (batch_size, *graph.nodes["node"].shape)
+        grad_outputs = {"output": rng.standard_normal(shape).astype(np.float32)}
+    report = check_agreement(graph, network, feeds, grad_outputs=grad_outputs)
+    failures = {mode: result["failures"] for mode, result in report["modes"].items()
+                if result.get("failures")}
+    _require(report["passed"], f"op {op_name!r}: its PyTorch translation differs from it: "
+             + "; ".join(f"{mode}: " + ", ".join(f"{key} {value:.2e}"
+                                                 for key, value in found.items())
+                         for mode, found in failures.items()))
+    return report

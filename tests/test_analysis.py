@@ -63,3 +63,11 @@ def test_totals():
     graph = graphnet.load("specs/lenet5.toml")
     assert graph.total_params == 61706
     assert graph.nodes["conv1"].macs == 28 * 28 * 6 * 25
+
+
+def test_required_inputs_leaves_labels_to_the_loss():
+    from graphnet.analysis import required_inputs
+    needs = required_inputs(graphnet.load("specs/lenet5.toml"))
+    assert needs["inputs"] == ["image"] and needs["optional"] == ["label"]
+    assert "fc3" in needs["computable"] and "loss" not in needs["computable"]
+    assert needs["by_node"]["loss"] == {"image", "label"}

@@ -31,7 +31,7 @@ from typing import Callable
 import numpy as np
 
 from .. import __version__
-from ..engine import Network
+from ..analysis import required_inputs
 from . import ExportError
 
 TARGET = "torch"
@@ -299,23 +299,6 @@ def plan(graph) -> _Plan:
                  param_map)
 
 
-def required_inputs(graph) -> dict:
-    """Which graph inputs every output needs (``"inputs"``) and which only some do
-    (``"optional"``: class labels, read only by the loss); ``"by_node"``: the inputs each node
-    needs; ``"computable"``: the nodes the required inputs alone determine."""
-    by_node: dict[str, set[str]] = {}
-    for name in graph.order:
-        node = graph.nodes[name]
-        by_node[name] = ({name} if node.is_input
-                         else set().union(*(by_node[source] for source in node.inputs)))
-    outputs_need = [by_node[target] for target in graph.outputs.values()]
-    required = set.intersection(*outputs_need) if outputs_need else set(graph.inputs)
-    return {"inputs": [n for n in graph.inputs if n in required],
-            "optional": [n for n in graph.inputs if n not in required],
-            "by_node": by_node,
-            "computable": {name for name, needed in by_node.items() if needed <= required}}
-
-
 def to_source(graph) -> str:
     """The Python source of a PyTorch module computing ``graph`` (see the module docstring)."""
     p = plan(graph)
@@ -459,90 +442,3 @@ def tensors(model: TorchModel, feeds: dict, dtype) -> list:
         array = array.astype(dtype if array.dtype.kind == "f" else np.int64, copy=False)
         args.append(torch.from_numpy(np.ascontiguousarray(array)))
     return args
-
-
-# --- agreement -------------------------------------------------------------------------------
-TOLERANCE = {"output": 1e-4, "gradient": 1e-4, "state": 1e-4}
-"""Largest relative difference (see :func:`relative_difference`) allowed in float32."""
-SCALE_FLOOR = 1e-3
-"""Below this magnitude differences count as absolute: a gradient that is zero in exact
-arithmetic (a bias followed by batch norm) is rounding noise in both frameworks."""
-
-
-def relative_difference(ours, theirs, floor: float = SCALE_FLOOR) -> float:
-    """max |ours − theirs| / max(max |theirs|, floor); infinite if the shapes differ."""
-    ours, theirs = np.asarray(ours, np.float64), np.asarray(theirs, np.float64)
-    if ours.shape != theirs.shape:
-        return math.inf
-    if not theirs.size:
-        return 0.0
-    scale = max(float(np.max(np.abs(theirs))), floor)
-    return float(np.max(np.abs(ours - theirs))) / scale
-
-
-def differences(graph, network, feeds: dict, *, training: bool) -> dict[str, float]:
-    """Relative differences between graphnet and the translation, run on copies of
-    ``network`` (so its running statistics stay as they are): every output, every parameter's
-    gradient (when the graph has a loss) and, in training, the state a step updates (batch
-    norm's running statistics). Keys: ``"output logits"``, ``"gradient conv1/weight"``, ..."""
-    torch = require_torch()
-    ours_net = Network(graph, dtype=network.dtype, params=network.flat_params())
-    model = build(graph, ours_net)  # parameters copied before graphnet's forward updates state
-    has_loss = graph.loss is not None
-    ours = ours_net.forward(feeds, training=training, keep_for_backward=has_loss)
-    grads = ours_net.backward() if has_loss else None
-    model.module.train(training)
-    theirs = model.module(*tensors(model, feeds, network.dtype))
-    result = {f"output {name}": relative_difference(value, theirs[name].detach().numpy())
-              for name, value in ours.items()}
-    loss_name = next((o for o, t in graph.outputs.items() if t == graph.loss), None)
-    if has_loss and theirs[loss_name].requires_grad:
-        theirs[loss_name].backward()
-        for node, by_name in grads.params.items():
-            theirs_by_name = {param: model.module.get_parameter(
-                model.param_map[f"{node}/{param}"]).grad for param in by_name}
-            # A gradient that is zero in exact arithmetic (a bias before batch norm) is rounding
-            # noise on the scale of the node's other gradients: measure it on that scale.
-            node_scale = max([float(g.abs().max()) for g in theirs_by_name.values()
-                              if g is not None and g.numel()] + [SCALE_FLOOR])
-            for param, grad in by_name.items():
-                their_grad = theirs_by_name[param]
-                result[f"gradient {node}/{param}"] = (
-                    math.inf if their_grad is None else
-                    relative_difference(grad, their_grad.numpy(), floor=node_scale * 1e-1))
-    if training:
-        state = model.module.state_dict()
-        for node in graph.op_nodes:
-            for param, spec in node.param_specs.items():
-                if not spec.trainable:
-                    key = f"{node.name}/{param}"
-                    result[f"state {key}"] = relative_difference(
-                        ours_net.params[node.name][param], state[model.param_map[key]].numpy())
-    return result
-
-
-def is_random_in_training(graph, network, feeds: dict) -> bool:
-    """Whether two training passes with different random generators differ (dropout)."""
-    outputs = []
-    for seed in (1, 2):
-        copy = Network(graph, dtype=network.dtype, params=network.flat_params())
-        outputs.append(copy.forward(feeds, training=True, rng=np.random.default_rng(seed)))
-    return any(not np.array_equal(outputs[0][name], outputs[1][name]) for name in outputs[0])
-
-
-def check_agreement(graph, network, feeds: dict) -> dict:
-    """Compare graphnet and PyTorch in evaluation and in training mode (training only when it
-    is deterministic). Plain data: per mode the worst difference and where, and ``passed``."""
-    modes = {}
-    for training in (False, True):
-        mode = "training" if training else "eval"
-        if training and is_random_in_training(graph, network, feeds):
-            modes[mode] = {"skipped": "outputs are random while training (dropout)"}
-            continue
-        found = differences(graph, network, feeds, training=training)
-        failures = {key: value for key, value in found.items()
-                    if not value <= TOLERANCE[key.split(" ")[0]]}
-        worst = max(found, key=found.get) if found else None
-        modes[mode] = {"worst": found.get(worst, 0.0), "where": worst, "failures": failures}
-    passed = all(not mode.get("failures") for mode in modes.values())
-    return {"tolerance": TOLERANCE, "modes": modes, "passed": passed}

@@ -15,9 +15,10 @@ import pytest
 from graphnet.bench import random_feeds
 from graphnet.engine import Network
 from graphnet.export import ExportError
-from graphnet.export.torch import TRANSLATORS, check_agreement, differences, to_source
+from graphnet.export.torch import TRANSLATORS, to_source
 from graphnet.graph import load
 from graphnet.registry import get_registry
+from graphnet.testing import check_agreement, differences
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC_FILES = sorted(p for p in (ROOT / "specs").iterdir() if p.suffix in (".toml", ".json"))
