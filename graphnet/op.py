@@ -354,6 +354,19 @@ class Op:
         one gradient per trainable parameter, by name."""
         raise NotImplementedError
 
+    # --- export (optional: an op without it cannot be exported) ----------------------------
+    def to_torch(self, input_shapes: list[tuple], attrs: SimpleNamespace, names):
+        """This node in PyTorch, for ``graphnet export --to torch`` and ``bench --compare``.
+
+        ``names`` (:class:`TorchNames`) holds the variables with the input values
+        (``names.inputs``) and the node's layer (``names.layer``). Return a
+        :class:`TorchLayer`: the expression computing the node's value,
+        the layer constructor (an ``nn`` module, or None), and the state-dict name of each
+        parameter whose name differs. Parameters are copied over as they are, so a layer must
+        hold them in graphnet's layout. The exporter assembles the module from these.
+        """
+        raise NotImplementedError
+
 
 def shape_error(message: str, *, field=None, expected=None, found=None) -> ShapeError:
     """Build the ShapeError an op raises from ``shape``; the graph builder adds file and node."""
@@ -363,3 +376,53 @@ def shape_error(message: str, *, field=None, expected=None, found=None) -> Shape
 def format_shape(shape) -> str:
     """``(3, 32, 32)`` → ``3×32×32``; a scalar → ``scalar``."""
     return "×".join(str(d) for d in shape) if len(shape) else "scalar"
+
+
+# --- export: what Op.to_torch receives and returns (text; PyTorch need not be installed) ------
+@dataclass(frozen=True)
+class TorchNames:
+    """The names the exporter chose for one node, handed to :meth:`Op.to_torch`."""
+
+    inputs: tuple[str, ...]
+    """The Python variables holding the node's input values, in order."""
+    layer: str
+    """The expression naming the node's layer (``self.<identifier>``), if it has one."""
+
+
+@dataclass(frozen=True)
+class TorchLayer:
+    """One node in PyTorch, as its op describes it (what :meth:`Op.to_torch` returns).
+
+    ``expression`` computes the node's value from ``names.inputs`` (it may call
+    ``names.layer``); ``module`` constructs that layer in ``__init__`` (None if the node has
+    none); ``params`` maps a graphnet parameter name to its state-dict name under the layer
+    where they differ (conv, linear and batch norm use graphnet's names and layouts). The
+    generated module imports ``torch``, ``torch.nn as nn`` and ``torch.nn.functional as F``.
+    """
+
+    expression: str
+    module: str | None = None
+    params: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def applied(cls, names: TorchNames, module: str) -> TorchLayer:
+        """A node that is one layer, ``module``, applied to its one input."""
+        return cls(f"{names.layer}({names.inputs[0]})", module)
+
+    @staticmethod
+    def options(**values) -> str:
+        """``", name=value"`` for each value that is not None: a call's optional arguments."""
+        return "".join(f", {name}={value!r}" for name, value in values.items()
+                       if value is not None)
+
+    @staticmethod
+    def padded(source: str, pads, fill: str | None = None) -> tuple[str, tuple | None]:
+        """PyTorch's windowed layers pad both sides alike. For ``pads`` (top, bottom, left,
+        right): ``(input expression, the layer's padding or None)`` — symmetric pads go to the
+        layer, asymmetric ones ("same" with an even kernel) become an ``F.pad`` of ``source``
+        filled with ``fill`` (zeros by default)."""
+        top, bottom, left, right = pads
+        if top == bottom and left == right:
+            return source, ((top, left) if top or left else None)
+        value = "" if fill is None else f", value={fill}"
+        return f"F.pad({source}, {(left, right, top, bottom)}{value})", None

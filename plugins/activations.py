@@ -62,6 +62,10 @@ class Relu(_Elementwise):
     def epilogue(self, attrs):
         return RELU_EPILOGUE
 
+    def to_torch(self, input_shapes, attrs, names):
+        from graphnet.op import TorchLayer
+        return TorchLayer.applied(names, "nn.ReLU()")
+
 
 def _relu_in_place(values):
     np.maximum(values, 0, out=values)
@@ -116,6 +120,10 @@ class LeakyRelu(_Elementwise):
 
         return Epilogue(in_place, gradient)
 
+    def to_torch(self, input_shapes, attrs, names):
+        from graphnet.op import TorchLayer
+        return TorchLayer.applied(names, f"nn.LeakyReLU({attrs.slope!r})")
+
 
 class Sigmoid(_Elementwise):
     """Logistic sigmoid: 1 / (1 + exp(−x)), squashing to (0, 1).
@@ -137,6 +145,10 @@ class Sigmoid(_Elementwise):
             return [None], {}
         output = saved
         return [grad_output * output * (1 - output)], {}
+
+    def to_torch(self, input_shapes, attrs, names):
+        from graphnet.op import TorchLayer
+        return TorchLayer.applied(names, "nn.Sigmoid()")
 
 
 class Tanh(_Elementwise):
@@ -161,6 +173,10 @@ class Tanh(_Elementwise):
         return Epilogue(lambda values: np.tanh(values, out=values),
                         lambda grad, output, out: np.multiply(grad, 1 - output * output,
                                                               out=out))
+
+    def to_torch(self, input_shapes, attrs, names):
+        from graphnet.op import TorchLayer
+        return TorchLayer.applied(names, "nn.Tanh()")
 
 
 class Softmax(Op):
@@ -192,6 +208,10 @@ class Softmax(Op):
         # The Jacobian diag(y) − y·yᵀ applied to g without forming it: y ⊙ (g − ⟨g, y⟩).
         projection = (grad_output * output).sum(axis=1, keepdims=True)
         return [output * (grad_output - projection)], {}
+
+    def to_torch(self, input_shapes, attrs, names):
+        from graphnet.op import TorchLayer
+        return TorchLayer.applied(names, "nn.Softmax(dim=1)")
 
 
 @hookimpl

@@ -141,6 +141,19 @@ class Conv2d(Op):
                 param_grads["bias"] = grad_bias.astype(params["bias"].dtype, copy=False)
         return [None if grad_input is None else grad_input.transpose(0, 3, 1, 2)], param_grads
 
+    # --- export ----------------------------------------------------------------------------
+    def to_torch(self, input_shapes, attrs, names):
+        from graphnet.op import TorchLayer
+        window = self._window(input_shapes[0], attrs)
+        source, padding = TorchLayer.padded(names.inputs[0], window.pads)
+        options = TorchLayer.options(
+            stride=window.stride if window.stride != (1, 1) else None, padding=padding,
+            dilation=window.dilation if window.dilation != (1, 1) else None,
+            groups=attrs.groups if attrs.groups != 1 else None,
+            bias=False if not attrs.bias else None)
+        return TorchLayer(f"{names.layer}({source})", f"nn.Conv2d({input_shapes[0][0]}, "
+                          f"{attrs.filters}, kernel_size={window.kernel}{options})")
+
 
 @hookimpl
 def graphnet_register_ops(registry):

@@ -41,6 +41,10 @@ class Flatten(Op):
         input_shape = saved
         return [grad_output.reshape(input_shape)], {}
 
+    def to_torch(self, input_shapes, attrs, names):
+        from graphnet.op import TorchLayer
+        return TorchLayer.applied(names, "nn.Flatten()")
+
 
 class Dense(Op):
     """Fully connected layer: x·Wᵀ + b, flattening each sample first.
@@ -111,6 +115,15 @@ class Dense(Op):
             if attrs.bias:
                 param_grads["bias"] = grad_output.sum(axis=0)
         return input_grads, param_grads
+
+    def to_torch(self, input_shapes, attrs, names):
+        from graphnet.op import TorchLayer
+        source = names.inputs[0]
+        if len(input_shapes[0]) != 1:  # flattened first, as forward does
+            source = f"torch.flatten({source}, 1)"
+        bias = "" if attrs.bias else ", bias=False"
+        return TorchLayer(f"{names.layer}({source})",
+                          f"nn.Linear({math.prod(input_shapes[0])}, {attrs.units}{bias})")
 
 
 PART_MACS = 1 << 22

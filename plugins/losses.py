@@ -55,6 +55,13 @@ class MseLoss(Op):
         return [grad_wrt_output if ctx.wants_input_grad(0) else None,
                 -grad_wrt_output if ctx.wants_input_grad(1) else None], {}
 
+    def to_torch(self, input_shapes, attrs, names):
+        from graphnet.op import TorchLayer
+        output, target = names.inputs
+        # ½·Σ(output − target)² per sample, averaged over the batch, as forward computes it
+        return TorchLayer(f"0.5 * F.mse_loss({output}, {target}, reduction='sum') "
+                          f"/ {output}.shape[0]")
+
 
 class SoftmaxCrossEntropy(Op):
     """Cross-entropy of softmax(logits) against integer class labels, averaged over the batch.
@@ -103,6 +110,11 @@ class SoftmaxCrossEntropy(Op):
         grad_logits = probabilities * scale
         grad_logits[np.arange(len(labels)), labels] -= scale
         return [grad_logits, None], {}
+
+    def to_torch(self, input_shapes, attrs, names):
+        from graphnet.op import TorchLayer
+        logits, labels = names.inputs
+        return TorchLayer(f"{names.layer}({logits}, {labels})", "nn.CrossEntropyLoss()")
 
 
 def _check_labels(labels: np.ndarray, class_count: int) -> None:

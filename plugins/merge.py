@@ -44,6 +44,10 @@ class Add(Op):
         return [grad_output if ctx.wants_input_grad(position) else None
                 for position in range(input_count)], {}
 
+    def to_torch(self, input_shapes, attrs, names):
+        from graphnet.op import TorchLayer
+        return TorchLayer(" + ".join(names.inputs))
+
 
 class Concat(Op):
     """Stack two or more inputs along the channel (feature) axis.
@@ -80,6 +84,10 @@ class Concat(Op):
         slices = np.split(grad_output, split_points, axis=1)  # views: the engine does not mutate
         return [grad if ctx.wants_input_grad(position) else None
                 for position, grad in enumerate(slices)], {}
+
+    def to_torch(self, input_shapes, attrs, names):
+        from graphnet.op import TorchLayer
+        return TorchLayer(f"torch.cat([{', '.join(names.inputs)}], dim=1)")
 
 
 @hookimpl

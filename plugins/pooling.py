@@ -51,6 +51,16 @@ class _Pool2d(Op):
         window = self._window(input_shapes[0], attrs)
         return Window(window.kernel, window.stride, window.before)
 
+    def _torch_pool(self, input_shapes, attrs, names, layer: str, fill: str | None):
+        """The translation both windowed pools share: ``layer`` padding with ``fill``."""
+        from graphnet.op import TorchLayer
+        window = self._window(input_shapes[0], attrs)
+        source, padding = TorchLayer.padded(names.inputs[0], window.pads, fill)
+        options = TorchLayer.options(
+            stride=window.stride if window.stride != window.kernel else None, padding=padding)
+        return TorchLayer(f"{names.layer}({source})",
+                          f"nn.{layer}(kernel_size={window.kernel}{options})")
+
 
 class MaxPool2d(_Pool2d):
     """2-D max pooling: the largest value in each window, per channel.
@@ -125,6 +135,9 @@ class MaxPool2d(_Pool2d):
     def macs(self, input_shapes, output_shape, attrs):
         return 0
 
+    def to_torch(self, input_shapes, attrs, names):
+        return self._torch_pool(input_shapes, attrs, names, "MaxPool2d", "float('-inf')")
+
 
 class AvgPool2d(_Pool2d):
     """2-D average pooling: the mean of each window, per channel.
@@ -168,6 +181,10 @@ class AvgPool2d(_Pool2d):
         kernel_h, kernel_w = self._window(input_shapes[0], attrs).kernel
         return channels * out_h * out_w * kernel_h * kernel_w
 
+    def to_torch(self, input_shapes, attrs, names):
+        # an F.pad of zeros counts in the divisor, as PyTorch's own padding does
+        return self._torch_pool(input_shapes, attrs, names, "AvgPool2d", None)
+
 
 class GlobalAvgPool(Op):
     """Global average pooling: the mean of each channel over all positions, (C, H, W) → (C,).
@@ -200,6 +217,11 @@ class GlobalAvgPool(Op):
         grad_input = np.empty((batch, height, width, channels), dtype=grad_output.dtype)
         grad_input[...] = (grad_output * (1.0 / (height * width)))[:, None, None, :]
         return [grad_input.transpose(0, 3, 1, 2)], {}
+
+    def to_torch(self, input_shapes, attrs, names):
+        from graphnet.op import TorchLayer
+        return TorchLayer(f"torch.flatten({names.layer}({names.inputs[0]}), 1)",
+                          "nn.AdaptiveAvgPool2d(1)")
 
 
 # --- helpers ---------------------------------------------------------------------------------

@@ -43,6 +43,10 @@ class Dropout(Op):
         scaled_mask = saved
         return [grad_output if scaled_mask is None else grad_output * scaled_mask], {}
 
+    def to_torch(self, input_shapes, attrs, names):
+        from graphnet.op import TorchLayer
+        return TorchLayer.applied(names, f"nn.Dropout({attrs.rate!r})")
+
 
 class BatchNorm(Op):
     """Batch normalisation per channel (C, H, W inputs) or per feature (F inputs).
@@ -120,6 +124,12 @@ class BatchNorm(Op):
             param_grads["weight"] = (grad_output * normalised).sum(axis=reduce_axes)
             param_grads["bias"] = grad_output.sum(axis=reduce_axes)
         return input_grads, param_grads
+
+    def to_torch(self, input_shapes, attrs, names):
+        from graphnet.op import TorchLayer
+        layer = "BatchNorm1d" if len(input_shapes[0]) == 1 else "BatchNorm2d"
+        return TorchLayer.applied(names, f"nn.{layer}({input_shapes[0][0]}, "
+                                         f"eps={attrs.eps!r}, momentum={attrs.momentum!r})")
 
 
 def _all_axes_but_channels(ndim: int) -> tuple[int, ...]:

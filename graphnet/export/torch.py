@@ -11,192 +11,28 @@ flat)``, which copies a graphnet checkpoint's arrays in.
 :func:`build` execs that text — only ever the text :func:`to_source` has just produced, never a
 file — and returns the module, with a network's parameters copied in.
 
-Translations: each built-in op has one in ``TRANSLATORS`` (used only for ops the built-in
-plugins registered). Any op, a user's too, can carry its own by defining
-``torch_translation(self, node: ExportNode) -> Translation`` on its class; it wins over the
-table. An op with neither raises :class:`graphnet.export.ExportError` naming the node and op.
+Each op describes itself: :meth:`graphnet.op.Op.to_torch` returns a
+:class:`graphnet.op.TorchLayer` (the layer to build and the expression computing the node), for
+the built-in ops exactly as for a user's. This module only assembles: identifiers, the module's source, the parameter map. An op
+without ``to_torch`` raises :class:`graphnet.export.ExportError` naming the node and op.
 """
 from __future__ import annotations
 
 import builtins
 import keyword
 import linecache
-import math
 import re
 import types
 from dataclasses import dataclass, field
-from types import SimpleNamespace
-from typing import Callable
 
 import numpy as np
 
 from .. import __version__
 from ..analysis import required_inputs
+from ..op import Op, TorchLayer, TorchNames
 from . import ExportError
 
 TARGET = "torch"
-
-
-@dataclass(frozen=True)
-class ExportNode:
-    """What a translation sees of one node."""
-
-    name: str
-    """The node's name in the spec."""
-    ident: str
-    """Its Python identifier: the module attribute (``self.<ident>``) and the local variable."""
-    attrs: SimpleNamespace
-    inputs: tuple[str, ...]
-    """The identifiers holding the node's input values, in order."""
-    input_shapes: tuple[tuple, ...]
-    """Per-sample input shapes (no batch axis)."""
-    output_shape: tuple
-    param_names: tuple[str, ...]
-
-    @property
-    def module(self) -> str:
-        """The expression naming this node's layer: ``self.<ident>``."""
-        return f"self.{self.ident}"
-
-
-@dataclass(frozen=True)
-class Translation:
-    """How one node reads in PyTorch.
-
-    ``expression`` computes the node's value from ``node.inputs`` (it may call ``node.module``);
-    ``module`` constructs that layer in ``__init__`` (None if the node has none); ``params``
-    maps each graphnet parameter name to its state-dict name under the layer (by default the
-    same name: conv, linear and batch norm use graphnet's names and layouts).
-    """
-
-    expression: str
-    module: str | None = None
-    params: dict[str, str] = field(default_factory=dict)
-
-
-# --- the built-in ops ------------------------------------------------------------------------
-def _pair(value) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else tuple(value)
-
-
-def window_pads(input_hw, kernel, stride, dilation, padding) -> tuple[int, int, int, int]:
-    """(top, bottom, left, right) as graphnet's sliding windows resolve them: "same" as in
-    TensorFlow (output = ceil(input / stride), the odd row or column after), else symmetric."""
-    # the ops' own geometry (a built-in plugins module) until conv and pooling own their exports
-    from graphnet_plugins._window import SlidingWindow
-    return SlidingWindow.resolve(input_hw, kernel, stride=stride, padding=padding,
-                                 dilation=dilation).pads
-
-
-def _padded_input(node: ExportNode, kernel, stride, dilation, fill: str | None = None):
-    """(input expression, symmetric padding or None): asymmetric padding becomes an F.pad."""
-    attrs = node.attrs
-    padding = attrs.padding if isinstance(attrs.padding, str) else _pair(attrs.padding)
-    top, bottom, left, right = window_pads(node.input_shapes[0][1:], kernel, stride, dilation,
-                                           padding)
-    if top == bottom and left == right:
-        return node.inputs[0], ((top, left) if top or left else None)
-    value = "" if fill is None else f", value={fill}"
-    return f"F.pad({node.inputs[0]}, {(left, right, top, bottom)}{value})", None
-
-
-def _keywords(**options) -> str:
-    return "".join(f", {name}={value!r}" for name, value in options.items() if value is not None)
-
-
-def _conv2d(node: ExportNode) -> Translation:
-    attrs = node.attrs
-    kernel, stride, dilation = _pair(attrs.kernel), _pair(attrs.stride), _pair(attrs.dilation)
-    source, padding = _padded_input(node, kernel, stride, dilation)
-    options = _keywords(stride=stride if stride != (1, 1) else None, padding=padding,
-                        dilation=dilation if dilation != (1, 1) else None,
-                        groups=attrs.groups if attrs.groups != 1 else None,
-                        bias=False if not attrs.bias else None)
-    return Translation(f"{node.module}({source})", f"nn.Conv2d({node.input_shapes[0][0]}, "
-                       f"{attrs.filters}, kernel_size={kernel}{options})")
-
-
-def _pool(layer: str, fill: str | None):
-    def translate(node: ExportNode) -> Translation:
-        kernel = _pair(node.attrs.kernel)
-        stride = kernel if node.attrs.stride is None else _pair(node.attrs.stride)
-        source, padding = _padded_input(node, kernel, stride, (1, 1), fill)
-        options = _keywords(stride=stride if stride != kernel else None, padding=padding)
-        return Translation(f"{node.module}({source})", f"nn.{layer}(kernel_size={kernel}{options})")
-    return translate
-
-
-def _global_avg_pool(node: ExportNode) -> Translation:
-    return Translation(f"torch.flatten({node.module}({node.inputs[0]}), 1)",
-                       "nn.AdaptiveAvgPool2d(1)")
-
-
-def _layer(constructor: Callable[[SimpleNamespace], str]):
-    """A node that is one layer applied to its one input."""
-    def translate(node: ExportNode) -> Translation:
-        return Translation(f"{node.module}({node.inputs[0]})", constructor(node.attrs))
-    return translate
-
-
-def _dense(node: ExportNode) -> Translation:
-    features = math.prod(node.input_shapes[0])
-    source = node.inputs[0]
-    if len(node.input_shapes[0]) != 1:  # graphnet's dense flattens each sample first
-        source = f"torch.flatten({source}, 1)"
-    bias = "" if node.attrs.bias else ", bias=False"
-    return Translation(f"{node.module}({source})",
-                       f"nn.Linear({features}, {node.attrs.units}{bias})")
-
-
-def _batch_norm(node: ExportNode) -> Translation:
-    rank = len(node.input_shapes[0])
-    layer = "BatchNorm1d" if rank == 1 else "BatchNorm2d"
-    return Translation(f"{node.module}({node.inputs[0]})",
-                       f"nn.{layer}({node.input_shapes[0][0]}, eps={node.attrs.eps!r}, "
-                       f"momentum={node.attrs.momentum!r})")
-
-
-def _add(node: ExportNode) -> Translation:
-    return Translation(" + ".join(node.inputs))
-
-
-def _concat(node: ExportNode) -> Translation:
-    return Translation(f"torch.cat([{', '.join(node.inputs)}], dim=1)")
-
-
-def _mse_loss(node: ExportNode) -> Translation:
-    output, target = node.inputs
-    # graphnet's: ½·Σ(output − target)² per sample, averaged over the batch
-    return Translation(f"0.5 * F.mse_loss({output}, {target}, reduction='sum') / {output}.shape[0]")
-
-
-def _softmax_cross_entropy(node: ExportNode) -> Translation:
-    logits, labels = node.inputs
-    return Translation(f"{node.module}({logits}, {labels})", "nn.CrossEntropyLoss()")
-
-
-TRANSLATORS: dict[str, Callable[[ExportNode], Translation]] = {
-    "conv2d": _conv2d,
-    "max_pool2d": _pool("MaxPool2d", "float('-inf')"),
-    "avg_pool2d": _pool("AvgPool2d", None),
-    "global_avg_pool": _global_avg_pool,
-    "relu": _layer(lambda attrs: "nn.ReLU()"),
-    "leaky_relu": _layer(lambda attrs: f"nn.LeakyReLU({attrs.slope!r})"),
-    "sigmoid": _layer(lambda attrs: "nn.Sigmoid()"),
-    "tanh": _layer(lambda attrs: "nn.Tanh()"),
-    "softmax": _layer(lambda attrs: "nn.Softmax(dim=1)"),
-    "flatten": _layer(lambda attrs: "nn.Flatten()"),
-    "dense": _dense,
-    "dropout": _layer(lambda attrs: f"nn.Dropout({attrs.rate!r})"),
-    "batch_norm": _batch_norm,
-    "add": _add,
-    "concat": _concat,
-    "mse_loss": _mse_loss,
-    "softmax_cross_entropy": _softmax_cross_entropy,
-}
-"""Translations of the built-in ops, by op name (used only for the built-in plugins' ops)."""
-
-BUILTIN_PLUGIN_PREFIX = "builtin:"
 
 
 # --- names -----------------------------------------------------------------------------------
@@ -249,45 +85,38 @@ class _Plan:
     """Everything the source is written from: identifiers and each node's translation."""
 
     idents: dict[str, str]
-    translations: dict[str, Translation]
+    translations: dict[str, TorchLayer]
     required_inputs: list[str]
     optional_inputs: list[str]
     needs_optional: dict[str, list[str]]
     param_map: dict[str, str]
 
 
-def _translate(graph, node, export_node: ExportNode) -> Translation:
-    own = getattr(node.op, "torch_translation", None)
-    if callable(own):
-        translation = own(export_node)
-    elif node.plugin and node.plugin.startswith(BUILTIN_PLUGIN_PREFIX) \
-            and node.op_name in TRANSLATORS:
-        translation = TRANSLATORS[node.op_name](export_node)
-    else:
+def _translate(graph, node, names: TorchNames) -> TorchLayer:
+    if type(node.op).to_torch is Op.to_torch:
         raise ExportError(f"op {node.op_name!r} has no PyTorch translation", file=graph.file,
                           node=node.name, field="op", found=f"{node.op_name!r} from plugin "
-                          f"{node.plugin!r}", hint="give its class a torch_translation(node) "
-                          "method (see graphnet.export.torch)")
-    if not isinstance(translation, Translation):
-        raise ExportError(f"torch_translation of op {node.op_name!r} returned "
-                          f"{type(translation).__name__}", file=graph.file, node=node.name,
-                          expected="a graphnet.export.torch.Translation")
-    if node.param_specs and translation.module is None and not translation.params:
+                          f"{node.plugin!r}", hint="give its class a to_torch(input_shapes, "
+                          "attrs, names) method (see graphnet.op.Op.to_torch)")
+    input_shapes = [graph.nodes[source].shape for source in node.inputs]
+    layer = node.op.to_torch(input_shapes, node.attrs, names)
+    if not isinstance(layer, TorchLayer):
+        raise ExportError(f"to_torch of op {node.op_name!r} returned {type(layer).__name__}",
+                          file=graph.file, node=node.name,
+                          expected="a graphnet.op.TorchLayer")
+    if node.param_specs and layer.module is None and not layer.params:
         raise ExportError(f"the translation of op {node.op_name!r} has parameters but no layer "
                           "to hold them", file=graph.file, node=node.name)
-    return translation
+    return layer
 
 
 def plan(graph) -> _Plan:
     idents = identifiers(graph.order)
     translations, param_map = {}, {}
     for node in graph.op_nodes:
-        export_node = ExportNode(
-            name=node.name, ident=idents[node.name], attrs=node.attrs,
-            inputs=tuple(idents[source] for source in node.inputs),
-            input_shapes=tuple(graph.nodes[source].shape for source in node.inputs),
-            output_shape=node.shape, param_names=tuple(node.param_specs))
-        translation = _translate(graph, node, export_node)
+        names = TorchNames(inputs=tuple(idents[source] for source in node.inputs),
+                           layer=f"self.{idents[node.name]}")
+        translation = _translate(graph, node, names)
         translations[node.name] = translation
         for param in node.param_specs:
             param_map[f"{node.name}/{param}"] = (

@@ -5,7 +5,7 @@ Use it with ``graphnet check my_spec.toml --plugin prelu.py`` (or GRAPHNET_PLUGI
 import numpy as np
 
 from graphnet.hookspecs import hookimpl
-from graphnet.op import POINTWISE, Attr, Op, Param
+from graphnet.op import POINTWISE, Attr, Op, Param, TorchLayer
 
 
 class PReLU(Op):
@@ -49,6 +49,12 @@ class PReLU(Op):
     def _broadcast(slope, x):
         """Slope per channel (axis 1 of the batch array), shaped to broadcast over x."""
         return slope.reshape((1, -1) + (1,) * (x.ndim - 2)) if x.ndim > 1 else slope
+
+    def to_torch(self, input_shapes, attrs, names):   # optional: for export and --compare
+        channels = input_shapes[0][0] if input_shapes[0] else 1
+        return TorchLayer(f"{names.layer}({names.inputs[0]})",          # the node's value
+                          f"nn.PReLU({channels}, init={attrs.initial_slope!r})",  # its layer
+                          params={"slope": "weight"})   # graphnet's parameter → the layer's
 
 
 @hookimpl

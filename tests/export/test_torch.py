@@ -15,10 +15,11 @@ import pytest
 from graphnet.bench import random_feeds
 from graphnet.engine import Network
 from graphnet.export import ExportError
-from graphnet.export.torch import TRANSLATORS, to_source
+from graphnet.export.torch import to_source
 from graphnet.graph import load
+from graphnet.op import Op
 from graphnet.registry import get_registry
-from graphnet.testing import check_agreement, differences
+from graphnet.testing import check_agreement, check_torch_export, differences
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC_FILES = sorted(p for p in (ROOT / "specs").iterdir() if p.suffix in (".toml", ".json"))
@@ -81,11 +82,17 @@ def _assert_agree(graph, batch_size=4):
     return report
 
 
-def test_every_builtin_op_has_a_translation():
+def test_every_builtin_op_translates_itself():
     registry = get_registry()
     builtin = {name for name in registry.names("op")
                if registry.plugin_of("op", name).startswith("builtin:")}
-    assert builtin and builtin <= set(TRANSLATORS), builtin - set(TRANSLATORS)
+    assert builtin
+    for name in builtin:
+        assert type(registry.op(name)).to_torch is not Op.to_torch, name
+    # the exporter is generic: it names no op and treats no plugin specially
+    exporter = (ROOT / "graphnet" / "export" / "torch.py").read_text()
+    assert "builtin:" not in exporter
+    assert not [name for name in builtin if f'"{name}"' in exporter or f"'{name}'" in exporter]
 
 
 @pytest.mark.parametrize("path", SPEC_FILES, ids=lambda p: p.name)
@@ -154,16 +161,49 @@ def test_export_prints_the_source_without_o(run_cli, specs_dir):
     compile(out, "lenet5_export.py", "exec")
 
 
-def test_an_op_without_translation_names_node_and_op(run_cli, write_spec):
+def test_a_users_op_exports_through_its_own_to_torch():
+    pytest.importorskip("torch")
+    check_torch_export("prelu", [(3, 5, 5)], {"initial_slope": 0.1}, plugins=[PRELU])
+    check_torch_export("prelu", [(4,)], plugins=[PRELU])
+    graph = load({"graph": {"name": "with prelu"},
+                  "inputs": {"image": {"shape": [2, 6, 6]},
+                             "label": {"shape": [], "dtype": "int64"}},
+                  "nodes": [{"name": "conv", "op": "conv2d", "inputs": ["image"], "filters": 3,
+                             "kernel": 3},
+                            {"name": "act", "op": "prelu"},
+                            {"name": "fc", "op": "dense", "units": 4},
+                            {"name": "loss", "op": "softmax_cross_entropy",
+                             "inputs": ["fc", "label"]}],
+                  "outputs": {"logits": "fc", "loss": "loss"}}, plugins=[PRELU])
+    _assert_agree(graph)
+    assert "gradient act/slope" in differences(graph, Network(graph), random_feeds(graph, 4),
+                                               training=True)
+
+
+def test_a_wrong_translation_fails_the_check(tmp_path):
+    pytest.importorskip("torch")
+    plugin = tmp_path / "wrong.py"
+    plugin.write_text(PRELU.read_text().replace('"prelu"', '"wrong_prelu"')
+                      .replace('f"{names.layer}({names.inputs[0]})"',
+                               'f"{names.layer}({names.inputs[0]}) * 2"'))
+    with pytest.raises(AssertionError, match="'wrong_prelu'.*output output"):
+        check_torch_export("wrong_prelu", [(3, 5, 5)], plugins=[plugin])
+
+
+def test_an_op_without_translation_names_node_and_op(run_cli, write_spec, tmp_path):
+    plugin = tmp_path / "untranslated.py"
+    plugin.write_text(PRELU.read_text().replace('"prelu"', '"untranslated"')
+                      .replace("def to_torch(", "def _not_to_torch("))
     spec = write_spec({
         "graph": {"name": "user op"}, "inputs": {"x": {"shape": [2, 4, 4]}},
-        "nodes": [{"name": "learned_slope", "op": "prelu", "inputs": ["x"]}],
+        "nodes": [{"name": "learned_slope", "op": "untranslated", "inputs": ["x"]}],
         "outputs": {"y": "learned_slope"}})
-    status, out, err = run_cli("export", spec, "--to", "torch", "--plugin", PRELU)
+    status, out, err = run_cli("export", spec, "--to", "torch", "--plugin", plugin)
     assert status == 2
-    assert "learned_slope" in err and "'prelu'" in err and "no PyTorch translation" in err
+    assert "learned_slope" in err and "'untranslated'" in err and "no PyTorch translation" in err
+    assert "to_torch" in err and "Traceback" not in err
     with pytest.raises(ExportError):
-        to_source(load(spec, plugins=[PRELU]))
+        to_source(load(spec, plugins=[plugin]))
 
 
 def test_hostile_names_stay_inside_string_literals():
