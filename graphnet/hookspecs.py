@@ -16,7 +16,15 @@ A plugin becomes active in one of three ways:
 - the user names its file with ``--plugin PATH`` or in ``GRAPHNET_PLUGINS`` (paths separated by
   ``os.pathsep``).
 
-``GRAPHNET_DISABLE_PLUGINS`` (comma-separated plugin names) turns plugins off.
+``GRAPHNET_DISABLE_PLUGINS`` (comma-separated plugin names) turns plugins off; a disabled plugin
+is never imported.
+
+Each hook is called once when the registry is built, through pluggy's hook caller: every
+plugin's implementation runs, built-in plugins first, then entry points, then files, unless an
+implementation asks for ``@hookimpl(tryfirst=True)`` or ``trylast=True``; one marked
+``hookwrapper=True`` or ``wrapper=True`` runs around all the others (code after its ``yield``
+sees what they registered). An implementation that raises is reported naming its plugin, and
+every other plugin keeps working. Results are not used.
 """
 from __future__ import annotations
 
@@ -33,9 +41,9 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 def graphnet_register_ops(registry):
     """Register ops (layers) by calling ``registry.add_op(OpClass)`` once per op.
 
-    Called once per plugin when the registry is built; every plugin's implementation runs (results
-    are not used). ``OpClass`` derives from :class:`graphnet.op.Op`. A malformed op, or an op name
-    another plugin registered too, is reported naming the plugin; the other ops keep working.
+    ``OpClass`` derives from :class:`graphnet.op.Op`. A malformed op, or an op name another
+    plugin registered too, is reported naming the plugin (both plugins, for a name); the other
+    ops keep working. Called once when the registry is built; every implementation runs.
     """
 
 
@@ -45,7 +53,7 @@ def graphnet_register_optimizers(registry):
 
     Call ``registry.add_optimizer(OptimizerClass)`` and ``registry.add_schedule(ScheduleClass)``;
     each class has a ``name`` (what ``[train] optimizer = {name = ...}`` and ``--optimizer`` use).
-    Called once per plugin when the registry is built; every implementation runs.
+    Called once when the registry is built; every implementation runs.
     """
 
 
@@ -53,6 +61,6 @@ def graphnet_register_optimizers(registry):
 def graphnet_register_datasets(registry):
     """Register datasets by calling ``registry.add_dataset(DatasetClass)``.
 
-    Each class has a ``name`` (what ``[train] dataset`` and ``--dataset`` use). Called once per
-    plugin when the registry is built; every implementation runs.
+    Each class has a ``name`` (what ``[train] dataset`` and ``--dataset`` use). Called once when
+    the registry is built; every implementation runs.
     """

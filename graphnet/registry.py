@@ -1,17 +1,24 @@
 """Build the plugin manager and collect what plugins register.
 
 Built-in plugins, entry-point plugins and plugin files take the same path: each is registered
-with pluggy, then its hook implementations are called one plugin at a time, so that a broken
-plugin is reported by name while every other plugin keeps working.
+with pluggy, then every register hook is called once through pluggy's hook caller, so the order
+pluggy promises holds (``tryfirst``, ``trylast``, ``hookwrapper`` and ``wrapper``
+implementations included). pluggy registers a stand-in for each plugin whose implementations
+are the plugin's own inside a guard: it tells the registry which plugin is registering and
+turns that plugin's exceptions into problems naming it, so that a broken plugin is reported
+while every other plugin keeps working.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
+import inspect
 import os
 import sys
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -245,31 +252,94 @@ def build_registry(plugin_paths=(), *, entry_points: bool = True, environment: b
 
     manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     manager.add_hookspecs(hookspecs)
-    for name, plugin in candidates:
-        if manager.get_plugin(name) is not None or manager.is_registered(plugin):
-            continue
+    unique, seen_names, seen_plugins = [], set(), set()
+    for name, plugin in candidates:  # a module found twice (say, entry point and file) runs once
+        if name not in seen_names and id(plugin) not in seen_plugins:
+            seen_names.add(name)
+            seen_plugins.add(id(plugin))
+            unique.append((name, plugin))
+    # pluggy calls implementations last registered first: registering in reverse keeps today's
+    # order (built-ins, entry points, files), which the messages naming two plugins show.
+    invalid = {}
+    for name, plugin in reversed(unique):
         try:
-            manager.register(plugin, name=name)
+            manager.register(_stand_in(manager, plugin, name, registry), name=name)
             manager.check_pending()
         except pluggy.PluginValidationError as error:
-            manager.unregister(name=name)
-            registry.problems.append(PluginError(f"plugin {name!r} is not a valid plugin: {error}"))
-            continue
-        registry.plugin_names.append(name)
+            if manager.get_plugin(name) is not None:
+                manager.unregister(name=name)
+            invalid[name] = PluginError(f"plugin {name!r} is not a valid plugin: {error}")
+    registry.problems += [invalid[name] for name, _ in unique if name in invalid]
+    registry.plugin_names += [name for name, _ in unique if name not in invalid]
 
     for hook_name in REGISTER_HOOKS:
-        for impl in getattr(manager.hook, hook_name).get_hookimpls():  # registration order
-            registry.current_plugin = impl.plugin_name
-            try:
-                impl.function(registry=registry)
-            except PluginError as error:
-                registry.problems.append(error)
-            except (Exception, SystemExit) as error:  # isolate a plugin that raises while registering
-                registry.problems.append(PluginError(
-                    f"plugin {impl.plugin_name!r} raised while registering: "
-                    f"{type(error).__name__}: {error}"))
+        getattr(manager.hook, hook_name)(registry=registry)
     registry.current_plugin = "?"
     return registry
+
+
+def _stand_in(manager: pluggy.PluginManager, plugin, name: str, registry: Registry):
+    """What pluggy registers for ``plugin``: its hook implementations, each inside a guard
+    (:func:`_guard`) and carrying the plugin's own options (``tryfirst``, ``hookwrapper``, …)."""
+    stand_in = types.ModuleType(f"graphnet plugin {name}")
+    for attribute in dir(plugin):
+        if manager.parse_hookimpl_opts(plugin, attribute) is not None:
+            setattr(stand_in, attribute, _guard(getattr(plugin, attribute), name, registry))
+    return stand_in
+
+
+def _guard(function, plugin: str, registry: Registry):
+    """``function`` (with its signature and hookimpl marker) made to tell ``registry`` which
+    plugin is registering, and to record what it raises as a problem naming ``plugin`` rather
+    than let it stop the hook call. A wrapper (a generator function) is guarded around its
+    ``yield`` too: pluggy resumes it after every other implementation has run."""
+    def report(error: BaseException) -> None:
+        registry.problems.append(error if isinstance(error, PluginError) else PluginError(
+            f"plugin {plugin!r} raised while registering: {type(error).__name__}: {error}"))
+
+    if not inspect.isgeneratorfunction(function):
+        @functools.wraps(function)
+        def guarded(*args, **kwargs):
+            registry.current_plugin = plugin
+            try:
+                return function(*args, **kwargs)
+            except (Exception, SystemExit) as error:  # isolate a plugin that raises
+                report(error)
+                return None
+        return guarded
+
+    @functools.wraps(function)
+    def guarded_wrapper(*args, **kwargs):
+        registry.current_plugin = plugin
+        inner = function(*args, **kwargs)
+        try:
+            before = next(inner)
+        except StopIteration:
+            report(PluginError(f"plugin {plugin!r}: its hook wrapper returned without yielding"))
+            inner = before = None
+        except (Exception, SystemExit) as error:
+            report(error)
+            inner = before = None
+        try:
+            sent = yield before  # the other implementations run here
+        except BaseException:
+            if inner is not None:
+                inner.close()
+            raise
+        if inner is None:
+            return sent
+        registry.current_plugin = plugin
+        try:
+            inner.send(sent)
+        except StopIteration as stop:
+            return stop.value
+        except (Exception, SystemExit) as error:
+            report(error)
+            return sent
+        inner.close()
+        report(PluginError(f"plugin {plugin!r}: its hook wrapper yielded more than once"))
+        return sent
+    return guarded_wrapper
 
 
 _default_registries: dict[tuple, Registry] = {}

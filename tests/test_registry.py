@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from graphnet.registry import build_registry
+from graphnet.registry import build_registry, load_plugin_file
 
 ROOT = Path(__file__).resolve().parent.parent
 PRELU = ROOT / "plugins" / "examples" / "prelu.py"
@@ -15,6 +15,8 @@ PRELU = ROOT / "plugins" / "examples" / "prelu.py"
 OP_TEMPLATE = textwrap.dedent('''
     from graphnet.hookspecs import hookimpl
     from graphnet.op import Op
+
+    SEEN = {{}}  # what the hook saw, for the tests of call order
 
     class {cls}(Op):
         """{doc}"""
@@ -26,15 +28,20 @@ OP_TEMPLATE = textwrap.dedent('''
         def backward(self, grad, saved, params, attrs, ctx):
             return [grad], {{}}
 
+    {hook}
+''')
+REGISTER = '''
     @hookimpl
     def graphnet_register_ops(registry):
-        registry.add_op({cls})
-''')
+        registry.add_op(Custom)
+'''
 
 
-def write_plugin(folder: Path, file_name: str, op_name: str, doc: str = "An op.") -> Path:
+def write_plugin(folder: Path, file_name: str, op_name: str, doc: str = "An op.",
+                 hook: str = REGISTER) -> Path:
     path = folder / file_name
-    path.write_text(OP_TEMPLATE.format(cls="Custom", name=op_name, doc=doc))
+    path.write_text(OP_TEMPLATE.format(cls="Custom", name=op_name, doc=doc,
+                                       hook=textwrap.dedent(hook)))
     return path
 
 
@@ -67,9 +74,8 @@ def test_a_plugin_that_fails_to_import_is_named_and_the_rest_work(tmp_path):
 
 
 def test_a_badly_defined_op_is_named(tmp_path):
-    plugin = tmp_path / "nodoc.py"
-    plugin.write_text(OP_TEMPLATE.format(cls="Custom", name="nodoc_op", doc="")
-                      .replace('""""""', ""))
+    plugin = write_plugin(tmp_path, "nodoc.py", "nodoc_op", doc="")
+    plugin.write_text(plugin.read_text().replace('""""""', ""))
     registry = build_registry([plugin], environment=False)
     assert any("op 'nodoc_op'" in str(p) and "docstring" in str(p) for p in registry.problems)
     assert "nodoc_op" not in registry.names("op")
@@ -109,3 +115,82 @@ def test_plugin_from_an_entry_point(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "my_layers"
+
+
+# Hooks are called through pluggy's hook caller: a plugin's tryfirst and wrapper implementations
+# work as pluggy documents them. Each plugin records what it saw in its module's SEEN.
+def ordered_plugin(folder: Path, stem: str, hook: str):
+    path = write_plugin(folder, f"{stem}.py", f"{stem}_op", hook=hook)
+    return path, load_plugin_file(path)  # the module build_registry will use
+
+
+def test_a_tryfirst_implementation_runs_before_every_other(tmp_path):
+    first, first_module = ordered_plugin(tmp_path, "early", '''
+        @hookimpl(tryfirst=True)
+        def graphnet_register_ops(registry):
+            SEEN["ops before"] = registry.names("op")
+            registry.add_op(Custom)
+    ''')
+    plain, plain_module = ordered_plugin(tmp_path, "plain", '''
+        @hookimpl
+        def graphnet_register_ops(registry):
+            SEEN["ops before"] = registry.names("op")
+            registry.add_op(Custom)
+    ''')
+    registry = build_registry([plain, first], environment=False)
+    assert registry.problems == []
+    assert first_module.SEEN["ops before"] == []
+    assert "conv2d" in plain_module.SEEN["ops before"]  # files run after the built-ins
+    assert "early_op" in plain_module.SEEN["ops before"]
+    assert registry.plugin_of("op", "early_op") == str(first)
+
+
+@pytest.mark.parametrize("style", ["hookwrapper", "wrapper"])
+def test_a_wrapper_runs_around_every_other_implementation(tmp_path, style):
+    wrapping, module = ordered_plugin(tmp_path, "wrapping", f'''
+        @hookimpl({style}=True)
+        def graphnet_register_ops(registry):
+            SEEN["ops before"] = registry.names("op")
+            result = yield
+            SEEN["ops after"] = registry.names("op")
+            registry.add_op(Custom)  # registered after everyone, and still named as its own
+            return result
+    ''')
+    later = write_plugin(tmp_path, "later.py", "later_op")
+    registry = build_registry([wrapping, later], environment=False)
+    assert registry.problems == []
+    assert module.SEEN["ops before"] == []
+    assert {"conv2d", "later_op"} <= set(module.SEEN["ops after"])
+    assert registry.plugin_of("op", "wrapping_op") == str(wrapping)
+    assert registry.plugin_of("op", "later_op") == str(later)
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_a_wrapper_that_raises_is_named_and_the_rest_work(tmp_path, where):
+    raising = "raise RuntimeError('wrapper broke')"
+    broken, _ = ordered_plugin(tmp_path, "broken_wrapper", f'''
+        @hookimpl(wrapper=True)
+        def graphnet_register_ops(registry):
+            {raising if where == "before" else "pass"}
+            result = yield
+            {raising if where == "after" else "pass"}
+            return result
+    ''')
+    other = write_plugin(tmp_path, "other.py", "other_op")
+    registry = build_registry([broken, other], environment=False)
+    assert [str(p) for p in registry.problems] == [
+        f"plugin {str(broken)!r} raised while registering: RuntimeError: wrapper broke"]
+    assert {"conv2d", "other_op"} <= set(registry.names("op"))
+
+
+def test_an_implementation_that_raises_is_named_and_the_plugins_after_it_work(tmp_path):
+    broken, _ = ordered_plugin(tmp_path, "raising", '''
+        @hookimpl
+        def graphnet_register_ops(registry):
+            registry.add_op(Custom)
+            raise KeyError("half-way")
+    ''')
+    after = write_plugin(tmp_path, "after.py", "after_op")
+    registry = build_registry([broken, after], environment=False)
+    assert any(str(broken) in str(p) and "KeyError" in str(p) for p in registry.problems)
+    assert {"conv2d", "raising_op", "after_op"} <= set(registry.names("op"))
