@@ -18,7 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = {"graphnet": ROOT / "graphnet", "graphnet_plugins": ROOT / "plugins"}
 
-LAYERS = [  # top first; a module or a package (which covers the modules inside it)
+LAYERS = [  # top first; a module, or a package that covers the modules inside it
     ("cli", ["graphnet.cli"]),
     ("commands", ["graphnet.commands"]),
     ("render", ["graphnet.render"]),
@@ -27,14 +27,15 @@ LAYERS = [  # top first; a module or a package (which covers the modules inside 
     ("training parts", ["graphnet.train_config", "graphnet.inference", "graphnet.inspection",
                         "graphnet.optim", "graphnet.options", "graphnet.data",
                         "graphnet_plugins"]),
-    ("engine", ["graphnet.engine", "graphnet.checkpoint", "graphnet.parallel", "graphnet.blas",
-                "graphnet.allocator", "graphnet.runtime"]),
-    ("graph", ["graphnet.graph", "graphnet.analysis", "graphnet.limits"]),
+    ("engine", ["graphnet.engine", "graphnet.boundary", "graphnet.runtime", "graphnet.checkpoint",
+                "graphnet.parallel", "graphnet.blas", "graphnet.allocator"]),
+    ("graph", ["graphnet.graph", "graphnet.analysis", "graphnet.fusion", "graphnet.limits"]),
     ("registry", ["graphnet.registry"]),
     ("spec", ["graphnet.spec"]),
     ("hookspecs/op/errors", ["graphnet.hookspecs", "graphnet.op", "graphnet.errors",
-                             "graphnet.files", "graphnet.numeric",
-                             # the package itself: it imports nothing until a name is asked for
+                             "graphnet.text", "graphnet.files", "graphnet.numeric",
+                             # graphnet/__init__.py alone: it imports nothing until a name is
+                             # asked for (the modules inside graphnet each need an entry)
                              "graphnet"]),
 ]
 
@@ -64,7 +65,7 @@ def layer_of(module: str) -> int:
     best = None
     for index, (_, names) in enumerate(LAYERS):
         for name in names:
-            if module == name or module.startswith(name + "."):
+            if module == name or (module.startswith(name + ".") and name != "graphnet"):
                 if best is None or len(name) > len(best[1]):
                     best = (index, name)
     if best is None:
@@ -154,7 +155,7 @@ def test_the_checker_sees_lazy_and_relative_imports():
     assert "graphnet_plugins" in lazy  # imported inside a function, by absolute name
     assert layer_of("graphnet.render.training") == layer_of("graphnet.render")
     with pytest.raises(AssertionError, match="has no layer"):
-        layer_of("elsewhere.module")
+        layer_of("graphnet.new_module")
 
 
 def test_the_package_imports_nothing_until_a_name_is_asked_for():
