@@ -15,6 +15,7 @@ slides a window (its receptive-field contribution is a :class:`graphnet.op.Windo
 """
 from __future__ import annotations
 
+import heapq
 import inspect as pyinspect
 import math
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from .registry import suggest
 def node_rows(graph) -> list[dict]:
     """One dict per node in topological order (graph inputs first, op ``"input"``)."""
     rows = []
+    sees_image = _nodes_seeing_image(graph)
     for name in graph.order:
         node = graph.nodes[name]
         field = node.receptive_field
@@ -47,15 +49,21 @@ def node_rows(graph) -> list[dict]:
             "params": node.params,
             "macs": node.macs,
             "receptive_field": field.as_dict() if field is not None else None,
-            "sees_image": _sees_image(graph, name),
+            "sees_image": name in sees_image,
         })
     return rows
 
 
-def _sees_image(graph, name: str) -> bool:
-    """Whether an image input (C×H×W) reaches this node: a None field then means "all of it"."""
-    sources = nx.ancestors(graph.dag, name) | {name}
-    return any(graph.nodes[s].is_input and len(graph.nodes[s].shape) == 3 for s in sources)
+def _nodes_seeing_image(graph) -> set[str]:
+    """The nodes an image input (C×H×W) reaches, where a None field means "all of it": one
+    pass in topological order (a node sees the image when one of its inputs does), so a long
+    chain or a wide fan-out costs linear time, not an ancestor search per node."""
+    seeing: set[str] = set()
+    for name in graph.order:
+        node = graph.nodes[name]
+        if (node.is_input and len(node.shape) == 3) or any(s in seeing for s in node.inputs):
+            seeing.add(name)
+    return seeing
 
 
 def totals(graph, batch_size: int = 1) -> dict:
@@ -112,6 +120,10 @@ class LaneRow:
 
 
 INPUT_MARK, NODE_MARK = "○", "●"
+DRAWN_LANES = 120
+"""Lanes drawn at most (240 characters, wider than any terminal): a 4000-way fan-out keeps
+thousands of lanes open, and drawing every one on every row would make the picture — and the
+time to build and measure it — grow with nodes × lanes. Lines cut here end in ``…``."""
 
 
 def lane_rows(graph) -> list[LaneRow]:
@@ -121,20 +133,24 @@ def lane_rows(graph) -> list[LaneRow]:
     whose last consumer it is, else it opens a new lane (a branch, drawn ``├─╮``). Inputs whose
     lanes end here join it from the side (``╰``, ``╯``, ``┴``); inputs still needed below keep
     their lanes (``├``, ``┤``): a skip connection is a lane running beside a branch and joining
-    it further down.
+    it further down. Only the first :data:`DRAWN_LANES` lanes are drawn.
     """
     lanes: list[str | None] = []
+    lane_of: dict[str, int] = {}  # node → its lane's column, while the lane is open
+    free: list[int] = []  # a heap of columns that were freed (some may be reused since)
     remaining: dict[str, int] = {}
     rows = []
     for name in graph.order:
         node = graph.nodes[name]
         sources = list(dict.fromkeys(node.inputs))
-        column_of = {source: lanes.index(source) for source in sources}
+        column_of = {source: lane_of[source] for source in sources}
         ending = [s for s in sources if remaining[s] == 1]
         if ending:
             column = min(column_of[s] for s in ending)
         else:
-            column = lanes.index(None) if None in lanes else len(lanes)
+            while free and (free[0] >= len(lanes) or lanes[free[0]] is not None):
+                heapq.heappop(free)  # reused or trimmed off the end since it was freed
+            column = free[0] if free else len(lanes)
         joining = [s for s in sources if column_of[s] != column]
         connector = (_connector(lanes, column, column_of, joining, remaining)
                      if joining else None)
@@ -142,12 +158,16 @@ def lane_rows(graph) -> list[LaneRow]:
             remaining[source] -= 1
             if remaining[source] == 0:
                 lanes[column_of[source]] = None
+                heapq.heappush(free, column_of[source])
+                del lane_of[source]
         consumers = list(dict.fromkeys(graph.consumers(name)))
         while len(lanes) <= column:
+            heapq.heappush(free, len(lanes))
             lanes.append(None)
         if consumers:
             remaining[name] = len(consumers)
             lanes[column] = name
+            lane_of[name] = column
         mark = INPUT_MARK if node.is_input else NODE_MARK
         line = _lane_line(lanes, {column: mark})
         while lanes and lanes[-1] is None:
@@ -159,8 +179,8 @@ def lane_rows(graph) -> list[LaneRow]:
 def _lane_line(lanes, marks: dict[int, str]) -> str:
     width = max([len(lanes)] + [c + 1 for c in marks])
     cells = [marks.get(i, "│" if i < len(lanes) and lanes[i] is not None else " ")
-             for i in range(width)]
-    return " ".join(cells).rstrip()
+             for i in range(min(width, DRAWN_LANES))]
+    return " ".join(cells).rstrip() + (" …" if width > DRAWN_LANES else "")
 
 
 def _connector(lanes, column: int, column_of: dict, joining: list, remaining: dict) -> str:
@@ -170,7 +190,7 @@ def _connector(lanes, column: int, column_of: dict, joining: list, remaining: di
     width = max(len(lanes), column + 1)
     joined_at = {column_of[s]: remaining[s] > 1 for s in joining}  # column → lane continues
     cells = []
-    for i in range(width):
+    for i in range(min(width, DRAWN_LANES)):
         active = i < len(lanes) and lanes[i] is not None
         if i == column:
             from_above = active  # the node continues an input's lane
@@ -191,7 +211,7 @@ def _connector(lanes, column: int, column_of: dict, joining: list, remaining: di
         else:
             cells.append("│" if active else " ")
     text = "".join(cell + ("─" if low <= i < high else " ") for i, cell in enumerate(cells))
-    return text.rstrip()
+    return text.rstrip() + (" …" if width > DRAWN_LANES else "")
 
 
 # --- diagram text ----------------------------------------------------------------------------
