@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from . import parallel, runtime
+from . import limits, parallel, runtime
 from .analysis import required_inputs
 from .engine import Network
 from .errors import UsageError
@@ -357,6 +357,7 @@ def run(graph, config: BenchConfig) -> dict:
     if config.threads is not None:
         parallel.set_num_threads(config.threads)
     threads = parallel.num_threads() if config.threads is None else config.threads
+    limits.check_memory(graph, batch_size=config.batch_size, training=True)  # before the batch
     feeds = random_feeds(graph, config.batch_size, config.seed)
     graphnet = GraphnetRunner(graph, feeds, seed=config.seed, lr=config.lr,
                               momentum=config.momentum)

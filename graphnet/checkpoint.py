@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .errors import CheckpointError
-from .files import atomic_write_bytes, is_numpy_file
+from .files import atomic_write_bytes, is_numpy_file, read_npz
 from .op import format_shape
 
 CHECKPOINT_NAME = "checkpoint.npz"
@@ -71,25 +71,17 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
                               "is kept", file=path) from None
 
 
-def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Read a checkpoint; a missing, truncated, corrupt, pickled or too-new file is refused."""
+def load_checkpoint(path: str | Path, *, memory_limit=None) -> Checkpoint:
+    """Read a checkpoint; a missing, truncated, corrupt, pickled, too-new or too-large (see
+    :mod:`graphnet.limits`) file is refused."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise CheckpointError("checkpoint not found", file=path)
-    if not is_numpy_file(path):
+    if path.is_file() and not is_numpy_file(path):  # is_file first: a FIFO would block
         raise CheckpointError("not a checkpoint: the file is not an .npz archive", file=path,
                               expected="an .npz written by graphnet")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-    except ValueError as error:
-        if "pickle" in str(error).lower() or "object" in str(error).lower():
-            raise CheckpointError("checkpoint holds object arrays, which could run code; refused",
-                                  file=path) from None
-        raise CheckpointError(f"checkpoint is corrupt: {error}", file=path) from None
-    except (OSError, zipfile.BadZipFile, EOFError, KeyError) as error:
-        raise CheckpointError(f"checkpoint is truncated or corrupt ({type(error).__name__}: "
-                              f"{error})", file=path, expected="an .npz written by graphnet") from None
+    # no pickle, no raw members, sizes from the zip directory checked against the memory limit
+    arrays = read_npz(path, CheckpointError, limit=memory_limit)
     if META_KEY not in arrays:
         raise CheckpointError("not a graphnet checkpoint", file=path,
                               expected=f"a {META_KEY!r} entry", found=", ".join(sorted(arrays)[:5]))

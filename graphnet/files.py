@@ -6,9 +6,15 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import math
 import os
+import stat
 import tempfile
+import zipfile
+import zlib
 from pathlib import Path
+
+import numpy as np
 
 
 @contextlib.contextmanager
@@ -89,3 +95,164 @@ def is_numpy_file(path: str | os.PathLike) -> bool:
     other file "pickled (object) data", which is wrong and alarming for, say, a text file."""
     with open(path, "rb") as stream:
         return stream.read(6).startswith(NUMPY_MAGIC)
+
+
+# --- reading files someone else wrote: sizes checked before anything is allocated ---------------
+READ_CHUNK = 16 << 20
+"""Bytes read at a time into an array being filled, so a read never holds a second copy."""
+MAX_NPY_HEADER = 10_000
+"""numpy writes headers of a few hundred bytes; its own reader stops at 10,000 too."""
+
+
+def open_regular(path: str | os.PathLike, error, *, what: str = "file"):
+    """``path`` opened for binary reading, refused (``error``, a GraphnetError class) unless it
+    is a regular file: opening a FIFO would wait for a writer forever, and a device or a
+    folder is never data. The check is on the opened descriptor, so it cannot be raced."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise error(f"{what} not found", file=path) from None
+    except IsADirectoryError:
+        raise error(f"{what} is a folder", file=path, expected="a regular file") from None
+    except OSError as failure:
+        raise error(f"cannot read {what}: {failure.strerror or failure}", file=path) from None
+    try:
+        mode = os.fstat(descriptor).st_mode
+        if not stat.S_ISREG(mode):
+            kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a folder" if stat.S_ISDIR(mode)
+                    else "a socket" if stat.S_ISSOCK(mode) else "a device")
+            raise error(f"{what} is not a regular file", file=path, expected="a regular file",
+                        found=kind)
+        if hasattr(os, "O_NONBLOCK"):
+            os.set_blocking(descriptor, True)
+        return os.fdopen(descriptor, "rb")
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
+def byte_budget(limit=None) -> int | None:
+    """The most bytes a file may make us allocate: the memory limit in force (see
+    :mod:`graphnet.limits`; None for no limit)."""
+    from .limits import memory_limit
+    return memory_limit(limit)
+
+
+def check_size(declared: int, budget: int | None, error, *, file, field=None, what: str) -> None:
+    """Refuse ``declared`` bytes (from a header, before reading) beyond ``budget``."""
+    if budget is not None and declared > budget:
+        from .limits import LIMIT_ENV, format_bytes
+        raise error(f"{what} would take {format_bytes(declared)}, more than the memory limit of "
+                    f"{format_bytes(budget)}", file=file, field=field,
+                    hint=f"if the file is genuine, raise the limit with {LIMIT_ENV} or "
+                         "--memory-limit")
+
+
+def read_capped(stream, size: int, error, *, file, what: str = "data") -> bytes:
+    """Exactly ``size`` bytes, refusing a stream that ends early or holds more: one byte past
+    ``size`` is all that is read of a stream that is too long (a gzip bomb inflates no further)."""
+    data = stream.read(size + 1)
+    if len(data) < size:
+        raise error(f"truncated {what}", file=file, expected=f"{size:,} bytes",
+                    found=f"{len(data):,} bytes")
+    if len(data) > size:
+        raise error(f"{what} continues past its declared size", file=file,
+                    expected=f"{size:,} bytes", found="more")
+    return data
+
+
+def read_npy(stream, error, *, file, field=None, budget: int | None = None,
+             available: int | None = None) -> np.ndarray:
+    """One ``.npy`` array from ``stream``: the header is read and checked first (version,
+    dtype — numbers only, no objects, no complex unless asked —, shape), the size it declares
+    compared with ``budget`` and with the bytes ``available`` in the stream, and only then is
+    the array allocated and filled a chunk at a time."""
+    from numpy.lib import format as npy_format
+    try:
+        version = npy_format.read_magic(stream)
+        if version == (1, 0):
+            shape, fortran, dtype = npy_format.read_array_header_1_0(
+                stream, max_header_size=MAX_NPY_HEADER)
+        elif version == (2, 0):
+            shape, fortran, dtype = npy_format.read_array_header_2_0(
+                stream, max_header_size=MAX_NPY_HEADER)
+        else:
+            raise error("unsupported .npy version", file=file, field=field,
+                        expected="1.0 or 2.0", found=".".join(map(str, version)))
+    except (ValueError, TypeError, SyntaxError, EOFError, OverflowError) as failure:
+        raise error(f"not a valid .npy array: {failure}", file=file, field=field) from None
+    if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
+        raise error("object arrays and records are refused (loading Python objects could run "
+                    "code)", file=file, field=field, expected="a numeric array",
+                    found=str(dtype))
+    if dtype.kind not in "biuf":
+        raise error("array is not real numbers", file=file, field=field,
+                    expected="integers, floats or booleans", found=str(dtype))
+    size = math.prod(shape) * dtype.itemsize  # Python integers: no overflow
+    what = f"array {field!r}" if field else "the array"
+    check_size(size, budget, error, file=file, field=field, what=what)
+    if available is not None and size > available:
+        raise error("truncated array", file=file, field=field,
+                    expected=f"{size:,} bytes for shape {shape} of {dtype}",
+                    found=f"{available:,} bytes")
+    array = np.empty(shape, dtype=dtype, order="F" if fortran else "C")
+    view = array.ravel(order="K").view(np.uint8)
+    done = 0
+    while done < size:
+        chunk = stream.read(min(READ_CHUNK, size - done))
+        if not chunk:
+            raise error("truncated array", file=file, field=field,
+                        expected=f"{size:,} bytes for shape {shape} of {dtype}",
+                        found=f"{done:,} bytes")
+        view[done:done + len(chunk)] = np.frombuffer(chunk, np.uint8)
+        done += len(chunk)
+    return array
+
+
+def read_npz(path: str | os.PathLike, error, *, limit=None,
+             keys: list[str] | None = None) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` archive (only ``keys``, when given), read without pickle and
+    without trusting it: every member must be an ``.npy`` array stored or deflated (no raw
+    bytes, no other compression), and the sizes the zip directory declares are compared with
+    the memory limit before any member is read — a 0.5 MB bomb that inflates to gigabytes is
+    refused from its directory. Errors are ``error`` (DataError, CheckpointError, …)."""
+    budget = byte_budget(limit)
+    with open_regular(path, error) as stream:
+        if not stream.read(6).startswith(NUMPY_MAGIC[:2]):
+            raise error("not an .npz archive", file=path,
+                        expected="a zip of arrays written by numpy.savez")
+        stream.seek(0)
+        try:
+            with zipfile.ZipFile(stream) as archive:
+                members = _npz_members(archive, path, error, keys)
+                check_size(sum(info.file_size for info in members.values()), budget, error,
+                           file=path, what="its arrays")
+                arrays = {}
+                for key, info in members.items():
+                    with archive.open(info) as member:
+                        arrays[key] = read_npy(member, error, file=path, field=key,
+                                               budget=budget, available=info.file_size)
+                return arrays
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error,
+                NotImplementedError, RuntimeError, ValueError) as failure:
+            raise error(f"corrupt .npz archive ({type(failure).__name__}: {failure})",
+                        file=path) from None
+
+
+def _npz_members(archive, path, error, keys) -> dict:
+    members = {}
+    for info in archive.infolist():
+        name = info.filename
+        if not name.endswith(".npy"):
+            raise error("archive member is not an .npy array", file=path, field=name,
+                        expected="only arrays written by numpy.savez", found="raw bytes")
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise error("archive member uses a compression numpy never writes", file=path,
+                        field=name, expected="stored or deflated",
+                        found=f"compression type {info.compress_type}")
+        if info.flag_bits & 0x1:
+            raise error("archive member is encrypted", file=path, field=name)
+        key = name[:-len(".npy")]
+        if keys is None or key in keys:
+            members[key] = info
+    return members

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import limits
 from .engine import Network
 from .numeric import relative_error
 from .op import RunContext
@@ -109,6 +110,8 @@ def gradcheck(graph, *, batch_size: int = 2, seed: int = 0, epsilon: float = 1e-
 
     ``points_per_array=None`` checks every element (for small graphs and single ops).
     """
+    # Before the random batch is drawn: the network checks only batches it is handed.
+    limits.check_memory(graph, batch_size=batch_size, dtype="float64", training=True)
     rng = np.random.default_rng(seed)
     net = Network(graph, dtype="float64", seed=seed)
     if network is not None:

@@ -8,6 +8,11 @@ evaluation in batches; class probabilities; and reading images for prediction.
 from __future__ import annotations
 
 import math
+import os
+import struct
+import warnings
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +22,7 @@ import numpy as np
 from .data.readers import npz_images, read_npz_arrays
 from .checkpoint import Checkpoint, check_compatible, load_checkpoint, spec_hash
 from .engine import Network
-from .files import is_numpy_file
+from .files import byte_budget, check_size, is_numpy_file, open_regular, read_npy
 from .errors import CheckpointError, DataError, SpecError, UsageError
 from .op import format_shape
 
@@ -253,8 +258,8 @@ def read_images(path: str | Path, shape: tuple[int, ...]) -> np.ndarray:
     ``.npy``, or an image file (Pillow; resized, grey or RGB by the channel count). Layouts and
     pixel scales are read as the ``npz`` dataset reads them (0–255 integers become 0–1)."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError("input file not found", file=path)
+    with open_regular(path, DataError, what="input file"):
+        pass  # a FIFO, a device or a folder is refused before anything reads it
     suffix = path.suffix.lower()
     if suffix in (".npz", ".npy"):
         array, layout = _read_array(path), "auto"
@@ -281,12 +286,14 @@ def _read_array(path: Path) -> np.ndarray:
     if not is_numpy_file(path):
         raise DataError("not a numpy .npz or .npy file", file=path,
                         expected="images saved with numpy.savez or numpy.save")
+    if path.suffix.lower() == ".npy":
+        with open_regular(path, DataError) as stream:
+            return read_npy(stream, DataError, file=path, budget=byte_budget(),
+                            available=os.fstat(stream.fileno()).st_size)
     try:
-        if path.suffix.lower() == ".npy":
-            return np.load(path, allow_pickle=False)
-        with np.load(path, allow_pickle=False) as archive:
-            keys = list(archive.files)
-    except Exception as error:  # corrupt, truncated, pickled: all refused the same way
+        with zipfile.ZipFile(path) as archive:
+            keys = [name[:-len(".npy")] for name in archive.namelist()]
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as error:
         raise DataError(f"cannot read {path.suffix} file ({type(error).__name__}: {error})",
                         file=path) from None
     key = "images" if "images" in keys else keys[0] if len(keys) == 1 else None
@@ -308,12 +315,22 @@ def _read_picture(path: Path, shape: tuple[int, ...]) -> np.ndarray:
                         found=format_shape(shape))
     channels, height, width = shape
     try:
-        with Image.open(path) as picture:
-            picture = picture.convert("L" if channels == 1 else "RGB")
-            if picture.size != (width, height):
-                picture = picture.resize((width, height))
-            pixels = np.asarray(picture, dtype=np.uint8)
-    except OSError as error:
+        # Pillow's own bomb check only warns between its limit and twice that: an error here.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with open_regular(path, DataError, what="image") as stream, \
+                    Image.open(stream) as picture:
+                columns, rows = picture.size
+                check_size(columns * rows * 4, byte_budget(), DataError, file=path,
+                           what=f"a {columns}×{rows} image")
+                picture = picture.convert("L" if channels == 1 else "RGB")
+                if picture.size != (width, height):
+                    picture = picture.resize((width, height))
+                pixels = np.asarray(picture, dtype=np.uint8)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise DataError(f"image is too large to decode safely: {error}", file=path) from None
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error) as error:
+        # ValueError: e.g. a PNG text chunk past Pillow's size limit; SyntaxError: bad headers
         raise DataError(f"cannot read image: {error}", file=path) from None
     return pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from .analysis import memory_estimate
 from .errors import ResourceError, UsageError
+from .op import Window
 
 LIMIT_ENV = "GRAPHNET_MEMORY_LIMIT"
 DEFAULT_FRACTION = 0.75
@@ -88,6 +89,8 @@ class MemoryEstimate:
     batch_size: int
     training: bool
     limit: int | None
+    scratch_bytes: int = 0
+    """Padded copies and im2col matrices of sliding windows (see :func:`window_scratch_bytes`)."""
 
     @property
     def exceeds(self) -> bool:
@@ -97,23 +100,76 @@ class MemoryEstimate:
         """``"about 3.7 TiB to train at batch size 64 (parameters 12 MiB, activations …)"``."""
         action = "to train" if self.training else "to run"
         state = "parameters, gradients and optimizer state" if self.training else "parameters"
+        scratch = (f", padded and gathered windows {format_bytes(self.scratch_bytes)}"
+                   if self.scratch_bytes else "")
         return (f"about {format_bytes(self.total_bytes)} {action} at batch size "
                 f"{self.batch_size} ({state} {format_bytes(self.parameter_bytes)}, "
-                f"activations {format_bytes(self.activation_bytes)})")
+                f"activations {format_bytes(self.activation_bytes)}{scratch})")
 
 
 def estimate(graph, *, batch_size: int = 1, dtype="float32", training: bool = False,
              limit=None) -> MemoryEstimate:
     """The memory a graph needs to run (or train, with gradients and optimizer state) at this
     batch size, and the limit in force. Allocates nothing; instant for any size."""
-    numbers = memory_estimate(graph, batch_size, itemsize=np.dtype(dtype).itemsize)
+    itemsize = np.dtype(dtype).itemsize
+    numbers = memory_estimate(graph, batch_size, itemsize=itemsize)
     if training:
         keys = ("training_state_bytes", "training_activation_bytes", "training_bytes")
     else:
         keys = ("parameter_bytes", "activation_bytes", "inference_bytes")
     parameters, activations, total = (numbers[key] for key in keys)
-    return MemoryEstimate(parameters, activations, total, batch_size, training,
-                          memory_limit(limit))
+    scratch = window_scratch_bytes(graph, batch_size, itemsize, training)
+    return MemoryEstimate(parameters, activations, total + scratch, batch_size, training,
+                          memory_limit(limit), scratch)
+
+
+def window_scratch_bytes(graph, batch_size: int, itemsize: int, training: bool) -> int:
+    """Memory a sliding window takes beyond its input and output, which the activations miss:
+    a padded copy of the batch (kept for backward when training, and its gradient), and — for
+    a window with weights — an im2col matrix of at least one sample per thread (channels ×
+    kernel taps × output positions). A 16×8×8 input under a 6001×6001 max-pool padded by 3000
+    outputs 16×8×8 but pads 2 GiB. Known from each node's :class:`~graphnet.op.Window`,
+    so the engine names no layer; padding counts only where there is some."""
+    threads = max(1, min(batch_size, os.cpu_count() or 1))
+    kept = transient = 0
+    for name in graph.order:
+        window = _window_of(graph, name)
+        if window is None:
+            continue
+        node = graph.nodes[name]
+        channels, *input_hw = graph.nodes[node.inputs[0]].shape
+        output_hw = node.shape[1:]
+        padded = 0
+        if any(window.padding):
+            padded = channels * math.prod(
+                max(size + 2 * pad, (out - 1) * step + dilation * (kernel - 1) + 1)
+                for size, pad, out, step, dilation, kernel in zip(
+                    input_hw, window.padding, output_hw, window.stride, window.dilation,
+                    window.kernel))
+        gathered = (channels * math.prod(window.kernel) * math.prod(output_hw) * threads
+                    if node.params else 0)
+        padded *= batch_size
+        if training:
+            kept += padded
+            transient = max(transient, padded + gathered)  # the padded gradient
+        else:
+            transient = max(transient, padded + gathered)
+    return (kept + transient) * itemsize
+
+
+def _window_of(graph, name: str):
+    """The node's sliding window over a C×H×W input giving a C×H×W output, else None."""
+    node = graph.nodes[name]
+    if node.is_input or not node.inputs or node.shape is None or len(node.shape) != 3:
+        return None
+    shapes = [graph.nodes[source].shape for source in node.inputs]
+    if shapes[0] is None or len(shapes[0]) != 3:
+        return None
+    try:
+        contribution = node.op.receptive_field(shapes, node.attrs)
+    except Exception:  # analysis ran it already and reported any failure
+        return None
+    return contribution if isinstance(contribution, Window) else None
 
 
 def check_memory(graph, *, batch_size: int = 1, dtype="float32", training: bool = False,

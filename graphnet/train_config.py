@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from .data import Dataset, Split
+from .data import Dataset, Split, returned_problem
 from .data.cache import default_cache_dir
 from .errors import DataError, GraphnetError, PluginError, SpecError, UsageError, plugin_failure
 from .inference import Bindings, json_ready
@@ -264,9 +264,9 @@ def load_dataset(graph, config: TrainConfig, bindings: Bindings) -> tuple[Datase
     except Exception as error:
         raise plugin_failure(error, f"dataset {config.dataset!r} (plugin {entry.plugin!r}) failed "
                                     "to load")
-    if not isinstance(dataset, Dataset):
-        raise PluginError(f"dataset {config.dataset!r} (plugin {entry.plugin!r}) returned "
-                          f"{type(dataset).__name__}", expected="a graphnet.data.Dataset")
+    problem = returned_problem(dataset)
+    if problem:
+        raise PluginError(f"dataset {config.dataset!r} (plugin {entry.plugin!r}): {problem}")
     return dataset, parsed
 
 

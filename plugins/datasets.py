@@ -147,6 +147,10 @@ class Cifar10(Downloaded):
                        class_names=list(self.class_names))
 
 
+MAX_CLASSES = 100_000
+"""The most classes an npz dataset may have: a label of 10¹² would otherwise name 10¹² classes."""
+
+
 class Npz(DatasetSource):
     """Images and labels from an .npz file you name.
 
@@ -167,7 +171,7 @@ class Npz(DatasetSource):
         "test_fraction": TEST_FRACTION,
         "layout": Attr("str", default="auto", choices=("auto", "nchw", "nhwc"),
                        doc="where the channel axis is; auto: last when it has 1, 3 or 4 entries"),
-        "num_classes": Attr("int", default=0, minimum=0, maximum=100_000,
+        "num_classes": Attr("int", default=0, minimum=0, maximum=MAX_CLASSES,
                             doc="number of classes; 0: one more than the largest label"),
     }
 
@@ -195,6 +199,10 @@ class Npz(DatasetSource):
                                 found=str(test.images.shape[1:]))
             label_keys = (options.train_labels, options.test_labels)
         largest = max(int(train.labels.max(initial=0)), int(test.labels.max(initial=0)))
+        if not options.num_classes and largest >= MAX_CLASSES:  # before naming every class
+            raise DataError("label too large to count classes from", file=path,
+                            field=label_keys[0], expected=f"labels below {MAX_CLASSES:,}, or "
+                            "the num_classes option", found=f"{largest:,}")
         num_classes = options.num_classes or largest + 1
         for split, labels_key in zip((train, test), label_keys):
             check_labels(split.labels, images=len(split), num_classes=num_classes, file=path,

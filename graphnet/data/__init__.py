@@ -73,3 +73,31 @@ class DatasetSource:
     def load(self, options: SimpleNamespace, *, seed: int, cache_dir: Path) -> Dataset:
         """Return the dataset; raise graphnet.DataError naming the file and what is wrong."""
         raise NotImplementedError
+
+
+def returned_problem(dataset) -> str | None:
+    """What is wrong with what a dataset plugin's ``load`` returned, in words (None: nothing):
+    checked where the data enters, so a plugin's mistake is reported naming the plugin rather
+    than failing inside training, and NaN in the images is bad data, not a learning rate."""
+    if not isinstance(dataset, Dataset):
+        return f"returned {type(dataset).__name__}, not a graphnet.data.Dataset"
+    for name in ("train", "test"):
+        split = getattr(dataset, name)
+        if not isinstance(split, Split):
+            return f"its {name} split is {type(split).__name__}, not a graphnet.data.Split"
+        images, labels = split.images, split.labels
+        if not isinstance(images, np.ndarray) or images.dtype.kind not in "biuf":
+            return (f"its {name} images are {_kind(images)}, not an array of real numbers")
+        if not isinstance(labels, np.ndarray) or labels.dtype.kind not in "iu":
+            return f"its {name} labels are {_kind(labels)}, not an array of integers"
+        if images.dtype.kind == "f" and not np.isfinite(images).all():
+            return f"its {name} images hold NaN or infinite values"
+    names = dataset.class_names
+    if not isinstance(names, list) or not all(isinstance(item, str) for item in names):
+        return "its class_names are not a list of strings"
+    return None
+
+
+def _kind(value) -> str:
+    return f"a {value.dtype} array" if isinstance(value, np.ndarray) else type(value).__name__
+

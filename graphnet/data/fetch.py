@@ -31,6 +31,12 @@ CHUNK_BYTES = 1 << 16
 MAX_UNPACKED_BYTES = 4 * 2**30
 """An archive that unpacks to more is refused (CIFAR-10 unpacks to 185 MB)."""
 
+DEADLINE_SECONDS = 120.0
+SLOWEST_BYTES_PER_SECOND = 16 * 1024
+"""A download's deadline: DEADLINE_SECONDS plus its size at this rate (10 MB: about 12 min)."""
+UNKNOWN_SIZE = 200 * 2**20
+"""Size assumed for the deadline of a file whose size is not published."""
+
 Progress = Callable[[str, int, "int | None"], None]
 """``progress(file name, bytes so far, total bytes or None)``, called as data arrives."""
 
@@ -88,10 +94,29 @@ class Remote:
 def file_url(remote: Remote, dataset: str, name: str, mirror: str | None = None) -> str:
     """The file's URL: ``MIRROR/DATASET/NAME`` with a mirror (argument, else
     ``GRAPHNET_DATA_MIRROR``), else the dataset's own ``base_url`` + ``NAME``."""
+    field = "--mirror" if mirror else MIRROR_ENV
     mirror = mirror or os.environ.get(MIRROR_ENV, "").strip() or None
     if mirror:
+        check_url(mirror, field=field)
         return f"{mirror.rstrip('/')}/{dataset}/{name}"
     return f"{remote.base_url.rstrip('/')}/{name}"
+
+
+def check_url(url: str, *, field: str) -> None:
+    """Refuse, naming ``field``, a URL urllib could not fetch: another scheme, no host, a bad
+    port or IPv6 literal, spaces or control characters."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 — raises ValueError for a port that is not a number in range
+    except ValueError as error:
+        raise UsageError("malformed URL", field=field, expected="http://HOST[:PORT]/PATH",
+                         found=f"{url!r} ({error})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError("unsupported download URL", field=field, expected="http:// or https:// and a host",
+                         found=repr(url))
+    if any(character.isspace() or ord(character) < 32 for character in url):
+        raise UsageError("malformed URL", field=field, expected="no spaces or control characters",
+                         found=repr(url))
 
 
 def fetch(remote: Remote, folder: Path, *, dataset: str, mirror: str | None = None,
@@ -131,14 +156,19 @@ def sha256_of(path: Path) -> str:
 
 def download(url: str, target: str | os.PathLike, *, sha256: str, size: int | None = None,
              progress: Progress | None = None, retries: int = 3, timeout: float = 30.0,
-             backoff: float = 1.0) -> str:
+             backoff: float = 1.0, deadline: float | None = None) -> str:
     """Make ``target`` hold the file at ``url`` with this digest: ``cached`` when it already
-    does, else ``downloaded`` or ``resumed`` (a partial download was continued)."""
+    does, else ``downloaded`` or ``resumed`` (a partial download was continued).
+
+    ``timeout`` bounds each wait for the server; ``deadline`` (seconds, default
+    :data:`DEADLINE_SECONDS` plus the time the file takes at :data:`SLOWEST_BYTES_PER_SECOND`)
+    bounds the whole file, retries included, so a server trickling a byte at a time cannot
+    hold the command forever. What arrived is kept for the next run to resume."""
     target = Path(target)
-    scheme = urllib.parse.urlsplit(url).scheme
-    if scheme not in ("http", "https"):
-        raise UsageError("unsupported download URL", field="url", expected="http:// or https://",
-                         found=url)
+    check_url(url, field="url")
+    if deadline is None:
+        deadline = DEADLINE_SECONDS + (size or UNKNOWN_SIZE) / SLOWEST_BYTES_PER_SECOND
+    until = time.monotonic() + deadline
     if target.is_file():
         if (size is None or target.stat().st_size == size) and sha256_of(target) == sha256:
             return "cached"
@@ -148,7 +178,8 @@ def download(url: str, target: str | os.PathLike, *, sha256: str, size: int | No
     resumed = part.is_file() and part.stat().st_size > 0
     for attempt in range(retries + 1):
         try:
-            _transfer(url, part, size=size, timeout=timeout, progress=progress, name=target.name)
+            _transfer(url, part, size=size, timeout=timeout, progress=progress, name=target.name,
+                      until=until)
             break
         except _Interrupted as error:
             if attempt == retries:
@@ -159,7 +190,7 @@ def download(url: str, target: str | os.PathLike, *, sha256: str, size: int | No
                 raise DataError("download interrupted", file=url, found=str(error),
                                 hint=hint) from None
             resumed = resumed or (part.exists() and part.stat().st_size > 0)
-            time.sleep(backoff * (attempt + 1))
+            time.sleep(min(backoff * (attempt + 1), max(0.0, until - time.monotonic())))
     digest = sha256_of(part)
     if digest != sha256:
         part.unlink()
@@ -171,7 +202,7 @@ def download(url: str, target: str | os.PathLike, *, sha256: str, size: int | No
     return "resumed" if resumed else "downloaded"
 
 
-def _transfer(url: str, part: Path, *, size, timeout, progress, name) -> None:
+def _transfer(url: str, part: Path, *, size, timeout, progress, name, until) -> None:
     """Append the rest of the file to ``part`` (or rewrite it when the server ignores Range)."""
     # here, not at the top: every command loads the dataset plugins, few of them download
     import http.client
@@ -188,8 +219,10 @@ def _transfer(url: str, part: Path, *, size, timeout, progress, name) -> None:
     if offset:
         headers["Range"] = f"bytes={offset}-"
     try:
+        _check_deadline(url, until, part)
         response = urllib.request.urlopen(urllib.request.Request(url, headers=headers),
-                                          timeout=timeout)
+                                          timeout=min(timeout, max(until - time.monotonic(),
+                                                                   0.01)))
     except urllib.error.HTTPError as error:
         if error.code == 416 and offset:  # our partial file does not fit the server's: restart
             part.unlink()
@@ -213,7 +246,8 @@ def _transfer(url: str, part: Path, *, size, timeout, progress, name) -> None:
         with open(part, "ab" if offset else "wb") as stream:
             try:
                 while True:
-                    chunk = response.read(CHUNK_BYTES)
+                    _check_deadline(url, until, part, stream)
+                    chunk = response.read1(CHUNK_BYTES)
                     if not chunk:
                         break
                     done += len(chunk)
@@ -234,6 +268,20 @@ def _transfer(url: str, part: Path, *, size, timeout, progress, name) -> None:
                     os.fsync(stream.fileno())
     if end is not None and done < end:
         raise _Interrupted(f"connection closed after {done} of {end} bytes")
+
+
+def _check_deadline(url: str, until: float, part: Path, stream=None) -> None:
+    if time.monotonic() <= until:
+        return
+    if stream is not None:
+        stream.flush()
+    kept = part.stat().st_size if part.exists() else 0
+    raise DataError("download took longer than its deadline", file=url,
+                    found=f"{kept:,} bytes so far",
+                    hint=(f"the server or the network is too slow; {kept:,} bytes are kept in "
+                          f"{part} and the next run resumes" if kept else
+                          f"the server or the network is too slow; try a mirror with --mirror "
+                          f"or {MIRROR_ENV}"))
 
 
 def _range_start(response) -> int | None:

@@ -5,14 +5,16 @@ labels int64.
 """
 from __future__ import annotations
 
+import contextlib
 import gzip
+import math
 import zipfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
-from ..files import is_numpy_file
+from ..files import NUMPY_MAGIC, byte_budget, check_size, open_regular, read_npz
 from ..errors import DataError
 from . import Split
 
@@ -23,6 +25,8 @@ MAX_IDX_BYTES = 2**31
 CIFAR_IMAGE_SHAPE = (3, 32, 32)
 CIFAR_RECORD_BYTES = 1 + 3 * 32 * 32
 CIFAR_CLASSES = 10
+MAX_CIFAR_BYTES = 100_000 * CIFAR_RECORD_BYTES
+"""A batch file holding more is not CIFAR-10's: each of its files holds 10,000 images."""
 
 
 # --- shared checks ---------------------------------------------------------------------------
@@ -48,20 +52,35 @@ def bytes_to_images(raw: np.ndarray) -> np.ndarray:
     return np.multiply(raw, np.float32(1 / 255), dtype=np.float32)
 
 
-def _read_bytes(path: Path) -> bytes:
-    """The file's content, gunzipped when it ends in ``.gz``."""
+@contextlib.contextmanager
+def _reading(path: Path):
+    """A binary stream of the file, gunzipped when it ends in ``.gz`` (a FIFO or a device is
+    refused); read errors, gzip's included, become DataErrors naming the file."""
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as stream:
-                return stream.read()
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise DataError("file not found", file=path) from None
+        with open_regular(path, DataError) as raw:
+            if path.suffix == ".gz":
+                with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
+                    yield stream
+            else:
+                yield raw
     except (EOFError, zlib.error, gzip.BadGzipFile) as error:
         raise DataError("corrupt or truncated gzip file", file=path,
                         found=str(error) or type(error).__name__) from None
     except OSError as error:
         raise DataError(f"cannot read file: {error.strerror or error}", file=path) from None
+
+
+def _read_bytes(path: Path, cap: int) -> bytes:
+    """The file's content (gunzipped when it ends in ``.gz``), refused past ``cap`` bytes or
+    the memory limit, whichever is smaller: only one byte past it is ever inflated."""
+    budget = byte_budget()
+    cap = cap if budget is None else min(cap, budget)
+    with _reading(path) as stream:
+        data = stream.read(cap + 1)
+    if len(data) > cap:
+        raise DataError("file is implausibly large", file=path,
+                        expected=f"at most {cap:,} bytes of data", found="more")
+    return data
 
 
 # --- IDX (MNIST, Fashion-MNIST) --------------------------------------------------------------
@@ -72,33 +91,37 @@ def read_idx(path: str | Path, ndim: int) -> np.ndarray:
     per dimension, then the bytes, row-major.
     """
     path = Path(path)
-    data = _read_bytes(path)
     header_bytes = 4 + 4 * ndim
     expected_magic = (IDX_UBYTE << 8) | ndim
-    if len(data) < 4:
-        raise DataError("truncated IDX header", file=path, expected=f"at least {header_bytes} bytes",
-                        found=f"{len(data)} bytes")
-    magic = int.from_bytes(data[:4], "big")
-    if magic != expected_magic:
-        raise DataError("wrong IDX magic number", file=path, field="magic",
-                        expected=f"0x{expected_magic:08x} (unsigned bytes, {ndim} dimension(s))",
-                        found=f"0x{magic:08x}")
-    if len(data) < header_bytes:
-        raise DataError("truncated IDX header", file=path, expected=f"{header_bytes} bytes",
-                        found=f"{len(data)} bytes")
-    dims = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
-    payload = int(np.prod(dims, dtype=np.int64))
-    if payload > MAX_IDX_BYTES:
-        raise DataError("IDX dimensions are implausibly large", file=path, field="dimensions",
-                        expected=f"at most {MAX_IDX_BYTES} bytes of data",
-                        found="×".join(map(str, dims)))
-    found = len(data) - header_bytes
+    with _reading(path) as stream:
+        header = stream.read(header_bytes)
+        if len(header) < 4:
+            raise DataError("truncated IDX header", file=path,
+                            expected=f"at least {header_bytes} bytes", found=f"{len(header)} bytes")
+        magic = int.from_bytes(header[:4], "big")
+        if magic != expected_magic:
+            raise DataError("wrong IDX magic number", file=path, field="magic",
+                            expected=f"0x{expected_magic:08x} (unsigned bytes, {ndim} dimension(s))",
+                            found=f"0x{magic:08x}")
+        if len(header) < header_bytes:
+            raise DataError("truncated IDX header", file=path, expected=f"{header_bytes} bytes",
+                            found=f"{len(header)} bytes")
+        dims = tuple(int.from_bytes(header[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+        payload = math.prod(dims)  # Python integers: four 2³²-sized dimensions do not wrap
+        if payload > MAX_IDX_BYTES:
+            raise DataError("IDX dimensions are implausibly large", file=path, field="dimensions",
+                            expected=f"at most {MAX_IDX_BYTES} bytes of data",
+                            found="×".join(map(str, dims)))
+        check_size(payload, byte_budget(), DataError, file=path, field="dimensions",
+                   what=f"IDX data of {'×'.join(map(str, dims))}")
+        data = stream.read(payload + 1)  # one byte more tells trailing data, inflating no further
+    found = len(data)
     if found != payload:
         what = "truncated IDX data" if found < payload else "IDX file has trailing bytes"
         raise DataError(what, file=path, field="data",
                         expected=f"{payload} bytes for dimensions {'×'.join(map(str, dims))}",
-                        found=f"{found} bytes")
-    return np.frombuffer(data, np.uint8, offset=header_bytes).reshape(dims)
+                        found=f"{found} bytes" if found < payload else "more bytes")
+    return np.frombuffer(data, np.uint8).reshape(dims)
 
 
 def read_idx_split(images_path: str | Path, labels_path: str | Path, *,
@@ -114,7 +137,7 @@ def read_idx_split(images_path: str | Path, labels_path: str | Path, *,
 def read_cifar10_batch(path: str | Path) -> Split:
     """One CIFAR-10 binary batch: records of one label byte then 3×32×32 pixel bytes."""
     path = Path(path)
-    data = _read_bytes(path)
+    data = _read_bytes(path, MAX_CIFAR_BYTES)
     if len(data) == 0 or len(data) % CIFAR_RECORD_BYTES:
         raise DataError("CIFAR-10 batch has a partial record", file=path,
                         expected=f"a positive multiple of {CIFAR_RECORD_BYTES} bytes "
@@ -133,55 +156,35 @@ def concatenate(splits: list[Split]) -> Split:
 # --- .npz --------------------------------------------------------------------------------------
 def read_npz_arrays(path: str | Path, key_sets: list[list[str]]) -> dict[str, np.ndarray]:
     """The arrays of the first of ``key_sets`` whose names are all in the ``.npz`` file, read
-    without pickle; object arrays are refused."""
+    by :func:`graphnet.files.read_npz`: no pickle, no raw members, numbers only, sizes checked
+    against the memory limit before reading."""
     path = Path(path)
+    _check_numpy_magic(path)
     try:
-        _check_numpy_magic(path)
-        archive = np.load(path, allow_pickle=False)
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise DataError("not an .npz archive", file=path,
-                            expected="a zip of arrays written by numpy.savez",
-                            found="a single .npy array")
-        with archive:
-            for keys in key_sets:
-                if all(key in archive.files for key in keys):
-                    return {key: _npz_array(archive, key, path) for key in keys}
-            wanted = " or ".join("/".join(keys) for keys in key_sets)
-            raise DataError("arrays missing from .npz file", file=path, expected=wanted,
-                            found="arrays " + (", ".join(sorted(archive.files)) or "none"))
-    except FileNotFoundError:
-        raise DataError("file not found", file=path) from None
-    except (zipfile.BadZipFile, EOFError, zlib.error) as error:
-        raise DataError("corrupt .npz file", file=path, found=str(error)) from None
-    except ValueError as error:  # np.load's word for "not a numpy file at all"
-        raise DataError("not a numpy .npz file", file=path, found=str(error)) from None
-    except OSError as error:
-        raise DataError(f"cannot read file: {error.strerror or error}", file=path) from None
+        with zipfile.ZipFile(path) as archive:
+            names = [name[:-len(".npy")] for name in archive.namelist() if name.endswith(".npy")]
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as error:
+        raise DataError("corrupt .npz file", file=path,
+                        found=f"{type(error).__name__}: {error}") from None
+    for keys in key_sets:
+        if all(key in names for key in keys):
+            return read_npz(path, DataError, keys=keys)
+    wanted = " or ".join("/".join(keys) for keys in key_sets)
+    raise DataError("arrays missing from .npz file", file=path, expected=wanted,
+                    found="arrays " + (", ".join(sorted(names)) or "none"))
 
 
 def _check_numpy_magic(path: Path) -> None:
-    if not is_numpy_file(path):
-        empty = path.stat().st_size == 0
+    with open_regular(path, DataError) as stream:
+        start = stream.read(6)
+    if not start.startswith(NUMPY_MAGIC):
         raise DataError("not a numpy .npz file", file=path,
                         expected="a zip of arrays written by numpy.savez",
-                        found="an empty file" if empty else "another kind of file")
-
-
-def _npz_array(archive, key: str, path: Path) -> np.ndarray:
-    try:
-        array = archive[key]
-    except ValueError as error:
-        if "pickle" in str(error).lower() or "object" in str(error).lower():
-            raise DataError("array holds Python objects, which loading could run as code; refused",
-                            file=path, field=key, expected="numeric arrays",
-                            found="an object array") from None
-        raise DataError(f"corrupt array: {error}", file=path, field=key) from None
-    except (zipfile.BadZipFile, EOFError, zlib.error, OSError) as error:
-        raise DataError(f"corrupt array: {error}", file=path, field=key) from None
-    if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
-        raise DataError("array is not numeric", file=path, field=key, expected="numbers",
-                        found=str(array.dtype))
-    return array
+                        found="an empty file" if not start else "another kind of file")
+    if start.startswith(NUMPY_MAGIC[2]):
+        raise DataError("not an .npz archive", file=path,
+                        expected="a zip of arrays written by numpy.savez",
+                        found="a single .npy array")
 
 
 def npz_images(array: np.ndarray, *, layout: str, file, field) -> np.ndarray:

@@ -47,14 +47,18 @@ class FileServer:
     """Serve ``files`` (URL path → bytes) on 127.0.0.1 at a free port, from a thread.
 
     ``cut_after[path] = n``: the first GET of ``path`` announces the full length but sends
-    only ``n`` bytes, then closes the connection. ``honour_range=False`` answers every request
-    with the whole file. ``requests`` records ``(path, Range header or None)`` per GET.
+    only ``n`` bytes, then closes the connection. ``trickle[path] = seconds``: send one byte
+    per ``seconds`` for as long as the client listens (a server that never finishes, though
+    every read gets data). ``honour_range=False`` answers every request with the whole file.
+    ``requests`` records ``(path, Range header or None)`` per GET.
     """
 
     def __init__(self, files: dict[str, bytes], *, cut_after: dict[str, int] | None = None,
-                 honour_range: bool = True):
+                 honour_range: bool = True, trickle: dict[str, float] | None = None):
         self.files = dict(files)
         self.cut_after = dict(cut_after or {})
+        self.trickle = dict(trickle or {})
+        self._stopping = threading.Event()
         self.honour_range = honour_range
         self.requests: list[tuple[str, str | None]] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
@@ -71,6 +75,7 @@ class FileServer:
         return self
 
     def __exit__(self, *exc) -> None:
+        self._stopping.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join()
@@ -102,6 +107,18 @@ class FileServer:
                     body = data
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
+                pause = owner.trickle.get(self.path)
+                if pause is not None:
+                    for position in range(len(body)):
+                        if owner._stopping.wait(pause):
+                            break
+                        try:
+                            self.wfile.write(body[position:position + 1])
+                            self.wfile.flush()
+                        except OSError:  # the client gave up
+                            break
+                    self.close_connection = True
+                    return
                 cut = owner.cut_after.pop(self.path, None)
                 if cut is None:
                     self.wfile.write(body)

@@ -4,10 +4,12 @@ import hashlib
 import io
 import socket
 import tarfile
+import time
 
 import numpy as np
 import pytest
 
+from graphnet.cli import main
 from graphnet.data.fetch import (MIRROR_ENV, Remote, RemoteFile, download, extract_tar, fetch,
                                  file_url)
 from graphnet.data.testing import FileServer, cifar_bytes, idx_bytes, tar_bytes
@@ -228,3 +230,30 @@ def test_a_corrupt_archive_is_a_data_error(tmp_path):
     archive.write_bytes(tar_bytes({"x": b"y" * 5000})[:60])
     with pytest.raises(DataError, match="corrupt or truncated archive"):
         extract_tar(archive, tmp_path / "out")
+
+
+def test_a_server_trickling_bytes_meets_the_deadline_and_keeps_what_came(tmp_path):
+    target = tmp_path / "file.bin"
+    with FileServer({"/file.bin": PAYLOAD}, trickle={"/file.bin": 0.05}) as server:
+        started = time.monotonic()
+        with pytest.raises(DataError, match="longer than its deadline") as caught:
+            # every read gets a byte within the per-read timeout: only the deadline stops it
+            fetch_payload(server, target, timeout=5, deadline=1.0)
+        assert time.monotonic() - started < 10
+    assert "kept in" in str(caught.value) and not target.exists()
+    assert 0 < (tmp_path / "file.bin.part").stat().st_size < len(PAYLOAD)
+
+
+@pytest.mark.parametrize("mirror", ["http://[::1", "http://example.org:99999", "ftp://example.org",
+                                    "example.org/data", "http://", "http://exa mple.org"])
+def test_a_malformed_mirror_is_refused_naming_the_flag(tmp_path, mirror):
+    status = main(["data", "fetch", "mnist", "--cache-dir", str(tmp_path), "--mirror", mirror])
+    assert status == 2
+    assert not any(tmp_path.rglob("*.part"))
+
+
+def test_a_malformed_mirror_in_the_environment_is_named(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("GRAPHNET_DATA_MIRROR", "http://[::1")
+    assert main(["data", "fetch", "mnist", "--cache-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "GRAPHNET_DATA_MIRROR" in err and "malformed URL" in err and "Traceback" not in err

@@ -48,7 +48,9 @@ def test_every_np_load_forbids_pickle():
             call = text[match.start():end + 1]
             calls.append(call)
             assert "allow_pickle=False" in call, f"{path.relative_to(ROOT)}: {call}"
-    assert calls, "no np.load call found: the pattern is out of date"
+    # Today every .npy and .npz is read by graphnet.files (headers parsed by hand, no pickle at
+    # all); any np.load that comes back must still forbid pickle.
+    assert "def read_npy" in (ROOT / "graphnet" / "files.py").read_text()
 
 
 # --- checkpoints ---------------------------------------------------------------------------------
