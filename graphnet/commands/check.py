@@ -16,6 +16,8 @@ def register(subparsers, common) -> None:
 
 
 def run(args) -> int:
+    from rich.markup import escape
+
     from .. import limits
     from ..errors import GraphnetError
     from ..render import print_error, stdout
@@ -31,5 +33,5 @@ def run(args) -> int:
             continue
         # Known from the spec alone: a graph that cannot train even one sample at a time.
         warn_about(graph, path, batch_size=1, memory_limit=args.memory_limit)
-        stdout().print(f"[green]ok[/] {path}: {graph.summary()}", soft_wrap=True)
+        stdout().print(f"[green]ok[/] {escape(f'{path}: {graph.summary()}')}", soft_wrap=True)
     return status

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from . import stdout
 
 
 def render_gradcheck(graph, report) -> None:
-    table = Table(title=f"gradient check: {graph.name}", title_justify="left")
+    table = Table(title=Text(f"gradient check: {graph.name}"), title_justify="left")
     table.add_column("node")
     table.add_column("op")
     table.add_column("worst array")
@@ -17,7 +18,7 @@ def render_gradcheck(graph, report) -> None:
     for node_name, check in report.worst_by_node.items():
         node = graph.nodes[node_name]
         ok = check.error <= report.tolerance
-        table.add_row(node_name, node.op_name, check.array, f"{check.error:.2e}",
+        table.add_row(Text(node_name), Text(node.op_name), Text(check.array), f"{check.error:.2e}",
                       "[green]ok[/]" if ok else "[bold red]FAIL[/]")
     console = stdout()
     console.print(table)

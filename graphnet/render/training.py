@@ -241,7 +241,7 @@ def confusion_table(confusion: np.ndarray, class_names: list[str], width: int = 
     # each column: its cells, one space of padding and the box's one-space rule
     named = label_width + len(class_names) * (count_width + 2) + len("recall") + 4 <= width
     table = Table(title="confusion matrix", title_justify="left", box=box.SIMPLE_HEAD,
-                  padding=(0, 1, 0, 0), caption=None if named else "  ".join(labels),
+                  padding=(0, 1, 0, 0), caption=None if named else Text("  ".join(labels)),
                   caption_justify="left")
     table.add_column("true ╲ predicted" if named else "true", no_wrap=True)
     for index in range(len(class_names)):
