@@ -304,5 +304,6 @@ def render_predictions(lines: list[tuple[str | None, list]]) -> None:
     """One line per image: an optional label, then the classes most likely first."""
     console = stdout()
     for label, pairs in lines:
-        prefix = f"{escape(label)}: " if label else ""
-        console.print(prefix + escape(probability_text(pairs)), soft_wrap=True, highlight=False)
+        prefix = f"{label}: " if label else ""
+        # Text, not escaped markup: escape() doubles a trailing backslash ("diagonal \\")
+        console.print(Text(prefix + probability_text(pairs)), soft_wrap=True, highlight=False)
