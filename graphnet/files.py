@@ -235,7 +235,7 @@ def read_npz(path: str | os.PathLike, error, *, limit=None,
                 return arrays
         except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error,
                 NotImplementedError, RuntimeError, ValueError) as failure:
-            raise error(f"corrupt .npz archive ({type(failure).__name__}: {failure})",
+            raise error(f"truncated or corrupt .npz archive ({type(failure).__name__}: {failure})",
                         file=path) from None
 
 
