@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from .data.readers import npz_images, read_npz_arrays
+from .data.readers import npz_images
 from .checkpoint import Checkpoint, check_compatible, load_checkpoint, spec_hash
 from .engine import Network
-from .files import byte_budget, check_size, is_numpy_file, open_regular, read_npy
+from .files import byte_budget, check_size, is_numpy_file, open_regular, read_npy, read_npz
 from .errors import CheckpointError, DataError, SpecError, UsageError
 from .op import format_shape
 
@@ -292,7 +292,7 @@ def _read_array(path: Path) -> np.ndarray:
                             available=os.fstat(stream.fileno()).st_size)
     try:
         with zipfile.ZipFile(path) as archive:
-            keys = [name[:-len(".npy")] for name in archive.namelist()]
+            keys = [name.removesuffix(".npy") for name in archive.namelist()]
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as error:
         raise DataError(f"cannot read {path.suffix} file ({type(error).__name__}: {error})",
                         file=path) from None
@@ -301,7 +301,7 @@ def _read_array(path: Path) -> np.ndarray:
         raise DataError("cannot tell which array holds the images", file=path,
                         expected="an array named 'images' or a single array",
                         found="arrays " + (", ".join(repr(k) for k in keys) or "none"))
-    return read_npz_arrays(path, [[key]])[key]
+    return read_npz(path, DataError, keys=[key])[key]  # every member checked, raw ones refused
 
 
 def _read_picture(path: Path, shape: tuple[int, ...]) -> np.ndarray:

@@ -162,7 +162,7 @@ def read_npz_arrays(path: str | Path, key_sets: list[list[str]]) -> dict[str, np
     _check_numpy_magic(path)
     try:
         with zipfile.ZipFile(path) as archive:
-            names = [name[:-len(".npy")] for name in archive.namelist() if name.endswith(".npy")]
+            names = [name.removesuffix(".npy") for name in archive.namelist()]
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as error:
         raise DataError("corrupt .npz file", file=path,
                         found=f"{type(error).__name__}: {error}") from None

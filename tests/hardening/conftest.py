@@ -89,6 +89,70 @@ def graphnet_cmd():
     return run
 
 
+ADDRESS_SPACE = 1 << 30
+"""Address space a bounded child may map: python, numpy and a small graph fit in half of it;
+a bomb that got past its check fails the test with a MemoryError instead of taking the machine."""
+FILE_LIMIT = "256MiB"
+"""GRAPHNET_MEMORY_LIMIT of a bounded child: what files and graphs are checked against."""
+
+
+class Bounded:
+    """What a bounded CLI run did: ``status``, ``out``, ``err`` and ``peak`` (max RSS, bytes)."""
+
+    def __init__(self, status, out, err, peak):
+        self.status, self.out, self.err, self.peak = status, out, err, peak
+
+    def refused(self, *phrases) -> bool:
+        """Exit 2 with one message (no traceback) holding every phrase."""
+        return (self.status == 2 and "Traceback" not in self.err
+                and all(phrase in self.err for phrase in phrases))
+
+    def __repr__(self):
+        return f"Bounded(status={self.status}, peak={self.peak >> 20} MiB, err={self.err[-600:]!r})"
+
+
+def run_bounded(*args, env=None, timeout=120, cwd=None, address_space=ADDRESS_SPACE) -> Bounded:
+    """The real ``graphnet`` command in a child bounded in time (killed after ``timeout`` s:
+    a hang fails the test) and in address space (RLIMIT_AS), with the file limit set; its
+    peak resident memory comes from wait4."""
+    import resource
+    import signal
+    import tempfile
+    import time
+
+    environment = dict(os.environ, COLUMNS="200", GRAPHNET_MEMORY_LIMIT=FILE_LIMIT)
+    environment.update(env or {})
+
+    def bound():
+        resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
+
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        child = subprocess.Popen([sys.executable, "-m", "graphnet.cli", *map(str, args)],
+                                 stdout=out, stderr=err, text=True, env=environment, cwd=cwd,
+                                 preexec_fn=bound)
+        deadline = time.monotonic() + timeout
+        while True:
+            pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                child.send_signal(signal.SIGKILL)
+                os.wait4(child.pid, 0)
+                child.returncode = -9
+                pytest.fail(f"graphnet {' '.join(map(str, args))} did not finish in {timeout} s")
+            time.sleep(0.02)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return Bounded(child.returncode, out.read(), err.read(), usage.ru_maxrss * 1024)
+
+
+@pytest.fixture
+def bounded_cli():
+    """:func:`run_bounded`: the CLI in a child bounded in time and address space."""
+    return run_bounded
+
+
 def _rewrite_meta(path, **changes) -> None:
     """Change keys of a checkpoint's JSON metadata in place, leaving every array as it was."""
     import io
