@@ -111,40 +111,47 @@ class Bounded:
         return f"Bounded(status={self.status}, peak={self.peak >> 20} MiB, err={self.err[-600:]!r})"
 
 
+_BOUNDED_CHILD = """
+import atexit, resource, sys
+limit, peak_file = int(sys.argv[1]), sys.argv[2]
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+def report():  # VmHWM: this process's own peak (ru_maxrss would count the forking parent's)
+    with open("/proc/self/status") as status:
+        peak = next((line.split()[1] for line in status if line.startswith("VmHWM")), "0")
+    with open(peak_file, "w") as stream:
+        stream.write(peak)
+
+atexit.register(report)
+sys.argv = ["graphnet", *sys.argv[3:]]
+from graphnet.cli import main
+sys.exit(main())
+"""
+
+
 def run_bounded(*args, env=None, timeout=120, cwd=None, address_space=ADDRESS_SPACE) -> Bounded:
     """The real ``graphnet`` command in a child bounded in time (killed after ``timeout`` s:
-    a hang fails the test) and in address space (RLIMIT_AS), with the file limit set; its
-    peak resident memory comes from wait4."""
-    import resource
-    import signal
+    a hang fails the test) and in address space (RLIMIT_AS, set in the child), with the file
+    limit set; ``peak`` is the child's own peak resident memory."""
     import tempfile
-    import time
 
     environment = dict(os.environ, COLUMNS="200", GRAPHNET_MEMORY_LIMIT=FILE_LIMIT)
     environment.update(env or {})
-
-    def bound():
-        resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
-
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        child = subprocess.Popen([sys.executable, "-m", "graphnet.cli", *map(str, args)],
-                                 stdout=out, stderr=err, text=True, env=environment, cwd=cwd,
-                                 preexec_fn=bound)
-        deadline = time.monotonic() + timeout
-        while True:
-            pid, status, usage = os.wait4(child.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() > deadline:
-                child.send_signal(signal.SIGKILL)
-                os.wait4(child.pid, 0)
-                child.returncode = -9
-                pytest.fail(f"graphnet {' '.join(map(str, args))} did not finish in {timeout} s")
-            time.sleep(0.02)
-        child.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        return Bounded(child.returncode, out.read(), err.read(), usage.ru_maxrss * 1024)
+    with tempfile.TemporaryDirectory() as scratch:
+        peak_file = os.path.join(scratch, "peak")
+        try:
+            completed = subprocess.run(
+                [sys.executable, "-c", _BOUNDED_CHILD, str(address_space), peak_file,
+                 *map(str, args)], capture_output=True, text=True, env=environment, cwd=cwd,
+                timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"graphnet {' '.join(map(str, args))} did not finish in {timeout} s")
+        try:
+            with open(peak_file) as stream:
+                peak = int(stream.read() or 0) * 1024
+        except FileNotFoundError:  # killed before exit handlers ran
+            peak = 0
+    return Bounded(completed.returncode, completed.stdout, completed.stderr, peak)
 
 
 @pytest.fixture
