@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from . import limits
 from .errors import CheckpointError
 from .files import atomic_write_bytes, is_numpy_file, read_npz
 from .op import format_shape
@@ -81,7 +82,7 @@ def load_checkpoint(path: str | Path, *, memory_limit=None) -> Checkpoint:
         raise CheckpointError("not a checkpoint: the file is not an .npz archive", file=path,
                               expected="an .npz written by graphnet")
     # no pickle, no raw members, sizes from the zip directory checked against the memory limit
-    arrays = read_npz(path, CheckpointError, limit=memory_limit)
+    arrays = read_npz(path, CheckpointError, budget=limits.memory_limit(memory_limit))
     if META_KEY not in arrays:
         raise CheckpointError("not a graphnet checkpoint", file=path,
                               expected=f"a {META_KEY!r} entry", found=", ".join(sorted(arrays)[:5]))

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .text import format_bytes
+
 
 @contextlib.contextmanager
 def atomic_writer(path: str | os.PathLike, mode: str = "wb"):
@@ -131,20 +133,12 @@ def open_regular(path: str | os.PathLike, error, *, what: str = "file"):
         raise
 
 
-def byte_budget(limit=None) -> int | None:
-    """The most bytes a file may make us allocate: the memory limit in force (see
-    :mod:`graphnet.limits`; None for no limit)."""
-    from .limits import memory_limit
-    return memory_limit(limit)
-
-
 def check_size(declared: int, budget: int | None, error, *, file, field=None, what: str) -> None:
     """Refuse ``declared`` bytes (from a header, before reading) beyond ``budget``."""
     if budget is not None and declared > budget:
-        from .limits import LIMIT_ENV, format_bytes
         raise error(f"{what} would take {format_bytes(declared)}, more than the memory limit of "
                     f"{format_bytes(budget)}", file=file, field=field,
-                    hint=f"if the file is genuine, raise the limit with {LIMIT_ENV} or "
+                    hint="if the file is genuine, raise the limit with GRAPHNET_MEMORY_LIMIT or "
                          "--memory-limit")
 
 
@@ -209,14 +203,14 @@ def read_npy(stream, error, *, file, field=None, budget: int | None = None,
     return array
 
 
-def read_npz(path: str | os.PathLike, error, *, limit=None,
+def read_npz(path: str | os.PathLike, error, *, budget: int | None,
              keys: list[str] | None = None) -> dict[str, np.ndarray]:
     """The arrays of an ``.npz`` archive (only ``keys``, when given), read without pickle and
     without trusting it: every member must be an ``.npy`` array stored or deflated (no raw
     bytes, no other compression), and the sizes the zip directory declares are compared with
     the memory limit before any member is read — a 0.5 MB bomb that inflates to gigabytes is
-    refused from its directory. Errors are ``error`` (DataError, CheckpointError, …)."""
-    budget = byte_budget(limit)
+    refused from its directory. ``budget`` is the memory limit in bytes (None: none; see
+    :func:`graphnet.limits.memory_limit`). Errors are ``error`` (DataError, CheckpointError, …)."""
     with open_regular(path, error) as stream:
         if not stream.read(6).startswith(NUMPY_MAGIC[:2]):
             raise error("not an .npz archive", file=path,

@@ -22,7 +22,8 @@ import numpy as np
 from .data.readers import npz_images
 from .checkpoint import Checkpoint, check_compatible, load_checkpoint, spec_hash
 from .engine import Network
-from .files import byte_budget, check_size, is_numpy_file, open_regular, read_npy, read_npz
+from .files import check_size, is_numpy_file, open_regular, read_npy, read_npz
+from .limits import memory_limit
 from .errors import CheckpointError, DataError, SpecError, UsageError
 from .op import format_shape
 
@@ -288,7 +289,7 @@ def _read_array(path: Path) -> np.ndarray:
                         expected="images saved with numpy.savez or numpy.save")
     if path.suffix.lower() == ".npy":
         with open_regular(path, DataError) as stream:
-            return read_npy(stream, DataError, file=path, budget=byte_budget(),
+            return read_npy(stream, DataError, file=path, budget=memory_limit(),
                             available=os.fstat(stream.fileno()).st_size)
     try:
         with zipfile.ZipFile(path) as archive:
@@ -301,7 +302,8 @@ def _read_array(path: Path) -> np.ndarray:
         raise DataError("cannot tell which array holds the images", file=path,
                         expected="an array named 'images' or a single array",
                         found="arrays " + (", ".join(repr(k) for k in keys) or "none"))
-    return read_npz(path, DataError, keys=[key])[key]  # every member checked, raw ones refused
+    # every member is checked, so a raw one is refused even when another holds the images
+    return read_npz(path, DataError, budget=memory_limit(), keys=[key])[key]
 
 
 def _read_picture(path: Path, shape: tuple[int, ...]) -> np.ndarray:
@@ -321,7 +323,7 @@ def _read_picture(path: Path, shape: tuple[int, ...]) -> np.ndarray:
             with open_regular(path, DataError, what="image") as stream, \
                     Image.open(stream) as picture:
                 columns, rows = picture.size
-                check_size(columns * rows * 4, byte_budget(), DataError, file=path,
+                check_size(columns * rows * 4, memory_limit(), DataError, file=path,
                            what=f"a {columns}×{rows} image")
                 picture = picture.convert("L" if channels == 1 else "RGB")
                 if picture.size != (width, height):

@@ -19,6 +19,7 @@ import numpy as np
 from .analysis import memory_estimate
 from .errors import ResourceError, UsageError
 from .op import Window
+from .text import format_bytes
 
 LIMIT_ENV = "GRAPHNET_MEMORY_LIMIT"
 DEFAULT_FRACTION = 0.75
@@ -68,15 +69,6 @@ def memory_limit(limit=None) -> int | None:
         return parse_size(os.environ[LIMIT_ENV], field=LIMIT_ENV)
     physical = physical_memory()
     return None if physical is None else int(physical * DEFAULT_FRACTION)
-
-
-def format_bytes(size: int) -> str:
-    """``1536`` → ``1.5 KiB``; huge numbers stay readable (``4.0e+12 TiB``)."""
-    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if size >= scale:
-            value = size / scale
-            return f"{value:.1f} {unit}" if value < 1e6 else f"{value:.1e} {unit}"
-    return f"{size} B"
 
 
 @dataclass(frozen=True)

@@ -17,3 +17,12 @@ def suggest(name: str, known) -> str | None:
         return None
     close = difflib.get_close_matches(str(name), list(known), n=1, cutoff=0.6)
     return f"did you mean {close[0]!r}?" if close else None
+
+
+def format_bytes(size: int) -> str:
+    """``1536`` → ``1.5 KiB``; huge numbers stay readable (``4.0e+12 TiB``)."""
+    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if size >= scale:
+            value = size / scale
+            return f"{value:.1f} {unit}" if value < 1e6 else f"{value:.1e} {unit}"
+    return f"{size} B"

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..files import NUMPY_MAGIC, byte_budget, check_size, open_regular, read_npz
+from ..files import NUMPY_MAGIC, check_size, open_regular, read_npz
+from ..limits import memory_limit
 from ..errors import DataError
 from . import Split
 
@@ -73,7 +74,7 @@ def _reading(path: Path):
 def _read_bytes(path: Path, cap: int) -> bytes:
     """The file's content (gunzipped when it ends in ``.gz``), refused past ``cap`` bytes or
     the memory limit, whichever is smaller: only one byte past it is ever inflated."""
-    budget = byte_budget()
+    budget = memory_limit()
     cap = cap if budget is None else min(cap, budget)
     with _reading(path) as stream:
         data = stream.read(cap + 1)
@@ -112,7 +113,7 @@ def read_idx(path: str | Path, ndim: int) -> np.ndarray:
             raise DataError("IDX dimensions are implausibly large", file=path, field="dimensions",
                             expected=f"at most {MAX_IDX_BYTES} bytes of data",
                             found="×".join(map(str, dims)))
-        check_size(payload, byte_budget(), DataError, file=path, field="dimensions",
+        check_size(payload, memory_limit(), DataError, file=path, field="dimensions",
                    what=f"IDX data of {'×'.join(map(str, dims))}")
         data = stream.read(payload + 1)  # one byte more tells trailing data, inflating no further
     found = len(data)
@@ -168,7 +169,7 @@ def read_npz_arrays(path: str | Path, key_sets: list[list[str]]) -> dict[str, np
                         found=f"{type(error).__name__}: {error}") from None
     for keys in key_sets:
         if all(key in names for key in keys):
-            return read_npz(path, DataError, keys=keys)
+            return read_npz(path, DataError, budget=memory_limit(), keys=keys)
     wanted = " or ".join("/".join(keys) for keys in key_sets)
     raise DataError("arrays missing from .npz file", file=path, expected=wanted,
                     found="arrays " + (", ".join(sorted(names)) or "none"))
