@@ -26,6 +26,7 @@ from .files import check_size, is_numpy_file, open_regular, read_npy, read_npz
 from .limits import memory_limit
 from .errors import CheckpointError, DataError, SpecError, UsageError
 from .op import format_shape
+from .text import install_hint
 
 LOSS_OUTPUT = "loss"
 PREFERRED_LOGITS = "logits"
@@ -311,7 +312,7 @@ def _read_picture(path: Path, shape: tuple[int, ...]) -> np.ndarray:
         from PIL import Image
     except ImportError:
         raise UsageError("reading image files needs Pillow", file=path,
-                         hint="pip install pillow, or pass an .npz of images") from None
+                         hint=install_hint("image") + ", or pass an .npz of images") from None
     if len(shape) != 3 or shape[0] not in (1, 3):
         raise DataError("an image file can only feed a 1- or 3-channel image input", file=path,
                         found=format_shape(shape))

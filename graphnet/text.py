@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import difflib
 
+DISTRIBUTION = "graphnet-cnn"
+"""graphnet's name on the package index (``graphnet`` there is an unrelated project); the import
+name and the command stay ``graphnet``."""
+
 
 def clip(text, limit: int = 60) -> str:
     """``text`` as a string short enough for a message (a spec may hold megabyte-long keys)."""
@@ -26,3 +30,9 @@ def format_bytes(size: int) -> str:
             value = size / scale
             return f"{value:.1f} {unit}" if value < 1e6 else f"{value:.1e} {unit}"
     return f"{size} B"
+
+
+def install_hint(extra: str) -> str:
+    """How to install one of graphnet's optional extras (``torch``, ``image``, ``digits``, …)."""
+    return (f"install the {extra} extra: pip install '{DISTRIBUTION}[{extra}]' "
+            f"(in a clone: pip install -e '.[{extra}]')")

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from graphnet.data import Dataset, DatasetSource, Split
+from graphnet.text import install_hint
 from graphnet.data.cache import dataset_folder, find_file
 from graphnet.data.fetch import Remote, RemoteFile
 from graphnet.data.readers import (check_labels, concatenate, npz_images, npz_labels,
@@ -226,7 +227,7 @@ class Digits(DatasetSource):
     @classmethod
     def cache_status(cls, cache_dir) -> str:
         if importlib.util.find_spec("sklearn") is None:
-            return "needs: pip install graphnet[digits]"
+            return "needs scikit-learn: " + install_hint("digits")
         return "ships with scikit-learn"
 
     def load(self, options, *, seed, cache_dir=None):

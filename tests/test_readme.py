@@ -29,3 +29,27 @@ def test_the_walkthrough_plugin_works_in_a_spec(tmp_path, run_cli):
     status, out, err = run_cli("gradcheck", spec, "--plugin", plugin)
     assert status == 0, out + err
     assert "prelu" in out and "all gradients agree" in out
+
+
+def test_the_test_extra_installs_what_every_other_extra_does():
+    """The README's test command installs `.[test]`: it must bring every optional dependency
+    the suite uses, so that a new user runs the same suite as CI (which runs that command)."""
+    import tomllib
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    included = set()
+    for requirement in extras["test"]:
+        name, _, bracket = requirement.partition("[")
+        if name == project["name"]:
+            included |= set(bracket.rstrip("]").split(","))
+    assert included == set(extras) - {"test"}, "add the new extra to the test extra"
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert 'pip install --quiet -e ".[test]"' in ci and "python -m pytest" in ci
+
+
+def test_install_hints_name_the_distribution_on_the_index():
+    from graphnet.text import DISTRIBUTION, install_hint
+    import tomllib
+    assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["name"] == DISTRIBUTION
+    assert install_hint("torch").startswith("install the torch extra: pip install "
+                                            "'graphnet-cnn[torch]'")

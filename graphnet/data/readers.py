@@ -17,6 +17,7 @@ import numpy as np
 from ..files import NUMPY_MAGIC, check_size, open_regular, read_npz
 from ..limits import memory_limit
 from ..errors import DataError
+from ..text import install_hint
 from . import Split
 
 IDX_UBYTE = 0x08
@@ -240,7 +241,7 @@ def read_sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
         from sklearn.datasets import load_digits
     except ImportError:
         raise DataError("the digits dataset needs scikit-learn, which is not installed",
-                        hint="pip install graphnet[digits]") from None
+                        hint=install_hint("digits")) from None
     bunch = load_digits()
     images = np.asarray(bunch.images, dtype=np.float32)[:, None] / np.float32(16)
     labels = check_labels(np.asarray(bunch.target), images=len(images), num_classes=10,

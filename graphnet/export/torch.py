@@ -30,6 +30,7 @@ import numpy as np
 from .. import __version__
 from ..analysis import required_inputs
 from ..op import Op, TorchLayer, TorchNames
+from ..text import install_hint
 from . import ExportError
 
 TARGET = "torch"
@@ -215,7 +216,7 @@ def require_torch():
         import torch
     except ImportError:
         raise ExportError("PyTorch is not installed", expected="the torch package",
-                          hint="pip install 'graphnet[torch]'") from None
+                          hint=install_hint("torch")) from None
     return torch
 
 

@@ -38,7 +38,7 @@ def test_json_report_has_the_figures(run_cli, specs_dir):
 
 
 def test_compare_torch_reports_both_and_the_ratios(run_cli, specs_dir):
-    pytest.importorskip("torch")
+    pytest.importorskip("torch", reason="PyTorch is not installed (the torch extra, part of the test extra)")
     status, out, err = _bench(run_cli, specs_dir / "branching.json", "--compare", "torch")
     assert status == 0, err
     report = json.loads(out)

@@ -90,12 +90,12 @@ def test_image_files_need_pillow(run_cli, trained, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "PIL", None)  # as if Pillow were not installed
     status, out, err = run_cli("predict", spec, "--plugin", TOY, "--checkpoint", checkpoint,
                                picture)
-    assert status == 2 and "pip install pillow" in err
+    assert status == 2 and "pip install 'graphnet-cnn[image]'" in err
 
 
 @pytest.mark.parametrize("mode, size", [("L", 6), ("RGB", 12)], ids=["grey", "colour-resized"])
 def test_image_files_are_read_with_pillow(run_cli, trained, tmp_path, mode, size):
-    pytest.importorskip("PIL")
+    pytest.importorskip("PIL", reason="Pillow is not installed (the image extra, part of the test extra)")
     from PIL import Image
     spec, checkpoint = trained
     pixels = (patterns()[1, 0] * 255).astype(np.uint8)
@@ -109,7 +109,7 @@ def test_image_files_are_read_with_pillow(run_cli, trained, tmp_path, mode, size
 
 
 def test_an_unreadable_image_file_is_a_data_error(run_cli, trained, tmp_path):
-    pytest.importorskip("PIL")
+    pytest.importorskip("PIL", reason="Pillow is not installed (the image extra, part of the test extra)")
     spec, checkpoint = trained
     path = tmp_path / "broken.png"
     path.write_bytes(b"\x89PNG\r\n\x1a\n not the rest of a png")

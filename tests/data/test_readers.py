@@ -225,7 +225,7 @@ def test_check_labels_without_a_class_count_checks_only_the_count():
 
 # --- scikit-learn digits ---------------------------------------------------------------------
 def test_digits_from_scikit_learn():
-    pytest.importorskip("sklearn")
+    pytest.importorskip("sklearn", reason="scikit-learn is not installed (the digits extra, part of the test extra)")
     images, labels = read_sklearn_digits()
     assert images.shape == (1797, 1, 8, 8) and images.dtype == np.float32
     assert images.min() == 0.0 and images.max() == 1.0
@@ -235,5 +235,5 @@ def test_digits_from_scikit_learn():
 def test_digits_without_scikit_learn_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "sklearn", None)
     monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
-    with pytest.raises(DataError, match=r"pip install graphnet\[digits\]"):
+    with pytest.raises(DataError, match=r"pip install 'graphnet-cnn\[digits\]'"):
         read_sklearn_digits()

@@ -97,13 +97,13 @@ def test_every_builtin_op_translates_itself():
 
 @pytest.mark.parametrize("path", SPEC_FILES, ids=lambda p: p.name)
 def test_translation_agrees_on_every_spec(path):
-    pytest.importorskip("torch")
+    pytest.importorskip("torch", reason="PyTorch is not installed (the torch extra, part of the test extra)")
     report = _assert_agree(load(path))
     assert "worst" in report["modes"]["eval"]  # dropout (eval) and batch norm are compared
 
 
 def test_translation_agrees_on_every_op_in_both_modes():
-    pytest.importorskip("torch")
+    pytest.importorskip("torch", reason="PyTorch is not installed (the torch extra, part of the test extra)")
     report = _assert_agree(load(EVERY_OP))
     # batch norm in training: batch statistics, gradients and the running statistics
     assert "worst" in report["modes"]["training"]
@@ -114,7 +114,7 @@ def test_translation_agrees_on_every_op_in_both_modes():
 
 
 def test_dropout_is_compared_in_eval_mode_only():
-    pytest.importorskip("torch")
+    pytest.importorskip("torch", reason="PyTorch is not installed (the torch extra, part of the test extra)")
     report = _assert_agree(load(REGRESSION))
     assert "skipped" in report["modes"]["training"]
     assert report["modes"]["eval"]["where"]
@@ -131,7 +131,7 @@ def test_source_needs_no_torch():
 
 
 def test_export_writes_a_module_that_imports_and_runs(run_cli, tmp_path, write_spec):
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed (the torch extra, part of the test extra)")
     spec = write_spec(EVERY_OP)
     target = tmp_path / "every_op.py"
     status, out, err = run_cli("export", spec, "--to", "torch", "-o", target)
@@ -216,7 +216,7 @@ def test_hostile_names_stay_inside_string_literals():
 
 
 def test_layer_names_avoid_nn_module_members():
-    nn = pytest.importorskip("torch.nn")
+    nn = pytest.importorskip("torch.nn", reason="PyTorch is not installed (the torch extra, part of the test extra)")
     from graphnet.export.torch import NN_MODULE_MEMBERS
     public = {name for name in dir(nn.Module) if not name.startswith("_")}
     assert public <= NN_MODULE_MEMBERS | {"in_features", "out_features"}, \

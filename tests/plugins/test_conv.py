@@ -417,7 +417,7 @@ def test_same_padding_keeps_ceil_of_size_over_stride(size, kernel, stride):
 @pytest.mark.parametrize("name", ["stride2-pad1", "same-even-kernel-asymmetric", "dilation2-pad2",
                                   "groups2", "depthwise-multiplier2-stride2"])
 def test_matches_pytorch(name, context):
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed (the torch extra, part of the test extra)")
     functional = torch.nn.functional
     x, params, attrs, window, output, grad_output, grad_input, param_grads = run_case(
         name, context, grad_seed=5)

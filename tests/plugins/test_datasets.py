@@ -159,7 +159,7 @@ def test_npz_num_classes_bounds_the_labels(tmp_path):
 
 # --- digits ----------------------------------------------------------------------------------
 def test_digits_split_is_stratified_and_fixed_by_the_seed():
-    pytest.importorskip("sklearn")
+    pytest.importorskip("sklearn", reason="scikit-learn is not installed (the digits extra, part of the test extra)")
     dataset = load(Digits, seed=0)
     again = load(Digits, seed=0)
     assert dataset.image_shape == (1, 8, 8) and len(dataset.train) + len(dataset.test) == 1797

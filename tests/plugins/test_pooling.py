@@ -263,7 +263,7 @@ def test_same_padding_always_fits_pytorch_s_rule(kernel, stride):
                                   "overlapping-stride1", "pad-half-of-even-kernel"])
 @pytest.mark.parametrize("reduce", list(POOLS))
 def test_matches_pytorch(reduce, name, context):
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed (the torch extra, part of the test extra)")
     input_shape, raw = CASES[name]
     op_class = POOLS[reduce]
     attrs = make_attrs(op_class, **raw)
