@@ -52,3 +52,26 @@ def test_plugin_failure_keeps_graphnets_own_errors_and_names_the_rest():
     failure = plugin_failure(crash, "dataset 'd' (plugin 'p') failed to load", field="dataset")
     assert isinstance(failure, PluginError) and failure.__cause__ is crash
     assert str(failure) == "field 'dataset': dataset 'd' (plugin 'p') failed to load: KeyError: 'k'"
+
+
+def test_a_plugin_failing_in_gradchecks_per_node_check_is_named(tmp_path):
+    # gradcheck also runs each node's backward on its own, with no parameter gradient wanted:
+    # a bug on that path alone is named like one in the network's own backward.
+    plugin = tmp_path / "frozen_bug.py"
+    plugin.write_text(
+        "from graphnet.hookspecs import hookimpl\nfrom graphnet.op import Op, Param\n"
+        "class Shift(Op):\n    '''Adds a learned offset.'''\n    name = 'shift'\n"
+        "    def shape(self, s, a):\n        return s[0]\n"
+        "    def params(self, s, a):\n        return {'offset': Param(s[0])}\n"
+        "    def forward(self, xs, p, a, ctx):\n        return xs[0] + p['offset'], None\n"
+        "    def backward(self, g, saved, p, a, ctx):\n"
+        "        if not ctx.needs_param_grad:\n            raise KeyError('frozen path')\n"
+        "        return [g], {'offset': g.sum(axis=0)}\n"
+        "@hookimpl\ndef graphnet_register_ops(registry):\n    registry.add_op(Shift)\n")
+    graph = graphnet.load({"inputs": {"x": {"shape": [3]}},
+                           "nodes": [{"name": "s", "op": "shift"}]}, plugins=[plugin])
+    from graphnet.gradcheck import gradcheck
+    with pytest.raises(PluginError) as caught:
+        gradcheck(graph)
+    assert "while running backward of node 's' (op 'shift', plugin" in str(caught.value)
+    assert "KeyError: 'frozen path'" in str(caught.value)
