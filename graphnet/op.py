@@ -44,7 +44,7 @@ ops and the optimizer rely on these rules, and the engine checks the first two:
   at fan-out into arrays of its own.
 - **A returned array is never written again** by the op: not the output (consumers read it,
   its backward may read it from ``saved``), not a gradient (the optimizer reads it after
-  backward). So no reused scratch buffer (:func:`graphnet.parallel.scratch`) is ever a result.
+  backward). So a scratch buffer an op keeps between calls is never a result.
 - **``saved`` is the op's own**, passed to ``backward`` once and then dropped; it may alias the
   inputs or the output, so backward writes into it only what forward made for itself alone.
 - **Parameters** are written by nobody but the optimizer, except state (``Param(trainable=
