@@ -44,6 +44,21 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _status_after_plugin_problems(args) -> int:
+    """2 when a plugin failed to load (its problems were printed as it was loaded), else 0:
+    the command ran with every plugin that works, but what was asked for was not all there."""
+    from .commands._common import plugin_problems_reported
+
+    count = plugin_problems_reported(args)
+    if not count:
+        return 0
+    print_error(GraphnetError(
+        f"exit status 2: {count} plugin problem{'s' if count > 1 else ''} (named above)",
+        hint="fix the plugin, or leave it out with --disable-plugin NAME or "
+             "GRAPHNET_DISABLE_PLUGINS"))
+    return 2
+
+
 def print_error(error) -> None:
     from .render import print_error as render_error  # rich, only when there is an error
 
@@ -65,8 +80,11 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     args.owns_process = owns_process
+    from .commands._common import begin_command
+    begin_command()
     try:
-        return int(args.run(args) or 0)
+        status = int(args.run(args) or 0)
+        return status or _status_after_plugin_problems(args)
     except GraphnetError as error:
         print_error(error)
         return 2

@@ -14,21 +14,46 @@ if TYPE_CHECKING:
     from ..registry import Registry
 
 _registries: dict[tuple, Registry] = {}
+_reported: set[tuple] = set()  # registries whose problems this command has printed
+
+
+def begin_command() -> None:
+    """A new command starts (``graphnet.cli.main``): registries are kept, but their plugin
+    problems are printed again, once, for this command."""
+    _reported.clear()
+
+
+def plugin_problems_reported(args) -> int:
+    """How many plugin problems the registry for these arguments printed (``graphnet`` then
+    exits 2: a mistyped ``--plugin`` path must not pass a CI script silently); 0 when the
+    command built no registry."""
+    key = _registry_key(args)
+    return len(_registries[key].problems) if key in _reported else 0
+
+
+def _registry_key(args) -> tuple:
+    from ..registry import DISABLE_ENV, PLUGINS_ENV
+
+    environment = (os.environ.get(PLUGINS_ENV, ""), os.environ.get(DISABLE_ENV, ""))
+    return (tuple(getattr(args, "plugin", ())), tuple(getattr(args, "disable_plugin", ())),
+            environment)
 
 
 def registry_from_args(args) -> Registry:
     """The registry for ``--plugin``/``--disable-plugin`` (plus the environment); plugin
-    problems are printed once on stderr, and every plugin that works stays usable."""
-    from ..registry import DISABLE_ENV, PLUGINS_ENV, build_registry, disabled_from_env
+    problems are printed once on stderr, every plugin that works stays usable, and the command
+    exits 2 at the end (see :func:`plugin_problems_reported`)."""
+    from ..registry import build_registry, disabled_from_env
     from ..render import print_error
 
-    environment = (os.environ.get(PLUGINS_ENV, ""), os.environ.get(DISABLE_ENV, ""))
-    key = (tuple(args.plugin), tuple(args.disable_plugin), environment)
+    key = _registry_key(args)
     if key not in _registries:
-        registry = build_registry(args.plugin, disabled=set(args.disable_plugin) | disabled_from_env())
-        for problem in registry.problems:
+        _registries[key] = build_registry(args.plugin,
+                                          disabled=set(args.disable_plugin) | disabled_from_env())
+    if key not in _reported:
+        _reported.add(key)
+        for problem in _registries[key].problems:
             print_error(problem)
-        _registries[key] = registry
     return _registries[key]
 
 

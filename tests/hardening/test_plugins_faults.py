@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -134,7 +135,9 @@ def test_a_plugin_that_fails_to_import_is_named_and_the_rest_works(tmp_path, gra
     broken = tmp_path / "explodes.py"
     broken.write_text("raise RuntimeError('boom at import')\n")
     status, out, err = graphnet_cmd("check", _spec(tmp_path, op="relu"), "--plugin", broken)
-    assert status == 0 and "ok" in out and "Traceback" not in err
+    # the rest works (the spec is checked), and the status says a named plugin was broken
+    assert status == 2 and "ok" in out and "Traceback" not in err
+    assert "exit status 2: 1 plugin problem (named above)" in err
     assert f"{broken}: plugin failed to import: RuntimeError: boom at import" in err
     monkeypatch.setenv("GRAPHNET_PLUGINS", str(broken))
     status, out, err = run_main("check", _spec(tmp_path))
@@ -154,7 +157,7 @@ def test_a_plugin_that_raises_while_registering_is_named(tmp_path, run_main):
     _assert_clean_failure(status, err, f"plugin '{plugin}' raised while registering: KeyError",
                           "unknown op 'bad_op'")
     status, out, err = run_main("check", _spec(tmp_path, op="relu"), "--plugin", plugin)
-    assert status == 0 and "ok" in out  # the built-in ops keep working
+    assert status == 2 and "ok" in out  # the built-in ops keep working; the plugin is broken
 
 
 @pytest.mark.parametrize("fault, expected", [
@@ -213,6 +216,28 @@ def test_a_plugin_calling_sys_exit_does_not_end_graphnet(tmp_path, graphnet_cmd)
     '''))
     status, out, err = graphnet_cmd("check", _spec(tmp_path, op="relu"), "--plugin", at_import,
                                     "--plugin", while_registering)
-    assert status == 0 and "ok" in out, err
+    assert status == 2 and "ok" in out, err
     assert "plugin failed to import: SystemExit: bye from the plugin" in err
     assert f"plugin '{while_registering}' raised while registering: SystemExit" in err
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("nothere.py", None, "plugin file not found"),
+    ("syntax.py", "def broken(:\n", "plugin failed to import: SyntaxError"),
+])
+def test_a_mistyped_or_broken_plugin_file_fails_the_command(tmp_path, graphnet_cmd, name, text,
+                                                           message):
+    """A CI script that names a plugin must not pass when the plugin is not there."""
+    plugin = tmp_path / "wrong" / name
+    if text is not None:
+        plugin.parent.mkdir()
+        plugin.write_text(text)
+    lenet = Path(__file__).resolve().parents[2] / "specs" / "lenet5.toml"
+    for how in (("--plugin", plugin), ):
+        status, out, err = graphnet_cmd("check", lenet, *how)
+        assert status == 2 and message in err and "Traceback" not in err, err
+    status, out, err = graphnet_cmd("check", lenet, env={"GRAPHNET_PLUGINS": str(plugin)})
+    assert status == 2 and message in err, err
+    status, out, err = graphnet_cmd("check", lenet, "--plugin", plugin, "--disable-plugin",
+                                    plugin.stem)
+    assert status == 0, err
