@@ -13,8 +13,9 @@ file — and returns the module, with a network's parameters copied in.
 
 Each op describes itself: :meth:`graphnet.op.Op.to_torch` returns a
 :class:`graphnet.op.TorchLayer` (the layer to build and the expression computing the node), for
-the built-in ops exactly as for a user's. This module only assembles: identifiers, the module's source, the parameter map. An op
-without ``to_torch`` raises :class:`graphnet.export.ExportError` naming the node and op.
+the built-in ops exactly as for a user's. This module only assembles: identifiers, the module's
+source, the parameter map. An op without ``to_torch`` raises
+:class:`graphnet.export.ExportError` naming the node and op.
 """
 from __future__ import annotations
 
@@ -23,12 +24,13 @@ import keyword
 import linecache
 import re
 import types
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from .. import __version__
 from ..analysis import required_inputs
+from ..errors import plugin_failure
 from ..op import Op, TorchLayer, TorchNames
 from ..text import install_hint
 from . import ExportError
@@ -100,7 +102,12 @@ def _translate(graph, node, names: TorchNames) -> TorchLayer:
                           f"{node.plugin!r}", hint="give its class a to_torch(input_shapes, "
                           "attrs, names) method (see graphnet.op.Op.to_torch)")
     input_shapes = [graph.nodes[source].shape for source in node.inputs]
-    layer = node.op.to_torch(input_shapes, node.attrs, names)
+    try:
+        layer = node.op.to_torch(input_shapes, node.attrs, names)
+    except Exception as error:  # a plugin's bug: named, never a traceback
+        raise plugin_failure(error, f"to_torch of op {node.op_name!r} (plugin {node.plugin!r}) "
+                             "failed", located={"file": graph.file, "node": node.name},
+                             file=graph.file, node=node.name) from error
     if not isinstance(layer, TorchLayer):
         raise ExportError(f"to_torch of op {node.op_name!r} returned {type(layer).__name__}",
                           file=graph.file, node=node.name,

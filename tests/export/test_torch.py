@@ -190,20 +190,38 @@ def test_a_wrong_translation_fails_the_check(tmp_path):
         check_torch_export("wrong_prelu", [(3, 5, 5)], plugins=[plugin])
 
 
-def test_an_op_without_translation_names_node_and_op(run_cli, write_spec, tmp_path):
-    plugin = tmp_path / "untranslated.py"
-    plugin.write_text(PRELU.read_text().replace('"prelu"', '"untranslated"')
-                      .replace("def to_torch(", "def _not_to_torch("))
+def _export_prelu_variant(run_cli, write_spec, folder, op_name, *edits):
+    """Export a one-node spec of a copy of the PReLU example named ``op_name``, its source
+    changed by each (old, new) edit: (spec path, plugin path, exit status, stderr)."""
+    source = PRELU.read_text().replace('"prelu"', f'"{op_name}"')
+    for old, new in edits:
+        source = source.replace(old, new)
+    plugin = folder / f"{op_name}.py"
+    plugin.write_text(source)
     spec = write_spec({
         "graph": {"name": "user op"}, "inputs": {"x": {"shape": [2, 4, 4]}},
-        "nodes": [{"name": "learned_slope", "op": "untranslated", "inputs": ["x"]}],
+        "nodes": [{"name": "learned_slope", "op": op_name, "inputs": ["x"]}],
         "outputs": {"y": "learned_slope"}})
     status, out, err = run_cli("export", spec, "--to", "torch", "--plugin", plugin)
+    return spec, plugin, status, err
+
+
+def test_an_op_without_translation_names_node_and_op(run_cli, write_spec, tmp_path):
+    spec, plugin, status, err = _export_prelu_variant(
+        run_cli, write_spec, tmp_path, "untranslated", ("def to_torch(", "def _not_to_torch("))
     assert status == 2
     assert "learned_slope" in err and "'untranslated'" in err and "no PyTorch translation" in err
     assert "to_torch" in err and "Traceback" not in err
     with pytest.raises(ExportError):
         to_source(load(spec, plugins=[plugin]))
+
+
+def test_a_to_torch_that_raises_is_named_without_a_traceback(run_cli, write_spec, tmp_path):
+    _, _, status, err = _export_prelu_variant(
+        run_cli, write_spec, tmp_path, "raising", ('f"nn.PReLU({channels}', 'f"nn.PReLU({1 / 0}'))
+    assert status == 2 and "Traceback" not in err
+    assert "learned_slope" in err and "to_torch of op 'raising'" in err
+    assert "ZeroDivisionError" in err
 
 
 def test_hostile_names_stay_inside_string_literals():
