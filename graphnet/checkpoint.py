@@ -10,7 +10,6 @@ import errno
 import hashlib
 import io
 import json
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import limits
+from .checkpoint_check import check_checkpoint
 from .errors import CheckpointError
 from .files import atomic_write_bytes, is_numpy_file, read_npz
 from .op import format_shape
@@ -28,10 +28,6 @@ FORMAT_VERSION = 1
 PARAM_PREFIX = "param/"
 OPTIM_PREFIX = "optim/"
 META_KEY = "meta"
-META_TYPES = {"config": dict, "bindings": dict, "dataset": dict, "standardise": dict, "rng": dict,
-              "running": dict, "history": list, "class_names": list}
-"""The JSON type of each metadata entry graphnet reads back, when present: checked on loading,
-so a hand-edited checkpoint is refused by name instead of failing where the entry is used."""
 
 
 @dataclass
@@ -88,23 +84,21 @@ def load_checkpoint(path: str | Path, *, memory_limit=None) -> Checkpoint:
                               expected=f"a {META_KEY!r} entry", found=", ".join(sorted(arrays)[:5]))
     try:
         meta = json.loads(arrays.pop(META_KEY).tobytes().decode("utf-8"))
-        version = int(meta.get("format_version", 0))
-    except (ValueError, UnicodeDecodeError, AttributeError, TypeError):
-        raise CheckpointError("checkpoint metadata is corrupt", file=path) from None
-    for key, kind in META_TYPES.items():
-        value = meta.get(key, kind())
-        if not isinstance(value, kind) or (key == "class_names"
-                                           and not all(isinstance(n, str) for n in value)):
-            raise CheckpointError("checkpoint metadata is corrupt", file=path, field=key,
-                                  expected="a list of names" if key == "class_names" else
-                                  f"a JSON {'object' if kind is dict else 'array'}",
-                                  found=type(value).__name__)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise CheckpointError("checkpoint metadata is corrupt", file=path,
+                              expected="UTF-8 JSON") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError("checkpoint metadata is corrupt", file=path, field=META_KEY,
+                              expected="a JSON object", found=type(meta).__name__)
+    version = meta.get("format_version", 0)
+    version = version if isinstance(version, int) and not isinstance(version, bool) else 0
     if version > FORMAT_VERSION:
         raise CheckpointError("checkpoint format is newer than this graphnet understands",
                               file=path, expected=f"format version <= {FORMAT_VERSION}",
                               found=str(version), hint="upgrade graphnet")
     params = {k[len(PARAM_PREFIX):]: v for k, v in arrays.items() if k.startswith(PARAM_PREFIX)}
     optimizer = {k[len(OPTIM_PREFIX):]: v for k, v in arrays.items() if k.startswith(OPTIM_PREFIX)}
+    check_checkpoint(params, optimizer, meta, path)  # before anything uses what it holds
     return Checkpoint(params=params, optimizer=optimizer, meta=meta)
 
 

@@ -8,6 +8,7 @@ import contextlib
 import glob
 import math
 import os
+import re
 import stat
 import tempfile
 import zipfile
@@ -250,3 +251,110 @@ def _npz_members(archive, path, error, keys) -> dict:
         if keys is None or key in keys:
             members[key] = info
     return members
+
+
+# --- run folders: one run at a time, proven writable before the first step ----------------------
+LOCK_NAME = ".graphnet.lock"
+PROBE_NAME = ".graphnet.probe"
+
+
+def safe_folder_name(name: str) -> str:
+    """``name`` as one folder name: path separators, ``..`` and leading dots cannot take a
+    default run folder (``runs/<graph name>``) outside ``runs/`` (``"../../x"`` → ``x``)."""
+    parts = [part for part in re.split(r"[/\\]+", str(name)) if part not in ("", ".", "..")]
+    cleaned = "_".join(parts).lstrip(".")
+    cleaned = "".join(ch if ch.isprintable() else "_" for ch in cleaned)[:100]
+    return cleaned or "graph"
+
+
+class RunFolder:
+    """An exclusive claim on a run folder for the life of a run: ``fcntl.flock`` on a lock file
+    in it, released when :meth:`release` is called or — if the process dies, however — by the
+    operating system, so a killed run never leaves a stale lock. The lock file holds the
+    holder's process id, for the message a second run gets."""
+
+    def __init__(self, path: Path, descriptor: int):
+        self.path, self._descriptor = path, descriptor
+
+    def release(self) -> None:
+        if self._descriptor is not None:
+            os.close(self._descriptor)  # closing the descriptor drops the flock
+            self._descriptor = None
+
+    def __enter__(self) -> "RunFolder":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def claim_run_folder(path: str | os.PathLike, error, *, fresh: bool = False,
+                     outputs: tuple[str, ...] = ()) -> RunFolder:
+    """Claim ``path`` for one run (see :class:`RunFolder`) after proving it is a folder that can
+    be written and that none of ``outputs`` (file names the run will replace) is a folder.
+    A folder another run holds is refused (``error`` naming it and the holder's pid) — or,
+    with ``fresh``, the first of ``PATH-2``, ``PATH-3``, … that is free and holds no run is
+    used instead (as it is when ``path`` itself holds an earlier run)."""
+    path = Path(path)
+    candidates = [path] + [path.with_name(f"{path.name}-{n}") for n in range(2, 1000)]
+    for candidate in candidates if fresh else [path]:
+        if fresh and candidate.exists() and candidate.is_dir() and any(
+                (candidate / name).exists() for name in outputs):
+            continue  # holds an earlier run: a fresh folder is what was asked for
+        claim = _try_claim(candidate, error)
+        if claim is not None:
+            _prove_writable(candidate, error, outputs)
+            return claim
+        if not fresh:
+            raise error("the run folder is in use by another graphnet train",
+                        file=candidate, found=f"process {_holder(candidate)}",
+                        hint="wait for it to finish, choose another folder with --run-dir, or "
+                             "pass --new-run-dir to train into a fresh folder beside it")
+    raise error("no free run folder beside this one", file=path, expected=f"{path.name}-2 … -999")
+
+
+def _try_claim(folder: Path, error) -> RunFolder | None:
+    import fcntl
+
+    if folder.exists() and not folder.is_dir():
+        raise error("the run folder is not a folder", file=folder,
+                    expected="a folder, or a path where one can be made", found="a file")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as failure:
+        raise error(f"cannot write in the run folder: {failure.strerror or failure}",
+                    file=failure.filename or folder) from None
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        return None
+    except OSError:  # a file system without locks: run unguarded rather than not at all
+        pass
+    os.ftruncate(descriptor, 0)
+    os.write(descriptor, f"{os.getpid()}\n".encode())
+    return RunFolder(folder, descriptor)
+
+
+def _holder(folder: Path) -> str:
+    try:
+        text = (folder / LOCK_NAME).read_text().strip()
+    except OSError:
+        text = ""
+    return text if text.isdigit() else "unknown"
+
+
+def _prove_writable(folder: Path, error, outputs) -> None:
+    """Write, fsync and rename a probe file the way checkpoints are written, so a read-only,
+    immutable or full folder is found before the first step, not after an epoch."""
+    for name in outputs:
+        if (folder / name).is_dir():
+            raise error(f"{name} in the run folder is a folder", file=folder / name,
+                        expected="a file (or nothing)", found="a folder")
+    try:
+        atomic_write_bytes(folder / PROBE_NAME, b"graphnet run folder write test\n")
+        os.unlink(folder / PROBE_NAME)
+    except OSError as failure:
+        raise error(f"cannot write in the run folder: {failure.strerror or failure}",
+                    file=folder) from None

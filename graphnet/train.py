@@ -40,6 +40,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field, replace
+from numbers import Real
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable
@@ -51,8 +52,9 @@ from .checkpoint import (CHECKPOINT_NAME, Checkpoint, check_compatible, load_che
                          save_checkpoint, spec_hash)
 from .data import Dataset, Split
 from .engine import Network
-from .errors import CheckpointError, GraphnetError, NumericError, PluginError, UsageError
-from .files import atomic_write_text
+from .errors import (CheckpointError, GraphnetError, NumericError, PluginError, UsageError,
+                     plugin_failure)
+from .files import atomic_write_text, claim_run_folder, safe_folder_name
 from .inference import (Bindings, Evaluation, Standardiser, Trained, bind, class_names_for,
                         evaluate_split, json_ready, load_trained, predict_probabilities)
 from .optim import Optimizer, Schedule, clip_by_global_norm
@@ -165,6 +167,8 @@ class TrainResult:
     run_dir: Path
     checkpoint: Path | None
     interrupted: bool = False
+    stop_signal: int | None = None
+    """The signal that stopped the run (SIGINT, SIGTERM), when one did."""
 
     @property
     def final(self) -> dict[str, Any]:
@@ -194,11 +198,14 @@ class Progress:
 def train(graph, dataset: Dataset | str | None = None, config: TrainConfig | None = None, *,
           run_dir: str | Path | None = None, resume: bool | str | Path = False,
           on_event: Callable[[Any], None] | None = None, labels: dict[str, str] | None = None,
-          memory_limit=None, **overrides) -> TrainResult:
+          memory_limit=None, new_run_dir: bool = False, **overrides) -> TrainResult:
     """Train ``graph``; see the module docstring. ``resume`` is True (the run directory's
     checkpoint) or a checkpoint path. ``memory_limit`` (bytes or text such as ``"8GiB"``;
     default: see :mod:`graphnet.limits`) refuses a graph that would need more to train at the
-    configured batch size. Returns when done or interrupted (``result.interrupted``)."""
+    configured batch size. The run holds its folder until it returns: another run into it is
+    refused, or with ``new_run_dir`` goes into a fresh ``RUN_DIR-2``, ``-3``, … (as does a
+    new run where one was kept). Returns when done or interrupted (``result.interrupted``,
+    ``result.stop_signal``)."""
     if config is None:
         if isinstance(dataset, str):
             overrides["dataset"] = dataset
@@ -219,8 +226,24 @@ def train(graph, dataset: Dataset | str | None = None, config: TrainConfig | Non
         data, dataset_options = load_dataset(graph, config, bindings)
     check_dataset(graph, data, bindings)
     train_split, val_split = carve(data.train, config)
-    run_dir = Path(run_dir or config.run_dir or Path("runs") / graph.name)
+    run_dir = Path(run_dir or config.run_dir or default_run_dir(graph))
+    folder = claim_run_folder(run_dir, UsageError, fresh=new_run_dir and not resume,
+                              outputs=(CHECKPOINT_NAME, HISTORY_NAME))
+    try:
+        return _train_claimed(graph, data, dataset_options, config, bindings, train_split,
+                              val_split, folder.path, resume, emit, memory_limit)
+    finally:
+        folder.release()
 
+
+def default_run_dir(graph) -> Path:
+    """``runs/<graph name>``, the name made one safe folder name: ``[graph] name = "../../x"``
+    or an absolute name never puts a run outside ``runs/``."""
+    return Path("runs") / safe_folder_name(graph.name)
+
+
+def _train_claimed(graph, data, dataset_options, config, bindings, train_split, val_split,
+                   run_dir, resume, emit, memory_limit) -> TrainResult:
     network = Network(graph, seed=config.seed, memory_limit=memory_limit)
     steps_per_epoch = math.ceil(len(train_split) / config.batch_size)
     optimizer, schedule = _build_optimizer(graph, config, steps_per_epoch)
@@ -251,7 +274,7 @@ def train(graph, dataset: Dataset | str | None = None, config: TrainConfig | Non
     interrupted, confusion = run.loop()
     result = TrainResult(progress.history, confusion, class_names, network, bindings, standardise,
                          config, run_dir, run.checkpoint_path if run.saved else resumed_from,
-                         interrupted)
+                         interrupted, run.stop_signal)
     if not interrupted:
         emit(Finished(result))
     return result
@@ -274,19 +297,46 @@ def _keep_previous_run(run_dir: Path, emit) -> None:
 
 def _build_optimizer(graph, config: TrainConfig, steps_per_epoch: int) -> tuple[Optimizer,
                                                                                 Schedule]:
-    optimizer_class = graph.registry.entry("optimizer", config.optimizer).value
-    schedule_class = graph.registry.entry("schedule", config.schedule).value
+    optimizer_entry = graph.registry.entry("optimizer", config.optimizer)
+    schedule_entry = graph.registry.entry("schedule", config.schedule)
+    optimizer_class, schedule_class = optimizer_entry.value, schedule_entry.value
     options = {k: v for k, v in config.optimizer_options.items() if k != "lr"}
     try:
         optimizer = optimizer_class(SimpleNamespace(**options))
+    except Exception as error:
+        raise plugin_failure(error, f"optimizer {config.optimizer!r} (plugin "
+                                    f"{optimizer_entry.plugin!r}) could not be created")
+    try:
         schedule = schedule_class(SimpleNamespace(**config.schedule_options), base_lr=config.lr,
                                   epochs=config.epochs, steps_per_epoch=steps_per_epoch)
-    except GraphnetError:
-        raise
     except Exception as error:
-        raise PluginError(f"optimizer {config.optimizer!r} or schedule {config.schedule!r} could "
-                          f"not be created: {type(error).__name__}: {error}") from error
+        raise plugin_failure(error, f"schedule {config.schedule!r} (plugin "
+                                    f"{schedule_entry.plugin!r}) could not be created")
+    for made, kind, base, entry in ((optimizer, "optimizer", Optimizer, optimizer_entry),
+                                    (schedule, "schedule", Schedule, schedule_entry)):
+        if not isinstance(made, base):
+            raise PluginError(f"{kind} {entry.name!r} (plugin {entry.plugin!r}) made "
+                              f"{type(made).__name__}", expected=f"a graphnet.optim.{base.__name__}")
+    _rate(schedule, 0, 0, schedule_entry.plugin)  # a schedule that cannot say one rate, now
+    schedule.plugin = schedule_entry.plugin
+    optimizer.plugin = optimizer_entry.plugin
     return optimizer, schedule
+
+
+def _rate(schedule: Schedule, epoch: int, step: int, plugin: str | None = None) -> float:
+    """``schedule.lr_at``, refused naming the plugin unless it is a finite number >= 0."""
+    plugin = plugin or getattr(schedule, "plugin", "?")
+    try:
+        rate = schedule.lr_at(epoch, step)
+    except Exception as error:
+        raise plugin_failure(error, f"schedule {schedule.name!r} (plugin {plugin!r}) failed at "
+                                    f"epoch {epoch + 1}, step {step + 1}")
+    if isinstance(rate, bool) or not isinstance(rate, Real) or not math.isfinite(rate) \
+            or rate < 0:
+        raise PluginError(f"schedule {schedule.name!r} (plugin {plugin!r}) gave a learning rate "
+                          f"that is not a number >= 0 at epoch {epoch + 1}, step {step + 1}",
+                          found=repr(rate)[:60])
+    return float(rate)
 
 
 class _Run:
@@ -302,6 +352,7 @@ class _Run:
         self.run_dir, self.meta_base = run_dir, meta_base
         self.checkpoint_path = run_dir / CHECKPOINT_NAME
         self.saved = False
+        self.stop_signal = None
         self.steps = math.ceil(len(train_split) / config.batch_size)
 
     def loop(self) -> tuple[bool, np.ndarray]:
@@ -312,14 +363,16 @@ class _Run:
         test = None
         # Overflow shows up as a non-finite loss, which is reported with the node that caused
         # it; numpy's own warnings would only repeat it without saying where.
-        with _sigint_requests_stop() as stop, np.errstate(all="ignore"):
+        with _signals_request_stop() as stop, np.errstate(all="ignore"):
             while progress.epoch < config.epochs:
                 if not self._train_epoch(stop):
+                    self.stop_signal = stop.signal
                     classes = self.bindings.classes
                     return True, (test.confusion if test is not None
                                   else np.zeros((classes, classes), np.int64))
                 test = self._end_epoch()
                 if stop.requested and progress.epoch < config.epochs:
+                    self.stop_signal = stop.signal
                     self._emit_interrupted()
                     return True, test.confusion
         return False, self._last_confusion(test)
@@ -351,7 +404,7 @@ class _Run:
             indices = order[step * config.batch_size:(step + 1) * config.batch_size]
             feeds = self._feeds(self.train_split, indices)
             rng_state = network.step_rng.bit_generator.state  # a fresh dict each time
-            lr = self.schedule.lr_at(epoch, step)
+            lr = _rate(self.schedule, epoch, step)
             outputs = network.forward(feeds, training=True, outputs=[loss_key, logits_key])
             loss = float(outputs[loss_key])
             if not math.isfinite(loss):
@@ -362,7 +415,11 @@ class _Run:
                        if name in gradients.params.get(node, {})]
             if config.clip_norm:
                 triples, _ = clip_by_global_norm(triples, config.clip_norm)
-            self.optimizer.step(triples, lr)
+            try:
+                self.optimizer.step(triples, lr)
+            except Exception as error:
+                raise plugin_failure(error, f"optimizer {self.optimizer.name!r} (plugin "
+                                            f"{self.optimizer.plugin!r}) failed to step")
             labels = feeds[self.bindings.label]
             progress.loss_sum += loss * len(indices)
             progress.correct += int((outputs[logits_key].argmax(axis=1) == labels).sum())
@@ -378,7 +435,7 @@ class _Run:
                 self._save(partial=True)
                 self._emit_interrupted()
                 return False
-        self.last_lr = self.schedule.lr_at(epoch, self.steps - 1)
+        self.last_lr = _rate(self.schedule, epoch, self.steps - 1)
         return True
 
     def _end_epoch(self) -> Evaluation:
@@ -544,6 +601,10 @@ def _restore(path: Path, graph, network, optimizer, schedule, shuffle_rng, confi
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"checkpoint lacks training state ({type(error).__name__}: "
                               f"{error}); was it written by graphnet train?", file=path) from None
+    if progress.step >= schedule.steps_per_epoch or (progress.step and not meta["partial"]):
+        raise CheckpointError("checkpoint's step does not fit this run's epoch", file=path,
+                              field="step", expected=f"below {schedule.steps_per_epoch} steps "
+                              "per epoch, in a partial epoch", found=str(progress.step))
     changed = [key for key, value in config.to_dict().items()
                if key not in RESUME_IGNORES and meta.get("config", {}).get(key, value) != value]
     if changed:
@@ -577,40 +638,58 @@ def _restore(path: Path, graph, network, optimizer, schedule, shuffle_rng, confi
 def _rates_differ(schedule: Schedule, trained_for: int, epoch: int, step: int) -> bool:
     """Whether ``schedule``, built for ``trained_for`` epochs, gave any step before (``epoch``,
     ``step``) another learning rate than it gives now (a cosine's depends on the run's length;
-    a step decay's does not). Epochs alone are ignored on resume only when none did."""
+    a step decay's does not). Epochs alone are ignored on resume only when none did. At most
+    :data:`RATES_COMPARED` steps are compared, evenly spread, so a long run resumes at once."""
     earlier = type(schedule)(schedule.config, base_lr=schedule.base_lr, epochs=trained_for,
                              steps_per_epoch=schedule.steps_per_epoch)
     steps = schedule.steps_per_epoch
-    return any(earlier.lr_at(e, s) != schedule.lr_at(e, s)
-               for e in range(epoch + 1) for s in range(steps if e < epoch else step))
+    done = epoch * steps + step
+    stride = max(1, done // RATES_COMPARED)
+    positions = [*range(0, done, stride), done - 1] if done else []
+    return any(earlier.lr_at(*divmod(p, steps)) != schedule.lr_at(*divmod(p, steps))
+               for p in positions)
 
 
-# --- stopping cleanly on Ctrl-C -----------------------------------------------------------------
+RATES_COMPARED = 10_000
+
+
+# --- stopping cleanly on Ctrl-C and SIGTERM ----------------------------------------------------
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+"""Ctrl-C, and what schedulers, containers and Ray send to stop a process."""
+
+
 class _StopRequest:
     requested = False
+    signal: int | None = None
 
 
 @contextlib.contextmanager
-def _sigint_requests_stop():
-    """The first SIGINT asks the loop to stop after the current step; the second interrupts
-    at once (the previous handler is back). Only the main thread can own signal handlers."""
+def _signals_request_stop():
+    """The first SIGINT or SIGTERM asks the loop to stop after the current step; a second one
+    acts at once (the previous handlers are back). Installed for the run only and restored
+    after it; only the main thread can own signal handlers."""
     request = _StopRequest()
     if threading.current_thread() is not threading.main_thread():
         yield request
         return
-    previous = signal.getsignal(signal.SIGINT)
-    if previous is None:  # installed from C: the best stand-in is Python's own
-        previous = signal.default_int_handler
+    previous = {number: signal.getsignal(number) for number in STOP_SIGNALS}
+
+    def restore():
+        for number, handler in previous.items():
+            # installed from C (None): the best stand-in is Python's own default
+            signal.signal(number, handler if handler is not None else (
+                signal.default_int_handler if number == signal.SIGINT else signal.SIG_DFL))
 
     def handler(signum, frame):
-        request.requested = True
-        signal.signal(signal.SIGINT, previous)
+        request.requested, request.signal = True, signum
+        restore()
 
-    signal.signal(signal.SIGINT, handler)
+    for number in STOP_SIGNALS:
+        signal.signal(number, handler)
     try:
         yield request
     finally:
-        signal.signal(signal.SIGINT, previous)
+        restore()
 
 
 # --- evaluating a checkpoint -------------------------------------------------------------------

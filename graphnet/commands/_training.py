@@ -84,7 +84,8 @@ def checkpoint_path(args, graph) -> Path:
         # a run directory stands for its checkpoint (the README's `--checkpoint runs/NAME`)
         path = Path(args.checkpoint)
         return path / CHECKPOINT_NAME if path.is_dir() else path
-    run_dir = args.run_dir or graph.spec.train.get("run_dir") or Path("runs") / graph.name
+    from ..train import default_run_dir
+    run_dir = args.run_dir or graph.spec.train.get("run_dir") or default_run_dir(graph)
     return Path(run_dir) / CHECKPOINT_NAME
 
 

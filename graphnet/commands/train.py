@@ -13,12 +13,17 @@ def register(subparsers, common) -> None:
         "train", parents=[common], help="train a graph on a dataset",
         description="Train a graph spec with its [train] settings, each overridable by a flag. "
         "A checkpoint and history.json are written to the run directory after every epoch; "
-        "Ctrl-C stops after the current step and writes a checkpoint that --resume continues "
-        "bit for bit. Exit 0 when done, 2 on bad input or a non-finite loss, 130 when stopped.")
+        "Ctrl-C or SIGTERM stops after the current step and writes a checkpoint that --resume "
+        "continues bit for bit. A run holds its directory: a second run into it is refused. "
+        "Exit 0 when done, 2 on bad input or a non-finite loss, 130 (Ctrl-C) or 143 (SIGTERM) "
+        "when stopped.")
     parser.add_argument("spec", metavar="SPEC", help="TOML or JSON graph spec")
     add_setting_flags(parser)
     parser.add_argument("--resume", action="store_true",
                         help="continue from the run directory's checkpoint")
+    parser.add_argument("--new-run-dir", action="store_true",
+                        help="when the run directory is in use by another run or holds an "
+                        "earlier one, train into a fresh one beside it (RUN_DIR-2, -3, …)")
     parser.add_argument("--watch", action="store_true", default=None,
                         help="after each epoch, show gradient norms, update ratios and zero "
                         "activations per node")
@@ -39,5 +44,7 @@ def run(args) -> int:
         overrides["watch"], labels["watch"] = True, "--watch"
     with TrainingView(resume_command=command_line(args, "--resume")) as view:
         result = train(graph, resume=args.resume, on_event=view, labels=labels,
-                       memory_limit=args.memory_limit, **overrides)
-    return INTERRUPTED if result.interrupted else 0
+                       memory_limit=args.memory_limit, new_run_dir=args.new_run_dir, **overrides)
+    if not result.interrupted:
+        return 0
+    return 128 + result.stop_signal if result.stop_signal else INTERRUPTED  # 130, or 143

@@ -1,0 +1,158 @@
+"""Crafted checkpoints: one validator checks everything a checkpoint holds as it is loaded, so
+``train --resume``, ``eval``, ``predict`` and ``show`` refuse the same file with the same
+message (exit 2, naming the checkpoint and the field) — never a traceback, a loop that never
+ends, or an answer computed from NaN weights or a zero standard deviation."""
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from graphnet.cli import main
+
+SPEC = {"graph": {"name": "tiny"},
+        "inputs": {"image": {"shape": [1, 16, 16]}, "label": {"shape": [], "dtype": "int64"}},
+        "nodes": [{"name": "flat", "op": "flatten", "inputs": ["image"]},
+                  {"name": "fc", "op": "dense", "units": 10},
+                  {"name": "loss", "op": "softmax_cross_entropy", "inputs": ["fc", "label"]}],
+        "outputs": {"logits": "fc", "loss": "loss"},
+        "train": {"epochs": 1, "batch_size": 8, "optimizer": {"name": "sgd", "momentum": 0.9},
+                  "dataset": {"name": "shapes", "train_size": 32, "test_size": 16}}}
+
+
+@pytest.fixture(scope="module")
+def _trained(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny")
+    spec = folder / "tiny.json"
+    spec.write_text(json.dumps(SPEC))
+    assert main(["train", str(spec), "--run-dir", str(folder / "run")]) == 0
+    return spec, (folder / "run" / "checkpoint.npz").read_bytes()
+
+
+@pytest.fixture
+def fresh(_trained, tmp_path):
+    """(spec, run folder, checkpoint path): a copy of the trained run for one test to spoil."""
+    spec, data = _trained
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint.npz").write_bytes(data)
+    np.save(tmp_path / "image.npy", np.zeros((1, 16, 16), np.float32))
+    return spec, run, run / "checkpoint.npz"
+
+
+def _members(path) -> dict[str, bytes]:
+    with zipfile.ZipFile(path) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def _write(path, members) -> None:
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
+def _npy(array) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def _set_array(path, name, array) -> None:
+    members = _members(path)
+    members[f"{name}.npy"] = _npy(array)
+    _write(path, members)
+
+
+def _set_meta(path, text_edit) -> None:
+    members = _members(path)
+    meta = np.load(io.BytesIO(members["meta.npy"]), allow_pickle=False).tobytes().decode()
+    members["meta.npy"] = _npy(np.frombuffer(text_edit(meta).encode(), np.uint8))
+    _write(path, members)
+
+
+def _meta_change(**changes):
+    """An edit of the metadata's JSON that sets top-level keys (values as JSON text)."""
+    def edit(text):
+        meta = json.loads(text)
+        for key, value in changes.items():
+            target, _, inner = key.partition("__")
+            if inner:
+                meta[target][inner] = "@@" + inner
+            else:
+                meta[key] = "@@" + key
+        text = json.dumps(meta)
+        for key, value in changes.items():
+            text = text.replace(json.dumps("@@" + key.partition("__")[2] if "__" in key
+                                           else "@@" + key), value)
+        return text
+    return edit
+
+
+def _commands(spec, run, path, tmp_path):
+    return [["train", spec, "--run-dir", run, "--resume", "--epochs", "2"],
+            ["eval", spec, "--checkpoint", path],
+            ["predict", spec, tmp_path / "image.npy", "--checkpoint", path]]
+
+
+def _all_refuse(commands, capsys, *phrases):
+    for command in commands:
+        capsys.readouterr()
+        status = main([str(word) for word in command])
+        err = capsys.readouterr().err
+        assert status == 2 and "Traceback" not in err, (command, err)
+        assert all(phrase in err for phrase in phrases), (command, err)
+
+
+METADATA = [  # (field, JSON text put there)
+    ("epoch", '"5"'), ("epoch", "1e30"), ("epoch", str(10**30)), ("epoch", "-1"),
+    ("step", "NaN"), ("global_step", "Infinity"), ("format_version", '"one"'),
+    ("history", '[1, "a"]'), ("history", '[{"epoch": 1, "train_loss": "low"}]'),
+    ("rng__network", '{"bit_generator": "PCG64", "state": "x"}'),
+    ("rng__shuffle", '{"bit_generator": "Evil", "state": {}}'),
+    ("standardise__std", "[0.0]"), ("standardise__mean", "[NaN]"),
+    ("standardise__std", '["1"]'), ("running__seen", "1e400"),
+    ("dataset__options", '{"size": [1, 2]}'), ("bindings__image", "5"),
+    ("class_names", '[1, 2]'), ("partial", '"yes"'),
+]
+
+
+@pytest.mark.parametrize("field, value", METADATA, ids=[f"{f}={v}" for f, v in METADATA])
+def test_crafted_metadata_is_refused_by_every_command(fresh, tmp_path, capsys, field, value):
+    spec, run, path = fresh
+    _set_meta(path, _meta_change(**{field: value}))
+    _all_refuse(_commands(spec, run, path, tmp_path), capsys, str(path),
+                f"field '{field.replace('__', '.')}")
+
+
+@pytest.mark.parametrize("name, array, phrase", [
+    ("param/fc/weight", np.full((10, 256), np.nan, np.float32), "NaN"),
+    ("param/fc/bias", np.array([np.inf] * 10, np.float32), "infinity"),
+    ("param/fc/bias", np.array(["x"] * 10), "numbers"),
+    ("optim/optimizer/velocity/fc/weight", np.full((10, 256), np.inf, np.float32), "infinity"),
+    ("optim/optimizer/steps", np.array("many"), "numbers"),
+])
+def test_crafted_arrays_are_refused_by_every_command(fresh, tmp_path, capsys, name, array, phrase):
+    spec, run, path = fresh
+    _set_array(path, name, array)
+    _all_refuse(_commands(spec, run, path, tmp_path), capsys, str(path), name, phrase)
+
+
+def test_an_absurd_epoch_or_step_does_not_loop_forever(fresh, tmp_path, bounded_cli):
+    spec, run, path = fresh
+    original = path.read_bytes()
+    for field in ("epoch", "step"):
+        path.write_bytes(original)
+        _set_meta(path, _meta_change(**{field: str(10**30)}))
+        result = bounded_cli("train", spec, "--run-dir", run, "--resume", "--epochs", "3",
+                             timeout=60)
+        assert result.refused(str(path), f"field '{field}'"), result
+
+
+def test_a_step_past_the_epoch_is_refused_on_resume(fresh, capsys):
+    spec, run, path = fresh
+    _set_meta(path, _meta_change(step="9999", partial="true"))
+    _all_refuse([["train", spec, "--run-dir", run, "--resume", "--epochs", "2"]], capsys,
+                str(path), "step")
