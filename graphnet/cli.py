@@ -92,8 +92,11 @@ def main(argv=None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except MemoryError as error:  # limits.py refuses what the spec shows; this is the rest
+        # What ran out is not known here (the batch, the graph, a dataset): say so plainly.
         print_error(GraphnetError(f"not enough memory: {error}".rstrip(": "),
-                                  hint="lower --batch-size, or use a smaller graph or dataset"))
+                                  hint="the machine (or its limits) had less memory than this "
+                                       "needed; GRAPHNET_MEMORY_LIMIT makes graphnet refuse "
+                                       "such work up front"))
         return 2
     except BrokenPipeError:  # `graphnet ops | head`: the reader left; nothing more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

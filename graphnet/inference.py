@@ -241,14 +241,26 @@ def load_trained(graph, path: str | Path, *, image_input=None, label_input=None,
     inputs = meta.get("bindings", {})
     bindings = bind(graph, image_input or inputs.get("image"), label_input or inputs.get("label"),
                     logits_output or inputs.get("logits"))
+    standardise = stored_standardiser(meta, graph.nodes[bindings.image].shape, path)
+    return Trained(network, bindings, standardise,
+                   class_names_for(meta.get("class_names"), bindings.classes), checkpoint,
+                   warnings)
+
+
+def stored_standardiser(meta: dict, image_shape, path) -> Standardiser:
+    """The training data's statistics a checkpoint holds, refused unless they fit an image
+    input of ``image_shape`` (one mean and deviation, or one per channel)."""
     try:
         standardise = Standardiser.from_meta(meta["standardise"])
     except (KeyError, TypeError, ValueError):
         raise CheckpointError("checkpoint lacks the training data's statistics (not written by "
                               "graphnet train?)", file=path, field="standardise") from None
-    return Trained(network, bindings, standardise,
-                   class_names_for(meta.get("class_names"), bindings.classes), checkpoint,
-                   warnings)
+    channels = image_shape[0] if len(image_shape) >= 3 else 1
+    if len(standardise.mean) not in (1, channels) or len(standardise.std) != len(standardise.mean):
+        raise CheckpointError("checkpoint's statistics do not fit the image input", file=path,
+                              field="standardise", expected=f"1 or {channels} channel(s)",
+                              found=f"{len(standardise.mean)}")
+    return standardise
 
 
 # --- images to predict --------------------------------------------------------------------------

@@ -56,7 +56,8 @@ from .errors import (CheckpointError, GraphnetError, NumericError, PluginError, 
                      plugin_failure)
 from .files import atomic_write_text, claim_run_folder, safe_folder_name
 from .inference import (Bindings, Evaluation, Standardiser, Trained, bind, class_names_for,
-                        evaluate_split, json_ready, load_trained, predict_probabilities)
+                        evaluate_split, json_ready, load_trained, predict_probabilities,
+                        stored_standardiser)
 from .optim import Optimizer, Schedule, clip_by_global_norm
 from .train_config import (SCALAR_KEYS, TrainConfig, carve, check_dataset,  # noqa: F401
                            load_dataset, resolve_config)
@@ -597,7 +598,8 @@ def _restore(path: Path, graph, network, optimizer, schedule, shuffle_rng, confi
             progress.seen, progress.seconds = int(running["seen"]), float(running["seconds"])
         else:
             shuffle_rng.bit_generator.state = meta["rng"]["shuffle"]
-        standardise = Standardiser.from_meta(meta["standardise"])
+        image = bind(graph, config.image_input, config.label_input, config.logits_output).image
+        standardise = stored_standardiser(meta, graph.nodes[image].shape, path)
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"checkpoint lacks training state ({type(error).__name__}: "
                               f"{error}); was it written by graphnet train?", file=path) from None

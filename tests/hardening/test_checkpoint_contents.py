@@ -116,6 +116,8 @@ METADATA = [  # (field, JSON text put there)
     ("standardise__std", '["1"]'), ("running__seen", "1e400"),
     ("dataset__options", '{"size": [1, 2]}'), ("bindings__image", "5"),
     ("class_names", '[1, 2]'), ("partial", '"yes"'),
+    ("standardise", '{"mean": [0, 0, 0, 0, 0], "std": [1, 1, 1, 1, 1]}'),
+    ("standardise", '{"mean": [0, 0], "std": [1]}'),
 ]
 
 
