@@ -160,6 +160,28 @@ def bounded_cli():
     return run_bounded
 
 
+@pytest.fixture(scope="session")
+def train_once(tmp_path_factory):
+    """``train_once(spec, name)`` → (spec path, checkpoint path): the spec (a dict) trained by
+    the real ``graphnet train`` once per session; tests copy the checkpoint before spoiling it."""
+    import json
+
+    from graphnet.cli import main
+
+    made = {}
+
+    def train(spec: dict, name: str):
+        key = json.dumps(spec, sort_keys=True)
+        if key not in made:
+            folder = tmp_path_factory.mktemp(name)
+            path = folder / f"{name}.json"
+            path.write_text(key)
+            assert main(["train", str(path), "--run-dir", str(folder / "run")]) == 0
+            made[key] = (path, folder / "run" / "checkpoint.npz")
+        return made[key]
+    return train
+
+
 def _rewrite_meta(path, **changes) -> None:
     """Change keys of a checkpoint's JSON metadata in place, leaving every array as it was."""
     import io

@@ -23,13 +23,10 @@ SPEC = {"graph": {"name": "tiny"},
                   "dataset": {"name": "shapes", "train_size": 32, "test_size": 16}}}
 
 
-@pytest.fixture(scope="module")
-def _trained(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny")
-    spec = folder / "tiny.json"
-    spec.write_text(json.dumps(SPEC))
-    assert main(["train", str(spec), "--run-dir", str(folder / "run")]) == 0
-    return spec, (folder / "run" / "checkpoint.npz").read_bytes()
+@pytest.fixture
+def _trained(train_once):
+    spec, checkpoint = train_once(SPEC, "tiny")
+    return spec, checkpoint.read_bytes()
 
 
 @pytest.fixture

@@ -40,19 +40,11 @@ def tiny(tmp_path):
     return _spec(tmp_path / "tiny.json")
 
 
-@pytest.fixture(scope="module")
-def _trained_once(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("trained")
-    spec = _spec(folder / "tiny.json")
-    from graphnet.cli import main  # in-process: the checkpoint is the input, not the test
-    assert main(["train", str(spec), "--run-dir", str(folder / "run")]) == 0
-    return folder / "run" / "checkpoint.npz"
-
-
 @pytest.fixture
-def trained(_trained_once):
-    """A checkpoint of the ``tiny`` spec, trained once for the module."""
-    return _trained_once
+def trained(train_once, tmp_path):
+    """A checkpoint of the ``tiny`` spec, trained once for the session."""
+    spec = json.loads(_spec(tmp_path / "tiny.json").read_text())
+    return train_once(spec, "tiny")[1]
 
 
 def _npy_header(shape, dtype="<f4") -> bytes:

@@ -34,17 +34,13 @@ SPEC = {"graph": {"name": "fuzzed"},
                               "test_size": 10}}}
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory):
+@pytest.fixture
+def base(train_once):
     """A spec, its trained checkpoint's bytes and a valid image array's bytes."""
-    folder = tmp_path_factory.mktemp("fuzz-files")
-    spec = folder / "fuzzed.json"
-    spec.write_text(json.dumps(SPEC))
-    assert main(["train", str(spec), "--run-dir", str(folder / "run")]) == 0
+    spec, checkpoint = train_once(SPEC, "fuzzed")
     buffer = io.BytesIO()
     np.savez(buffer, images=np.random.default_rng(0).integers(0, 255, (3, 1, 28, 28), np.uint8))
-    return {"spec": spec, "checkpoint": (folder / "run" / "checkpoint.npz").read_bytes(),
-            "images": buffer.getvalue()}
+    return {"spec": spec, "checkpoint": checkpoint.read_bytes(), "images": buffer.getvalue()}
 
 
 class _Alarm(Exception):
