@@ -61,7 +61,8 @@ class OpBoundary:
     def init(self, node, name: str, param, rng, initialise) -> np.ndarray:
         """Parameter ``name`` of ``node`` by ``initialise(param, rng, dtype)`` (a plugin's
         callable initialiser may run), checked for shape and dtype."""
-        array = self._run(node, "init", initialise, param, rng, self.dtype)
+        array = self._run(node, f"init of parameter {name!r}", initialise, param, rng,
+                          self.dtype)
         self.check_array(node, "init", f"parameter {name!r}", array, tuple(param.shape))
         return array
 

@@ -75,3 +75,23 @@ def test_a_plugin_failing_in_gradchecks_per_node_check_is_named(tmp_path):
         gradcheck(graph)
     assert "while running backward of node 's' (op 'shift', plugin" in str(caught.value)
     assert "KeyError: 'frozen path'" in str(caught.value)
+
+
+def test_a_failing_initialiser_is_named_with_its_parameter(tmp_path):
+    plugin = tmp_path / "bad_init.py"
+    plugin.write_text(
+        "from graphnet.hookspecs import hookimpl\nfrom graphnet.op import Op, Param\n"
+        "def broken(rng, shape, dtype):\n    raise ValueError('no numbers today')\n"
+        "class Shift(Op):\n    '''Adds a learned offset.'''\n    name = 'shift'\n"
+        "    def shape(self, s, a):\n        return s[0]\n"
+        "    def params(self, s, a):\n        return {'offset': Param(s[0], init=broken)}\n"
+        "    def forward(self, xs, p, a, ctx):\n        return xs[0] + p['offset'], None\n"
+        "    def backward(self, g, saved, p, a, ctx):\n        return [g], {'offset': g.sum(0)}\n"
+        "@hookimpl\ndef graphnet_register_ops(registry):\n    registry.add_op(Shift)\n")
+    graph = graphnet.load({"inputs": {"x": {"shape": [3]}},
+                           "nodes": [{"name": "s", "op": "shift"}]}, plugins=[plugin])
+    with pytest.raises(PluginError) as caught:
+        graphnet.Network(graph)
+    assert "while running init of parameter 'offset' of node 's' (op 'shift', plugin" in \
+        str(caught.value)
+    assert "ValueError: no numbers today" in str(caught.value)
