@@ -3,6 +3,11 @@
 Layout of the archive: ``param/<node>/<name>`` arrays, ``optim/<key>`` arrays, and ``meta``, a
 uint8 array holding UTF-8 JSON: ``format_version``, ``spec_hash``, ``epoch``, ``step``,
 ``rng_state``, ``history`` and anything else the trainer records. Files are written atomically.
+
+The one place that knows where checkpoints are: training writes ``<run dir>/checkpoint.npz``
+(:func:`checkpoint_in`; the run directory is :func:`run_dir_of`), and every command that reads
+one takes a checkpoint file or a run directory (:func:`find_checkpoint`). Parameters are put
+into a network by :func:`restore_params` alone, after :func:`check_compatible`.
 """
 from __future__ import annotations
 
@@ -19,12 +24,14 @@ import numpy as np
 from . import limits
 from .checkpoint_check import check_checkpoint
 from .errors import CheckpointError
-from .files import atomic_write_bytes, is_numpy_file, read_npz
+from .files import atomic_write_bytes, is_numpy_file, read_npz, safe_folder_name
 from .op import format_shape
 
 CHECKPOINT_NAME = "checkpoint.npz"
-"""The checkpoint's file name in a run directory."""
+"""The checkpoint training writes in its run directory after every epoch."""
 FORMAT_VERSION = 1
+RUNS_FOLDER = "runs"
+"""Where run directories go by default: ``runs/<graph name>``."""
 PARAM_PREFIX = "param/"
 OPTIM_PREFIX = "optim/"
 META_KEY = "meta"
@@ -43,6 +50,38 @@ class Checkpoint:
         return int(self.meta.get("epoch", 0))
 
 
+# --- where checkpoints are ---------------------------------------------------------------------
+def run_dir_of(graph, *chosen) -> Path:
+    """The run directory: the first of ``chosen`` that is set (an argument, a flag, ``[train]
+    run_dir``), else ``runs/<graph name>``, the name made one safe folder name: ``[graph] name =
+    "../../x"`` or an absolute name never puts a run outside ``runs/``."""
+    for candidate in chosen:
+        if candidate:
+            return Path(candidate)
+    return Path(RUNS_FOLDER) / safe_folder_name(graph.name)
+
+
+def checkpoint_in(run_dir: str | Path) -> Path:
+    """The checkpoint training writes in ``run_dir``."""
+    return Path(run_dir) / CHECKPOINT_NAME
+
+
+def find_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file as given; for a run directory the checkpoint training writes there,
+    else its newest ``.npz``."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    if checkpoint_in(path).is_file():
+        return checkpoint_in(path)
+    found = sorted(path.glob("*.npz"), key=lambda p: (p.stat().st_mtime, p.name))
+    if not found:
+        raise CheckpointError("no checkpoint in this directory", file=path,
+                              expected="a .npz checkpoint written by graphnet train")
+    return found[-1]
+
+
+# --- the file -----------------------------------------------------------------------------------
 def spec_hash(graph) -> str:
     """SHA-256 of what fixes the parameters' meaning: inputs, nodes and outputs (not ``[train]``
     or the description), so retuning training settings keeps checkpoints usable."""

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .data.readers import npz_images
-from .checkpoint import Checkpoint, check_compatible, load_checkpoint, spec_hash
+from .checkpoint import Checkpoint, restore_params, spec_hash
 from .engine import Network
 from .files import check_size, is_numpy_file, open_regular, read_npy, read_npz
 from .limits import memory_limit
@@ -229,10 +229,8 @@ def load_trained(graph, path: str | Path, *, image_input=None, label_input=None,
     A checkpoint of another spec is refused naming the first parameter that differs; one whose
     spec hash differs but whose parameters fit is accepted with a warning.
     """
-    checkpoint = load_checkpoint(path)
     network = Network(graph, seed=0)
-    check_compatible(checkpoint, network, path)
-    network.load_params(checkpoint.params)
+    checkpoint = restore_params(path, network)
     meta = checkpoint.meta
     warnings = []
     if meta.get("spec_hash") not in (None, spec_hash(graph)):

@@ -19,7 +19,6 @@ import heapq
 import inspect as pyinspect
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from types import SimpleNamespace
 
 import networkx as nx
@@ -500,23 +499,6 @@ def filter_weights(network, node_name: str) -> np.ndarray:
     """The node's filters as float64, shape (filters, channels, height, width)."""
     node = network.graph.nodes[node_name]
     return np.asarray(network.params[node_name][_filter_param(node)], dtype=np.float64)
-
-
-def resolve_checkpoint(path) -> Path:
-    """A checkpoint file, or in a run directory (``runs/<name>/``) the checkpoint training
-    writes there, else its newest ``.npz``."""
-    from .checkpoint import CHECKPOINT_NAME
-
-    path = Path(path)
-    if path.is_dir():
-        if (path / CHECKPOINT_NAME).is_file():
-            return path / CHECKPOINT_NAME
-        found = sorted(path.glob("*.npz"), key=lambda p: (p.stat().st_mtime, p.name))
-        if not found:
-            raise CheckpointError("no checkpoint in this directory", file=path,
-                                  expected="a .npz checkpoint written by graphnet train")
-        return found[-1]
-    return path
 
 
 def load_image(path, graph, index: int = 0) -> tuple[str, np.ndarray]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 from ..options import literal
-from ..checkpoint import CHECKPOINT_NAME
+from ..checkpoint import CHECKPOINT_NAME, checkpoint_in, find_checkpoint, run_dir_of
 
 SETTING_FLAGS = {
     # flag: (setting, type, help)
@@ -80,13 +80,11 @@ def add_checkpoint_flag(parser) -> None:
 
 
 def checkpoint_path(args, graph) -> Path:
+    """``--checkpoint`` (a file, or a run directory standing for its checkpoint), else the
+    checkpoint in ``--run-dir``, ``[train] run_dir`` or ``runs/<spec name>``."""
     if args.checkpoint:
-        # a run directory stands for its checkpoint (the README's `--checkpoint runs/NAME`)
-        path = Path(args.checkpoint)
-        return path / CHECKPOINT_NAME if path.is_dir() else path
-    from ..train import default_run_dir
-    run_dir = args.run_dir or graph.spec.train.get("run_dir") or default_run_dir(graph)
-    return Path(run_dir) / CHECKPOINT_NAME
+        return find_checkpoint(args.checkpoint)
+    return checkpoint_in(run_dir_of(graph, args.run_dir, graph.spec.train.get("run_dir")))
 
 
 def command_line(args, *extra: str) -> str:

@@ -34,7 +34,7 @@ def register(subparsers, common) -> None:
 
 def run(args) -> int:
     from .. import inspection
-    from ..checkpoint import restore_params
+    from ..checkpoint import find_checkpoint, restore_params
     from ..engine import Network
     from ..render import print_warning
     from ..render.heatmap import render_activations, render_filters
@@ -46,7 +46,7 @@ def run(args) -> int:
     network = Network(graph, seed=args.seed)
     meta = {}
     if args.checkpoint:
-        path = inspection.resolve_checkpoint(args.checkpoint)
+        path = find_checkpoint(args.checkpoint)
         meta = restore_params(path, network).meta
         epoch = meta.get("epoch")
         # the epoch first: a long path may wrap, and "epoch 3" should not be split by it
