@@ -35,8 +35,9 @@ import numpy as np
 
 from . import limits, parallel, runtime
 from .analysis import required_inputs
-from .engine import Network
+from .engine import Network, requires_grad
 from .errors import UsageError
+from .gradcheck import random_feeds
 
 MEMORY_METHOD = ("whole-process peak resident set size (Linux VmHWM, else getrusage ru_maxrss) "
                  "of a fresh process running only that framework's warm-up and steps")
@@ -73,29 +74,6 @@ class BenchConfig:
 
 
 # --- inputs ----------------------------------------------------------------------------------
-def random_feeds(graph, batch_size: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """A random batch for every graph input: standard normal floats; integer inputs (class
-    labels) drawn in [0, K), K being the feature count of the other input of the node reading
-    them (the logits a loss compares them with), or 2 if there is none."""
-    rng = np.random.default_rng(seed)
-    feeds = {}
-    for name in graph.inputs:
-        node = graph.nodes[name]
-        if node.dtype_kind == "int":
-            feeds[name] = rng.integers(0, _class_count(graph, name), size=(batch_size, *node.shape))
-        else:
-            feeds[name] = rng.standard_normal((batch_size, *node.shape)).astype(np.float32)
-    return feeds
-
-
-def _class_count(graph, input_name: str) -> int:
-    counts = [graph.nodes[other].shape[0]
-              for consumer in graph.consumers(input_name)
-              for other in graph.nodes[consumer].inputs
-              if other != input_name and len(graph.nodes[other].shape or ()) == 1]
-    return min(counts) if counts else 2
-
-
 def loss_output(graph) -> str:
     """The name of the output that is the loss; UsageError if the graph has none."""
     for output, target in graph.outputs.items():
@@ -301,19 +279,8 @@ def _median_ms(seconds: list[float]) -> float:
     return statistics.median(seconds) * 1e3
 
 
-def _requires_grad(graph) -> dict[str, bool]:
-    """Whether each value's gradient is computed: it depends on a trainable parameter."""
-    requires = {}
-    for name in graph.order:
-        node = graph.nodes[name]
-        own = (not node.is_input and node.trainable
-               and any(p.trainable for p in node.param_specs.values()))
-        requires[name] = own or any(requires[s] for s in node.inputs)
-    return requires
-
-
 def _node_figures(graph, sample: Samples, batch_size: int, step_ms: float) -> dict:
-    requires = _requires_grad(graph)
+    requires = requires_grad((name, graph.nodes[name]) for name in graph.order)
     figures = {}
     for node in graph.op_nodes:
         forward = sample.nodes.get((node.name, "forward"))
@@ -358,7 +325,7 @@ def run(graph, config: BenchConfig) -> dict:
         parallel.set_num_threads(config.threads)
     threads = parallel.num_threads() if config.threads is None else config.threads
     limits.check_memory(graph, batch_size=config.batch_size, training=True)  # before the batch
-    feeds = random_feeds(graph, config.batch_size, config.seed)
+    feeds = random_feeds(graph, config.batch_size, config.seed, dtype=np.float32)
     graphnet = GraphnetRunner(graph, feeds, seed=config.seed, lr=config.lr,
                               momentum=config.momentum)
     runners = [graphnet]
@@ -442,7 +409,7 @@ def memory_child() -> None:
     registry = build_registry(job["plugins"], disabled=set(job["disabled"]))
     graph = load(job["spec"], registry=registry)
     parallel.set_num_threads(job["threads"])
-    feeds = random_feeds(graph, job["batch_size"], job["seed"])
+    feeds = random_feeds(graph, job["batch_size"], job["seed"], dtype=np.float32)
     runner = GraphnetRunner(graph, feeds, seed=job["seed"], lr=job["lr"],
                             momentum=job["momentum"])
     if job["framework"] == "torch":

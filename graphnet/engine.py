@@ -368,15 +368,8 @@ class Network:
 
     def _requires_grad(self, input_grads: bool) -> dict[str, bool]:
         """Whether each value of the last forward depends on something that wants a gradient."""
-        requires = {}
-        for step in self._ran:
-            node = step.node
-            if node.is_input:
-                requires[step.output] = input_grads and node.dtype_kind == "float"
-            else:
-                own = node.trainable and any(p.trainable for p in node.param_specs.values())
-                requires[step.output] = own or any(requires[s] for s in node.inputs)
-        return requires
+        return requires_grad(((step.output, step.node) for step in self._ran),
+                             input_grads=input_grads)
 
     @staticmethod
     def _accumulate(grad_by_node: dict, owned: set, name: str, grad: np.ndarray) -> None:
@@ -388,3 +381,19 @@ class Network:
         else:
             grad_by_node[name] = grad_by_node[name] + grad
             owned.add(name)
+
+
+def requires_grad(made_by: Iterable[tuple[str, Any]], *, input_grads: bool = False
+                  ) -> dict[str, bool]:
+    """Whether each value gets a gradient in backward. ``made_by`` gives, in topological order,
+    each value's name and the node that makes it (``graph.nodes[name]`` for a graph's own
+    values); a value gets one when its node has a trainable parameter or reads a value that
+    gets one, and an input when ``input_grads`` asks for float inputs' gradients."""
+    requires = {}
+    for name, node in made_by:
+        if node.is_input:
+            requires[name] = input_grads and node.dtype_kind == "float"
+        else:
+            own = node.trainable and any(p.trainable for p in node.param_specs.values())
+            requires[name] = own or any(requires[s] for s in node.inputs)
+    return requires

@@ -91,8 +91,12 @@ def class_count_for(graph, input_name: str) -> int:
     return max(1, min(counts)) if counts else 2
 
 
-def random_feeds(graph, batch_size: int, rng: np.random.Generator, dtype=np.float64) -> dict:
-    """Random data for every graph input: normal floats, integer labels within class range."""
+def random_feeds(graph, batch_size: int, rng: np.random.Generator | int = 0,
+                 dtype=np.float64) -> dict:
+    """Random data for every graph input: standard normal floats, integer labels within class
+    range (:func:`class_count_for`); ``rng`` is a generator or a seed. The batch of gradient
+    checks, of ``graphnet bench`` and of the bit-identity fingerprints."""
+    rng = np.random.default_rng(rng)
     feeds = {}
     for name in graph.inputs:
         node = graph.nodes[name]

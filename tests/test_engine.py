@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import graphnet
+from graphnet.engine import requires_grad
 from graphnet.errors import DataError, PluginError, UsageError
 from graphnet.gradcheck import gradcheck
 
@@ -75,6 +76,18 @@ def test_frozen_node_gets_no_gradient_but_passes_one_through():
     assert "frozen" not in grads.params and "head" in grads.params
     assert grads.inputs["x"].shape == (2, 3)
     assert [node for node, _, _ in net.trainable()] == ["head", "head"]
+
+
+def test_only_values_that_depend_on_a_trainable_parameter_require_a_gradient():
+    # bench counts a layer's backward products by this; backward skips the rest
+    spec = {"inputs": {"x": {"shape": [3]}}, "nodes": [
+        {"name": "frozen", "op": "dense", "units": 3, "trainable": False},
+        {"name": "relu", "op": "relu"},
+        {"name": "head", "op": "dense", "units": 2}]}
+    graph = graphnet.load(spec)
+    made_by = [(name, graph.nodes[name]) for name in graph.order]
+    assert requires_grad(made_by) == {"x": False, "frozen": False, "relu": False, "head": True}
+    assert requires_grad(made_by, input_grads=True) == dict.fromkeys(graph.order, True)
 
 
 def test_feeds_are_checked_with_names_and_shapes():

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from graphnet.bench import random_feeds
+from graphnet.gradcheck import random_feeds
 from graphnet.engine import Network
 from graphnet.export import ExportError
 from graphnet.export.torch import to_source
@@ -75,7 +75,7 @@ REGRESSION = {
 
 def _assert_agree(graph, batch_size=4):
     network = Network(graph, seed=3)
-    feeds = random_feeds(graph, batch_size, seed=5)
+    feeds = random_feeds(graph, batch_size, 5, dtype=np.float32)
     report = check_agreement(graph, network, feeds)
     failures = {mode: result.get("failures") for mode, result in report["modes"].items()}
     assert report["passed"], failures
@@ -108,7 +108,7 @@ def test_translation_agrees_on_every_op_in_both_modes():
     # batch norm in training: batch statistics, gradients and the running statistics
     assert "worst" in report["modes"]["training"]
     training = differences(load(EVERY_OP), Network(load(EVERY_OP)),
-                           random_feeds(load(EVERY_OP), 4), training=True)
+                           random_feeds(load(EVERY_OP), 4, dtype=np.float32), training=True)
     assert "state class/running_var" in training and "state bn1/running_mean" in training
     assert "gradient grouped/weight" in training and "gradient conv-1/weight" in training
 
@@ -144,7 +144,7 @@ def test_export_writes_a_module_that_imports_and_runs(run_cli, tmp_path, write_s
     network = Network(graph)
     exported.load_graphnet_params(model, network.flat_params())
     model.eval()
-    feeds = random_feeds(graph, 3)
+    feeds = random_feeds(graph, 3, dtype=np.float32)
     ours = network.forward(feeds)
     with torch.no_grad():
         theirs = model(torch.from_numpy(feeds["image"]), torch.from_numpy(feeds["label"]))
@@ -176,8 +176,8 @@ def test_a_users_op_exports_through_its_own_to_torch():
                              "inputs": ["fc", "label"]}],
                   "outputs": {"logits": "fc", "loss": "loss"}}, plugins=[PRELU])
     _assert_agree(graph)
-    assert "gradient act/slope" in differences(graph, Network(graph), random_feeds(graph, 4),
-                                               training=True)
+    assert "gradient act/slope" in differences(
+        graph, Network(graph), random_feeds(graph, 4, dtype=np.float32), training=True)
 
 
 def test_a_wrong_translation_fails_the_check(tmp_path):
