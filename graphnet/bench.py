@@ -1,7 +1,9 @@
 """Time a training step and inference, per node and in total, and measure peak memory.
 
-A training step is forward + loss + backward + an SGD-with-momentum update (graphnet's ``sgd``
-optimizer; ``torch.optim.SGD`` on the PyTorch side), on one fixed random batch. Each figure is
+A training step is the step ``graphnet train`` takes (:class:`graphnet.training.step.TrainStep`:
+forward with the loss, backward, update) with graphnet's ``sgd`` optimizer with momentum
+(``torch.optim.SGD`` on the PyTorch side), on one fixed random batch
+(:func:`graphnet.gradcheck.random_feeds`). Each figure is
 the median of ``steps`` steps after ``warmup`` unmeasured ones. With ``compare="torch"`` the same
 network is built in PyTorch from the spec (:mod:`graphnet.export.torch`), graphnet's parameters
 copied in, outputs and gradients checked to agree (:func:`graphnet.testing.check_agreement`),
@@ -38,6 +40,7 @@ from .analysis import required_inputs
 from .engine import Network, requires_grad
 from .errors import UsageError
 from .gradcheck import random_feeds
+from .training.step import TrainStep
 
 MEMORY_METHOD = ("whole-process peak resident set size (Linux VmHWM, else getrusage ru_maxrss) "
                  "of a fresh process running only that framework's warm-up and steps")
@@ -94,7 +97,9 @@ class GraphnetRunner:
         self.feeds = feeds
         self.network = network or Network(graph, seed=seed)
         self.lr = lr
-        self.optimizer = graph.registry.entry("optimizer", "sgd").value(momentum=momentum)
+        self.step = TrainStep(self.network,
+                              graph.registry.entry("optimizer", "sgd").value(momentum=momentum),
+                              loss=loss_output(graph))
         required = required_inputs(graph)
         self.inference_outputs = [o for o, target in graph.outputs.items()
                                   if target in required["computable"]]
@@ -107,11 +112,7 @@ class GraphnetRunner:
 
     def train_step(self) -> None:
         self.node_seconds = {}
-        self.network.forward(self.feeds, training=True, profile=self._record)
-        grads = self.network.backward(profile=self._record)
-        self.optimizer.step(((f"{node}/{name}", param, grads.params[node][name])
-                             for node, name, param in self.network.trainable()
-                             if name in grads.params.get(node, {})), self.lr)
+        self.step(self.feeds, self.lr, profile=self._record)
 
     def infer(self) -> None:
         self.node_seconds = {}

@@ -17,7 +17,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
 from rich.table import Table
 from rich.text import Text
 
-from ..train import (EpochDone, EpochStarted, Finished, Interrupted, Notice, RunStarted,
+from ..training.events import (EpochDone, EpochStarted, Finished, Interrupted, Notice, RunStarted,
                      StepDone)
 from . import print_warning, stderr, stdout
 

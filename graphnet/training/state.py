@@ -1,0 +1,176 @@
+"""A run's state on disk, and resuming from it.
+
+After every epoch (and on Ctrl-C, part-way through one) the loop writes ``<run dir>/
+checkpoint.npz``: the parameters (state such as batch-norm statistics included), the optimizer's
+and the schedule's state, the progress (epoch, step, running sums), the shuffle generator's and
+the network's step generator's states, the task's metadata (for classification: dataset,
+bindings, class names, standardisation) and the history — everything that influences what comes
+next, so that N epochs straight and K epochs + resume to N give bit-identical parameters.
+``<run dir>/history.json`` holds one record per epoch.
+
+A new run in a directory that holds one keeps the earlier checkpoint and history as
+``*.previous.*`` (one generation).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..checkpoint import (CHECKPOINT_NAME, Checkpoint, restore_params, save_checkpoint,
+                          spec_hash)
+from ..errors import CheckpointError
+from ..files import atomic_write_text
+from ..inference import json_ready
+from ..optim import Schedule
+from .events import Notice
+
+HISTORY_NAME = "history.json"
+RESUME_IGNORES = ("epochs", "watch", "run_dir", "eval_batch_size")
+"""Settings that may change between a run and its resumption without breaking bit-identity."""
+
+
+@dataclass
+class Progress:
+    """Where a run is, besides its arrays and generators."""
+
+    epoch: int = 0  # completed epochs
+    step: int = 0  # steps done in the current, unfinished epoch
+    global_step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    epoch_shuffle_state: dict | None = None  # shuffle generator before drawing this epoch's order
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+    seconds: float = 0.0  # spent on the unfinished epoch so far
+
+    def start_epoch(self) -> None:
+        """Zero the running sums of an epoch."""
+        self.loss_sum, self.correct, self.seen, self.seconds = 0.0, 0, 0, 0.0
+
+
+# --- writing ------------------------------------------------------------------------------------
+def save(loop, *, partial: bool) -> None:
+    """Write the checkpoint of ``loop`` (a :class:`graphnet.training.loop.Loop`); ``partial``
+    when stopped part-way through an epoch (its shuffle order and running sums are kept, so
+    resuming loses no work)."""
+    progress, step = loop.progress, loop.step
+    network, config = step.network, loop.config
+    meta = {"spec_hash": loop.spec_hash, "graph": network.graph.name,
+            "config": config.to_dict(), **loop.task.meta()}
+    meta.update(
+        epoch=progress.epoch, step=progress.step, global_step=progress.global_step,
+        partial=partial, history=json_ready(progress.history),
+        rng={"shuffle": progress.epoch_shuffle_state if partial
+             else loop.shuffle_rng.bit_generator.state,
+             "network": network.step_rng.bit_generator.state},
+        running={"loss_sum": progress.loss_sum, "correct": progress.correct,
+                 "seen": progress.seen, "seconds": progress.seconds},
+        optimizer=config.optimizer, schedule=config.schedule)
+    state = {f"optimizer/{k}": v for k, v in step.optimizer.state_dict().items()}
+    state.update({f"schedule/{k}": v for k, v in loop.schedule.state_dict().items()})
+    save_checkpoint(loop.checkpoint_path, Checkpoint(params=network.flat_params(), optimizer=state,
+                                                     meta=json_ready(meta)))
+
+
+def write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
+    atomic_write_text(run_dir / HISTORY_NAME, json.dumps(json_ready(history), indent=1) + "\n")
+
+
+def keep_previous_run(run_dir: Path, emit) -> None:
+    """A new run in a folder that holds one: keep the earlier run's checkpoint and history as
+    ``*.previous.*`` instead of overwriting them at the first epoch (one generation is kept)."""
+    kept = []
+    for name in (CHECKPOINT_NAME, HISTORY_NAME):
+        current = run_dir / name
+        if current.is_file():
+            previous = current.with_name(f"{current.stem}.previous{current.suffix}")
+            os.replace(current, previous)
+            kept.append(previous.name)
+    if kept:
+        emit(Notice(f"{run_dir} held an earlier run; starting anew and keeping it as "
+                    f"{' and '.join(kept)} (use --resume to continue a run instead)"))
+
+
+# --- resuming -----------------------------------------------------------------------------------
+def restore(loop, path: Path) -> None:
+    """Load everything the checkpoint at ``path`` holds into ``loop`` (a
+    :class:`graphnet.training.loop.Loop`); settings that differ from the checkpoint's run are
+    told as notices."""
+    if not path.exists():
+        raise CheckpointError("nothing to resume: no checkpoint here", file=path,
+                              hint="train without --resume to start a new run")
+    network, config, emit, schedule = loop.step.network, loop.config, loop.emit, loop.schedule
+    checkpoint = restore_params(path, network)
+    meta = checkpoint.meta
+    if meta.get("spec_hash") != spec_hash(network.graph):
+        emit(Notice(f"{path} was written for a different version of this spec; its parameters "
+                    "fit, so training continues from them"))
+    try:
+        network.step_rng.bit_generator.state = meta["rng"]["network"]
+        progress = Progress(epoch=int(meta["epoch"]), step=int(meta["step"]),
+                            global_step=int(meta["global_step"]), history=list(meta["history"]))
+        if meta["partial"]:
+            progress.epoch_shuffle_state = meta["rng"]["shuffle"]
+            running = meta["running"]
+            progress.loss_sum = float(running["loss_sum"])
+            progress.correct, progress.seen = int(running["correct"]), int(running["seen"])
+            progress.seconds = float(running["seconds"])
+        else:
+            loop.shuffle_rng.bit_generator.state = meta["rng"]["shuffle"]
+        loop.task.restore(meta, path)
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"checkpoint lacks training state ({type(error).__name__}: "
+                              f"{error}); was it written by graphnet train?", file=path) from None
+    if progress.step >= schedule.steps_per_epoch or (progress.step and not meta["partial"]):
+        raise CheckpointError("checkpoint's step does not fit this run's epoch", file=path,
+                              field="step", expected=f"below {schedule.steps_per_epoch} steps "
+                              "per epoch, in a partial epoch", found=str(progress.step))
+    loop.progress = progress
+    changed = [key for key, value in config.to_dict().items()
+               if key not in RESUME_IGNORES and meta.get("config", {}).get(key, value) != value]
+    if changed:
+        emit(Notice("settings differ from the checkpoint's run, so this does not continue it "
+                    "bit for bit: " + ", ".join(changed)))
+    trained_for = meta.get("config", {}).get("epochs")
+    if (isinstance(trained_for, int) and trained_for != config.epochs
+            and meta.get("schedule") == config.schedule
+            and _rates_differ(schedule, trained_for, progress.epoch, progress.step)):
+        emit(Notice(f"schedule {config.schedule!r} depends on the run's length: the steps taken "
+                    f"for {trained_for} epochs had other learning rates than a run of "
+                    f"{config.epochs} would have, so the result will differ from a straight "
+                    f"{config.epochs}-epoch run"))
+    optimizer_state = {k[len("optimizer/"):]: v for k, v in checkpoint.optimizer.items()
+                       if k.startswith("optimizer/")}
+    schedule_state = {k[len("schedule/"):]: v for k, v in checkpoint.optimizer.items()
+                      if k.startswith("schedule/")}
+    if meta.get("optimizer") == config.optimizer:
+        loop.step.optimizer.load_state_dict(optimizer_state, params=network.flat_params())
+    else:
+        emit(Notice(f"the checkpoint was trained with optimizer {meta.get('optimizer')!r}; "
+                    f"{config.optimizer!r} starts with fresh state"))
+    if meta.get("schedule") == config.schedule:
+        schedule.load_state_dict(schedule_state)
+    if progress.epoch >= config.epochs:
+        emit(Notice(f"the checkpoint has {progress.epoch} epochs, which is all of the "
+                    f"{config.epochs} asked for; raise --epochs to train further"))
+
+
+def _rates_differ(schedule: Schedule, trained_for: int, epoch: int, step: int) -> bool:
+    """Whether ``schedule``, built for ``trained_for`` epochs, gave any step before (``epoch``,
+    ``step``) another learning rate than it gives now (a cosine's depends on the run's length;
+    a step decay's does not). Epochs alone are ignored on resume only when none did. At most
+    :data:`RATES_COMPARED` steps are compared, evenly spread, so a long run resumes at once."""
+    earlier = type(schedule)(schedule.config, base_lr=schedule.base_lr, epochs=trained_for,
+                             steps_per_epoch=schedule.steps_per_epoch)
+    steps = schedule.steps_per_epoch
+    done = epoch * steps + step
+    stride = max(1, done // RATES_COMPARED)
+    positions = [*range(0, done, stride), done - 1] if done else []
+    return any(earlier.lr_at(*divmod(p, steps)) != schedule.lr_at(*divmod(p, steps))
+               for p in positions)
+
+
+RATES_COMPARED = 10_000
