@@ -107,6 +107,17 @@ def test_stopping_part_way_then_resuming_is_bit_identical(graph_of, tmp_path):
     assert len(result.history) == 2
 
 
+def test_resuming_catches_the_history_up_with_the_checkpoint(graph_of, tmp_path):
+    # as if killed between writing epoch 2's checkpoint and its history record
+    graph = graph_of()
+    train(graph, run_dir=tmp_path, epochs=2)
+    history = tmp_path / "history.json"
+    records = json.loads(history.read_text())
+    history.write_text(json.dumps(records[:1]))
+    train(graph, run_dir=tmp_path, epochs=2, resume=True)
+    assert json.loads(history.read_text()) == records
+
+
 def test_non_finite_loss_names_epoch_step_and_node_and_keeps_checkpoint(graph_of, tmp_path):
     graph = graph_of()
     good, _ = params_after(graph, tmp_path, epochs=1)

@@ -129,6 +129,9 @@ def restore(loop, path: Path) -> None:
                               field="step", expected=f"below {schedule.steps_per_epoch} steps "
                               "per epoch, in a partial epoch", found=str(progress.step))
     loop.progress = progress
+    # A kill between writing an epoch's checkpoint and its history leaves history.json an epoch
+    # behind; catch it up now, or a second such kill would leave it two behind.
+    write_history(loop.run_dir, progress.history)
     changed = [key for key, value in config.to_dict().items()
                if key not in RESUME_IGNORES and meta.get("config", {}).get(key, value) != value]
     if changed:
