@@ -130,6 +130,11 @@ def load(source: str | Path | dict, *, registry: Registry | None = None,
 
 def build_graph(spec: Spec, registry: Registry) -> Graph:
     """Resolve ops and attributes, check for cycles, order the nodes and run the analyses."""
+    missing = registry.missing_plugins(spec.requires)
+    if missing:  # one error, instead of an unknown op for every node that uses them
+        raise PluginError(f"this spec needs plugin {missing[0]!r}: install it, or pass "
+                          "--plugin FILE / GRAPHNET_PLUGINS", file=spec.file,
+                          field="graph.requires", found=", ".join(map(repr, missing)))
     problems: list[SpecError] = []
     nodes: dict[str, Node] = {}
     for position, input_spec in enumerate(spec.inputs.values()):
@@ -168,7 +173,8 @@ def build_graph(spec: Spec, registry: Registry) -> Graph:
                                   found=" → ".join(names)))
     SpecErrors.raise_any(problems)
 
-    graph = Graph(spec=spec, dag=dag, nodes=nodes, order=order, registry=registry)
+    graph = Graph(spec=spec, dag=dag, nodes=nodes, order=order, registry=registry,
+                  warnings=list(spec.expansion.warnings) if spec.expansion else [])
     analysis.run_passes(graph)
     return graph
 

@@ -53,6 +53,12 @@ def node_rows(graph) -> list[dict]:
     return rows
 
 
+def resolve_name(graph, name: str) -> str:
+    """The node ``name`` stands for: itself, or for a block node (format 2) its output."""
+    expansion = graph.spec.expansion
+    return expansion.resolve(name) if expansion is not None else name
+
+
 def _nodes_seeing_image(graph) -> set[str]:
     """The nodes an image input (C×H×W) reaches, where a None field means "all of it": one
     pass in topological order (a node sees the image when one of its inputs does), so a long
@@ -276,6 +282,7 @@ def field_view(graph, node_name: str, unit: tuple[int, int] | None = None) -> di
     ``neighbours`` are the centres of the adjacent units' fields, ``jump`` pixels apart;
     ``path`` is the field size of every node on the way from the image, to show its growth.
     """
+    node_name = resolve_name(graph, node_name)
     if node_name not in graph.nodes:
         raise UsageError("unknown node", field="--rf", expected="a node of the graph",
                          found=repr(node_name), hint=suggest(node_name, graph.order))
@@ -485,6 +492,7 @@ def pick_filter_node(graph, name: str | None = None) -> str:
                             "has a 4-D filter weight), so there are no filters to show",
                             file=graph.file)
         return found[0]
+    name = resolve_name(graph, name)
     if name not in graph.nodes:
         raise UsageError("unknown node", field="--node", expected="a node of the graph",
                          found=repr(name), hint=suggest(name, found or graph.order))

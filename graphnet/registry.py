@@ -120,6 +120,12 @@ class Registry:
         """A fresh instance of the op registered under ``name``."""
         return self.entry("op", name, field_name="op").value()
 
+    def missing_plugins(self, names) -> list[str]:
+        """Those of ``names`` (as a spec's ``requires`` gives them) that no loaded plugin
+        answers to; a plugin answers to the names :func:`_is_disabled` accepts."""
+        return [name for name in names
+                if not any(_is_disabled(plugin, {name}) for plugin in self.plugin_names)]
+
     def plugin_of(self, kind: str, name: str) -> str:
         return self.entries[kind][name].plugin
 

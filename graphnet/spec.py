@@ -14,13 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .blocks import expand
 from .errors import SpecError, one_per_cause
 from .text import clip, suggest
 
 RESERVED_NODE_KEYS = ("name", "op", "inputs", "trainable", "weights")
 """Keys of a node that are not op attributes (an op may not declare an attribute of these names)."""
 
-SECTIONS = ("graph", "inputs", "nodes", "outputs", "train")
+SECTIONS = ("graph", "inputs", "nodes", "outputs", "train", "blocks")
+GRAPH_KEYS = ("name", "description", "format", "requires")
 INPUT_KEYS = ("shape", "dtype")
 INPUT_DTYPES = ("float32", "float64", "int64", "int32")
 MAX_NAME_LENGTH = 200
@@ -68,6 +70,10 @@ class Spec:
     train: dict[str, Any] = field(default_factory=dict)
     file: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    requires: list[str] = field(default_factory=list)
+    """Plugins the spec needs, by name (``graph.requires``); the graph builder checks them."""
+    expansion: Any = None
+    """For a format-2 spec, the :class:`graphnet.blocks.Expansion` of its blocks."""
 
     @property
     def loss(self) -> str | None:
@@ -194,6 +200,7 @@ def parse_spec(data: dict, file: str | Path | None = None) -> Spec:
 
     if not isinstance(data, dict):
         raise SpecError("spec must be a table/object", file=file, found=type(data).__name__)
+    data, expansion = expand(data, file)  # format 2: blocks become plain nodes
     for key in data:
         if key not in SECTIONS:
             problem("unknown section", field=clip(key), expected="one of " + ", ".join(SECTIONS),
@@ -206,9 +213,14 @@ def parse_spec(data: dict, file: str | Path | None = None) -> Spec:
         if not isinstance(value, str):
             problem("wrong type", field=f"graph.{clip(key)}", expected="a string", found=_show(value))
     for key in graph_section:
-        if key not in ("name", "description"):
-            problem("unknown key", field=f"graph.{clip(key)}", expected="name or description",
-                    hint=suggest(key, ("name", "description")))
+        if key not in GRAPH_KEYS:
+            problem("unknown key", field=f"graph.{clip(key)}", expected=", ".join(GRAPH_KEYS),
+                    hint=suggest(key, GRAPH_KEYS))
+    requires = graph_section.get("requires", [])
+    if not isinstance(requires, list) or not all(isinstance(r, str) and r for r in requires):
+        problem("wrong type", field="graph.requires", expected='a list of plugin names such as '
+                '["prelu"]', found=_show(requires))
+        requires = []
 
     inputs = _parse_inputs(data.get("inputs"), problem)
     nodes = _parse_nodes(data.get("nodes"), inputs, problem)
@@ -218,7 +230,7 @@ def parse_spec(data: dict, file: str | Path | None = None) -> Spec:
 
     SpecErrors.raise_any(problems)
     return Spec(name=name, description=description, inputs=inputs, nodes=nodes, outputs=outputs,
-                train=train, file=file, raw=data)
+                train=train, file=file, raw=data, requires=requires, expansion=expansion)
 
 
 def load_spec(source: str | Path | dict) -> Spec:
