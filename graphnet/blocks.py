@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import SpecError
+from .text import suggest
 
 FORMAT = 2
 """The newest spec format this graphnet reads (format 1: no blocks; 2: blocks)."""
@@ -623,12 +624,7 @@ def _valid_identifier(value) -> bool:
 
 
 def _suggest(name, known) -> str | None:
-    import difflib
-
-    if not isinstance(name, str) or len(name) > 1000:
-        return None
-    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
-    return f"did you mean {close[0]!r}?" if close else None
+    return suggest(name, known) if isinstance(name, str) else None
 
 
 def _show(value) -> str:
