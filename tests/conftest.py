@@ -35,3 +35,44 @@ def write_spec(tmp_path):
         path.write_text(content if isinstance(content, str) else json.dumps(content))
         return path
     return write
+
+
+def _scaled(data: dict, *, size=None, divide=1, keys=("filters",), units=None) -> dict:
+    """A spec's small variant: a smaller image, fewer filters (top-level nodes and block
+    arguments given there), fewer classes; the structure stays the same."""
+    if size is not None:
+        data["inputs"]["image"]["shape"][1:] = [size, size]
+    for node in data["nodes"]:
+        for key in keys:
+            if isinstance(node.get(key), int):
+                node[key] = max(1, node[key] // divide)
+        if units and node.get("op") == "dense":
+            node["units"] = units
+    return data
+
+
+SMALL_VARIANTS = {
+    # Full size is too slow to run in the default suite: run and gradcheck these instead.
+    # ResNet-18's stem and stages at 1/16 of the width, on 32×32 (layer4 is then 1×1).
+    "resnet18.toml": lambda data: _scaled(data, size=32, divide=16, units=10),
+    "vgg11.toml": lambda data: _scaled(data, divide=16),
+    "cifar_resnet.toml": lambda data: _scaled(data, size=8, divide=4),
+    "mobilenet_v2.toml": lambda data: _scaled(data, size=8, divide=4,
+                                              keys=("filters", "channels")),
+    "inception.toml": lambda data: _scaled(data, size=8),
+}
+
+
+@pytest.fixture
+def load_for_running():
+    """``load(path)``: an example spec's graph, or its small variant when it has one (the
+    big specs are too slow to run at full size in the default suite)."""
+    from graphnet.graph import load
+    from graphnet.spec import read_spec_file
+
+    def load_spec_file(path: Path):
+        if path.name not in SMALL_VARIANTS:
+            return load(path)
+        return load(SMALL_VARIANTS[path.name](read_spec_file(path)))
+    load_spec_file.variants = frozenset(SMALL_VARIANTS)
+    return load_spec_file

@@ -6,42 +6,8 @@ import pytest
 
 import graphnet
 from graphnet.gradcheck import gradcheck, random_feeds
-from graphnet.spec import read_spec_file
 
 SPECS = sorted((Path(__file__).resolve().parent.parent / "specs").glob("*.[tj][os][mo]*"))
-
-
-def _scaled(data: dict, *, size=None, divide=1, keys=("filters",), units=None) -> dict:
-    """A spec's small variant: a smaller image, fewer filters (top-level nodes and block
-    arguments given there), fewer classes; the structure stays the same."""
-    if size is not None:
-        data["inputs"]["image"]["shape"][1:] = [size, size]
-    for node in data["nodes"]:
-        for key in keys:
-            if isinstance(node.get(key), int):
-                node[key] = max(1, node[key] // divide)
-        if units and node.get("op") == "dense":
-            node["units"] = units
-    return data
-
-
-SMALL_VARIANTS = {
-    # Full size is too slow to run in the default suite: run and gradcheck these instead.
-    # ResNet-18's stem and stages at 1/16 of the width, on 32×32 (layer4 is then 1×1).
-    "resnet18.toml": lambda data: _scaled(data, size=32, divide=16, units=10),
-    "vgg11.toml": lambda data: _scaled(data, divide=16),
-    "cifar_resnet.toml": lambda data: _scaled(data, size=8, divide=4),
-    "mobilenet_v2.toml": lambda data: _scaled(data, size=8, divide=4,
-                                              keys=("filters", "channels")),
-    "inception.toml": lambda data: _scaled(data, size=8),
-}
-
-
-def load_for_running(path: Path):
-    """The spec's graph, or its small variant when it has one."""
-    if path.name not in SMALL_VARIANTS:
-        return graphnet.load(path)
-    return graphnet.load(SMALL_VARIANTS[path.name](read_spec_file(path)))
 
 
 def test_the_examples_exist():
@@ -50,7 +16,7 @@ def test_the_examples_exist():
 
 
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: p.name)
-def test_spec_checks_and_runs_with_inferred_shapes(path, run_cli):
+def test_spec_checks_and_runs_with_inferred_shapes(path, run_cli, load_for_running):
     status, out, err = run_cli("check", path)
     assert status == 0, err
     assert "ok" in out and "Traceback" not in err
@@ -66,13 +32,13 @@ def test_spec_checks_and_runs_with_inferred_shapes(path, run_cli):
 
 
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: p.name)
-def test_spec_gradients_match_finite_differences(path):
+def test_spec_gradients_match_finite_differences(path, load_for_running):
     graph = load_for_running(path)
     if not any(True for _ in graphnet.Network(graph).trainable()):
         pytest.skip("nothing trainable")
     # The big specs' variants: the random direction (every element at once) without extra
     # single coordinates, which would cost two forward passes each for every array.
-    points = 0 if path.name in SMALL_VARIANTS else 3
+    points = 0 if path.name in load_for_running.variants else 3
     report = gradcheck(graph, batch_size=2, points_per_array=points)
     assert report.passed, {c.node: c.error for c in report.checks if c.error > report.tolerance}
 

@@ -96,9 +96,9 @@ def test_every_builtin_op_translates_itself():
 
 
 @pytest.mark.parametrize("path", SPEC_FILES, ids=lambda p: p.name)
-def test_translation_agrees_on_every_spec(path):
+def test_translation_agrees_on_every_spec(path, load_for_running):
     pytest.importorskip("torch", reason="PyTorch is not installed (the torch extra, part of the test extra)")
-    report = _assert_agree(load(path))
+    report = _assert_agree(load_for_running(path))
     assert "worst" in report["modes"]["eval"]  # dropout (eval) and batch norm are compared
 
 
