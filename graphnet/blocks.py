@@ -126,17 +126,18 @@ def spec_format(data: dict, file=None) -> int:
     return value
 
 
-def expand(data: dict, file=None) -> tuple[dict, Expansion | None]:
-    """A format-2 spec dict → (the same spec as format 1, its :class:`Expansion`).
+def expand(data: dict, file=None) -> tuple[dict, Expansion | None, list[SpecError]]:
+    """A format-2 spec dict → (the same spec as format 1, its :class:`Expansion`, problems).
 
-    A format-1 dict is returned as it is with None. Problems raise :class:`SpecError` (several:
-    :class:`graphnet.spec.SpecErrors`), each naming the file, block, node and field.
+    A format-1 dict is returned as it is with None. Each problem names the file, block, node
+    and field; when there are any, the returned spec is not to be used. A format newer than
+    :data:`FORMAT` raises SpecError.
     """
     if not isinstance(data, dict):
-        return data, None
+        return data, None, []
     fmt = spec_format(data, file)
     if fmt == 1:
-        return data, None
+        return data, None, []
     return _Expander(data, None if file is None else str(file), fmt).run()
 
 
@@ -160,9 +161,7 @@ class _Expander:
         self.problems.append(BlockError(message, block=block, node=node, field=field,
                                         file=self.file, **detail))
 
-    def run(self) -> tuple[dict, Expansion]:
-        from .spec import SpecErrors  # spec.py imports this module; the errors class lives there
-
+    def run(self) -> tuple[dict, Expansion, list[SpecError]]:
         self.read_blocks(self.data.get("blocks", {}))
         if not self.problems:
             self.check_cycles()
@@ -170,7 +169,7 @@ class _Expander:
         expanded = self.expand_top(nodes) if isinstance(nodes, list) and not self.problems \
             else nodes
         if self.problems:
-            raise self.problems[0] if len(self.problems) == 1 else SpecErrors(self.problems)
+            return self.data, self.expansion, self.problems
         for name in self.blocks:
             if name not in self.used:
                 self.expansion.warnings.append(
@@ -183,7 +182,7 @@ class _Expander:
         if isinstance(outputs, dict):
             plain["outputs"] = {key: self.expansion.resolve(value) if isinstance(value, str)
                                 else value for key, value in outputs.items()}
-        return plain, self.expansion
+        return plain, self.expansion, []
 
     # --- block definitions --------------------------------------------------------------------
     def read_blocks(self, section) -> None:

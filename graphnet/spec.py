@@ -200,7 +200,9 @@ def parse_spec(data: dict, file: str | Path | None = None) -> Spec:
 
     if not isinstance(data, dict):
         raise SpecError("spec must be a table/object", file=file, found=type(data).__name__)
-    data, expansion = expand(data, file)  # format 2: blocks become plain nodes
+    data, expansion, block_problems = expand(data, file)  # format 2: blocks become plain nodes
+    if block_problems:
+        raise block_problems[0] if len(block_problems) == 1 else SpecErrors(block_problems)
     for key in data:
         if key not in SECTIONS:
             problem("unknown section", field=clip(key), expected="one of " + ", ".join(SECTIONS),

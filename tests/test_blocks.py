@@ -111,8 +111,8 @@ def test_format_one_specs_load_unchanged(specs_dir):
         data = read_spec_file(path)
         if "blocks" in data:
             continue
-        expanded, expansion = blocks.expand(data, path)
-        assert expanded is data and expansion is None
+        expanded, expansion, problems = blocks.expand(data, path)
+        assert expanded is data and expansion is None and not problems
         spec = load_spec(path)
         assert spec.expansion is None and spec.raw is data or spec.raw == data
         assert [n.name for n in spec.nodes] == [n["name"] for n in data["nodes"]]
