@@ -46,11 +46,25 @@ def node_rows(graph) -> list[dict]:
             "inputs": list(node.inputs),
             "output_shape": list(node.shape) if node.shape is not None else None,
             "params": node.params,
+            "trainable_params": _trainable(node),
             "macs": node.macs,
             "receptive_field": field.as_dict() if field is not None else None,
             "sees_image": name in sees_image,
         })
     return rows
+
+
+def _trainable(node) -> int:
+    """Parameters the optimizer updates: not state (batch norm's running statistics), not
+    those of a frozen node."""
+    if not node.trainable:
+        return 0
+    return sum(p.size for p in node.param_specs.values() if p.trainable)
+
+
+def _state(node) -> int:
+    """Arrays the engine keeps but never differentiates (batch norm's running statistics)."""
+    return sum(p.size for p in node.param_specs.values() if not p.trainable)
 
 
 def resolve_name(graph, name: str) -> str:
@@ -77,8 +91,13 @@ def totals(graph, batch_size: int = 1) -> dict:
         raise UsageError("bad argument", field="--batch-size", expected="an integer >= 1",
                          found=str(batch_size))
     memory = memory_estimate(graph, batch_size)
+    trainable = sum(_trainable(node) for node in graph.nodes.values())
+    state = sum(_state(node) for node in graph.nodes.values())
     return {
         "params": graph.total_params,
+        "trainable_params": trainable,
+        "non_trainable": graph.total_params - trainable - state,
+        "state": state,
         "macs": graph.total_macs,
         "activation_bytes": memory["activation_bytes"],
         "parameter_bytes": memory["parameter_bytes"],
@@ -88,20 +107,144 @@ def totals(graph, batch_size: int = 1) -> dict:
     }
 
 
-def figures(graph, batch_size: int = 1, *, for_table: bool = False) -> dict:
-    """Everything ``inspect`` shows, JSON-ready. ``for_table`` keeps each row's
-    ``sees_image``, which tells a global node ("whole") from one without an image input."""
+def figures(graph, batch_size: int = 1, *, for_table: bool = False, depth=0) -> dict:
+    """Everything ``inspect`` shows, JSON-ready: every node (full names), every block instance
+    with its totals (``blocks``), totals. ``for_table`` keeps each row's ``sees_image``, which
+    tells a global node ("whole") from one without an image input, and adds ``rows``: the
+    table's rows with blocks folded to ``depth`` (see :func:`folded_rows`)."""
     rows = node_rows(graph)
-    if not for_table:
-        rows = [{key: value for key, value in row.items() if key != "sees_image"} for row in rows]
-    return {
+    instances = block_rows(graph, rows)
+    result = {
         "graph": {"name": graph.name, "description": graph.spec.description,
                   "file": graph.file},
         "nodes": rows,
+        "blocks": instances,
         "outputs": dict(graph.outputs),
         "totals": totals(graph, batch_size),
         "warnings": list(graph.warnings),
     }
+    if for_table:
+        result["rows"] = folded_rows(graph, rows, instances, depth)
+    else:
+        result["nodes"] = [{key: value for key, value in row.items() if key != "sees_image"}
+                           for row in rows]
+        for row in result["nodes"]:
+            scope = _scope(graph, row["name"])
+            if scope:
+                row["block"] = scope[-1]
+    return result
+
+
+# --- blocks (spec format 2), folded ----------------------------------------------------------
+
+
+def _scope(graph, name: str) -> tuple[str, ...]:
+    expansion = graph.spec.expansion
+    return expansion.scope.get(name, ()) if expansion is not None else ()
+
+
+def block_rows(graph, rows: list[dict]) -> list[dict]:
+    """One dict per block instance and per repeated group (outer before inner): its block,
+    ``repeat``, nesting depth, parent, node count and the sums of its nodes' parameters and
+    MACs, with its output's shape and receptive field."""
+    expansion = graph.spec.expansion
+    if expansion is None:
+        return []
+    by_name = {row["name"]: row for row in rows}
+    result = []
+    for instance in expansion.instances:
+        members = [by_name[name] for name in instance.members]
+        output = by_name[instance.output]
+        result.append({
+            "name": instance.name, "block": instance.block, "repeat": instance.repeat,
+            "depth": instance.depth, "parent": instance.parent, "nodes": len(members),
+            "output": instance.output, "output_shape": output["output_shape"],
+            "params": sum(row["params"] for row in members),
+            "trainable_params": sum(row["trainable_params"] for row in members),
+            "macs": sum(row["macs"] for row in members),
+            "receptive_field": output["receptive_field"],
+        })
+    return result
+
+
+def parse_depth(text) -> int | None:
+    """``--depth``: an integer >= 0 (how many levels of blocks to unfold) or ``all`` (None)."""
+    if text is None:
+        return 0
+    if str(text).lower() == "all":
+        return None
+    if not str(text).isdigit():
+        raise UsageError("bad argument", field="--depth", expected="an integer >= 0 or all",
+                         found=repr(text))
+    return int(text)
+
+
+def _representative(graph, depth: int | None):
+    """name → the row that shows it at ``depth``: the instance ``depth`` levels down that holds
+    it, or the node itself. ``depth`` None unfolds everything."""
+    expansion = graph.spec.expansion
+    if expansion is None or depth is None:
+        return lambda name: name
+    scope = expansion.scope
+
+    def representative(name: str) -> str:
+        levels = scope.get(name, ())
+        return levels[depth] if len(levels) > depth else name
+    return representative
+
+
+def _contracted(graph, depth: int | None):
+    """(order, inputs of each row, representative) of the DAG with each block instance (at
+    ``depth``) contracted to one row; None when a contraction would form a cycle (blocks of
+    several inputs wired around each other), so the caller shows the nodes themselves."""
+    representative = _representative(graph, depth)
+    first: dict[str, int] = {}
+    inputs: dict[str, list[str]] = {}
+    for position, name in enumerate(graph.order):
+        row = representative(name)
+        first.setdefault(row, position)
+        sources = inputs.setdefault(row, [])
+        for source in graph.nodes[name].inputs:
+            source_row = representative(source)
+            if source_row != row and source_row not in sources:
+                sources.append(source_row)
+    if len(first) == len(graph.order):
+        return list(graph.order), inputs, representative
+    dag = nx.DiGraph()
+    dag.add_nodes_from(first)
+    dag.add_edges_from((source, row) for row, sources in inputs.items() for source in sources)
+    try:
+        order = list(nx.lexicographical_topological_sort(dag, key=first.__getitem__))
+    except nx.NetworkXUnfeasible:
+        return None
+    return order, inputs, representative
+
+
+def folded_rows(graph, rows: list[dict], instances: list[dict], depth: int | None = 0) -> list:
+    """The table's rows: each node, except that a block instance (or a repeated group, ``×N``)
+    at ``depth`` shows as one row summing its nodes, with its output's shape and field."""
+    contracted = _contracted(graph, depth)
+    if contracted is None or graph.spec.expansion is None:
+        return rows
+    order, inputs, _ = contracted
+    by_name = {row["name"]: row for row in rows}
+    by_instance = {row["name"]: row for row in instances}
+    result = []
+    for name in order:
+        if name in by_name:
+            result.append(dict(by_name[name], inputs=inputs.get(name, [])))
+            continue
+        instance = by_instance[name]
+        output = by_name[instance["output"]]
+        label = instance["block"] + (f" ×{instance['repeat']}" if instance["repeat"] else "")
+        result.append({
+            "name": name, "op": label, "block": instance["block"],
+            "repeat": instance["repeat"], "plugin": None, "inputs": inputs.get(name, []),
+            "output_shape": instance["output_shape"], "params": instance["params"],
+            "trainable_params": instance["trainable_params"], "macs": instance["macs"],
+            "receptive_field": instance["receptive_field"], "sees_image": output["sees_image"],
+        })
+    return result
 
 
 # --- the DAG as lanes ------------------------------------------------------------------------
@@ -131,8 +274,9 @@ thousands of lanes open, and drawing every one on every row would make the pictu
 time to build and measure it — grow with nodes × lanes. Lines cut here end in ``…``."""
 
 
-def lane_rows(graph) -> list[LaneRow]:
-    """Lay the DAG out in lanes, in topological order, the way ``git log --graph`` does.
+def lane_rows(graph, depth: int | None = 0) -> list[LaneRow]:
+    """Lay the DAG out in lanes, in topological order, the way ``git log --graph`` does; block
+    instances folded at ``depth`` as :func:`folded_rows` folds them.
 
     A lane carries a node's output down to its consumers. A node continues the lane of an input
     whose last consumer it is, else it opens a new lane (a branch, drawn ``├─╮``). Inputs whose
@@ -140,14 +284,25 @@ def lane_rows(graph) -> list[LaneRow]:
     their lanes (``├``, ``┤``): a skip connection is a lane running beside a branch and joining
     it further down. Only the first :data:`DRAWN_LANES` lanes are drawn.
     """
+    contracted = _contracted(graph, depth) if graph.spec.expansion is not None else None
+    if contracted is None:
+        order = graph.order
+        inputs_of = {name: list(dict.fromkeys(graph.nodes[name].inputs)) for name in order}
+        consumers_of = {name: graph.consumers(name) for name in order}
+    else:
+        order, inputs_of, _ = contracted
+        consumers_of = {name: [] for name in order}
+        for name in order:
+            for source in inputs_of.get(name, []):
+                consumers_of[source].append(name)
     lanes: list[str | None] = []
     lane_of: dict[str, int] = {}  # node → its lane's column, while the lane is open
     free: list[int] = []  # a heap of columns that were freed (some may be reused since)
     remaining: dict[str, int] = {}
     rows = []
-    for name in graph.order:
-        node = graph.nodes[name]
-        sources = list(dict.fromkeys(node.inputs))
+    for name in order:
+        is_input = name in graph.nodes and graph.nodes[name].is_input
+        sources = list(dict.fromkeys(inputs_of.get(name, [])))
         column_of = {source: lane_of[source] for source in sources}
         ending = [s for s in sources if remaining[s] == 1]
         if ending:
@@ -165,7 +320,7 @@ def lane_rows(graph) -> list[LaneRow]:
                 lanes[column_of[source]] = None
                 heapq.heappush(free, column_of[source])
                 del lane_of[source]
-        consumers = list(dict.fromkeys(graph.consumers(name)))
+        consumers = list(dict.fromkeys(consumers_of[name]))
         while len(lanes) <= column:
             heapq.heappush(free, len(lanes))
             lanes.append(None)
@@ -173,7 +328,7 @@ def lane_rows(graph) -> list[LaneRow]:
             remaining[name] = len(consumers)
             lanes[column] = name
             lane_of[name] = column
-        mark = INPUT_MARK if node.is_input else NODE_MARK
+        mark = INPUT_MARK if is_input else NODE_MARK
         line = _lane_line(lanes, {column: mark})
         while lanes and lanes[-1] is None:
             lanes.pop()

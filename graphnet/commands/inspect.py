@@ -26,6 +26,9 @@ def register(subparsers, common) -> None:
                         "or mermaid")
     parser.add_argument("--batch-size", type=int, default=1, metavar="N",
                         help="batch size for the memory estimate (default 1)")
+    parser.add_argument("--depth", metavar="N", default=None,
+                        help="blocks (spec format 2) show folded, one row each; N unfolds N "
+                        "levels of them, all every node (default 0)")
     parser.add_argument("--rf", metavar="NODE",
                         help="draw the receptive field of one unit of NODE on the input image")
     parser.add_argument("--unit", metavar="Y,X",
@@ -42,6 +45,7 @@ def run(args) -> int:
                          found=str(args.batch_size))
     if args.unit is not None and args.rf is None:
         raise UsageError("--unit needs --rf NODE", field="--unit")
+    depth = inspection.parse_depth(args.depth)
     limits.memory_limit(args.memory_limit)  # a bad --memory-limit is reported first
     graph = load_graph(args, args.spec)
     warn_about(graph, args.spec, batch_size=args.batch_size, memory_limit=args.memory_limit)
@@ -62,6 +66,6 @@ def run(args) -> int:
     elif args.format == "mermaid":
         sys.stdout.write(inspection.to_mermaid(graph))
     else:
-        render_inspect(inspection.figures(graph, args.batch_size, for_table=True),
-                       inspection.lane_rows(graph))
+        render_inspect(inspection.figures(graph, args.batch_size, for_table=True, depth=depth),
+                       inspection.lane_rows(graph, depth))
     return 0

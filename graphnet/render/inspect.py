@@ -20,6 +20,7 @@ from . import stdout
 
 LANE_STYLE = "blue"
 OP_STYLE = "cyan"
+BLOCK_STYLE = "bold magenta"
 DIM = "bright_black"
 
 
@@ -102,6 +103,9 @@ def render_inspect(figures: dict, lanes, console: Console | None = None) -> None
     notes.append(f"outputs: {outputs}\n")
     notes.append("RF: receptive field size / jump / start in input pixels (height×width where "
                  "they differ); whole: each unit sees the whole input\n")
+    if any(row.get("block") for row in figures.get("rows", ())):
+        notes.append("a block's row sums its nodes (×N: N chained instances) and shows its "
+                     "output; --depth N unfolds N levels, --depth all every node\n")
     notes.append(f"{INPUT_MARK} input  {NODE_MARK} node  ├─╮ branch  ├─╯ merge")
     console.print(notes)
 
@@ -161,7 +165,7 @@ def node_table(figures: dict, lanes, layout: Layout) -> Table:
     width = len(table.columns)
     above: set[str] = set()  # the row above; the block of graph inputs counts as one row
     outputs = set(figures["outputs"].values())
-    for row, lane in zip(figures["nodes"], lanes):
+    for row, lane in zip(figures.get("rows", figures["nodes"]), lanes):
         if lane.connector:
             table.add_row(lane.connector, *[""] * (width - 1))
         inputs = _inputs_cell(row, above, layout.inputs)
@@ -172,7 +176,8 @@ def node_table(figures: dict, lanes, layout: Layout) -> Table:
             name.append("".join(f"\n← {source}" for source in inputs.split("\n")), style=DIM)
         height = max(1, (name.plain if layout.inputs == "inline" else inputs).count("\n") + 1)
         cells = [lane.line + ("\n" + lane.below) * (height - 1), name]
-        cells.append(Text(row["op"], style=DIM if row["op"] == "input" else ""))
+        cells.append(Text(row["op"], style=DIM if row["op"] == "input" else (
+            BLOCK_STYLE if row.get("block") else "")))
         if layout.inputs != "inline":
             cells.append(Text(inputs, style=DIM if layout.inputs == "all" else ""))
         shape = row["output_shape"]
@@ -211,7 +216,13 @@ def totals_grid(totals: dict) -> Table:
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column(justify="right", no_wrap=True)
     grid.add_column(style=DIM)
-    grid.add_row("parameters", full_number(totals["params"]),
+    grid.add_row("parameters", full_number(totals["trainable_params"]), "trainable")
+    if totals["non_trainable"]:
+        grid.add_row("", full_number(totals["non_trainable"]), "non-trainable (frozen nodes)")
+    if totals["state"]:
+        grid.add_row("state", full_number(totals["state"]),
+                     "batch norm's running mean and variance: kept, not learned, not parameters")
+    grid.add_row("all arrays", full_number(totals["params"]),
                  f"{byte_size(totals['parameter_bytes'])} as float32")
     grid.add_row("MACs per sample", full_number(totals["macs"]), compact_number(totals["macs"]))
     grid.add_row("activations", byte_size(totals["activation_bytes"]),
