@@ -4,6 +4,7 @@ than wrapped rows."""
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 from rich.console import Console
@@ -20,10 +21,10 @@ def recorded(width: int) -> Console:
                    color_system="truecolor")
 
 
-def inspect_text(graph, width: int) -> str:
+def inspect_text(graph, width: int, depth=0) -> str:
     console = recorded(width)
-    render_inspect(inspection.figures(graph, for_table=True), inspection.lane_rows(graph),
-                   console)
+    render_inspect(inspection.figures(graph, for_table=True, depth=depth),
+                   inspection.lane_rows(graph, depth), console)
     return console.export_text()
 
 
@@ -41,17 +42,30 @@ def shape_text(shape) -> str:
 
 
 @pytest.mark.parametrize("width", [80, 160])
-def test_every_spec_fits_and_shows_every_node(specs_dir, width):
+def test_every_spec_fits_and_shows_every_row(specs_dir, width):
     for path in all_specs(specs_dir):
         graph = load(path)
         text = inspect_text(graph, width)
         assert_fits(text, width)
         lines = text.splitlines()
+        rows = inspection.figures(graph, for_table=True)["rows"]
+        for row in rows:  # every node, or the block instance that holds it
+            shape = shape_text(row["output_shape"])
+            # one table line holds the row's name and its output shape: no row was wrapped
+            assert any(f" {row['name']} " in line and shape in line for line in lines), \
+                (path, row["name"])
+        assert f"{graph.total_params:,}" in text and f"{graph.total_macs:,}" in text
+
+
+def test_every_node_unfolded_at_160_columns(specs_dir):
+    for path in all_specs(specs_dir):
+        graph = load(path)
+        text = inspect_text(graph, 160, depth=None)
+        assert_fits(text, 160)
+        lines = text.splitlines()
         for name in graph.order:
             shape = shape_text(graph.nodes[name].shape)
-            # one table line holds the node's name and its output shape: no row was wrapped
             assert any(f" {name} " in line and shape in line for line in lines), (path, name)
-        assert f"{graph.total_params:,}" in text and f"{graph.total_macs:,}" in text
 
 
 def test_lenet5_at_160_columns_shows_everything(specs_dir):
@@ -209,3 +223,48 @@ def test_field_of_the_input_itself_has_no_empty_chart_and_reads_right(specs_dir)
     assert "1×1 pixels" in text and "(<1% of the image)" in text
     assert "1 pixel apart" in text and "1 pixels apart" not in text
     assert "grows with depth" not in text
+
+
+# --- blocks (spec format 2) -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("width", [80, 160])
+def test_resnet18_folded_one_row_per_block(specs_dir, width):
+    text = inspect_text(load(specs_dir / "resnet18.toml"), width)
+    assert_fits(text, width)
+    lines = text.splitlines()
+    layer1 = next(line for line in lines if " layer1 " in line)
+    assert "basic ×2" in layer1 and "64×56×56" in layer1
+    assert ("148,480" if width == 160 else "148.5k") in layer1
+    layer4 = next(line for line in lines if " layer4 " in line)
+    assert (layer4.split()[-3:] == ["435", "32", "-217"] if width == 160
+            else "435/32/-217" in layer4)
+    assert "conv1" not in " ".join(line for line in lines if "layer" in line)  # folded
+    assert not any("layer1.0" in line for line in lines)
+    assert "11,689,512" in text and "trainable" in text
+    assert "9,600" in text and "not parameters" in text
+
+
+@pytest.mark.parametrize("width", [80, 160])
+def test_resnet18_unfolded_one_level_and_all(specs_dir, width):
+    graph = load(specs_dir / "resnet18.toml")
+    text = inspect_text(graph, width, depth=1)
+    assert_fits(text, width)
+    rows = [line for line in text.splitlines() if re.search(r" layer1\.\d +basic ", line)]
+    assert len(rows) == 2 and all("64×56×56" in row for row in rows)
+    assert any(" layer2_down." in line for line in text.splitlines())  # one instance: opened
+    text = inspect_text(graph, width, depth=None)
+    assert_fits(text, width)
+    lines = text.splitlines()
+    if width == 160:  # at 80 columns long names are clipped with an ellipsis
+        for name in graph.order:
+            assert any(f" {name} " in line for line in lines), name
+    assert sum("batch_norm" in line for line in lines) == 20
+
+
+def test_mobilenet_depth_one_opens_groups_and_single_instances(specs_dir):
+    text = inspect_text(load(specs_dir / "mobilenet_v2.toml"), 160, depth=1)
+    lines = text.splitlines()
+    assert any(" block1.0 " in line and "residual" in line for line in lines)
+    assert any(" block2.body " in line and "inverted" in line for line in lines)
+    assert any(" down2.depthwise " in line for line in lines)
