@@ -312,20 +312,9 @@ class _Expander:
                 self.problem("bad or missing node name", field=f"nodes[{index}].name",
                              expected="a printable name", found=_show(name))
                 continue
-            inputs = raw.get("inputs")
-            if inputs is None:
-                inputs = [previous] if previous is not None else (
-                    graph_inputs if len(graph_inputs) == 1 else None)
-                if inputs is None:
-                    self.problem("inputs not given", node=name, field="inputs",
-                                 expected="the names of its inputs (the first node has no node "
-                                 f"before it and the spec has {len(graph_inputs)} inputs)")
-                    continue
-            elif isinstance(inputs, str):
-                inputs = [inputs]
-            if not isinstance(inputs, list) or not all(isinstance(i, str) for i in inputs):
-                self.problem("wrong type", node=name, field="inputs", expected="a list of names",
-                             found=_show(inputs))
+            inputs, fault = node_inputs(raw.get("inputs"), previous, graph_inputs)
+            if fault:
+                self.problem(fault.pop("message"), node=name, field="inputs", **fault)
                 continue
             self.refuse_expressions(raw, name)
             self.instantiate(raw, name, inputs, expanded, depth=0, parent=None, scope=(),
@@ -503,6 +492,25 @@ class _Expander:
             if self.problems:
                 return
         instance.output = prefix + block.output
+
+
+def node_inputs(written, previous: str | None, graph_inputs: list[str]):
+    """(inputs, None) for a node: as written, else the node before it, else the spec's only
+    input; (None, the problem's message and details) when neither is there or they are not
+    names. Plain nodes (spec.py) and block nodes take their inputs alike."""
+    if written is None:
+        if previous is not None:
+            return [previous], None
+        if len(graph_inputs) == 1:
+            return list(graph_inputs), None
+        return None, dict(message="inputs not given", expected="the names of its inputs (the "
+                          "first node has no node before it and the spec has "
+                          f"{len(graph_inputs)} inputs)")
+    if isinstance(written, str):
+        written = [written]
+    if not isinstance(written, list) or not all(isinstance(i, str) for i in written):
+        return None, dict(message="wrong type", expected="a list of names", found=_show(written))
+    return written, None
 
 
 # --- expressions --------------------------------------------------------------------------------

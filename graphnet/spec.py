@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .blocks import expand
+from .blocks import expand, node_inputs as node_inputs_of
 from .errors import SpecError, one_per_cause
 from .text import clip, suggest
 
@@ -336,22 +336,9 @@ def _parse_nodes(section, inputs: dict, problem) -> list[NodeSpec]:
             problem("missing op", node=name, field="op", expected="an op name such as 'conv2d'",
                     found=_show(op))
             continue
-        node_inputs = raw.get("inputs")
-        if node_inputs is None:
-            if before is not None:
-                node_inputs = [before]
-            elif len(inputs) == 1:
-                node_inputs = list(inputs)
-            else:
-                problem("inputs not given", node=name, field="inputs",
-                        expected="the names of its inputs (the first node has no node before it "
-                        f"and the spec has {len(inputs)} inputs)")
-                continue
-        elif isinstance(node_inputs, str):
-            node_inputs = [node_inputs]
-        if not isinstance(node_inputs, list) or not all(isinstance(i, str) for i in node_inputs):
-            problem("wrong type", node=name, field="inputs", expected="a list of names",
-                    found=_show(node_inputs))
+        node_inputs, fault = node_inputs_of(raw.get("inputs"), before, list(inputs))
+        if fault:
+            problem(fault.pop("message"), node=name, field="inputs", **fault)
             continue
         trainable = raw.get("trainable", True)
         if not isinstance(trainable, bool):
