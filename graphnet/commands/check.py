@@ -8,8 +8,9 @@ ORDER = 10
 
 def register(subparsers, common) -> None:
     parser = subparsers.add_parser("check", parents=[common], help="validate graph specs",
-                                   description="Validate graph specs: exit 0 when all are valid, "
-                                   "2 when any is not (one message per problem).")
+                                   description="Validate graph specs, the whole file: the graph, "
+                                   "its [train] section and [outputs]; exit 0 when all are "
+                                   "valid, 2 when any is not (one message per problem).")
     parser.add_argument("specs", nargs="+", metavar="SPEC", help="TOML or JSON graph spec")
     add_memory_limit_argument(parser)
     parser.set_defaults(run=run)
@@ -18,9 +19,9 @@ def register(subparsers, common) -> None:
 def run(args) -> int:
     from rich.markup import escape
 
-    from .. import limits
+    from .. import checks, limits
     from ..errors import GraphnetError
-    from ..render import print_error, stdout
+    from ..render import print_error, print_warning, stdout
 
     limits.memory_limit(args.memory_limit)  # a bad --memory-limit is reported before any spec
     status = 0
@@ -33,5 +34,13 @@ def run(args) -> int:
             continue
         # Known from the spec alone: a graph that cannot train even one sample at a time.
         warn_about(graph, path, batch_size=1, memory_limit=args.memory_limit)
+        for hint in checks.spec_hints(graph):
+            print_warning(hint)
+        problems = checks.spec_problems(graph)  # the rest of the file: [train], [outputs]
+        for problem in problems:
+            print_error(problem)
+        if problems:
+            status = 2
+            continue
         stdout().print(f"[green]ok[/] {escape(f'{path}: {graph.summary()}')}", soft_wrap=True)
     return status

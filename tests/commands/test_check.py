@@ -153,3 +153,41 @@ def test_a_bad_input_declaration_does_not_cascade(declaration, write_spec, run_c
     assert status == 2
     assert len(err.strip().splitlines()) == 1, err
     assert "field 'inputs.image." in err
+
+
+# --- the whole file: [train], [outputs], the input's layout -----------------------------------
+def _whole(write_spec, run_cli, change):
+    spec = json.loads(json.dumps(GOOD))
+    change(spec)
+    return run_cli("check", write_spec(spec))
+
+
+@pytest.mark.parametrize("train, phrases", [
+    ({"epochz": 3}, ["field 'train.epochz'", "unknown key in [train]", "did you mean 'epochs'?"]),
+    ({"epochs": "five"}, ["field 'train.epochs'", "an integer"]),
+    ({"optimizer": {"name": "sgd", "lr": -1}}, ["train.optimizer", "lr"]),
+    ({"optimizer": "adamw"}, ["train.optimizer", "unknown optimizer"]),
+    ({"dataset": "shapez"}, ["train.dataset", "unknown dataset", "did you mean 'shapes'?"]),
+])
+def test_train_section_is_checked(write_spec, run_cli, train, phrases):
+    status, out, err = _whole(write_spec, run_cli, lambda s: s.update(train=train))
+    assert status == 2 and "ok" not in out and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    for phrase in phrases:
+        assert phrase in err, (phrase, err)
+
+
+def test_a_loss_without_outputs_is_an_error_naming_outputs(write_spec, run_cli):
+    status, out, err = _whole(write_spec, run_cli, lambda s: s.pop("outputs"))
+    assert status == 2 and "Traceback" not in err
+    assert "field 'outputs'" in err and "a loss but no [outputs]" in err
+    assert 'loss = "loss"' in err
+
+
+def test_channels_last_input_gets_a_hint(write_spec, run_cli):
+    status, out, err = _whole(write_spec, run_cli,
+                              lambda s: s["inputs"]["image"].update(shape=[32, 32, 3]))
+    assert status == 0, err
+    assert "channels × height × width" in err and "[3, 32, 32]" in err
+    status, out, err = _whole(write_spec, run_cli, lambda s: None)
+    assert status == 0 and "channels" not in err
