@@ -448,6 +448,92 @@ def test_mutated_bytes_long(tmp_path_factory, fuzz_tally, capsys, case):
     _bytes_case(tmp_path_factory, fuzz_tally, capsys, case)
 
 
+# --- the block expander (spec format 2) ----------------------------------------------------------
+BLOCK_BASES = [(name, doc) for name, doc in BASES if isinstance(doc.get("blocks"), dict)]
+EXPRESSION_PARTS = ["filters", "stride", "channels", "expand", "width", "x", "1", "2", "0",
+                    "0.5", "1e308", "+", "-", "*", "/", "//", "**", "(", ")", " ", ".", "[", "]",
+                    "'", "__import__('os').system('true')", "lambda: 1", "__class__", "if",
+                    "()", "{", "}", "$", ",", "9" * 40]
+
+
+@st.composite
+def expressions(draw):
+    text = "".join(draw(st.lists(st.sampled_from(EXPRESSION_PARTS), min_size=0, max_size=12)))
+    return draw(st.sampled_from(["${" + text + "}", "$" + text, "x${" + text + "}", "${" + text]))
+
+
+def mutate_blocks(data, doc):
+    """One mutation aimed at blocks: expressions, repeats, arguments, nesting, references."""
+    blocks = doc.get("blocks") if isinstance(doc, dict) else None
+    if not isinstance(blocks, dict) or not blocks:
+        return doc
+    name = data.draw(st.sampled_from(sorted(blocks)), label="block")
+    block = blocks[name]
+    inner = block.get("nodes") if isinstance(block, dict) else None
+    inner = inner if isinstance(inner, list) and inner else None
+    kind = data.draw(st.sampled_from([
+        "expression", "expression", "repeat", "argument", "nest", "self", "rename", "output",
+        "inputs", "instance_args"]), label="block mutation")
+    nodes = doc.get("nodes")
+    top = [n for n in nodes if isinstance(n, dict) and "block" in n] \
+        if isinstance(nodes, list) else []
+    if kind == "expression" and inner:
+        node = data.draw(st.sampled_from(inner))
+        if isinstance(node, dict):
+            key = data.draw(st.sampled_from(["filters", "kernel", "stride", "padding", "repeat",
+                                             "groups", "trainable", "units"]))
+            node[key] = data.draw(expressions(), label="expression")
+    elif kind == "repeat" and top:
+        data.draw(st.sampled_from(top))["repeat"] = data.draw(st.sampled_from(
+            [0, 1, 3, 50, 10**6, -1, True, "2", "${2}", 2.0, None]))
+    elif kind == "argument" and isinstance(block, dict):
+        block["args"] = data.draw(st.sampled_from([
+            {}, {"filters": "x"}, {"filters": [1, 2]}, {"bad name": 1}, [], "filters",
+            {"filters": 10**12}, {"filters": 0}, {"filters": True}]))
+    elif kind == "nest" and inner:
+        target = data.draw(st.sampled_from(sorted(blocks) + ["missing"]))
+        inner.append({"name": "nested", "block": target,
+                      "repeat": data.draw(st.sampled_from([1, 2, 40]))})
+    elif kind == "self" and inner:
+        inner.insert(0, {"name": "again", "block": name})
+    elif kind == "rename":
+        blocks[data.draw(st.sampled_from(["", "x y", "名前", name + "2"]))] = blocks.pop(name)
+    elif kind == "output" and isinstance(block, dict):
+        block["output"] = data.draw(st.sampled_from(["missing", "", 3, None, "conv1"]))
+    elif kind == "inputs" and isinstance(block, dict):
+        block["inputs"] = data.draw(st.sampled_from([[], ["x", "x"], ["x", "y"], "x", [1], None]))
+    elif kind == "instance_args" and top:
+        node = data.draw(st.sampled_from(top))
+        node[data.draw(st.sampled_from(["filters", "filtres", "op", "weights", "trainable",
+                                        "inputs"]))] = data.draw(nasty_values())
+    return doc
+
+
+@st.composite
+def mutated_block_specs(draw):
+    name, base = draw(st.sampled_from(BLOCK_BASES), label="base spec")
+    doc = copy.deepcopy(base)
+    data = _Drawer(draw)
+    for _ in range(draw(st.integers(1, 4), label="mutations")):
+        doc = mutate_blocks(data, doc) if draw(st.booleans()) else mutate(data, doc)
+    fmt = draw(st.sampled_from(["toml", "json"]), label="format")
+    return (fmt if isinstance(doc, dict) else "json"), doc
+
+
+@settings(CI, max_examples=150)
+@given(case=mutated_block_specs())
+def test_mutated_block_specs_expand_or_fail_with_a_located_error(tmp_path_factory, fuzz_tally,
+                                                                 capsys, case):
+    _spec_case(tmp_path_factory, fuzz_tally, capsys, case)
+
+
+@pytest.mark.slow
+@settings(LONG, max_examples=3000)
+@given(case=mutated_block_specs())
+def test_mutated_block_specs_long(tmp_path_factory, fuzz_tally, capsys, case):
+    _spec_case(tmp_path_factory, fuzz_tally, capsys, case)
+
+
 # --- regressions the fuzzer found, kept as plain tests -----------------------------------------
 @pytest.mark.parametrize("name, text, expected", [
     ("deep.toml", "a = " + "[" * 5000 + "]" * 5000, "nested too deeply"),
