@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 
 import graphnet
 from graphnet.analysis import memory_estimate
+from graphnet.checks import spec_problems
 from graphnet.cli import main
 from graphnet.gradcheck import random_feeds
 
@@ -316,11 +317,14 @@ def check_case(path: Path, tally, capsys, run: bool = True) -> None:
     else:
         tally.record("ok")
     capsys.readouterr()
+    whole_file = spec_problems(graph) if graph is not None else []  # [train], [outputs]
+    for problem in whole_file:
+        assert_located(problem, path)
     status = main(["check", str(path)])
     captured = capsys.readouterr()
-    assert status == (0 if graph is not None else 2), captured.err
+    assert status == (0 if graph is not None and not whole_file else 2), captured.err
     assert "Traceback" not in captured.err + captured.out
-    if graph is None:
+    if graph is None or whole_file:
         assert "error:" in captured.err
     elif run:
         run_graph(graph)
