@@ -5,7 +5,6 @@ data is read."""
 from __future__ import annotations
 
 from .errors import GraphnetError, SpecError
-from .train_config import TrainConfig
 
 CHANNELS_LAST = (1, 3, 4)
 """Channel counts of grey, RGB and RGBA images: a last axis of these after a larger first one
@@ -16,6 +15,9 @@ def spec_problems(graph) -> list[GraphnetError]:
     """Errors in the file that only ``train`` would otherwise find, each located."""
     problems: list[GraphnetError] = []
     if graph.spec.train:
+        # Only for a spec with [train]: reading it as training does costs the training imports.
+        from .train_config import TrainConfig
+
         try:
             config = TrainConfig.from_graph(graph)
             graph.registry.entry("dataset", config.dataset, field_name="train.dataset")
