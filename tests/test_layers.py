@@ -33,7 +33,7 @@ LAYERS = [  # top first; a module, or a package that covers the modules inside i
                 "graphnet.allocator"]),
     ("graph", ["graphnet.graph", "graphnet.analysis", "graphnet.fusion", "graphnet.limits"]),
     ("registry", ["graphnet.registry"]),
-    ("spec", ["graphnet.spec"]),
+    ("spec", ["graphnet.spec", "graphnet.blocks"]),
     ("hookspecs/op/errors", ["graphnet.hookspecs", "graphnet.op", "graphnet.errors",
                              "graphnet.text", "graphnet.files", "graphnet.numeric",
                              # graphnet/__init__.py alone: it imports nothing until a name is
