@@ -2,9 +2,11 @@
 
 Windows are read as strided slices of the (padded) input, one slice per kernel tap, so no
 window is ever copied out, and the ops work in whatever memory layout they are given: a conv's
-channels-last output stays channels-last, with no transposes. Padding follows PyTorch, so an
-export matches it: max pooling pads with −inf, average pooling counts padded zeros in the
-divisor (``count_include_pad=True``), and padding may not exceed half the kernel.
+channels-last output stays channels-last, with no transposes. Max pooling pads with −inf.
+Average pooling divides by the pixels its window covers: with ``padding = "same"`` only the
+real ones, as TensorFlow (and ONNX by default) do, and with explicit padding the padded zeros
+too, as PyTorch does (``count_include_pad``, PyTorch's name, says which). Padding may not exceed
+half the kernel (PyTorch's rule).
 """
 from __future__ import annotations
 
@@ -142,11 +144,17 @@ class MaxPool2d(_Pool2d):
 class AvgPool2d(_Pool2d):
     """2-D average pooling: the mean of each window, per channel.
 
-    Padded zeros count in the divisor (PyTorch's ``count_include_pad=True``): every window
-    divides by kernel_h · kernel_w. MACs: output elements · kernel_h · kernel_w.
+    With ``padding = "same"`` a window at the border divides by the real pixels it covers
+    (TensorFlow's rule, ONNX's default), so a constant image stays constant; with explicit
+    padding it divides by kernel_h · kernel_w, the padded zeros included (PyTorch's default).
+    ``count_include_pad`` overrides either. MACs: output elements · kernel_h · kernel_w.
     """
 
     name = "avg_pool2d"
+    attrs = {**POOL_ATTRS, "count_include_pad": Attr(
+        "bool", default=None,
+        doc='whether padded zeros count in the divisor (default: false for "same", as '
+            "TensorFlow; true for explicit padding, as PyTorch)")}
 
     def forward(self, inputs, params, attrs, ctx):
         images = inputs[0]
@@ -158,14 +166,15 @@ class AvgPool2d(_Pool2d):
                 total = padded[:, :, rows, cols].copy(order="K")
             else:
                 total += padded[:, :, rows, cols]
-        total *= 1.0 / (window.kernel[0] * window.kernel[1])
-        return total, (images.shape, window)
+        reciprocal = divisor_reciprocal(window, counts_padding(attrs), total.dtype)
+        total *= reciprocal
+        return total, (images.shape, window, reciprocal)
 
     def backward(self, grad_output, saved, params, attrs, ctx):
         if not ctx.wants_input_grad(0):
             return [None], {}
-        input_shape, window = saved
-        share = grad_output * (1.0 / (window.kernel[0] * window.kernel[1]))
+        input_shape, window, reciprocal = saved
+        share = grad_output * reciprocal
         if tiles_input(window, input_shape):
             grad_input = np.empty_like(share, shape=input_shape)
             for _, _, rows, cols in window.taps():
@@ -184,6 +193,31 @@ class AvgPool2d(_Pool2d):
     def to_torch(self, input_shapes, attrs, names):
         # an F.pad of zeros counts in the divisor, as PyTorch's own padding does
         return self._torch_pool(input_shapes, attrs, names, "AvgPool2d", None)
+
+
+def counts_padding(attrs) -> bool:
+    """Whether padded zeros count in an average pool's divisor: as asked, else TensorFlow's
+    rule for "same" (they do not) and PyTorch's for explicit padding (they do)."""
+    if attrs.count_include_pad is not None:
+        return attrs.count_include_pad
+    return attrs.padding != "same"
+
+
+def divisor_reciprocal(window: SlidingWindow, include_padding: bool, dtype):
+    """1 / the divisor of each window: a scalar when every window divides by the whole kernel,
+    else an (out_h, out_w) array (it broadcasts over samples and channels in any layout) of
+    1 / the real pixels each window covers: per axis, the overlap of the window's span with the
+    unpadded input, the two axes' counts multiplied."""
+    kernel_h, kernel_w = window.kernel
+    if include_padding or not any(window.pads):
+        return dtype.type(1.0 / (kernel_h * kernel_w))
+    top, _, left, _ = window.pads
+    covered = []
+    for size, before, span, step, count in zip(window.input_hw, (top, left), window.extent,
+                                               window.stride, window.output_hw):
+        starts = np.arange(count) * step
+        covered.append(np.minimum(starts + span, before + size) - np.maximum(starts, before))
+    return (1.0 / np.outer(covered[0], covered[1])).astype(dtype)
 
 
 class GlobalAvgPool(Op):

@@ -13,7 +13,10 @@ CASES = {
     "max_pool2d": [((2, 6, 6), {"kernel": 2}), ((2, 7, 5), {"kernel": 3, "stride": 2,
                                                              "padding": 1})],
     "avg_pool2d": [((2, 6, 6), {"kernel": 2}), ((2, 7, 5), {"kernel": 3, "stride": 2,
-                                                             "padding": 1})],
+                                                             "padding": 1}),
+                   # TensorFlow's "same": border windows divide by the real pixels only
+                   ((2, 7, 6), {"kernel": 3, "stride": 2, "padding": "same"}),
+                   ((2, 5, 6), {"kernel": 3, "padding": 1, "count_include_pad": False})],
     "global_avg_pool": [((3, 4, 5), {})],
     "relu": [((3, 4, 4), {})],
     "leaky_relu": [((3, 4, 4), {"slope": 0.2})],

@@ -9,7 +9,7 @@ from graphnet.errors import ShapeError, SpecError
 from graphnet.op import GLOBAL, Window
 from graphnet_plugins import pooling
 from graphnet_plugins._window import SlidingWindow
-from graphnet_plugins.pooling import AvgPool2d, GlobalAvgPool, MaxPool2d
+from graphnet_plugins.pooling import AvgPool2d, GlobalAvgPool, MaxPool2d, counts_padding
 
 
 def make_attrs(op_class, **raw):
@@ -27,14 +27,17 @@ def random(shape, seed=0, dtype=np.float64):
 
 
 def naive_pool(x, attrs, reduce):
-    """Pool one window at a time (loops are fine in tests): max pads with −inf, average pads
-    with zeros that count in the divisor, as PyTorch does."""
+    """Pool one window at a time (loops are fine in tests): max pads with −inf; average pads
+    with zeros that count in the divisor (PyTorch) or divides by the real pixels only
+    (TensorFlow's "same"), as ``count_include_pad`` resolves."""
     batch, channels = x.shape[:2]
     kernel_h, kernel_w = attrs.kernel
     stride_h, stride_w = attrs.stride or attrs.kernel
     top, bottom, left, right = SlidingWindow.of(x.shape[1:], attrs).pads  # see test_window
     fill = -np.inf if reduce == "max" else 0.0
     padded = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=fill)
+    real = np.pad(np.ones(x.shape[2:]), ((top, bottom), (left, right)))
+    include_padding = reduce == "avg" and counts_padding(attrs)
     out_h = (padded.shape[2] - kernel_h) // stride_h + 1
     out_w = (padded.shape[3] - kernel_w) // stride_w + 1
     output = np.zeros((batch, channels, out_h, out_w))
@@ -44,7 +47,13 @@ def naive_pool(x, attrs, reduce):
                 for j in range(out_w):
                     patch = padded[n, c, i * stride_h:i * stride_h + kernel_h,
                                    j * stride_w:j * stride_w + kernel_w]
-                    output[n, c, i, j] = patch.max() if reduce == "max" else patch.mean()
+                    if reduce == "max":
+                        output[n, c, i, j] = patch.max()
+                    else:
+                        covered = real[i * stride_h:i * stride_h + kernel_h,
+                                       j * stride_w:j * stride_w + kernel_w]
+                        divisor = covered.size if include_padding else covered.sum()
+                        output[n, c, i, j] = patch.sum() / divisor
     return output
 
 
@@ -59,6 +68,13 @@ CASES = {
     "leftover-row-and-column": ((2, 7, 5), {"kernel": 2, "padding": "valid"}),
     "gaps-stride3": ((1, 8, 7), {"kernel": 2, "stride": 3}),
     "pad-half-of-even-kernel": ((2, 6, 6), {"kernel": [4, 2], "padding": [2, 1]}),
+    "same-stride1-odd": ((2, 5, 6), {"kernel": [3, 2], "stride": 1, "padding": "same"}),
+}
+AVG_ONLY_CASES = {  # count_include_pad overriding either default
+    "explicit-excluding-pad": ((2, 7, 6), {"kernel": 3, "stride": 2, "padding": 1,
+                                           "count_include_pad": False}),
+    "same-including-pad": ((2, 5, 6), {"kernel": 3, "stride": 2, "padding": "same",
+                                       "count_include_pad": True}),
 }
 POOLS = {"max": MaxPool2d, "avg": AvgPool2d}
 
@@ -66,6 +82,11 @@ POOLS = {"max": MaxPool2d, "avg": AvgPool2d}
 @pytest.fixture(params=list(CASES), ids=list(CASES))
 def case(request):
     return CASES[request.param]
+
+
+@pytest.fixture(params=list(AVG_ONLY_CASES), ids=list(AVG_ONLY_CASES))
+def avg_case(request):
+    return AVG_ONLY_CASES[request.param]
 
 
 def test_registers_every_pool(registered_ops):
@@ -111,6 +132,45 @@ def test_max_pool_gradient_goes_to_the_first_maximum_only(raw, context):
             expected[0, 0, row, col] += 1
     assert np.array_equal(grad, expected)
     assert grad.sum() == output.size
+
+
+def test_average_pool_options_equal_naive_loop_and_central_differences(avg_case, context,
+                                                                       check_gradients):
+    input_shape, raw = avg_case
+    attrs = make_attrs(AvgPool2d, **raw)
+    x = random((2, *input_shape))
+    output, _ = AvgPool2d().forward([x], {}, attrs, context())
+    assert np.allclose(output, naive_pool(x, attrs, "avg"), rtol=1e-12, atol=1e-12)
+    check_gradients(AvgPool2d(), [x], {}, attrs)
+
+
+def test_average_pool_with_same_padding_divides_by_real_pixels_as_tensorflow():
+    """TensorFlow's (and ONNX's default) "same" average: a constant image stays constant at
+    the border; 3×3 windows over a 3×4 ramp, worked by hand."""
+    attrs = make_attrs(AvgPool2d, kernel=3, stride=1, padding="same")
+    output, _ = AvgPool2d().forward([np.ones((1, 1, 5, 4))], {}, attrs, None)
+    assert np.allclose(output, 1.0)
+    ramp = np.arange(12.0).reshape(1, 1, 3, 4)
+    output, _ = AvgPool2d().forward([ramp], {}, attrs, None)
+    # top-left window covers rows 0-1, cols 0-1: (0 + 1 + 4 + 5) / 4
+    assert output[0, 0, 0, 0] == pytest.approx(10 / 4)
+    # top edge, second column: rows 0-1, cols 0-2: (0+1+2+4+5+6) / 6
+    assert output[0, 0, 0, 1] == pytest.approx(18 / 6)
+    assert output[0, 0, 1, 1] == pytest.approx(ramp[0, 0, :, :3].mean())
+
+
+def test_same_padding_divisor_reaches_a_user_through_a_spec(tmp_path):
+    import graphnet
+    spec = {"graph": {"name": "smooth"}, "inputs": {"image": {"shape": [1, 6, 6]}},
+            "nodes": [{"name": "blur", "op": "avg_pool2d", "kernel": 3, "stride": 1,
+                       "padding": "same"},
+                      {"name": "blur_pytorch", "op": "avg_pool2d", "inputs": ["image"],
+                       "kernel": 3, "stride": 1, "padding": "same", "count_include_pad": True}],
+            "outputs": {"blur": "blur", "blur_pytorch": "blur_pytorch"}}
+    network = graphnet.Network(graphnet.load(spec), seed=0)
+    outputs = network.forward({"image": np.ones((1, 1, 6, 6), np.float32)})
+    assert np.allclose(outputs["blur"], 1.0)
+    assert outputs["blur_pytorch"][0, 0, 0, 0] == pytest.approx(4 / 9)
 
 
 def test_average_pool_counts_padded_zeros():
@@ -259,12 +319,13 @@ def test_same_padding_always_fits_pytorch_s_rule(kernel, stride):
 
 
 # --- against PyTorch, when it is installed ---------------------------------------------------
-@pytest.mark.parametrize("name", ["3x3-stride2-pad1", "stride-pair-pad-pair",
-                                  "overlapping-stride1", "pad-half-of-even-kernel"])
-@pytest.mark.parametrize("reduce", list(POOLS))
+@pytest.mark.parametrize("reduce, name", [
+    (reduce, name) for name in ("3x3-stride2-pad1", "stride-pair-pad-pair", "overlapping-stride1",
+                                "pad-half-of-even-kernel") for reduce in POOLS
+] + [("avg", "explicit-excluding-pad")])
 def test_matches_pytorch(reduce, name, context):
     torch = pytest.importorskip("torch", reason="PyTorch is not installed (the torch extra, part of the test extra)")
-    input_shape, raw = CASES[name]
+    input_shape, raw = {**CASES, **AVG_ONLY_CASES}[name]
     op_class = POOLS[reduce]
     attrs = make_attrs(op_class, **raw)
     x = random((2, *input_shape))
@@ -278,7 +339,8 @@ def test_matches_pytorch(reduce, name, context):
     if reduce == "max":
         expected = torch.nn.functional.max_pool2d(x_torch, **options)
     else:
-        expected = torch.nn.functional.avg_pool2d(x_torch, count_include_pad=True, **options)
+        expected = torch.nn.functional.avg_pool2d(
+            x_torch, count_include_pad=counts_padding(attrs), **options)
     expected.backward(torch.tensor(grad_output))
     assert np.allclose(output, expected.detach().numpy(), rtol=1e-12, atol=1e-12)
     assert np.allclose(grad, x_torch.grad.numpy(), rtol=1e-12, atol=1e-12)
