@@ -1,5 +1,6 @@
-"""``graphnet data list`` and ``graphnet data fetch NAME...``: the registered datasets, and
-downloading the ones that come from the web into the cache."""
+"""``graphnet data list``, ``graphnet data fetch NAME...`` and ``graphnet data sample NAME``:
+the registered datasets, downloading the ones that come from the web into the cache, and
+writing a few of any dataset's images to an .npz for ``graphnet predict``."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,6 +9,8 @@ from ..data.cache import CACHE_ENV, checked_cache_dir, dataset_folder
 from ..data.fetch import MIRROR_ENV
 from ..errors import UsageError
 from ._common import registry_from_args
+
+SPLITS = ("train", "test")
 
 ORDER = 60
 
@@ -30,6 +33,24 @@ def register(subparsers, common) -> None:
     fetching.add_argument("--cache-dir", type=Path, default=None, help=cache_help)
     fetching.add_argument("--mirror", default=None, metavar="URL",
                           help=f"fetch MIRROR/NAME/FILE instead (default: {MIRROR_ENV})")
+
+    sampling = actions.add_parser(
+        "sample", parents=[common], help="write sample images to an .npz",
+        description="Write COUNT images of a dataset's split, with their labels and the class "
+        "names, to an .npz that `graphnet predict` and `graphnet show --input` read (arrays "
+        "images, labels, class_names).")
+    sampling.add_argument("name", metavar="NAME", help="dataset, e.g. shapes or mnist")
+    sampling.add_argument("--count", default="8", metavar="N", help="images to write (default 8)")
+    sampling.add_argument("-o", "--output", required=True, type=Path, metavar="PATH",
+                          help="the .npz to write (atomically)")
+    sampling.add_argument("--split", choices=SPLITS, default="test",
+                          help="which split to draw from (default: test, never trained on)")
+    sampling.add_argument("--seed", default="0", metavar="N",
+                          help="seed of the dataset and of the choice of images (default 0)")
+    sampling.add_argument("--dataset-option", dest="dataset_options", action="append",
+                          default=[], metavar="KEY=VALUE",
+                          help="an option of the dataset (repeatable), e.g. size=28")
+    sampling.add_argument("--cache-dir", type=Path, default=None, help=cache_help)
     parser.set_defaults(run=run)
 
 
@@ -71,7 +92,45 @@ def run_fetch(args) -> int:
     return 0
 
 
-ACTIONS = {"list": run_list, "fetch": run_fetch}
+def run_sample(args) -> int:
+    from ..data.sample import sample_dataset, write_sample
+    from ..options import literal
+    from ..render.data import render_sample
+
+    count, seed = _whole_number(args.count, "--count", 1), _whole_number(args.seed, "--seed", 0)
+    options = {}
+    for item in args.dataset_options:
+        key, equals, value = item.partition("=")
+        if not equals or not key.strip():
+            raise UsageError("bad argument", field="--dataset-option", expected="KEY=VALUE",
+                             found=repr(item))
+        options[key.strip()] = literal(value)
+    if args.output.suffix.lower() != ".npz":
+        raise UsageError("bad argument", field="--output", expected="a file name ending .npz",
+                         found=repr(str(args.output)))
+    dataset, indices = sample_dataset(registry_from_args(args), args.name, count=count,
+                                      split=args.split, seed=seed, options=options,
+                                      cache_dir=checked_cache_dir(args.cache_dir))
+    write_sample(args.output, dataset, args.split, indices)
+    labels = getattr(dataset, args.split).labels[indices]
+    render_sample(args.output, args.name, args.split, dataset.image_shape,
+                  [dataset.class_names[label] if label < len(dataset.class_names) else str(label)
+                   for label in labels.tolist()])
+    return 0
+
+
+def _whole_number(text: str, flag: str, minimum: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < minimum:
+        raise UsageError("bad argument", field=flag, expected=f"an integer >= {minimum}",
+                         found=repr(text))
+    return value
+
+
+ACTIONS = {"list": run_list, "fetch": run_fetch, "sample": run_sample}
 
 
 def _one_line_doc(source) -> str:

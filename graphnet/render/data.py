@@ -8,6 +8,7 @@ from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, Time
                            TransferSpeedColumn)
 from rich.table import Table
 
+from ..op import format_shape
 from . import stdout
 
 STATUS_STYLES = {"cached": "green", "not fetched": "yellow", "partly downloaded": "yellow"}
@@ -51,3 +52,11 @@ def render_fetch_results(dataset: str, folder, results: list[tuple[str, str]]) -
     for name, outcome in results:
         console.print(f"  {escape(name)}: {escape(outcome)}", soft_wrap=True)
     console.print(f"[green]ok[/] {escape(dataset)} is in {escape(str(folder))}", soft_wrap=True)
+
+
+def render_sample(path, dataset: str, split: str, image_shape, label_names: list[str]) -> None:
+    """One line: what was written where, then the images' labels in order."""
+    console = stdout()
+    console.print(f"[green]wrote[/] {len(label_names)} {escape(dataset)} {split} images "
+                  f"({escape(format_shape(image_shape))}) to {escape(str(path))}", soft_wrap=True)
+    console.print("  labels: " + escape(", ".join(label_names)), soft_wrap=True)
