@@ -10,6 +10,8 @@ half the kernel (PyTorch's rule).
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from graphnet import parallel
@@ -191,8 +193,20 @@ class AvgPool2d(_Pool2d):
         return channels * out_h * out_w * kernel_h * kernel_w
 
     def to_torch(self, input_shapes, attrs, names):
+        window = self._window(input_shapes[0], attrs)
         # an F.pad of zeros counts in the divisor, as PyTorch's own padding does
-        return self._torch_pool(input_shapes, attrs, names, "AvgPool2d", None)
+        counting = self._torch_pool(input_shapes, attrs, names, "AvgPool2d", None)
+        if counts_padding(attrs) or not any(window.pads):
+            return counting
+        top, bottom, left, right = window.pads
+        if top == bottom and left == right:  # the layer pads: PyTorch's own option
+            return replace(counting, module=counting.module[:-1] + ", count_include_pad=False)")
+        # asymmetric ("same" with an even kernel): divide by the same pool of a padded image of
+        # ones, the share of each window that is real pixels
+        from graphnet.op import TorchLayer
+        ones, _ = TorchLayer.padded(f"torch.ones_like({names.inputs[0]}[:1, :1])", window.pads)
+        return replace(counting,
+                       expression=f"{counting.expression} / {names.layer}({ones})")
 
 
 def counts_padding(attrs) -> bool:

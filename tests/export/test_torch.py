@@ -73,6 +73,30 @@ REGRESSION = {
 }
 
 
+# Average pooling's divisors: "same" counts only real pixels (symmetric and asymmetric padding),
+# explicit padding counts the zeros unless count_include_pad says otherwise.
+AVERAGE_POOLS = {
+    "graph": {"name": "average pools"},
+    "inputs": {"image": {"shape": [2, 7, 7]}},
+    "nodes": [
+        {"name": "same_odd", "op": "avg_pool2d", "inputs": ["image"], "kernel": 3, "stride": 1,
+         "padding": "same"},
+        {"name": "same_even", "op": "avg_pool2d", "inputs": ["image"], "kernel": 2, "stride": 1,
+         "padding": "same"},
+        {"name": "explicit", "op": "avg_pool2d", "inputs": ["image"], "kernel": 3, "stride": 2,
+         "padding": 1, "count_include_pad": False},
+        {"name": "padded_zeros", "op": "avg_pool2d", "inputs": ["image"], "kernel": 2,
+         "stride": 1, "padding": "same", "count_include_pad": True},
+    ],
+    "outputs": {name: name for name in ("same_odd", "same_even", "explicit", "padded_zeros")},
+}
+
+
+def test_average_pool_divisors_agree_with_pytorch():
+    pytest.importorskip("torch")
+    _assert_agree(load(AVERAGE_POOLS))
+
+
 def _assert_agree(graph, batch_size=4):
     network = Network(graph, seed=3)
     feeds = random_feeds(graph, batch_size, 5, dtype=np.float32)
