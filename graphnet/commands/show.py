@@ -52,6 +52,11 @@ def run(args) -> int:
         # the epoch first: a long path may wrap, and "epoch 3" should not be split by it
         source = "learned weights" + (f" (epoch {epoch})" if epoch is not None else "") + f" from {path}"
         untrained = False
+    elif graph.nodes[node_name].fixed_weights.keys() >= graph.nodes[node_name].param_specs.keys():
+        node = graph.nodes[node_name]
+        source = f"weights written in the spec (node {node_name!r}, its fixed `weights`" + \
+            ("; not trainable)" if not node.trainable else ")")
+        untrained = False
     else:
         source = (f"initialised weights (random, seed {args.seed}): no --checkpoint given, so "
                   "these are untrained")

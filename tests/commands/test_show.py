@@ -73,6 +73,15 @@ def test_initial_filters_say_they_are_untrained(run_cli, screen, specs_dir):
     assert "6 filters of 1×5×5" in text and "negative" in text and "positive" in text
 
 
+def test_filters_written_in_the_spec_are_not_called_random(run_cli, screen, specs_dir):
+    console = screen(terminal(100))
+    status, _, err = run_cli("show", specs_dir / "curve_detector.toml")
+    words = " ".join(console.export_text().split())
+    assert status == 0, err
+    assert "weights written in the spec (node 'curve', its fixed `weights`; not trainable)" in words
+    assert "random" not in words and "untrained" not in words
+
+
 def test_piped_output_is_ascii_without_escape_codes(run_cli, screen, specs_dir, tmp_path):
     checkpoint = save(tmp_path, specs_dir / "lenet5.toml")
     console = screen(piped())
