@@ -265,10 +265,15 @@ def stored_standardiser(meta: dict, image_shape, path) -> Standardiser:
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
-def read_images(path: str | Path, shape: tuple[int, ...]) -> np.ndarray:
+def read_images(path: str | Path, shape: tuple[int, ...],
+                conversions: dict[str, list[str]] | None = None) -> np.ndarray:
     """N×``shape`` float32 images from an ``.npz`` (key ``images`` or its single array), an
     ``.npy``, or an image file (Pillow; resized, grey or RGB by the channel count). Layouts and
-    pixel scales are read as the ``npz`` dataset reads them (0–255 integers become 0–1)."""
+    pixel scales are read as the ``npz`` dataset reads them (0–255 integers become 0–1).
+
+    A picture that had to be resized or changed between grey and colour is recorded in
+    ``conversions`` (if given): what was done → the files it was done to, so a caller can say
+    so once per kind."""
     path = Path(path)
     with open_regular(path, DataError, what="input file"):
         pass  # a FIFO, a device or a folder is refused before anything reads it
@@ -276,7 +281,7 @@ def read_images(path: str | Path, shape: tuple[int, ...]) -> np.ndarray:
     if suffix in (".npz", ".npy"):
         array, layout = _read_array(path), "auto"
     elif suffix in IMAGE_SUFFIXES:
-        array, layout = _read_picture(path, shape), "nchw"
+        array, layout = _read_picture(path, shape, conversions), "nchw"
     else:
         raise DataError("cannot read this kind of file", file=path,
                         expected=".npz, .npy or an image (" + ", ".join(IMAGE_SUFFIXES) + ")",
@@ -317,7 +322,12 @@ def _read_array(path: Path) -> np.ndarray:
     return read_npz(path, DataError, budget=memory_limit(), keys=[key])[key]
 
 
-def _read_picture(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+"""Pillow's modes of single-channel (grey) pictures."""
+
+
+def _read_picture(path: Path, shape: tuple[int, ...],
+                  conversions: dict[str, list[str]] | None) -> np.ndarray:
     try:
         from PIL import Image
     except ImportError:
@@ -336,10 +346,22 @@ def _read_picture(path: Path, shape: tuple[int, ...]) -> np.ndarray:
                 columns, rows = picture.size
                 check_size(columns * rows * 4, memory_limit(), DataError, file=path,
                            what=f"a {columns}×{rows} image")
+                done = []
+                grey = picture.mode in GREY_MODES
+                if grey and channels == 3:
+                    done.append(("grey copied into the 3 colour channels the spec's input has",
+                                 ""))
+                elif not grey and channels == 1:
+                    done.append(("colour turned grey: the spec's input has 1 channel", ""))
                 picture = picture.convert("L" if channels == 1 else "RGB")
                 if picture.size != (width, height):
+                    done.append((f"resized to {width}×{height}, the spec's input size",
+                                 f" (was {picture.size[0]}×{picture.size[1]})"))
                     picture = picture.resize((width, height))
                 pixels = np.asarray(picture, dtype=np.uint8)
+                if conversions is not None:
+                    for kind, detail in done:
+                        conversions.setdefault(kind, []).append(f"{path}{detail}")
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise DataError(f"image is too large to decode safely: {error}", file=path) from None
     except (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error) as error:

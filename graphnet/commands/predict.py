@@ -24,7 +24,7 @@ def register(subparsers, common) -> None:
 
 def run(args) -> int:
     from ..inference import describe_probabilities, load_trained, read_images
-    from ..render import print_warning
+    from ..render import print_note, print_warning
     from ..render.training import render_predictions
 
     top = None
@@ -41,7 +41,10 @@ def run(args) -> int:
     for warning in trained.warnings:
         print_warning(warning)
     shape = graph.nodes[trained.bindings.image].shape
-    batches = [(path, read_images(path, shape)) for path in args.inputs]
+    conversions: dict[str, list[str]] = {}
+    batches = [(path, read_images(path, shape, conversions)) for path in args.inputs]
+    for kind, files in conversions.items():
+        print_note(f"{kind}: {', '.join(files)}")
     several = len(batches) > 1 or any(len(images) > 1 for _, images in batches)
     lines = []
     for path, images in batches:

@@ -41,3 +41,9 @@ def print_error(error) -> None:
 
 def print_warning(text: str) -> None:
     stderr().print(f"[yellow]warning:[/] {escape(text)}", soft_wrap=True)
+
+
+def print_note(text: str) -> None:
+    """Something done on the user's behalf that they should know of (an image resized), on
+    stderr so that results stay clean for a pipe."""
+    stderr().print(f"[cyan]note:[/] {escape(text)}", soft_wrap=True)

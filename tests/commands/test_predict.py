@@ -106,6 +106,41 @@ def test_image_files_are_read_with_pillow(run_cli, trained, tmp_path, mode, size
                                path)
     assert status == 0, err
     assert parse(out)[0][0][1] == "class1"
+    # the spec's input is 1×6×6: say what was changed to fit it, one line per kind
+    notes = [line for line in err.splitlines() if line.startswith("note:")]
+    if mode == "L":
+        assert notes == []
+    else:
+        assert notes == [f"note: colour turned grey: the spec's input has 1 channel: {path}",
+                         f"note: resized to 6×6, the spec's input size: {path} (was 12×12)"]
+
+
+def test_a_grey_picture_for_a_colour_input_says_it_was_copied_into_three_channels(tmp_path):
+    pytest.importorskip("PIL")
+    from PIL import Image
+    from graphnet.inference import read_images
+    path = tmp_path / "grey.png"
+    Image.fromarray(np.full((8, 8), 200, np.uint8), mode="L").save(path)
+    conversions = {}
+    images = read_images(path, (3, 8, 8), conversions)
+    assert images.shape == (1, 3, 8, 8) and np.all(images[0, 0] == images[0, 2])
+    assert conversions == {"grey copied into the 3 colour channels the spec's input has":
+                           [str(path)]}
+
+
+def test_a_backslash_in_a_class_name_is_printed_once(run_cli, trained, tmp_path):
+    from graphnet.checkpoint import load_checkpoint, save_checkpoint
+    spec, checkpoint = trained
+    renamed = load_checkpoint(checkpoint)
+    renamed.meta["class_names"] = ["diagonal \\", "a [bold]b[/]", "class2", "class3"]
+    save_checkpoint(tmp_path / "renamed.npz", renamed)
+    images = tmp_path / "images.npz"
+    np.savez(images, images=patterns()[:2])
+    status, out, err = run_cli("predict", spec, "--plugin", TOY, "--checkpoint",
+                               tmp_path / "renamed.npz", images, "--top", "1")
+    assert status == 0, err
+    assert out.splitlines()[0].endswith(" diagonal \\")
+    assert out.splitlines()[1].endswith(" a [bold]b[/]")
 
 
 def test_an_unreadable_image_file_is_a_data_error(run_cli, trained, tmp_path):
