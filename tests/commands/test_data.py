@@ -96,3 +96,50 @@ def test_a_cache_that_is_a_file_is_refused_naming_where_it_came_from(run_cli, tm
                              "--epochs", 1, "--run-dir", tmp_path / "run")
     assert status == 2 and "GRAPHNET_CACHE" in err and "not a folder" in err
     assert not_a_folder.read_text() == "a file"
+
+
+# --- data sample -------------------------------------------------------------------------------
+def test_sample_writes_images_that_predict_reads(run_cli, tmp_path):
+    from graphnet.inference import read_images
+    images = tmp_path / "images.npz"
+    status, out, err = run_cli("data", "sample", "shapes", "--count", "5", "-o", images,
+                               "--dataset-option", "size=16", "--dataset-option", "channels=1",
+                               "--dataset-option", "test_size=20", "--seed", "3")
+    assert status == 0, err
+    with np.load(images, allow_pickle=False) as archive:
+        assert sorted(archive.files) == ["class_names", "images", "labels"]
+        labels, names = archive["labels"], list(archive["class_names"])
+    assert read_images(images, (1, 16, 16)).shape == (5, 1, 16, 16)
+    assert labels.dtype == np.int64 and len(labels) == 5 and "diagonal \\" in names
+    assert "wrote 5 shapes test images (1×16×16)" in out
+    assert ", ".join(names[label] for label in labels) in out
+    assert [path.name for path in tmp_path.iterdir()] == ["images.npz"]  # no temp file left
+
+
+def test_sample_is_seeded_and_draws_from_the_split_asked_for(run_cli, tmp_path):
+    def sample(name, *flags):
+        path = tmp_path / name
+        options = ("--dataset-option", "size=16", "--dataset-option", "train_size=30",
+                   "--dataset-option", "test_size=30")
+        assert run_cli("data", "sample", "shapes", "-o", path, *options, *flags)[0] == 0
+        with np.load(path, allow_pickle=False) as archive:
+            return archive["images"]
+    first, again = sample("a.npz", "--seed", "1"), sample("b.npz", "--seed", "1")
+    assert np.array_equal(first, again) and len(first) == 8
+    assert not np.array_equal(first, sample("c.npz", "--seed", "2"))
+    assert not np.array_equal(first, sample("d.npz", "--seed", "1", "--split", "train"))
+
+
+@pytest.mark.parametrize("args, words", [
+    (("--count", "0"), ["'--count'", "integer >= 1"]),
+    (("--count", "31"), ["'--count'", "at most 30"]),
+    (("--dataset-option", "sise=3"), ["sise", "did you mean 'size'"]),
+    (("-o", "images.txt"), ["'--output'", ".npz"]),
+], ids=["zero", "more-than-the-split", "unknown-option", "not-npz"])
+def test_sample_refuses_bad_arguments_naming_the_flag(run_cli, tmp_path, args, words):
+    base = ["data", "sample", "shapes", "--dataset-option", "test_size=30", "-o",
+            tmp_path / "images.npz"]
+    status, out, err = run_cli(*base, *args)
+    assert status == 2 and "Traceback" not in err
+    assert all(word in err for word in words), err
+    assert not (tmp_path / "images.npz").exists()
