@@ -32,18 +32,26 @@ def stderr() -> Console:
     return _consoles["err"]
 
 
+def one_line(console: Console) -> bool:
+    """The ``soft_wrap`` for a message: piped output keeps each message on one line (for grep);
+    a terminal gets it broken at spaces to its width (left to itself, a terminal breaks a long
+    line anywhere, in the middle of a word or a number)."""
+    return not console.is_terminal
+
+
 def print_error(error) -> None:
     """One line per problem, ``error: file: node 'x', field 'y': ...``, on stderr."""
     problems = getattr(error, "errors", None) or [error]
     for problem in problems:
-        stderr().print(f"[bold red]error:[/] {escape(str(problem))}", soft_wrap=True)
+        stderr().print(f"[bold red]error:[/] {escape(str(problem))}",
+                       soft_wrap=one_line(stderr()))
 
 
 def print_warning(text: str) -> None:
-    stderr().print(f"[yellow]warning:[/] {escape(text)}", soft_wrap=True)
+    stderr().print(f"[yellow]warning:[/] {escape(text)}", soft_wrap=one_line(stderr()))
 
 
 def print_note(text: str) -> None:
     """Something done on the user's behalf that they should know of (an image resized), on
     stderr so that results stay clean for a pipe."""
-    stderr().print(f"[cyan]note:[/] {escape(text)}", soft_wrap=True)
+    stderr().print(f"[cyan]note:[/] {escape(text)}", soft_wrap=one_line(stderr()))

@@ -19,7 +19,7 @@ from rich.text import Text
 
 from ..training.events import (EpochDone, EpochStarted, Finished, Interrupted, Notice, RunStarted,
                      StepDone)
-from . import print_warning, stderr, stdout
+from . import one_line, print_warning, stderr, stdout
 
 MARKERS = {"train": ("●", "cyan"), "val": ("◆", "magenta"), "test": ("○", "yellow")}
 PLOT_HEIGHT = 8
@@ -66,13 +66,13 @@ class TrainingView:
             f"{len(event.class_names)} classes; {_plural(event.epochs, 'epoch')} of "
             f"{_plural(event.steps_per_epoch, 'step')} × {event.batch_size}; {escape(event.optimizer)} lr {event.lr:g}; "
             f"{event.parameters:,} parameters; run dir {escape(str(event.run_dir))}",
-            soft_wrap=True)
+            soft_wrap=one_line(self.console))
         if event.resumed_from is not None:
             where = f"epoch {event.start_epoch + 1}"
             if event.start_step:
                 where += f", step {event.start_step + 1}"
             self.console.print(f"resuming from {escape(str(event.resumed_from))} at {where}",
-                               soft_wrap=True)
+                               soft_wrap=one_line(self.console))
 
     def _on_EpochStarted(self, event: EpochStarted) -> None:
         self.last_line = time.monotonic()
@@ -110,6 +110,8 @@ class TrainingView:
         self.console.print(epoch_line(event.record, event.epochs, width), soft_wrap=True)
         if event.watch is not None:
             self.console.print(watch_table(event.watch, event.record["epoch"]))
+            # under the table, not its caption: a caption wraps at the table's width
+            self.console.print(WATCH_LEGEND, style="bright_black", soft_wrap=one_line(self.console))
 
     def _on_Interrupted(self, event: Interrupted) -> None:
         self._stop_progress()
@@ -119,9 +121,10 @@ class TrainingView:
             where = f"the end of epoch {event.epoch}"
         console = stderr()
         console.print(f"[yellow]interrupted:[/] stopped at {where}; checkpoint written to "
-                      f"{escape(str(event.checkpoint))}", soft_wrap=True)
+                      f"{escape(str(event.checkpoint))}", soft_wrap=one_line(console))
         if self.resume_command:
-            console.print(f"resume with: {escape(self.resume_command)}", soft_wrap=True)
+            console.print(f"resume with: {escape(self.resume_command)}",
+                          soft_wrap=one_line(console))
 
     def _on_Finished(self, event: Finished) -> None:
         result = event.result
@@ -136,7 +139,8 @@ class TrainingView:
         self.console.print(confusion_table(result.confusion, result.class_names,
                                            self.console.width))
         if result.checkpoint is not None:
-            self.console.print(f"checkpoint: {escape(str(result.checkpoint))}", soft_wrap=True)
+            self.console.print(f"checkpoint: {escape(str(result.checkpoint))}",
+                               soft_wrap=one_line(self.console))
 
     def _stop_progress(self) -> None:
         if self.progress is not None:
@@ -202,7 +206,7 @@ def curves(history: list[dict], metric: str, height: int = PLOT_HEIGHT,
                 continue
             column = round(index * (width - 1) / max(epochs - 1, 1))
             row = round((high - value) / (high - low) * (height - 1))
-            grid[row][column] = (marker, style)
+            grid[row][_free_column(grid[row], column)] = (marker, style)
     text = Text()
     text.append(f"{metric} by epoch   ", style="bold")
     for split in series:
@@ -226,6 +230,15 @@ def curves(history: list[dict], metric: str, height: int = PLOT_HEIGHT,
     text.append(" " * (label_width + 2) + "1" + " " * max(width - 1 - len(last), 1) + last)
     text.append("  (epoch)")
     return text
+
+
+def _free_column(row: list, column: int) -> int:
+    """``column``, or beside it when another split's marker is there already (train and test
+    at the same height would otherwise hide one another): right, else left."""
+    for candidate in (column, column + 1, column - 1):
+        if 0 <= candidate < len(row) and row[candidate][1] is None:
+            return candidate
+    return column
 
 
 def _axis(value: float, metric: str) -> str:
@@ -264,10 +277,14 @@ def confusion_table(confusion: np.ndarray, class_names: list[str], width: int = 
     return table
 
 
+WATCH_LEGEND = ("Δw/w: relative weight change over the epoch; zeros: share of zero outputs on "
+                "one batch; problems: dead (≥ 99 % zeros: nothing flows back), mostly zeros "
+                "(≥ 95 %), no gradient, stalled (Δw/w ≤ 1e-5)")
+
+
 def watch_table(rows, epoch: int) -> Table:
-    table = Table(title=f"node health after epoch {epoch}", title_justify="left",
-                  caption="Δw/w: relative weight change over the epoch; zeros: share of zero "
-                  "outputs on one batch", caption_justify="left")
+    """The per-node health table; :data:`WATCH_LEGEND` explains its columns."""
+    table = Table(title=f"node health after epoch {epoch}", title_justify="left")
     # the problems column only when a node has one: empty, it was a blank column at the edge
     flagged = any(row.problems for row in rows)
     columns = (("node", "left"), ("op", "left"), ("grad norm", "right"), ("Δw/w epoch", "right"),
@@ -286,7 +303,7 @@ def watch_table(rows, epoch: int) -> Table:
 
 def render_evaluation(evaluation, class_names: list[str], title: str) -> None:
     console = stdout()
-    console.print(f"[bold]{escape(title)}[/]", soft_wrap=True)
+    console.print(f"[bold]{escape(title)}[/]", soft_wrap=one_line(console))
     console.print(evaluation_line("test", evaluation.loss, evaluation.accuracy,
                                   evaluation.samples))
     console.print(confusion_table(evaluation.confusion, class_names, console.width))
@@ -306,4 +323,5 @@ def render_predictions(lines: list[tuple[str | None, list]]) -> None:
     for label, pairs in lines:
         prefix = f"{label}: " if label else ""
         # Text, not escaped markup: escape() doubles a trailing backslash ("diagonal \\")
-        console.print(Text(prefix + probability_text(pairs)), soft_wrap=True, highlight=False)
+        console.print(Text(prefix + probability_text(pairs)), soft_wrap=one_line(console),
+                      highlight=False)

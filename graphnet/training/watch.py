@@ -14,7 +14,8 @@ from ..engine import Network
 from .events import WatchRow
 
 DEAD_SHARE = 0.99
-STALLED_RATIO = 1e-6
+MOSTLY_ZERO_SHARE = 0.95
+STALLED_RATIO = 1e-5
 VANISHED_GRADIENT = 1e-10
 
 
@@ -56,14 +57,17 @@ def node_health(network: Network, feeds: dict[str, np.ndarray], loss: str,
 
 
 def watch_problems(grad_norm, ratio, zero_share) -> list[str]:
-    """Signs that a node has stopped learning: ``dead`` (its outputs are all zero, so nothing
-    flows back through it), ``no gradient`` (its parameters get none), ``stalled`` (its weights
-    barely moved this epoch)."""
+    """Signs that a node has stopped learning, at the figures the watch table shows: ``dead``
+    (>= 99 % of its outputs are zero, so almost nothing flows back through it), ``mostly
+    zeros`` (>= 95 %: a ReLU on its way there), ``no gradient`` (its parameters get none),
+    ``stalled`` (its weights moved by at most 1e-5 of their size this epoch)."""
     problems = []
     if zero_share >= DEAD_SHARE:
         problems.append("dead")
+    elif zero_share >= MOSTLY_ZERO_SHARE:
+        problems.append("mostly zeros")
     if grad_norm is not None and grad_norm < VANISHED_GRADIENT:
         problems.append("no gradient")
-    if ratio is not None and ratio < STALLED_RATIO:
+    if ratio is not None and ratio <= STALLED_RATIO:
         problems.append("stalled")
     return problems
