@@ -53,3 +53,26 @@ def test_install_hints_name_the_distribution_on_the_index():
     assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["name"] == DISTRIBUTION
     assert install_hint("torch").startswith("install the torch extra: pip install "
                                             "'graphnet-cnn[torch]'")
+
+
+def test_the_tour_writes_the_images_it_then_predicts_on(tmp_path, run_cli, monkeypatch):
+    """The tour's `predict … images.npz` can be followed: an earlier line writes images.npz
+    (run here as written) in the shape the tour's spec takes."""
+    import shlex
+
+    from graphnet.graph import load
+    from graphnet.inference import read_images
+
+    tour = re.findall(r"## A tour\n\n```bash\n(.*?)```", (ROOT / "README.md").read_text(),
+                      re.S)[0].splitlines()
+    commands = [shlex.split(line.split("#")[0]) for line in tour]
+    sample = next(i for i, words in enumerate(commands) if words[1:3] == ["data", "sample"])
+    predict = next(i for i, words in enumerate(commands)
+                   if words[1] == "predict" and "images.npz" in words)
+    assert sample < predict
+    monkeypatch.chdir(tmp_path)
+    status, out, err = run_cli(*commands[sample][1:])
+    assert status == 0, err
+    spec = load(ROOT / commands[predict][2])
+    images = read_images(tmp_path / "images.npz", spec.nodes["image"].shape)
+    assert len(images) == 8
