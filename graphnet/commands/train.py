@@ -32,7 +32,9 @@ def register(subparsers, common) -> None:
 
 
 def run(args) -> int:
-    from ..render.training import TrainingView
+    from ..inspection import filter_nodes
+    from ..render.training import TrainingView, render_next_steps, render_stack
+    from ..stack import deepest_field_node, describe
     from ..train import train
     from ..runtime import own_process
 
@@ -42,9 +44,13 @@ def run(args) -> int:
     overrides, labels = overrides_from_args(args)
     if args.watch:
         overrides["watch"], labels["watch"] = True, "--watch"
+    render_stack(str(describe(graph)))
     with TrainingView(resume_command=command_line(args, "--resume")) as view:
         result = train(graph, resume=args.resume, on_event=view, labels=labels,
                        memory_limit=args.memory_limit, new_run_dir=args.new_run_dir, **overrides)
     if not result.interrupted:
+        if result.checkpoint is not None:
+            render_next_steps(args.spec, deepest_field_node(graph),
+                              result.checkpoint if filter_nodes(graph) else None)
         return 0
     return 128 + result.stop_signal if result.stop_signal else INTERRUPTED  # 130, or 143

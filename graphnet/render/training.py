@@ -301,6 +301,28 @@ def watch_table(rows, epoch: int) -> Table:
     return table
 
 
+def render_stack(stack: str) -> None:
+    """Before training: the network as the articles name it (a :class:`graphnet.stack.Stack`)."""
+    console = stdout()
+    console.print(f"[bold]network:[/] {escape(stack)}", soft_wrap=one_line(console))
+
+
+def render_next_steps(spec, rf_node: str | None, checkpoint) -> None:
+    """After training: the commands that show what this run's network sees and learned."""
+    from shlex import quote
+
+    steps = []
+    if rf_node is not None:
+        steps.append(f"graphnet inspect {quote(str(spec))} --rf {quote(rf_node)} (what one unit "
+                     f"of {rf_node} sees)")
+    if checkpoint is not None:
+        steps.append(f"graphnet show {quote(str(spec))} --checkpoint {quote(str(checkpoint))} "
+                     "(the learned filters)")
+    if steps:
+        console = stdout()
+        console.print("[bold]next:[/] " + escape("; ".join(steps)), soft_wrap=one_line(console))
+
+
 def render_evaluation(evaluation, class_names: list[str], title: str) -> None:
     console = stdout()
     console.print(f"[bold]{escape(title)}[/]", soft_wrap=one_line(console))
