@@ -57,17 +57,23 @@ def overrides_from_args(args, flags=tuple(SETTING_FLAGS)) -> tuple[dict, dict]:
             raise UsageError("bad argument", field=flag, expected=TYPE_NAMES[kind],
                              found=repr(text)) from None
         labels[setting] = flag
+    options = dataset_options(args.dataset_options)
+    if options:
+        overrides["dataset_options"] = options
+        labels["dataset_options"] = "--dataset-option"
+    return overrides, labels
+
+
+def dataset_options(items: list[str]) -> dict:
+    """``--dataset-option KEY=VALUE`` flags → {key: value as a spec would give it}."""
     options = {}
-    for item in args.dataset_options:
+    for item in items:
         key, equals, value = item.partition("=")
         if not equals or not key.strip():
             raise UsageError("bad argument", field="--dataset-option", expected="KEY=VALUE",
                              found=repr(item))
         options[key.strip()] = literal(value)
-    if options:
-        overrides["dataset_options"] = options
-        labels["dataset_options"] = "--dataset-option"
-    return overrides, labels
+    return options
 
 
 def add_checkpoint_flag(parser) -> None:

@@ -94,17 +94,11 @@ def run_fetch(args) -> int:
 
 def run_sample(args) -> int:
     from ..data.sample import sample_dataset, write_sample
-    from ..options import literal
+    from ._training import dataset_options
     from ..render.data import render_sample
 
     count, seed = _whole_number(args.count, "--count", 1), _whole_number(args.seed, "--seed", 0)
-    options = {}
-    for item in args.dataset_options:
-        key, equals, value = item.partition("=")
-        if not equals or not key.strip():
-            raise UsageError("bad argument", field="--dataset-option", expected="KEY=VALUE",
-                             found=repr(item))
-        options[key.strip()] = literal(value)
+    options = dataset_options(args.dataset_options)
     if args.output.suffix.lower() != ".npz":
         raise UsageError("bad argument", field="--output", expected="a file name ending .npz",
                          found=repr(str(args.output)))
