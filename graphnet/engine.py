@@ -21,6 +21,7 @@ from .errors import DataError, NumericError, PluginError, UsageError
 from .fusion import Step, fuse_epilogues, fused_nodes, plain_steps
 from .op import RunContext, format_shape
 from .runtime import Runtime, runs_inside_runtime
+from .text import suggest
 
 FLOAT_DTYPES = {"float32": np.float32, "float64": np.float64}
 
@@ -147,23 +148,33 @@ class Network:
         return {f"{node}/{name}": array for node, arrays in self.params.items()
                 for name, array in arrays.items()}
 
-    def load_params(self, flat: dict[str, np.ndarray]) -> None:
-        """Copy ``"node/param"`` arrays in; names and shapes must match this graph exactly."""
+    def load_params(self, flat: dict[str, np.ndarray], *, strict: bool = True) -> None:
+        """Copy ``"node/param"`` arrays in, every shape checked before anything is written.
+
+        ``strict`` (the default) wants exactly this graph's parameters; ``strict=False`` sets
+        the ones given and leaves the others as they are (a pretrained backbone under a new
+        head). A name that is not one of this graph's parameters is refused either way.
+        """
         expected = self.flat_params()
+        extra = sorted(set(flat) - set(expected))
+        if extra:
+            raise UsageError("parameter not in this graph", field=extra[0],
+                             expected="one of the graph's parameters",
+                             hint=suggest(extra[0], expected))
         for key, target in expected.items():
             if key not in flat:
+                if not strict:
+                    continue
                 raise UsageError("parameter missing", field=key, expected=format_shape(target.shape),
-                                 found="nothing")
+                                 found="nothing", hint="load_params(..., strict=False) sets only "
+                                 "the parameters given")
             source = np.asarray(flat[key])
             if source.shape != target.shape:
                 raise UsageError("parameter has the wrong shape", field=key,
                                  expected=format_shape(target.shape), found=format_shape(source.shape))
-        extra = sorted(set(flat) - set(expected))
-        if extra:
-            raise UsageError("parameter not in this graph", field=extra[0],
-                             expected="one of the graph's parameters")
         for key, target in expected.items():
-            target[...] = flat[key]
+            if key in flat:
+                target[...] = flat[key]
 
     # --- running ----------------------------------------------------------------------------
     def _plan(self, output_names: tuple[str, ...], capture: tuple[str, ...] = ()) -> Plan:
@@ -204,7 +215,10 @@ class Network:
         if name not in feeds:
             raise DataError("missing input", field=name,
                             expected=f"an array of shape N×{format_shape(node.shape)}",
-                            found="nothing fed")
+                            found="nothing fed",
+                            hint="outputs that do not need it are computed without it: "
+                            "forward(..., outputs=[...]) or predict(x)"
+                            if node.dtype_kind == "int" else None)
         try:
             array = np.asarray(feeds[name])
         except (ValueError, TypeError) as error:  # ragged nested lists and the like
@@ -288,6 +302,48 @@ class Network:
         self._batch = batch
         self._ctx = ctx
         return {o: values[self.graph.outputs[o]] for o in output_names}
+
+    def predict(self, x, *, output: str | None = None, batch_size: int = 256) -> np.ndarray:
+        """The model's output for a batch-first array of samples, in inference mode.
+
+        ``output`` names which (default: the only output that is not the loss — the class
+        scores or probabilities, as the spec's last node gives them). ``x`` is fed to the one
+        input that output needs; labels are not needed. A dict of arrays feeds several inputs.
+        Runs ``batch_size`` samples at a time, with a generator of its own (the training
+        generator ``step_rng`` is not touched).
+        """
+        if output is None:
+            scores = [o for o, node in self.graph.outputs.items()
+                      if not self.graph.nodes[node].is_loss]
+            if len(scores) != 1:
+                raise UsageError("cannot tell which output to predict", field="output",
+                                 expected="predict(x, output=...) naming one of: "
+                                 + ", ".join(scores or self.graph.outputs))
+            output = scores[0]
+        elif output not in self.graph.outputs:
+            raise UsageError("unknown output", field=output,
+                             expected="one of: " + ", ".join(self.graph.outputs))
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise UsageError("bad batch size", field="batch_size", expected="an integer >= 1",
+                             found=repr(batch_size))
+        needed = [step.output for step in self._plan((output,)).steps if step.node.is_input]
+        if isinstance(x, dict):
+            feeds = dict(x)
+        elif len(needed) == 1:
+            feeds = {needed[0]: x}
+        else:
+            raise UsageError("this output needs several inputs", field=output,
+                             expected="predict({name: array, ...}) feeding " + ", ".join(needed))
+        for name in needed:  # checked once, whole, before the first batch
+            feeds[name] = self._feed(feeds, name)
+        count = len(feeds[needed[0]]) if needed else 0
+        rng = np.random.default_rng(self.seed)
+        rows = [self.forward({name: feeds[name][start:start + batch_size] for name in needed},
+                             outputs=[output], rng=rng)[output]
+                for start in range(0, count, batch_size)]
+        if not rows:
+            return np.zeros((0,) + self.graph.nodes[self.graph.outputs[output]].shape, self.dtype)
+        return np.concatenate(rows)
 
     @runs_inside_runtime
     def backward(self, grad_outputs: dict[str, np.ndarray] | None = None, *,

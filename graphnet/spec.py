@@ -238,8 +238,30 @@ def parse_spec(data: dict, file: str | Path | None = None) -> Spec:
 def load_spec(source: str | Path | dict) -> Spec:
     """A Spec from a file path (TOML or JSON) or from an already parsed dict."""
     if isinstance(source, dict):
-        return parse_spec(source)
+        return parse_spec(plain_data(source))
     return parse_spec(read_spec_file(source), file=source)
+
+
+def plain_data(value):
+    """A spec built in Python, as a parsed file would hold it: tuples become lists, numpy arrays
+    nested lists and numpy scalars Python numbers (``[3, 32, 32]`` and ``(3, 32, 32)``,
+    ``np.int64(16)`` and ``16`` and weights given as arrays all mean the same). Everything else
+    is kept, for the checks that follow to judge."""
+    try:
+        return _plain(value)
+    except RecursionError:
+        raise SpecError("spec nested too deeply", expected="tables and lists a few levels deep") \
+            from None
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
+        return value.tolist()  # numpy is not imported to read a spec; its values say what they are
+    return value
 
 
 # --- sections --------------------------------------------------------------------------------

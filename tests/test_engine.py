@@ -169,3 +169,52 @@ def test_a_ragged_feed_is_a_data_error_naming_the_input():
     net = graphnet.Network(graphnet.load(BRANCHY))
     with pytest.raises(DataError, match="field 'x'.*not an array"):
         net.forward({"x": [[1, 2], [3]], "label": np.zeros(2, int)})
+
+
+# --- from Python: predict, partial loading -------------------------------------------------------
+def test_predict_gives_the_model_output_without_labels_in_batches():
+    net = graphnet.Network(graphnet.load(BRANCHY), seed=3)
+    x = np.random.default_rng(1).standard_normal((10, 2, 6, 6))
+    predicted = net.predict(x, batch_size=4)  # three batches: 4, 4 and 2 samples
+    expected = net.forward({"x": x}, outputs=["logits"])["logits"]
+    assert predicted.shape == (10, 4) and predicted.dtype == np.float32
+    np.testing.assert_allclose(predicted, expected, rtol=1e-5, atol=1e-6)
+    # inference mode: batch norm uses its running statistics, so one sample alone gives the same
+    np.testing.assert_allclose(net.predict(x[:1]), predicted[:1], rtol=1e-5, atol=1e-6)
+    assert net.predict(x[:0]).shape == (0, 4)
+
+
+def test_predict_names_what_it_cannot_tell():
+    net = graphnet.Network(graphnet.load(BRANCHY))
+    with pytest.raises(DataError, match=r"field 'x'.*N×2×6×6"):
+        net.predict(np.zeros((3, 6, 6)))
+    with pytest.raises(UsageError, match="unknown output"):
+        net.predict(np.zeros((3, 2, 6, 6)), output="probs")
+    two = dict(BRANCHY, outputs={"logits": "fc", "features": "bn", "loss": "loss"})
+    with pytest.raises(UsageError, match="cannot tell which output.*logits, features"):
+        graphnet.Network(graphnet.load(two)).predict(np.zeros((3, 2, 6, 6)))
+    assert graphnet.Network(graphnet.load(two)).predict(
+        np.zeros((3, 2, 6, 6)), output="features").shape == (3, 8, 6, 6)
+
+
+def test_a_missing_label_says_predictions_need_none():
+    with pytest.raises(DataError, match=r"missing input.*predict\(x\)"):
+        graphnet.Network(graphnet.load(BRANCHY)).forward({"x": np.zeros((4, 2, 6, 6))})
+
+
+def test_load_params_not_strict_sets_some_layers_and_checks_the_rest():
+    pretrained = graphnet.Network(graphnet.load(BRANCHY), seed=1)
+    net = graphnet.Network(graphnet.load(BRANCHY), seed=2)
+    kept = net.params["fc"]["weight"].copy()
+    conv_only = {k: v for k, v in pretrained.flat_params().items() if k.startswith("c/")}
+    with pytest.raises(UsageError, match="parameter missing.*strict=False"):
+        net.load_params(conv_only)
+    net.load_params(conv_only, strict=False)
+    np.testing.assert_array_equal(net.params["c"]["weight"], pretrained.params["c"]["weight"])
+    np.testing.assert_array_equal(net.params["fc"]["weight"], kept)
+    with pytest.raises(UsageError, match=r"field 'cc/weight'.*not in this graph.*c/weight"):
+        net.load_params({"cc/weight": conv_only["c/weight"]}, strict=False)
+    wrong = {"c/weight": np.zeros((3, 2, 5, 5)), "fc/weight": pretrained.params["fc"]["weight"]}
+    with pytest.raises(UsageError, match="wrong shape.*3×2×3×3"):
+        net.load_params(wrong, strict=False)
+    np.testing.assert_array_equal(net.params["fc"]["weight"], kept)  # nothing written on refusal

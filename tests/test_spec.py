@@ -99,3 +99,22 @@ def test_bad_dtype():
     with pytest.raises(SpecError, match="inputs.x.dtype"):
         load_spec({"inputs": {"x": {"shape": [], "dtype": "int8"}},
                    "nodes": [{"name": "a", "op": "relu"}]})
+
+
+def test_a_spec_built_in_python_may_use_tuples_and_numpy():
+    import numpy as np
+
+    import graphnet
+    weights = np.arange(6, dtype=np.float32).reshape(3, 2) / 10
+    built = {"inputs": {"x": {"shape": (np.int64(2),)}, "label": {"shape": (), "dtype": "int64"}},
+             "nodes": [{"name": "fc", "op": "dense", "units": np.int32(3), "inputs": ("x",),
+                        "weights": {"weight": weights, "bias": np.zeros(3)},
+                        "trainable": np.bool_(False)},
+                       {"name": "loss", "op": "softmax_cross_entropy", "inputs": ("fc", "label")}],
+             "outputs": {"logits": "fc", "loss": "loss"}}
+    graph = graphnet.load(built)
+    assert graph.nodes["x"].shape == (2,) and graph.nodes["fc"].shape == (3,)
+    net = graphnet.Network(graph)
+    np.testing.assert_array_equal(net.params["fc"]["weight"], weights)
+    assert not graph.nodes["fc"].trainable
+    assert isinstance(load_spec(built).nodes[0].attrs["units"], int)
