@@ -41,6 +41,7 @@ import numpy as np
 from . import limits
 from .checkpoint import CHECKPOINT_NAME, checkpoint_in, find_checkpoint, run_dir_of
 from .data import Dataset
+from .data.arrays import DEFAULT_TEST_FRACTION, dataset_from_arrays
 from .engine import Network
 from .errors import PluginError, UsageError, plugin_failure
 from .files import claim_run_folder
@@ -95,14 +96,20 @@ class TrainResult:
 def train(graph, dataset: Dataset | str | None = None, config: TrainConfig | None = None, *,
           run_dir: str | Path | None = None, resume: bool | str | Path = False,
           on_event: Callable[[Any], None] | None = None, labels: dict[str, str] | None = None,
-          memory_limit=None, new_run_dir: bool = False, **overrides) -> TrainResult:
+          memory_limit=None, new_run_dir: bool = False, x=None, y=None, x_test=None,
+          y_test=None, test_fraction: float = DEFAULT_TEST_FRACTION,
+          **overrides) -> TrainResult:
     """Train ``graph``; see the module docstring. ``resume`` is True (the run directory's
     checkpoint) or a checkpoint path. ``memory_limit`` (bytes or text such as ``"8GiB"``;
     default: see :mod:`graphnet.limits`) refuses a graph that would need more to train at the
     configured batch size. The run holds its folder until it returns: another run into it is
     refused, or with ``new_run_dir`` goes into a fresh ``RUN_DIR-2``, ``-3``, … (as does a
     new run where one was kept). Returns when done or interrupted (``result.interrupted``,
-    ``result.stop_signal``)."""
+    ``result.stop_signal``).
+
+    ``x``/``y`` train on images and labels in memory instead of a dataset (the layouts and
+    checks of the ``npz`` dataset, see :mod:`graphnet.data.arrays`): ``x_test``/``y_test`` are
+    the test split, or ``test_fraction`` of each class is held out, drawn by the seed."""
     if config is None:
         if isinstance(dataset, str):
             overrides["dataset"] = dataset
@@ -117,6 +124,14 @@ def train(graph, dataset: Dataset | str | None = None, config: TrainConfig | Non
     limits.check_memory(graph, batch_size=config.batch_size, training=True, limit=memory_limit)
     bindings = bind(graph, config.image_input, config.label_input, config.logits_output)
     bindings.require_labels(graph.file)
+    if x is not None or y is not None:
+        if dataset is not None:
+            raise UsageError("pass either a dataset or arrays (x=, y=), not both", field="x")
+        dataset = dataset_from_arrays(x, y, x_test, y_test, num_classes=bindings.classes,
+                                      test_fraction=test_fraction, seed=config.seed)
+    elif x_test is not None or y_test is not None:
+        raise UsageError("x_test and y_test need the training arrays", field="x",
+                         expected="train(graph, x=images, y=labels, x_test=..., y_test=...)")
     if isinstance(dataset, Dataset):
         data, dataset_options = dataset, {}
     else:

@@ -382,3 +382,31 @@ def test_a_new_run_keeps_the_previous_runs_checkpoint_instead_of_overwriting_it(
     assert (tmp_path / "checkpoint.previous.npz").read_bytes() == first
     assert (tmp_path / "history.previous.json").is_file()
     assert any("earlier run" in text and "checkpoint.previous.npz" in text for text in notices)
+
+
+def test_training_on_arrays_in_memory(registry, tmp_path):
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, 250)
+    # uint8, channels last, as images usually come: read as the npz dataset reads its arrays
+    images = np.clip(labels[:, None, None, None] * 60 + 20 + rng.normal(0, 8, (250, 6, 6, 1)),
+                     0, 255).astype(np.uint8)
+    graph = graphnet.load(toy.toy_spec(dataset="not-registered"), registry=registry)
+    events = []
+    result = graphnet.train.train(graph, x=images, y=labels, epochs=4, run_dir=tmp_path / "a",
+                                  val_fraction=0, on_event=events.append)
+    assert (events[0].dataset, events[0].train_samples, events[0].test_samples) == ("arrays", 200,
+                                                                                    50)
+    assert result.final["test_accuracy"] > 0.5, "chance is 0.25"
+    assert result.predict(images[:3].transpose(0, 3, 1, 2) / 255).shape == (3, 4)
+    again = graphnet.train.train(graph, x=images[:200], y=labels[:200], x_test=images[200:],
+                                 y_test=labels[200:], epochs=1, run_dir=tmp_path / "b",
+                                 val_fraction=0, on_event=events.append)
+    assert events[-1].result is again and again.confusion.sum() == 50
+    with pytest.raises(DataError, match=r"field 'y'.*label out of range.*0 to 3.*found 7"):
+        graphnet.train.train(graph, x=images[:2], y=[1, 7], run_dir=tmp_path / "c")
+    with pytest.raises(DataError, match=r"field 'y'.*label count.*250 labels.*found 3"):
+        graphnet.train.train(graph, x=images, y=labels[:3], run_dir=tmp_path / "c")
+    with pytest.raises(UsageError, match="x_test and y_test go together"):
+        graphnet.train.train(graph, x=images, y=labels, x_test=images, run_dir=tmp_path / "c")
+    with pytest.raises(UsageError, match="either a dataset or arrays"):
+        graphnet.train.train(graph, "shapes", x=images, y=labels, run_dir=tmp_path / "c")
