@@ -59,8 +59,10 @@ def graphnet_register_optimizers(registry):
 
 @hookspec
 def graphnet_register_datasets(registry):
-    """Register datasets by calling ``registry.add_dataset(DatasetClass)``.
+    """Register datasets by calling ``registry.add_dataset(DatasetClass)``, and the transforms
+    that augment their training batches by calling ``registry.add_transform(TransformClass)``
+    (see :mod:`graphnet.data.augment`).
 
-    Each class has a ``name`` (what ``[train] dataset`` and ``--dataset`` use). Called once when
-    the registry is built; every implementation runs.
+    Each class has a ``name`` (what ``[train] dataset`` and ``--dataset``, or ``[train] augment``
+    and ``--augment``, use). Called once when the registry is built; every implementation runs.
     """

@@ -40,7 +40,8 @@ REGISTER_HOOKS = ("graphnet_register_ops", "graphnet_register_optimizers",
 
 @dataclass
 class Entry:
-    """One registered thing (op, optimizer, schedule or dataset class) and the plugin it came from."""
+    """One registered thing (op, optimizer, schedule, dataset or transform class) and the plugin
+    it came from."""
 
     kind: str
     name: str
@@ -53,7 +54,7 @@ class Registry:
     """What the plugins registered, by kind and name, plus the problems found while loading them."""
 
     entries: dict[str, dict[str, Entry]] = field(default_factory=lambda: {
-        "op": {}, "optimizer": {}, "schedule": {}, "dataset": {}})
+        "op": {}, "optimizer": {}, "schedule": {}, "dataset": {}, "transform": {}})
     conflicts: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     problems: list[PluginError] = field(default_factory=list)
     plugin_names: list[str] = field(default_factory=list)
@@ -81,6 +82,12 @@ class Registry:
     def add_dataset(self, dataset_class) -> None:
         """Register a dataset class with a ``name`` (see :mod:`graphnet.data`)."""
         self._add("dataset", _named(dataset_class, "dataset", self.current_plugin), dataset_class)
+
+    def add_transform(self, transform_class) -> None:
+        """Register a data-augmentation transform class with a ``name`` (see
+        :mod:`graphnet.data.augment`)."""
+        self._add("transform", _named(transform_class, "transform", self.current_plugin),
+                  transform_class)
 
     def _add(self, kind: str, name: str, value) -> None:
         table = self.entries[kind]

@@ -41,6 +41,7 @@ import numpy as np
 from . import limits
 from .checkpoint import CHECKPOINT_NAME, checkpoint_in, find_checkpoint, run_dir_of
 from .data import Dataset
+from .data.augment import Augmentation
 from .data.arrays import DEFAULT_TEST_FRACTION, dataset_from_arrays
 from .engine import Network
 from .errors import PluginError, UsageError, plugin_failure
@@ -160,7 +161,8 @@ def _train_claimed(graph, data, dataset_options, config, bindings, train_split, 
                           validation=val_split, test=data.test,
                           class_names=class_names_for(data.class_names, bindings.classes),
                           dataset={"name": data.name, "options": dataset_options},
-                          eval_batch_size=config.eval_batch_size)
+                          eval_batch_size=config.eval_batch_size,
+                          augment=Augmentation(config.augment, graph.registry, config.seed))
     loop = Loop(step, schedule, task, config, run_dir, emit)
     resumed_from = None
     if resume:

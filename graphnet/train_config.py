@@ -22,6 +22,9 @@ logits_output       the output holding class scores (``logits`` or the only non-
 run_dir             where checkpoints and history go (``runs/<spec name>``)
 watch               after each epoch, a per-node table of gradient norms, update ratios and
                     zero activations (false)
+augment             transforms of the training batches, in order: ``["crop:4", "flip"]``, or
+                    tables such as ``{ name = "shift", pixels = 2 }`` (none; see
+                    :mod:`graphnet.data.augment`)
 ==================  ================================================================================
 
 Overrides (keyword arguments of :func:`graphnet.train.train`, or flags) use the same names,
@@ -39,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from .data import Dataset, Split, returned_problem
+from .data.augment import parse_augment
 from .data.cache import default_cache_dir
 from .errors import DataError, GraphnetError, PluginError, SpecError, UsageError, plugin_failure
 from .inference import Bindings, json_ready
@@ -73,6 +77,7 @@ OPTION_OVERRIDES = {"dataset_options": "dataset", "optimizer_options": "optimize
                     "schedule_options": "schedule"}
 """Override-only keys holding a dict of options for a named key."""
 LR = Attr("float", default=0.01, minimum=0)
+AUGMENT_KEY = "augment"
 
 
 # --- configuration ----------------------------------------------------------------------------
@@ -94,6 +99,7 @@ class TrainConfig:
     logits_output: str | None = None
     run_dir: str | None = None
     watch: bool = False
+    augment: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     dataset: str = DEFAULT_DATASET
     dataset_options: dict[str, Any] = field(default_factory=dict)
     optimizer: str = DEFAULT_OPTIMIZER
@@ -140,7 +146,7 @@ def _relocated(error: GraphnetError, origin, file, message=None) -> GraphnetErro
 def resolve_config(section: dict, overrides: dict, *, file, registry,
                    labels: dict[str, str]) -> TrainConfig:
     """Validate ``[train]`` and the overrides into a TrainConfig (see the module docstring)."""
-    allowed = list(SCALAR_KEYS) + list(NAMED_KEYS)
+    allowed = list(SCALAR_KEYS) + list(NAMED_KEYS) + [AUGMENT_KEY]
     for key in section:
         if key not in allowed:
             raise SpecError("unknown key in [train]", file=file, field=f"train.{key}",
@@ -167,6 +173,18 @@ def resolve_config(section: dict, overrides: dict, *, file, registry,
         except SpecError as error:
             raise _relocated(error, origin, file, "bad value") from None
         origins[key] = origin
+
+    if overrides.get(AUGMENT_KEY) is not None or AUGMENT_KEY in section:
+        from_flag = overrides.get(AUGMENT_KEY) is not None
+        origin = (("override", labels.get(AUGMENT_KEY, AUGMENT_KEY)) if from_flag
+                  else ("spec", f"train.{AUGMENT_KEY}"))
+        try:
+            config.augment = parse_augment(overrides[AUGMENT_KEY] if from_flag
+                                           else section[AUGMENT_KEY], registry)
+        except SpecError as error:
+            label = origin[1] + (error.field or "") if origin[0] == "spec" else origin[1]
+            raise _relocated(error, (origin[0], label), file) from None
+        origins[AUGMENT_KEY] = origin
 
     for key, default in NAMED_KEYS.items():
         name, options = _named_setting(section, overrides, key, default, labels, file, origins)

@@ -6,6 +6,6 @@ hooks from :mod:`graphnet.hookspecs` with ``@hookimpl`` and calls ``registry.add
 
 BUILTIN_PLUGINS = (
     "conv", "pooling", "activations", "dense", "regularization", "merge", "losses",
-    "optimizers", "datasets",
+    "optimizers", "datasets", "transforms",
 )
 """Module names of the built-in plugins, registered in this order."""

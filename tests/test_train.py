@@ -410,3 +410,29 @@ def test_training_on_arrays_in_memory(registry, tmp_path):
         graphnet.train.train(graph, x=images, y=labels, x_test=images, run_dir=tmp_path / "c")
     with pytest.raises(UsageError, match="either a dataset or arrays"):
         graphnet.train.train(graph, "shapes", x=images, y=labels, run_dir=tmp_path / "c")
+
+
+def test_augmented_training_stopped_part_way_resumes_bit_identically(graph_of, tmp_path):
+    # Each step's transforms draw from (seed, epoch, step): nothing to save, nothing to drift.
+    graph = graph_of(dropout=True, augment=["crop:1", "flip", {"name": "shift", "pixels": 1}])
+    straight, _ = params_after(graph, tmp_path / "straight", epochs=2)
+    plain, _ = params_after(graph, tmp_path / "plain", epochs=2, augment=[])
+    assert any(not np.array_equal(straight[k], plain[k]) for k in straight), "not augmented"
+
+    def interrupt(event):  # Ctrl-C in the middle of epoch 2
+        if type(event).__name__ == "StepDone" and event.epoch == 2 and event.step == 5:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    assert train(graph, run_dir=tmp_path / "run", epochs=2, on_event=interrupt).interrupted
+    resumed, _ = params_after(graph, tmp_path / "run", epochs=2, resume=True)
+    for key in straight:
+        np.testing.assert_array_equal(resumed[key], straight[key], err_msg=key)
+
+
+def test_augment_errors_name_the_spec_field_or_the_flag(graph_of, run_cli, tmp_path):
+    with pytest.raises(SpecError, match=r"toy.json.*train.augment\[1\].padding.*bad value"):
+        TrainConfig.from_graph(graph_of(augment=["flip", "crop:-2"]))
+    spec = tmp_path / "toy.json"
+    status, out, err = run_cli("train", spec, "--augment", "flip,rotate", "--plugin", TOY)
+    assert status == 2 and "--augment" in err and "unknown transform 'rotate'" in err, err
+    assert "crop, flip, shift" in err

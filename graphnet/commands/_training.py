@@ -27,6 +27,8 @@ SETTING_FLAGS = {
     "--val-fraction": ("val_fraction", float, "share of the training split held out"),
     "--clip-norm": ("clip_norm", float, "clip gradients to this global norm"),
     "--limit-train": ("limit_train", int, "use only N training samples (quick runs)"),
+    "--augment": ("augment", str, "transforms of the training batches, comma-separated "
+                  "(crop:4,flip; crop, flip, shift and plugins' own)"),
 }
 EVAL_FLAGS = ("--dataset", "--eval-batch-size", "--seed")
 METAVARS = {int: "N", float: "X", str: "NAME"}
@@ -36,7 +38,7 @@ TYPE_NAMES = {int: "an integer", float: "a number", str: "a string"}
 def add_setting_flags(parser, flags=tuple(SETTING_FLAGS)) -> None:
     for flag in flags:
         setting, kind, text = SETTING_FLAGS[flag]
-        metavar = "DIR" if setting == "run_dir" else METAVARS[kind]
+        metavar = {"run_dir": "DIR", "augment": "LIST"}.get(setting, METAVARS[kind])
         parser.add_argument(flag, dest=setting, default=None, metavar=metavar, help=text)
     parser.add_argument("--dataset-option", dest="dataset_options", action="append", default=[],
                         metavar="KEY=VALUE", help="an option of the dataset (repeatable), e.g. "

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..data import Dataset, Split
+from ..data.augment import Augmentation
 from ..engine import Network
 from ..inference import (Bindings, Evaluation, Standardiser, Trained, class_names_for,
                          evaluate_split, json_ready, load_trained, stored_standardiser)
@@ -36,6 +37,8 @@ class Classification:
     class_names: list[str]
     dataset: dict[str, Any]
     eval_batch_size: int
+    augment: Augmentation | None = None
+    """Transforms of the training batches (see :mod:`graphnet.data.augment`)."""
     last_test: Evaluation | None = None
     """The test split's evaluation after the latest epoch of this session."""
 
@@ -43,8 +46,13 @@ class Classification:
     def samples(self) -> int:
         return len(self.train)
 
-    def batch(self, indices: np.ndarray) -> dict[str, np.ndarray]:
-        return {self.bindings.image: self.standardise(self.train.images[indices]),
+    def batch(self, indices: np.ndarray, at: tuple[int, int] | None = None
+              ) -> dict[str, np.ndarray]:
+        """Training samples, augmented (for a step ``at`` = (epoch, step)) then standardised."""
+        images = self.train.images[indices]
+        if at is not None and self.augment:
+            images = self.augment(images, *at)
+        return {self.bindings.image: self.standardise(images),
                 self.bindings.label: self.train.labels[indices]}
 
     def correct(self, outputs: dict[str, np.ndarray], feeds: dict[str, np.ndarray]) -> int:

@@ -44,8 +44,10 @@ class Task(Protocol):
 
     samples: int
 
-    def batch(self, indices: np.ndarray) -> dict[str, np.ndarray]:
-        """The feeds of these training samples."""
+    def batch(self, indices: np.ndarray, at: tuple[int, int] | None = None
+              ) -> dict[str, np.ndarray]:
+        """The feeds of these training samples; ``at`` is the (epoch, step) of the training
+        step they are for, whose random augmentation they draw (None: as they are)."""
 
     def correct(self, outputs: dict[str, np.ndarray], feeds: dict[str, np.ndarray]) -> int:
         """How many samples of a batch the step's outputs got right."""
@@ -117,7 +119,7 @@ class Loop:
         while progress.step < self.steps:
             indices = order[progress.step * config.batch_size:
                             (progress.step + 1) * config.batch_size]
-            feeds = task.batch(indices)
+            feeds = task.batch(indices, at=(epoch, progress.step))
             lr = checked_rate(self.schedule, epoch, progress.step)
             try:
                 loss, outputs = self.step(feeds, lr)
