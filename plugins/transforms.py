@@ -35,9 +35,21 @@ class Crop(Transform):
     name = "crop"
     options = {"padding": Attr("int", default=4, minimum=0, maximum=64,
                                doc="zeros added on each side before cropping back to size")}
+    fill = "constant"
+    """How ``np.pad`` fills the border that a move uncovers."""
 
     def apply(self, batch, rng):
-        return shifted(batch, rng, self.settings.padding, "constant")
+        pixels = getattr(self.settings, next(iter(self.options)))  # the one option: how far
+        return shifted(batch, rng, pixels, self.fill)
+
+
+class Shift(Crop):
+    """Move each image by up to ``pixels`` on both axes, repeating its edge into the gap."""
+
+    name = "shift"
+    options = {"pixels": Attr("int", default=2, minimum=0, maximum=64,
+                              doc="largest move along each axis")}
+    fill = "edge"
 
 
 class Flip(Transform):
@@ -50,17 +62,6 @@ class Flip(Transform):
     def apply(self, batch, rng):
         mirrored = rng.random(len(batch)) < self.settings.p
         return np.where(mirrored[:, None, None, None], batch[..., ::-1], batch)
-
-
-class Shift(Transform):
-    """Move each image by up to ``pixels`` on both axes, repeating its edge into the gap."""
-
-    name = "shift"
-    options = {"pixels": Attr("int", default=2, minimum=0, maximum=64,
-                              doc="largest move along each axis")}
-
-    def apply(self, batch, rng):
-        return shifted(batch, rng, self.settings.pixels, "edge")
 
 
 @hookimpl
