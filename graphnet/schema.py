@@ -128,6 +128,12 @@ def spec_schema(registry) -> dict[str, Any]:
                                         "properties": {"name": {"enum": names}}}],
             "description": f"a {key} name, or a table of its name and options "
                            f"(default {default!r})"}
+    transforms = registry.names("transform")
+    train_properties["augment"] = {
+        "type": "array", "items": {"anyOf": [
+            {"type": "string", "pattern": "^(" + "|".join(transforms) + ")(:.*)?$"},
+            {"type": "object", "required": ["name"], "properties": {"name": {"enum": transforms}}}]},
+        "description": 'transforms of the training batches, e.g. ["crop:4", "flip"]'}
     graph_properties = {
         "name": {"type": "string"},
         "description": {"type": "string"},

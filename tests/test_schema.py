@@ -79,6 +79,14 @@ def test_bad_specs_are_rejected(schema, case):
     assert found and any(message in text for text in found), found
 
 
+def test_augmentation_in_train_is_in_the_schema(schema):
+    augmented = _bad(LENET, lambda d: d.setdefault("train", {}).update(
+        augment=["crop:4", {"name": "flip", "p": 0.25}, "shift"]))
+    assert errors(schema, augmented) == []
+    assert errors(schema, _bad(LENET, lambda d: d.setdefault("train", {}).update(
+        augment=["rotate:10"])))
+
+
 def test_expressions_are_accepted_inside_blocks_only(schema):
     data = read(RESNET)
     assert data["blocks"]["basic"]["nodes"][0]["filters"] == "${filters}"
