@@ -59,6 +59,11 @@ class Optimizer:
     options: ClassVar[dict[str, Attr]] = {}
     slot_names: ClassVar[tuple[str, ...]] = ()
     """Per-parameter state arrays (zeros like the parameter until first used)."""
+    default_lr: ClassVar[float] = 0.01
+    """The learning rate when the spec and the command line give none (Adam's is 0.001)."""
+    l2_weight_decay: ClassVar[bool] = True
+    """Whether :meth:`step` adds ``weight_decay·w`` to the gradient; False for an optimizer that
+    decays the weights itself (AdamW's decoupled decay)."""
 
     doc = classmethod(_doc)
 
@@ -83,7 +88,7 @@ class Optimizer:
              lr: float) -> None:
         """Apply one update to every ``(key, param, grad)``, in place."""
         self.steps += 1
-        decay = getattr(self.config, "weight_decay", 0.0)
+        decay = getattr(self.config, "weight_decay", 0.0) if self.l2_weight_decay else 0.0
         for key, param, grad in params_and_grads:
             if decay:
                 grad = grad + decay * param
@@ -131,16 +136,30 @@ class Optimizer:
         self.slots = slots
 
 
+WARMUP_EPOCHS = Attr("float", default=0.0, minimum=0,
+                     doc="epochs over which the rate rises linearly from near 0 (0: none)")
+
+
 class Schedule:
     """Base class of learning-rate schedules: ``name``, ``options`` and ``lr_at``.
 
     Built with the run's base learning rate, its number of epochs and the steps per epoch.
+    Every schedule also takes ``warmup_epochs`` (added to its ``options``): the training loop
+    asks :meth:`rate`, which scales ``lr_at`` up linearly over that many epochs' steps. A
+    schedule that reacts to results (reduce-on-plateau) overrides :meth:`observe`, which the
+    loop calls after every epoch with that epoch's metrics, and keeps its state in
+    :meth:`state_dict` so that resuming continues bit for bit.
     """
 
     name: ClassVar[str] = ""
     options: ClassVar[dict[str, Attr]] = {}
 
     doc = classmethod(_doc)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "warmup_epochs" not in cls.options:
+            cls.options = {**cls.options, "warmup_epochs": WARMUP_EPOCHS}
 
     def __init__(self, options: SimpleNamespace | None = None, *, base_lr: float, epochs: int,
                  steps_per_epoch: int, **raw):
@@ -160,6 +179,18 @@ class Schedule:
     def lr_at(self, epoch: int, step: int) -> float:
         """The learning rate for step ``step`` (from 0) of epoch ``epoch`` (from 0)."""
         raise NotImplementedError
+
+    def rate(self, epoch: int, step: int) -> float:
+        """The rate the loop uses: :meth:`lr_at`, scaled by the linear warm-up if any (the
+        k-th step of a warm-up of W steps runs at k/W of it)."""
+        lr = self.lr_at(epoch, step)
+        warmup_steps = getattr(self.config, "warmup_epochs", 0.0) * self.steps_per_epoch
+        done = epoch * self.steps_per_epoch + step + 1
+        return lr * done / warmup_steps if done < warmup_steps else lr
+
+    def observe(self, epoch: int, metrics: dict[str, float]) -> None:
+        """Told each finished epoch's metrics (``train_loss``, ``val_loss``, …); most schedules
+        ignore them."""
 
     def state_dict(self) -> dict[str, np.ndarray]:
         return {}

@@ -146,3 +146,141 @@ def test_clip_by_global_norm():
 def test_global_norm_survives_float32_overflow():
     huge = [np.full(4, 1e30, np.float32)]
     assert global_norm(huge) == pytest.approx(2e30)
+
+
+def test_adam_defaults_to_pytorchs_learning_rate(registry):
+    assert registry.entry("optimizer", "adam").value.default_lr == 0.001
+    assert registry.entry("optimizer", "adamw").value.default_lr == 0.001
+    assert registry.entry("optimizer", "sgd").value.default_lr == 0.01
+
+
+def test_adamw_decays_the_weights_not_the_gradient(make):
+    weight, grads = arrays()
+    b1, b2, eps, lr, decay = 0.9, 0.999, 1e-8, 0.01, 0.1
+    w = weight.astype(np.float64)
+    m = v = np.zeros_like(w)
+    for t, g in enumerate(grads, start=1):
+        w = w * (1 - lr * decay)
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        w = w - lr * (m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + eps)
+    got = run(make("optimizer", "adamw", weight_decay=decay), weight, grads, lr)
+    np.testing.assert_allclose(got, w, rtol=1e-5, atol=1e-7)
+    l2_adam = run(make("optimizer", "adam", weight_decay=decay), weight, grads, lr)
+    assert not np.allclose(l2_adam, got, rtol=1e-4)  # Adam's L2 is a different update
+
+
+@pytest.mark.parametrize("momentum, centered", [(0.0, False), (0.9, False), (0.5, True)])
+def test_rmsprop_by_hand(make, momentum, centered):
+    weight, grads = arrays()
+    alpha, eps, lr = 0.99, 1e-8, 0.01
+    w = weight.astype(np.float64)
+    square = mean = buffer = np.zeros_like(w)
+    for g in grads:
+        square = alpha * square + (1 - alpha) * g * g
+        mean = alpha * mean + (1 - alpha) * g
+        denominator = np.sqrt(square - mean * mean if centered else square) + eps
+        if momentum:
+            buffer = momentum * buffer + g / denominator
+            w = w - lr * buffer
+        else:
+            w = w - lr * g / denominator
+    got = run(make("optimizer", "rmsprop", momentum=momentum, centered=centered), weight, grads,
+              lr)
+    np.testing.assert_allclose(got, w, rtol=1e-5, atol=1e-6)
+
+
+def test_adagrad_by_hand(make):
+    weight, grads = arrays()
+    lr, decay, eps = 0.1, 0.5, 1e-10
+    w = weight.astype(np.float64)
+    total = np.zeros_like(w)
+    for t, g in enumerate(grads, start=1):
+        total = total + g * g
+        w = w - lr / (1 + (t - 1) * decay) * g / (np.sqrt(total) + eps)
+    got = run(make("optimizer", "adagrad", lr_decay=decay), weight, grads, lr)
+    np.testing.assert_allclose(got, w, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name, options", [("adamw", {}), ("rmsprop", {"momentum": 0.9,
+                                                                       "centered": True}),
+                                           ("adagrad", {})])
+def test_new_optimizers_resume_bit_for_bit(make, name, options):
+    test_state_dict_resumes_bit_for_bit(make, name, options)
+
+
+def test_warmup_scales_any_schedule_linearly(make):
+    cosine = make("schedule", "cosine", base_lr=0.1, epochs=4, steps_per_epoch=5,
+                  warmup_epochs=1)
+    assert [cosine.rate(0, s) for s in range(5)] == pytest.approx(
+        [cosine.lr_at(0, s) * (s + 1) / 5 for s in range(5)])
+    assert cosine.rate(1, 0) == cosine.lr_at(1, 0)
+    assert make("schedule", "constant", base_lr=0.1, epochs=2, steps_per_epoch=5).rate(0, 0) == 0.1
+
+
+def test_one_cycle_by_hand(make):
+    cycle = make("schedule", "one_cycle", base_lr=1.0, epochs=2, steps_per_epoch=5)
+    rates = [cycle.rate(e, s) for e in range(2) for s in range(5)]
+    assert rates[0] == pytest.approx(1 / 25)         # lr / div_factor
+    assert max(rates) == pytest.approx(1.0) and rates.index(max(rates)) == 2  # 0.3·10 − 1
+    assert rates[-1] == pytest.approx(1 / 25 / 1e4)  # the first / final_div_factor
+    assert rates[3] == pytest.approx(1 / 25 / 1e4 + (1 - 1 / 25 / 1e4) / 2 * (1 + math.cos(
+        math.pi / 7)))
+
+
+def test_plateau_drops_after_patience_and_resumes_its_state(make):
+    plateau = make("schedule", "plateau", base_lr=0.1, epochs=20, steps_per_epoch=5, patience=2,
+                   factor=0.5)
+    losses = [1.0, 0.9, 0.95, 0.92, 0.91, 0.8]
+    rates = []
+    for epoch, loss in enumerate(losses):
+        plateau.observe(epoch, {"val_loss": loss, "train_loss": 0.1})
+        rates.append(plateau.rate(epoch + 1, 0))
+    assert rates == pytest.approx([0.1, 0.1, 0.1, 0.1, 0.05, 0.05])
+    again = make("schedule", "plateau", base_lr=0.1, epochs=20, steps_per_epoch=5, patience=2,
+                 factor=0.5)
+    again.load_state_dict(plateau.state_dict())
+    assert again.rate(7, 0) == 0.05 and again.best == plateau.best
+    with pytest.raises(CheckpointError):
+        again.load_state_dict({"scale": np.asarray(0.5)})
+
+
+
+
+@pytest.mark.parametrize("name, options, torch_name, torch_options", [
+    ("sgd", {"momentum": 0.9, "nesterov": True, "weight_decay": 0.01}, "SGD",
+     {"momentum": 0.9, "nesterov": True, "weight_decay": 0.01}),
+    ("adam", {"weight_decay": 0.01}, "Adam", {"weight_decay": 0.01}),
+    ("adamw", {}, "AdamW", {}),
+    ("rmsprop", {"momentum": 0.9, "centered": True}, "RMSprop", {"momentum": 0.9,
+                                                                 "centered": True}),
+    ("adagrad", {"lr_decay": 0.1}, "Adagrad", {"lr_decay": 0.1}),
+])
+def test_updates_match_torch_optim(make, name, options, torch_name, torch_options):
+    torch = pytest.importorskip("torch", reason="the comparison needs PyTorch (the torch extra)")
+    weight, grads = arrays()
+    weight64 = weight.astype(np.float64)
+    grads64 = [g.astype(np.float64) for g in grads]
+    ours = run(make("optimizer", name, **options), weight64, grads64, 0.01)
+    tensor = torch.nn.Parameter(torch.tensor(weight64))
+    theirs = getattr(torch.optim, torch_name)([tensor], lr=0.01, **torch_options)
+    for g in grads64:
+        tensor.grad = torch.tensor(g)
+        theirs.step()
+    np.testing.assert_allclose(ours, tensor.detach().numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_one_cycle_matches_torch():
+    torch = pytest.importorskip("torch", reason="the comparison needs PyTorch (the torch extra)")
+    registry = build_registry(entry_points=False, environment=False)
+    ours = registry.entry("schedule", "one_cycle").value(base_lr=0.5, epochs=3,
+                                                         steps_per_epoch=7)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.5)
+    theirs = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.5, total_steps=21)
+    expected = []
+    for _ in range(21):
+        expected.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        theirs.step()
+    assert [ours.rate(e, s) for e in range(3) for s in range(7)] == pytest.approx(expected,
+                                                                                rel=1e-12)
