@@ -29,6 +29,8 @@ from .op import format_shape
 
 CHECKPOINT_NAME = "checkpoint.npz"
 """The checkpoint training writes in its run directory after every epoch."""
+BEST_NAME = "best.npz"
+"""Beside it: a copy of the checkpoint of the epoch with the lowest validation loss."""
 FORMAT_VERSION = 1
 RUNS_FOLDER = "runs"
 """Where run directories go by default: ``runs/<graph name>``."""
@@ -64,6 +66,11 @@ def run_dir_of(graph, *chosen) -> Path:
 def checkpoint_in(run_dir: str | Path) -> Path:
     """The checkpoint training writes in ``run_dir``."""
     return Path(run_dir) / CHECKPOINT_NAME
+
+
+def best_checkpoint_in(run_dir: str | Path) -> Path:
+    """The checkpoint of the run's best epoch (lowest validation loss) in ``run_dir``."""
+    return Path(run_dir) / BEST_NAME
 
 
 def find_checkpoint(path: str | Path) -> Path:

@@ -24,7 +24,7 @@ This module puts the pieces together; each lives in its own:
 - :mod:`graphnet.training.state` — what a checkpoint holds besides parameters, and resuming
   from it bit for bit;
 - :mod:`graphnet.training.classification` — what the loop trains: images and labels,
-  standardised; accuracy; test and validation evaluation; evaluating a checkpoint;
+  standardised; accuracy; validation after each epoch, test at the end; evaluating a checkpoint;
 - :mod:`graphnet.training.watch` — node health after an epoch (``--watch``);
 - :mod:`graphnet.checkpoint` — the checkpoint file, where it is, restoring parameters.
 """
@@ -39,7 +39,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import limits
-from .checkpoint import CHECKPOINT_NAME, checkpoint_in, find_checkpoint, run_dir_of
+from .checkpoint import BEST_NAME, CHECKPOINT_NAME, checkpoint_in, find_checkpoint, run_dir_of
 from .data import Dataset
 from .data.augment import Augmentation
 from .data.arrays import DEFAULT_TEST_FRACTION, dataset_from_arrays
@@ -68,8 +68,10 @@ __all__ = [
 
 @dataclass
 class TrainResult:
-    """What a run produced. ``final`` is the last epoch's record; ``confusion`` counts test
-    samples by true class (rows) and predicted class (columns)."""
+    """What a run produced. ``final`` is the last epoch's record, which alone holds the test
+    figures (``test_loss``, ``test_accuracy``: the test split is evaluated once, at the end, with
+    the last epoch's parameters); ``confusion`` counts test samples by true class (rows) and
+    predicted class (columns)."""
 
     history: list[dict[str, Any]]
     confusion: np.ndarray
@@ -83,6 +85,10 @@ class TrainResult:
     interrupted: bool = False
     stop_signal: int | None = None
     """The signal that stopped the run (SIGINT, SIGTERM), when one did."""
+    best: Path | None = None
+    """``best.npz``: the checkpoint of the epoch with the lowest validation loss (None without a
+    validation split)."""
+    stopped_early: bool = False
 
     @property
     def final(self) -> dict[str, Any]:
@@ -139,9 +145,12 @@ def train(graph, dataset: Dataset | str | None = None, config: TrainConfig | Non
         data, dataset_options = load_dataset(graph, config, bindings)
     check_dataset(graph, data, bindings)
     train_split, val_split = carve(data.train, config)
+    if config.early_stop and val_split is None:
+        raise config.error("early_stop", "early stopping watches the validation loss, and this "
+                           "run has no validation split", hint="set val_fraction above 0")
     run_dir = run_dir_of(graph, run_dir, config.run_dir)
     folder = claim_run_folder(run_dir, UsageError, fresh=new_run_dir and not resume,
-                              outputs=(CHECKPOINT_NAME, HISTORY_NAME))
+                              outputs=(CHECKPOINT_NAME, BEST_NAME, HISTORY_NAME))
     try:
         return _train_claimed(graph, data, dataset_options, config, bindings, train_split,
                               val_split, folder.path, resume, emit, memory_limit)
@@ -177,10 +186,16 @@ def _train_claimed(graph, data, dataset_options, config, bindings, train_split, 
                     config.batch_size, config.optimizer, config.lr, graph.total_params, run_dir,
                     resumed_from))
     interrupted = loop.run()
+    progress = loop.progress
+    if not interrupted and progress.history:
+        # The test split, once: its figures go into the final record only (never chosen by).
+        progress.history[-1].update(task.evaluate_test())
+        state.write_history(run_dir, progress.history)
+    best = loop.best_path if loop.best_epoch() is not None and loop.best_path.exists() else None
     result = TrainResult(progress.history, task.confusion(evaluate=not interrupted),
                          task.class_names, network, bindings, task.standardise, config, run_dir,
                          loop.checkpoint_path if loop.saved else resumed_from, interrupted,
-                         loop.stop_signal)
+                         loop.stop_signal, best, loop.stopped_early)
     if not interrupted:
         emit(Finished(result))
     return result

@@ -231,7 +231,8 @@ def _cosine_between(start: float, end: float, fraction: float) -> float:
 
 class ReduceOnPlateau(Schedule):
     """Multiply the rate by ``factor`` when ``monitor`` (validation loss by default) has not
-    improved by more than ``threshold`` (relative) for ``patience`` epochs (as PyTorch's
+    improved by more than ``threshold`` (relative) for ``patience`` epochs (the training loss in a
+    run without a validation split) (as PyTorch's
     ReduceLROnPlateau and Keras's callback), never below ``min_lr``."""
 
     name = "plateau"
@@ -257,7 +258,7 @@ class ReduceOnPlateau(Schedule):
     def observe(self, epoch, metrics):
         value = metrics.get(self.config.monitor)
         if value is None and self.config.monitor == "val_loss":
-            value = metrics.get("test_loss")  # a run without a validation split
+            value = metrics.get("train_loss")  # a run without a validation split
         if value is None or not math.isfinite(value):
             return
         if value < self.best * (1 - self.config.threshold):

@@ -18,13 +18,17 @@ SETTING_FLAGS = {
     "--epochs": ("epochs", int, "passes over the training split"),
     "--batch-size": ("batch_size", int, "samples per step"),
     "--eval-batch-size": ("eval_batch_size", int, "samples per evaluation batch"),
-    "--lr": ("lr", float, "learning rate"),
+    "--lr": ("lr", float, "learning rate (default: the optimizer's; sgd 0.01, adam 0.001)"),
     "--optimizer": ("optimizer", str, "optimizer name (sgd, adam, …)"),
     "--momentum": ("momentum", float, "momentum of the optimizer"),
     "--schedule": ("schedule", str, "learning-rate schedule (constant, step, cosine, …)"),
     "--seed": ("seed", int, "seed of initialisation, shuffling and splitting"),
     "--run-dir": ("run_dir", str, "where checkpoints and history.json go (runs/<spec name>)"),
-    "--val-fraction": ("val_fraction", float, "share of the training split held out"),
+    "--val-fraction": ("val_fraction", float, "share of the training split held out for "
+                       "validation after each epoch (0.1; 0: none)"),
+    "--early-stop": ("early_stop", int, "stop after N epochs without a lower validation loss"),
+    "--max-loss-growth": ("max_loss_growth", float, "stop when a step's loss exceeds X times the "
+                          "first step's (1e4; 0: never)"),
     "--clip-norm": ("clip_norm", float, "clip gradients to this global norm"),
     "--limit-train": ("limit_train", int, "use only N training samples (quick runs)"),
     "--augment": ("augment", str, "transforms of the training batches, comma-separated "

@@ -12,11 +12,12 @@ def register(subparsers, common) -> None:
     parser = subparsers.add_parser(
         "train", parents=[common], help="train a graph on a dataset",
         description="Train a graph spec with its [train] settings, each overridable by a flag. "
-        "A checkpoint and history.json are written to the run directory after every epoch; "
-        "Ctrl-C or SIGTERM stops after the current step and writes a checkpoint that --resume "
-        "continues bit for bit. A run holds its directory: a second run into it is refused. "
-        "Exit 0 when done, 2 on bad input or a non-finite loss, 130 (Ctrl-C) or 143 (SIGTERM) "
-        "when stopped.")
+        "A checkpoint and history.json are written to the run directory after every epoch, and "
+        "best.npz holds the epoch with the lowest validation loss; the test split is evaluated "
+        "once, at the end. Ctrl-C or SIGTERM stops after the current step and writes a "
+        "checkpoint that --resume continues bit for bit. A run holds its directory: a second "
+        "run into it is refused. Exit 0 when done (or stopped early), 2 on bad input or a "
+        "non-finite or exploding loss, 130 (Ctrl-C) or 143 (SIGTERM) when stopped.")
     parser.add_argument("spec", metavar="SPEC", help="TOML or JSON graph spec")
     add_setting_flags(parser)
     parser.add_argument("--resume", action="store_true",

@@ -141,6 +141,10 @@ class TrainingView:
         if result.checkpoint is not None:
             self.console.print(f"checkpoint: {escape(str(result.checkpoint))}",
                                soft_wrap=one_line(self.console))
+        if result.best is not None:
+            best = min((r["val_loss"], r["epoch"]) for r in history if "val_loss" in r)
+            self.console.print(f"best: {escape(str(result.best))} (epoch {best[1]}, val loss "
+                               f"{best[0]:.4f})", soft_wrap=one_line(self.console))
 
     def _stop_progress(self) -> None:
         if self.progress is not None:
@@ -168,7 +172,6 @@ def epoch_line(record: dict, epochs: int, width: int | None = None) -> str:
              f"train loss {record['train_loss']:.4f} acc {_percent(record['train_accuracy'])}"]
     if "val_loss" in record:
         parts.append(f"val loss {record['val_loss']:.4f} acc {_percent(record['val_accuracy'])}")
-    parts.append(f"test loss {record['test_loss']:.4f} acc {_percent(record['test_accuracy'])}")
     parts.append(f"{record['seconds']:.1f}s, {_count(record['samples_per_second'])} samples/s")
     separator = "  │  "
     lines = [parts[0]]
@@ -190,8 +193,9 @@ def evaluation_line(split: str, loss: float, accuracy: float, samples: int) -> s
 def curves(history: list[dict], metric: str, height: int = PLOT_HEIGHT,
            width: int = PLOT_WIDTH) -> Text:
     """A small text plot of ``<split>_<metric>`` per epoch for every split the history holds."""
+    # splits measured every epoch (the test split is measured once, at the end)
     series = {split: [r[f"{split}_{metric}"] for r in history]
-              for split in MARKERS if f"{split}_{metric}" in history[0]}
+              for split in MARKERS if all(f"{split}_{metric}" in r for r in history)}
     values = [v for points in series.values() for v in points if math.isfinite(v)]
     low, high = (min(values), max(values)) if values else (0.0, 1.0)
     if high - low < 1e-12:

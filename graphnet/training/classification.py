@@ -1,7 +1,7 @@
 """Classification, the application the training loop runs: a dataset's images and labels fed to
 the graph's bound inputs (images standardised with the training split's statistics), correct
-predictions counted per step, and after each epoch the test (and validation) loss, accuracy and
-confusion matrix. Also the evaluation of a trained checkpoint (``graphnet eval``).
+predictions counted per step, after each epoch the validation loss and accuracy, and at the end
+the test loss, accuracy and confusion matrix. Also the evaluation of a trained checkpoint (``graphnet eval``).
 
 The pieces shared with prediction — bindings, standardisation, batched evaluation, class
 probabilities, a trained network from a checkpoint — are :mod:`graphnet.inference`.
@@ -25,7 +25,8 @@ from ..train_config import SCALAR_KEYS, TrainConfig, check_dataset, load_dataset
 @dataclass
 class Classification:
     """The loop's task (:class:`graphnet.training.loop.Task`) for a classifier: ``train`` is
-    trained on, ``validation`` (optional) and ``test`` are evaluated after every epoch.
+    trained on, ``validation`` (optional) is evaluated after every epoch, ``test`` once at the
+    end.
     ``dataset`` (name and options) is recorded in checkpoints, so ``eval`` finds it again."""
 
     network: Network
@@ -40,7 +41,7 @@ class Classification:
     augment: Augmentation | None = None
     """Transforms of the training batches (see :mod:`graphnet.data.augment`)."""
     last_test: Evaluation | None = None
-    """The test split's evaluation after the latest epoch of this session."""
+    """The test split's evaluation at the end of this session."""
 
     @property
     def samples(self) -> int:
@@ -60,16 +61,21 @@ class Classification:
         return int((outputs[self.bindings.logits].argmax(axis=1) == labels).sum())
 
     def evaluate(self) -> dict[str, Any]:
-        """Test loss and accuracy, then validation's when there is a validation split."""
+        """After each epoch: validation loss and accuracy, when there is a validation split. The
+        test split is not looked at while choosing (:meth:`evaluate_test`, once, at the end)."""
+        if self.validation is None:
+            return {}
+        val = self._evaluate(self.validation)
+        return {"val_loss": val.loss, "val_accuracy": val.accuracy}
+
+    def evaluate_test(self) -> dict[str, Any]:
+        """The test split's loss and accuracy (its confusion matrix is kept for
+        :meth:`confusion`)."""
         self.last_test = test = self._evaluate(self.test)
-        record = {"test_loss": test.loss, "test_accuracy": test.accuracy}
-        if self.validation is not None:
-            val = self._evaluate(self.validation)
-            record.update(val_loss=val.loss, val_accuracy=val.accuracy)
-        return record
+        return {"test_loss": test.loss, "test_accuracy": test.accuracy}
 
     def confusion(self, *, evaluate: bool) -> np.ndarray:
-        """The test confusion matrix of the latest epoch; without one, a fresh evaluation's
+        """The test confusion matrix of the final evaluation; without one, a fresh evaluation's
         (``evaluate``) or zeros (Ctrl-C should not wait for an evaluation)."""
         if self.last_test is not None:
             return self.last_test.confusion

@@ -9,7 +9,8 @@ next, so that N epochs straight and K epochs + resume to N give bit-identical pa
 ``<run dir>/history.json`` holds one record per epoch.
 
 A new run in a directory that holds one keeps the earlier checkpoint and history as
-``*.previous.*`` (one generation).
+``*.previous.*`` (one generation). ``<run dir>/best.npz`` is the checkpoint of the epoch with the
+lowest validation loss (written by the loop).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..checkpoint import (CHECKPOINT_NAME, Checkpoint, restore_params, save_checkpoint,
+from ..checkpoint import (BEST_NAME, CHECKPOINT_NAME, Checkpoint, restore_params, save_checkpoint,
                           spec_hash)
 from ..errors import CheckpointError
 from ..files import atomic_write_text
@@ -28,7 +29,8 @@ from ..optim import Schedule
 from .events import Notice
 
 HISTORY_NAME = "history.json"
-RESUME_IGNORES = ("epochs", "watch", "run_dir", "eval_batch_size")
+RESUME_IGNORES = ("epochs", "watch", "run_dir", "eval_batch_size", "early_stop",
+                  "max_loss_growth")
 """Settings that may change between a run and its resumption without breaking bit-identity."""
 
 
@@ -45,6 +47,7 @@ class Progress:
     correct: int = 0
     seen: int = 0
     seconds: float = 0.0  # spent on the unfinished epoch so far
+    reference_loss: float | None = None  # the run's first step's loss: explosions are measured by it
 
     def start_epoch(self) -> None:
         """Zero the running sums of an epoch."""
@@ -63,6 +66,7 @@ def save(loop, *, partial: bool) -> None:
     meta.update(
         epoch=progress.epoch, step=progress.step, global_step=progress.global_step,
         partial=partial, history=json_ready(progress.history),
+        reference_loss=progress.reference_loss,
         rng={"shuffle": progress.epoch_shuffle_state if partial
              else loop.shuffle_rng.bit_generator.state,
              "network": network.step_rng.bit_generator.state},
@@ -83,7 +87,7 @@ def keep_previous_run(run_dir: Path, emit) -> None:
     """A new run in a folder that holds one: keep the earlier run's checkpoint and history as
     ``*.previous.*`` instead of overwriting them at the first epoch (one generation is kept)."""
     kept = []
-    for name in (CHECKPOINT_NAME, HISTORY_NAME):
+    for name in (CHECKPOINT_NAME, BEST_NAME, HISTORY_NAME):
         current = run_dir / name
         if current.is_file():
             previous = current.with_name(f"{current.stem}.previous{current.suffix}")
@@ -91,7 +95,11 @@ def keep_previous_run(run_dir: Path, emit) -> None:
             kept.append(previous.name)
     if kept:
         emit(Notice(f"{run_dir} held an earlier run; starting anew and keeping it as "
-                    f"{' and '.join(kept)} (use --resume to continue a run instead)"))
+                    f"{_and(kept)} (use --resume to continue a run instead)"))
+
+
+def _and(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
 # --- resuming -----------------------------------------------------------------------------------
@@ -111,7 +119,8 @@ def restore(loop, path: Path) -> None:
     try:
         network.step_rng.bit_generator.state = meta["rng"]["network"]
         progress = Progress(epoch=int(meta["epoch"]), step=int(meta["step"]),
-                            global_step=int(meta["global_step"]), history=list(meta["history"]))
+                            global_step=int(meta["global_step"]), history=list(meta["history"]),
+                            reference_loss=meta.get("reference_loss"))
         if meta["partial"]:
             progress.epoch_shuffle_state = meta["rng"]["shuffle"]
             running = meta["running"]
@@ -172,7 +181,7 @@ def _rates_differ(schedule: Schedule, trained_for: int, epoch: int, step: int) -
     done = epoch * steps + step
     stride = max(1, done // RATES_COMPARED)
     positions = [*range(0, done, stride), done - 1] if done else []
-    return any(earlier.lr_at(*divmod(p, steps)) != schedule.lr_at(*divmod(p, steps))
+    return any(earlier.rate(*divmod(p, steps)) != schedule.rate(*divmod(p, steps))
                for p in positions)
 
 

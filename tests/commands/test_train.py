@@ -94,4 +94,46 @@ def test_without_a_dataset_it_trains_on_shapes(run_cli, tmp_path):
                                "--dataset-option", "train_size=100",
                                "--dataset-option", "test_size=50", "--run-dir", tmp_path)
     assert status == 0, err
-    assert "on shapes: 64 train / 50 test samples, 10 classes" in out
+    assert "on shapes: 64 train / 10 val / 50 test samples, 10 classes" in out
+
+
+def test_epochs_show_validation_the_end_shows_test_once_and_best_npz_evaluates(run_cli, spec,
+                                                                               tmp_path):
+    run = tmp_path / "run"
+    status, out, err = run_cli("train", spec, "--plugin", TOY, "--epochs", 3, "--run-dir", run)
+    assert status == 0, err
+    assert "461 train / 51 val / 256 test samples" in out  # val_fraction 0.1 by default
+    epoch_lines = [line for line in out.splitlines() if line.startswith("epoch ")]
+    assert len(epoch_lines) == 3 and all("val loss" in line for line in epoch_lines)
+    assert not any("test" in line for line in epoch_lines), epoch_lines
+    assert out.count("test: loss") == 1 and f"best: {run / 'best.npz'} (epoch " in out
+    history = json.loads((run / "history.json").read_text())
+    assert ["test_accuracy" in record for record in history] == [False, False, True]
+    status, out, err = run_cli("eval", spec, "--plugin", TOY, "--checkpoint", run / "best.npz")
+    assert status == 0, err
+    assert "test: loss" in out
+
+
+def test_early_stop_flag_stops_training(run_cli, spec, tmp_path):
+    status, out, err = run_cli("train", spec, "--plugin", TOY, "--epochs", 20, "--lr", 0,
+                               "--early-stop", 1, "--run-dir", tmp_path)
+    assert status == 0, err
+    assert "stopping early after epoch 2" in err and "epoch 3/20" not in out
+    assert "test: loss" in out
+
+
+def test_an_exploding_loss_stops_with_status_2_naming_epoch_and_step(run_cli, spec, tmp_path):
+    status, out, err = run_cli("train", spec, "--plugin", TOY, "--lr", 50, "--run-dir", tmp_path)
+    assert status == 2
+    assert "the loss is growing" in err
+    assert "the loss exploded to" in err and "at epoch 1, step" in err
+    assert "max_loss_growth" in err and "Traceback" not in err
+
+
+def test_adam_without_a_rate_uses_its_own_default(run_cli, tmp_path):
+    spec = tmp_path / "plain.json"
+    spec.write_text(json.dumps(toy.toy_spec(optimizer="sgd")))  # no rate in the spec
+    status, out, err = run_cli("train", spec, "--plugin", TOY, "--optimizer", "adam",
+                               "--epochs", 1, "--limit-train", 64, "--run-dir", tmp_path)
+    assert status == 0, err
+    assert "adam lr 0.001;" in out

@@ -13,10 +13,9 @@ from graphnet.train import EpochDone, WatchRow
 ROOT = Path(__file__).resolve().parents[2]
 
 RECORD = {"epoch": 12, "train_loss": 0.1234, "train_accuracy": 0.9612, "val_loss": 0.2345,
-          "val_accuracy": 0.9321, "test_loss": 0.3456, "test_accuracy": 0.9187, "seconds": 12.5,
-          "samples_per_second": 12345.0}
+          "val_accuracy": 0.9321, "seconds": 12.5, "samples_per_second": 12345.0}
 FIGURES = ("epoch 12/12", "train loss 0.1234 acc 96.1%", "val loss 0.2345 acc 93.2%",
-           "test loss 0.3456 acc 91.9%", "12.5s, 12,345 samples/s")
+           "12.5s, 12,345 samples/s")
 
 
 def epoch_text(terminal: bool) -> str:
