@@ -52,6 +52,7 @@ from .data.cache import default_cache_dir
 from .errors import DataError, GraphnetError, PluginError, SpecError, UsageError, plugin_failure
 from .inference import Bindings, json_ready
 from .op import Attr, format_shape
+from .optim import Optimizer
 from .options import parse_options
 from .registry import suggest
 
@@ -211,7 +212,8 @@ def resolve_config(section: dict, overrides: dict, *, file, registry,
         schema = dict(entry.value.options)
         if kind == "optimizer":
             # the optimizer's own default rate (Adam's 0.001, SGD's 0.01) when none is given
-            schema["lr"] = Attr("float", default=entry.value.default_lr, minimum=0)
+            default_lr = getattr(entry.value, "default_lr", Optimizer.default_lr)
+            schema["lr"] = Attr("float", default=default_lr, minimum=0)
         options = getattr(config, f"{key}_options")
         try:
             parsed = parse_options(schema, options, what=f"{kind} {entry.name!r}")
