@@ -19,6 +19,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,10 +27,11 @@ ROWS = (("lenet5", 64), ("lenet5", 256), ("bench_classic", 64), ("bench_classic"
 
 
 def bench_once(python: str, spec: str, batch: int, steps: int, threads: int) -> dict:
-    command = [python, "-c", "import sys; from graphnet.cli import main; sys.exit(main())",
+    # -I and a neutral folder: `python -c` would otherwise import graphnet from this checkout
+    command = [python, "-I", "-c", "import sys; from graphnet.cli import main; sys.exit(main())",
                "bench", str(ROOT / "specs" / f"{spec}.toml"), "--batch-size", str(batch),
                "--threads", str(threads), "--steps", str(steps), "--format", "json"]
-    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT,
+    done = subprocess.run(command, capture_output=True, text=True, cwd=tempfile.gettempdir(),
                           env={**os.environ, "NO_COLOR": "1"})
     if done.returncode != 0:
         sys.exit(f"{python} bench {spec} {batch} failed:\n{done.stderr}")
