@@ -109,10 +109,19 @@ class Graph:
     def total_macs(self) -> int:
         return sum(n.macs for n in self.nodes.values())
 
+    @property
+    def total_state(self) -> int:
+        """Elements of state such as batch norm's running statistics: saved, never learned."""
+        return sum(spec.size for node in self.op_nodes for spec in node.param_specs.values()
+                   if not spec.trainable)
+
     def summary(self) -> str:
-        """One line: name, node count, parameters, MACs per sample."""
+        """One line: name, node count, parameters (state apart, as PyTorch and Keras count
+        them), MACs per sample."""
         count = len(self.op_nodes)
-        return (f"{self.name}: {count} node{'s' if count != 1 else ''}, {self.total_params:,} parameters, "
+        state = self.total_state
+        params = f"{self.total_params - state:,} parameters" + (f" (+{state:,} state)" if state else "")
+        return (f"{self.name}: {count} node{'s' if count != 1 else ''}, {params}, "
                 f"{self.total_macs:,} MACs per sample")
 
 

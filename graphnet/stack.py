@@ -68,7 +68,7 @@ def describe(graph) -> Stack:
             words.append(WORDS.get(node.op_name, node.op_name))
     images = [n for n in graph.inputs if len(graph.nodes[n].shape) == 3]
     first = images[0] if images else (main[0] if main and graph.nodes[main[0]].is_input else None)
-    return Stack(fold(words), skips, branches, graph.total_params,
+    return Stack(fold(words), skips, branches, graph.total_params - graph.total_state,
                  graph.nodes[first].shape if first is not None else None)
 
 

@@ -191,3 +191,10 @@ def test_channels_last_input_gets_a_hint(write_spec, run_cli):
     assert "channels × height × width" in err and "[3, 32, 32]" in err
     status, out, err = _whole(write_spec, run_cli, lambda s: None)
     assert status == 0 and "channels" not in err
+
+
+def test_the_summary_counts_batch_norm_statistics_as_state_not_parameters(specs_dir, run_cli):
+    """PyTorch counts ResNet-18's 11,689,512 parameters; its 9,600 running statistics are state."""
+    status, out, _ = run_cli("check", specs_dir / "resnet18.toml")
+    assert status == 0
+    assert "69 nodes, 11,689,512 parameters (+9,600 state)," in out
