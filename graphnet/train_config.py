@@ -46,10 +46,10 @@ from typing import Any
 
 import numpy as np
 
-from .data import Dataset, Split, returned_problem
+from .data import Dataset, Split, load_from
 from .data.augment import parse_augment
 from .data.cache import default_cache_dir
-from .errors import DataError, GraphnetError, PluginError, SpecError, UsageError, plugin_failure
+from .errors import DataError, GraphnetError, SpecError, UsageError
 from .inference import Bindings, json_ready
 from .op import Attr, format_shape
 from .optim import Optimizer
@@ -291,15 +291,8 @@ def load_dataset(graph, config: TrainConfig, bindings: Bindings) -> tuple[Datase
     except SpecError as error:
         raise config.error(f"dataset.{error.field}", error.message, expected=error.expected,
                            found=error.found, hint=error.hint) from None
-    try:
-        dataset = source_class().load(SimpleNamespace(**parsed), seed=config.seed,
-                                      cache_dir=default_cache_dir())
-    except Exception as error:
-        raise plugin_failure(error, f"dataset {config.dataset!r} (plugin {entry.plugin!r}) failed "
-                                    "to load")
-    problem = returned_problem(dataset)
-    if problem:
-        raise PluginError(f"dataset {config.dataset!r} (plugin {entry.plugin!r}): {problem}")
+    dataset = load_from(entry, SimpleNamespace(**parsed), seed=config.seed,
+                        cache_dir=default_cache_dir())
     return dataset, parsed
 
 

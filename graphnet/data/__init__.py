@@ -23,6 +23,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from ..errors import PluginError, plugin_failure
 from ..op import Attr
 
 
@@ -73,6 +74,21 @@ class DatasetSource:
     def load(self, options: SimpleNamespace, *, seed: int, cache_dir: Path) -> Dataset:
         """Return the dataset; raise graphnet.DataError naming the file and what is wrong."""
         raise NotImplementedError
+
+
+def load_from(entry, options: SimpleNamespace, *, seed: int, cache_dir: Path) -> Dataset:
+    """Load the dataset a registry ``entry`` holds with parsed ``options``: a failure inside the
+    plugin, or a return value :func:`returned_problem` finds wrong, raises naming the dataset and
+    its plugin. The one place data from a dataset plugin enters graphnet."""
+    what = f"dataset {entry.name!r} (plugin {entry.plugin!r})"
+    try:
+        dataset = entry.value().load(options, seed=seed, cache_dir=cache_dir)
+    except Exception as error:
+        raise plugin_failure(error, f"{what} failed to load")
+    problem = returned_problem(dataset)
+    if problem:
+        raise PluginError(f"{what}: {problem}")
+    return dataset
 
 
 def returned_problem(dataset) -> str | None:

@@ -9,10 +9,10 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from ..errors import DataError, PluginError, SpecError, UsageError, plugin_failure
+from ..errors import DataError, SpecError, UsageError
 from ..files import atomic_write_bytes
 from ..options import parse_options
-from . import Dataset
+from . import Dataset, load_from
 
 
 def sample_dataset(registry, name: str, *, count: int, split: str = "test", seed: int = 0,
@@ -28,13 +28,7 @@ def sample_dataset(registry, name: str, *, count: int, split: str = "test", seed
     except SpecError as error:
         raise UsageError(error.message, field=f"--dataset-option {error.field}",
                          expected=error.expected, found=error.found, hint=error.hint) from None
-    try:
-        dataset = source_class().load(SimpleNamespace(**parsed), seed=seed, cache_dir=cache_dir)
-    except Exception as error:
-        raise plugin_failure(error, f"dataset {name!r} (plugin {entry.plugin!r}) failed to load")
-    if not isinstance(dataset, Dataset):
-        raise PluginError(f"dataset {name!r} (plugin {entry.plugin!r}) returned "
-                          f"{type(dataset).__name__}", expected="a graphnet.data.Dataset")
+    dataset = load_from(entry, SimpleNamespace(**parsed), seed=seed, cache_dir=cache_dir)
     available = len(getattr(dataset, split))
     if count > available:
         raise DataError(f"dataset {name!r} has too few {split} images", field="--count",
