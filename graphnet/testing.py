@@ -138,6 +138,12 @@ def measured_field_box(graph, input_name: str, output_index: tuple[int, int],
             range(int(seen_cols.min()), int(seen_cols.max()) + 1))
 
 
+def _box_text(box: tuple[range, range]) -> str:
+    """``rows 2–4, columns 2–4`` for a field's bounding box."""
+    return (f"rows {box[0].start}–{box[0].stop - 1}, "
+            f"columns {box[1].start}–{box[1].stop - 1}")
+
+
 def _check_measured_field(op_name: str, graph, contribution, seed: int) -> str:
     """The declared receptive field against the measured one, for an op whose output and some
     float input are images (C, H, W); returns how it describes the field."""
@@ -153,12 +159,10 @@ def _check_measured_field(op_name: str, graph, contribution, seed: int) -> str:
         size = graph.nodes[input_name].shape[1:]
         declared = declared_field_box(contribution, output_index, size)
         measured = measured_field_box(graph, input_name, output_index, seed)
-        describe = lambda box: f"rows {box[0].start}–{box[0].stop - 1}, columns "  # noqa: E731
-        describe_box = lambda box: describe(box) + f"{box[1].start}–{box[1].stop - 1}"  # noqa: E731
         _require(measured == declared,
                  f"op {op_name!r}: its receptive field says output unit {output_index} sees "
-                 f"input {input_name!r} at {describe_box(declared)}, but changing the input "
-                 f"changes it at {describe_box(measured)}")
+                 f"input {input_name!r} at {_box_text(declared)}, but changing the input "
+                 f"changes it at {_box_text(measured)}")
     if contribution == POINTWISE:
         return "pointwise (measured)"
     kernel = contribution.dilation[0] * (contribution.kernel[0] - 1) + 1, \
