@@ -1,28 +1,56 @@
-"""Print the markdown table of bench/README.md from `graphnet bench --format json` reports."""
+"""Print the markdown table of bench/README.md from `graphnet bench --format json` reports.
+
+Each ratio is graphnet / PyTorch from one report (both timed in one process); the "must reach"
+column holds the bound issue #14 set for that row, where it set one.
+"""
 import json
 import sys
 
+# (graph, figure) → the ratio a row must reach; batch None means every batch size.
+MUST_REACH = {
+    ("bench_classic", "training step", None): 1.15,
+    ("lenet5", "training step", None): 1.4,
+    ("cifar_resnet", "training step", None): 1.5,
+    ("bench_classic", "inference", 256): 1.0,
+    ("lenet5", "inference", 256): 1.0,
+    ("cifar_resnet", "inference", 256): 1.0,
+    ("bench_classic", "inference", 1): 1.5,
+}
+PEAK_MEMORY_BOUND = 0.5
+FIGURES = (("training step", "step_ms", "ms"), ("inference", "inference_ms", "ms"),
+           ("peak memory", "peak_mib", "MiB"))
+
+
+def bound_for(graph: str, figure: str, batch: int) -> float | None:
+    """The must-reach ratio for one row of the table, or None where the issue set none."""
+    if figure == "peak memory":
+        return PEAK_MEMORY_BOUND
+    return MUST_REACH.get((graph, figure, batch), MUST_REACH.get((graph, figure, None)))
+
 
 def main(paths):
-    print("| net | batch | figure | graphnet | PyTorch | ratio |")
-    print("| --- | ---: | --- | ---: | ---: | ---: |")
+    print("| net | batch | figure | graphnet | PyTorch | ratio | must reach | load |")
+    print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+    report = None
     for path in paths:
         with open(path, encoding="utf-8") as stream:
             report = json.load(stream)
         theirs, ratio = report["torch"], report["ratio"]
-        for label, key, unit in (("training step", "step_ms", "ms"),
-                                 ("inference", "inference_ms", "ms"),
-                                 ("peak memory", "peak_mib", "MiB")):
+        graph, batch = report["graph"], report["batch_size"]
+        load = report.get("load_average") or 0.0
+        for label, key, unit in FIGURES:
             if report.get(key) is None:
                 continue
-            print(f"| {report['graph']} | {report['batch_size']} | {label} | "
-                  f"{report[key]:.1f} {unit} | {theirs[key]:.1f} {unit} | {ratio[key]:.2f} |")
+            bound = bound_for(graph, label, batch)
+            verdict = "" if bound is None else (
+                f"≤ {bound:g} {'✓' if ratio[key] <= bound else '✗'}")
+            print(f"| {graph} | {batch} | {label} | {report[key]:.1f} {unit} | "
+                  f"{theirs[key]:.1f} {unit} | {ratio[key]:.2f} | {verdict} | {load:.1f} |")
+    if report is None:
+        return
     print()
-    loads = ", ".join(f"{json.load(open(p, encoding='utf-8')).get('load_average') or 0:.1f}"
-                      for p in paths)
     print(f"threads: {report['threads']}; BLAS: {report['blas']}; numpy float32 GEMM: "
-          f"{report['gemm_gflops']:.0f} GFLOP/s; PyTorch {report['torch_version']}; "
-          f"load average at the start of each row: {loads}")
+          f"{report['gemm_gflops']:.0f} GFLOP/s; PyTorch {report['torch_version']}")
 
 
 if __name__ == "__main__":
