@@ -23,7 +23,8 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ROWS = (("lenet5", 64), ("lenet5", 256), ("bench_classic", 64), ("bench_classic", 256))
+ROWS = (("lenet5", 64), ("lenet5", 256), ("bench_classic", 64), ("bench_classic", 256),
+        ("bench_classic", 1), ("cifar_resnet", 64), ("cifar_resnet", 256))
 
 
 def bench_once(python: str, spec: str, batch: int, steps: int, threads: int) -> dict:
