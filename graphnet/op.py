@@ -75,8 +75,9 @@ class Attr:
 
     - ``"int"``, ``"float"``, ``"bool"``, ``"str"`` — a scalar (``choices`` restricts a str);
     - ``"pair"`` — an int or ``[height, width]``, normalised to a tuple of two ints;
-    - ``"padding"`` — ``"valid"``, ``"same"``, an int or ``[height, width]``; normalised to the
-      string or a tuple of two ints;
+    - ``"padding"`` — ``"valid"``, ``"same"``, an int, ``[height, width]`` or four sides
+      ``[top, left, bottom, right]`` (ONNX's ``pads`` order); normalised to the string or a tuple
+      of two or four ints;
     - ``"array"`` — a (nested) list of numbers, normalised to a float64 numpy array;
     - ``"shape"`` — a list of ints, normalised to a tuple.
 
@@ -103,7 +104,8 @@ class Attr:
         names = {
             "int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
             "pair": "an integer or [height, width]",
-            "padding": '"valid", "same", an integer or [height, width]',
+            "padding": '"valid", "same", an integer, [height, width] or '
+                       '[top, left, bottom, right]',
             "array": "a list of numbers", "shape": "a list of integers",
         }
         text = names[self.kind]
@@ -154,10 +156,13 @@ class Attr:
                 if value not in ("valid", "same"):
                     fail()
                 return value
-            pair = _as_pair(value)
-            if pair is None or min(pair) < 0:
+            sides = _as_pair(value)
+            if sides is None and isinstance(value, list) and len(value) == 4 \
+                    and all(_is_int(v) for v in value):
+                sides = tuple(int(v) for v in value)
+            if sides is None or min(sides) < 0:
                 fail()
-            return pair
+            return sides
         if self.kind == "shape":
             if not isinstance(value, list) or not all(_is_int(v) for v in value):
                 fail()

@@ -41,7 +41,9 @@ def attribute_schema(attr: Attr) -> dict[str, Any]:
         schema = {"anyOf": [{"type": "integer", **bounds}, items]}
     elif attr.kind == "padding":
         schema = {"anyOf": [{"enum": ["valid", "same"]}, {"type": "integer", "minimum": 0},
-                            dict(PAIR_ITEMS, items={"type": "integer", "minimum": 0})]}
+                            dict(PAIR_ITEMS, items={"type": "integer", "minimum": 0}),
+                            {"type": "array", "minItems": 4, "maxItems": 4,
+                             "items": {"type": "integer", "minimum": 0}}]}
     elif attr.kind == "shape":
         schema = {"type": "array", "items": {"type": "integer", **bounds}}
     else:  # array: nested lists of numbers

@@ -4,9 +4,10 @@ plugin).
 
 Sizes, kernels, strides and dilations are ``(height, width)`` pairs; padding is resolved per
 side, ``(top, bottom, left, right)``. Code that uses a window reads only its resolved fields
-(``pads``, ``output_hw``, ``padded_hw``, ``taps()`` …), never the attribute that produced them:
-a new way to state the padding (four explicit sides, as ONNX has) or to round the output size
-(pooling's ``ceil_mode``) is a change to :meth:`SlidingWindow.resolve` and this class alone.
+(``pads``, ``output_hw``, ``padded_hw``, ``read_pads``, ``taps()`` …), never the attribute that
+produced them: the ways to state the padding (a size, a pair, four sides in ONNX's
+``[top, left, bottom, right]`` order, "same") and to round the output size (pooling's
+``ceil_mode``) are resolved in :meth:`SlidingWindow.resolve` and this class alone.
 """
 from __future__ import annotations
 
@@ -31,28 +32,47 @@ class SlidingWindow:
     stride: tuple[int, int] = (1, 1)
     dilation: tuple[int, int] = (1, 1)
     pads: tuple[int, int, int, int] = (0, 0, 0, 0)
-    """(top, bottom, left, right): "same" may make them asymmetric."""
+    """(top, bottom, left, right): "same" or four explicit sides may make them asymmetric."""
+    ceil_mode: bool = False
+    """Round the count of windows up (pooling's ``ceil_mode``, as PyTorch and ONNX do): a last
+    window may then reach past the end padding, but one that would start inside that padding
+    (or past it) is dropped."""
     padded_hw: tuple[int, int] = field(init=False)
     """The input's size with its padding."""
     output_hw: tuple[int, int] = field(init=False)
     """How many windows fit down and across: the output's size."""
+    overhang: tuple[int, int] = field(init=False)
+    """Rows and columns the last window reads past the end padding (ceil_mode only; else 0).
+    They are not padding: a max ignores them, an average never counts them."""
 
     def __post_init__(self):
         top, bottom, left, right = self.pads
         padded = (self.input_hw[0] + top + bottom, self.input_hw[1] + left + right)
-        output = tuple((size - span) // step + 1
-                       for size, span, step in zip(padded, self.extent, self.stride))
+        output, overhang = [], []
+        for size, before, axis_padded, span, step in zip(self.input_hw, (top, left), padded,
+                                                         self.extent, self.stride):
+            count = (axis_padded - span) // step + 1
+            if self.ceil_mode:
+                count = -(-(axis_padded - span) // step) + 1
+                if (count - 1) * step >= size + before:  # it would start in the end padding
+                    count -= 1
+            output.append(count)
+            overhang.append(max(0, (count - 1) * step + span - axis_padded))
         object.__setattr__(self, "padded_hw", padded)
-        object.__setattr__(self, "output_hw", output)
+        object.__setattr__(self, "output_hw", tuple(output))
+        object.__setattr__(self, "overhang", tuple(overhang))
 
     @classmethod
-    def resolve(cls, input_hw, kernel, *, stride=1, padding=0, dilation=1) -> SlidingWindow:
+    def resolve(cls, input_hw, kernel, *, stride=1, padding=0, dilation=1,
+                ceil_mode=False) -> SlidingWindow:
         """The window of these attribute values over an image of ``input_hw``.
 
         ``kernel``, ``stride`` and ``dilation`` are ints or pairs; a ``stride`` of None means
         the kernel size (pooling's default). ``padding`` is "valid" (none), an int or a
-        (height, width) pair applied on both sides, or "same" as in TensorFlow: output =
-        ceil(input / stride), the total padding split with the odd row or column after.
+        (height, width) pair applied on both sides, four sides ``(top, left, bottom, right)``
+        (ONNX's ``pads`` order: the beginnings, then the ends), or "same" as in TensorFlow:
+        output = ceil(input / stride), the total padding split with the odd row or column
+        after. ``ceil_mode`` rounds the output size up (see the field).
         """
         kernel = as_pair(kernel)
         stride = kernel if stride is None else as_pair(stride)
@@ -64,19 +84,23 @@ class SlidingWindow:
                 size, step = input_hw[axis], stride[axis]
                 total = max((math.ceil(size / step) - 1) * step + extent[axis] - size, 0)
                 pads += [total // 2, total - total // 2]
+            elif padding == "valid":
+                pads += [0, 0]
+            elif not isinstance(padding, int) and len(padding) == 4:
+                pads += [padding[axis], padding[axis + 2]]
             else:
-                before = 0 if padding == "valid" else as_pair(padding)[axis]
-                pads += [before, before]
-        return cls(tuple(input_hw), kernel, stride, dilation, tuple(pads))
+                pads += [as_pair(padding)[axis]] * 2
+        return cls(tuple(input_hw), kernel, stride, dilation, tuple(pads), bool(ceil_mode))
 
     @classmethod
     def of(cls, input_shape, attrs) -> SlidingWindow:
-        """The window of an op's ``kernel``, ``stride``, ``padding`` and (if it has one)
-        ``dilation`` attributes over a per-sample ``input_shape`` (channels, height, width).
-        Raises a ShapeError (field "kernel") when the dilated kernel is larger than the padded
-        input."""
+        """The window of an op's ``kernel``, ``stride``, ``padding`` and (if it has them)
+        ``dilation`` and ``ceil_mode`` attributes over a per-sample ``input_shape`` (channels,
+        height, width). Raises a ShapeError (field "kernel") when the dilated kernel is larger
+        than the padded input."""
         window = cls.resolve(tuple(input_shape[1:]), attrs.kernel, stride=attrs.stride,
-                             padding=attrs.padding, dilation=getattr(attrs, "dilation", 1))
+                             padding=attrs.padding, dilation=getattr(attrs, "dilation", 1),
+                             ceil_mode=getattr(attrs, "ceil_mode", False))
         extent, padded_hw = window.extent, window.padded_hw
         if extent[0] > padded_hw[0] or extent[1] > padded_hw[1]:
             found = format_shape(window.kernel)
@@ -98,6 +122,18 @@ class SlidingWindow:
     def before(self) -> tuple[int, int]:
         """The padding before the first row and column: where the first window starts."""
         return self.pads[0], self.pads[2]
+
+    @property
+    def read_pads(self) -> tuple[int, int, int, int]:
+        """(top, bottom, left, right) of the padded array the windows read: the padding, and
+        past the end padding the ceil_mode overhang."""
+        top, bottom, left, right = self.pads
+        return top, bottom + self.overhang[0], left, right + self.overhang[1]
+
+    @property
+    def read_hw(self) -> tuple[int, int]:
+        """The size of the padded array the windows read (``padded_hw`` and the overhang)."""
+        return self.padded_hw[0] + self.overhang[0], self.padded_hw[1] + self.overhang[1]
 
     def taps(self) -> Iterator[tuple[int, int, slice, slice]]:
         """For each kernel tap (row-major): its row, its column, and the row and column slices

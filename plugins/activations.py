@@ -1,9 +1,10 @@
-"""Activation functions: relu, leaky_relu, sigmoid, tanh and softmax.
+"""Activation functions: relu, leaky_relu, clip, relu6, sigmoid, tanh and softmax.
 
 Each maps its input to an output of the same shape and costs no multiply-accumulates (MACs count
 only weighted sums). Backward passes are written from the forward's output or a mask, so no op
-keeps a copy of its input. ReLU, leaky ReLU and tanh also offer themselves as an epilogue (see
-graphnet.fusion), so a conv or dense layer before them can apply them to its output in cache.
+keeps a copy of its input. ReLU, leaky ReLU, clip, ReLU6 and tanh also offer themselves as an
+epilogue (see graphnet.fusion), so a conv or dense layer before them can apply them to its
+output in cache.
 """
 from __future__ import annotations
 
@@ -12,8 +13,7 @@ import numpy as np
 from graphnet import parallel
 from graphnet.fusion import Epilogue
 from graphnet.hookspecs import hookimpl
-from graphnet.op import Attr, Op, format_shape, shape_error
-
+from graphnet.op import POINTWISE, Attr, Op, Window, format_shape, shape_error
 
 
 class _Elementwise(Op):
@@ -125,6 +125,90 @@ class LeakyRelu(_Elementwise):
         return TorchLayer.applied(names, f"nn.LeakyReLU({attrs.slope!r})")
 
 
+class Clip(_Elementwise):
+    """Clamp to [min, max]: min(max(x, min), max), either bound optional (ONNX's Clip).
+
+    MACs: 0. The gradient passes where min < x < max and is 0 elsewhere, the bounds included.
+    With min > max every output is max (as ONNX and PyTorch define it), and no gradient passes.
+    """
+
+    name = "clip"
+    attrs = {"min": Attr("float", default=None, doc="the lower bound (default: none)"),
+             "max": Attr("float", default=None, doc="the upper bound (default: none)")}
+
+    def shape(self, input_shapes, attrs):
+        if attrs.min is None and attrs.max is None:
+            raise shape_error("clip needs a bound", field="min",
+                              expected="min, max or both", found="neither")
+        return input_shapes[0]
+
+    def forward(self, inputs, params, attrs, ctx):
+        x = inputs[0]
+        low, high = _bounds(attrs)
+        output = np.minimum(np.maximum(x, low, dtype=x.dtype), high, dtype=x.dtype)
+        return output, (low < x) & (x < high)
+
+    def backward(self, grad_output, saved, params, attrs, ctx):
+        if not ctx.wants_input_grad(0):
+            return [None], {}
+        inside = saved
+        return [grad_output * inside], {}
+
+    def epilogue(self, attrs):
+        return _clip_epilogue(*_bounds(attrs))
+
+    def to_torch(self, input_shapes, attrs, names):
+        from graphnet.op import TorchLayer
+        return TorchLayer(f"torch.clamp({names.inputs[0]}"
+                          f"{TorchLayer.options(min=attrs.min, max=attrs.max)})")
+
+
+def _bounds(attrs) -> tuple[float, float]:
+    """A clip's bounds, an absent one as an infinity."""
+    return (-np.inf if attrs.min is None else attrs.min,
+            np.inf if attrs.max is None else attrs.max)
+
+
+def _clip_epilogue(low: float, high: float) -> Epilogue:
+    def in_place(values):
+        np.clip(values, low, high, out=values)
+
+    def gradient(grad, output, out):
+        # low < output < high exactly where low < x < high: the output is x there, and a
+        # bound elsewhere
+        np.multiply(grad, (low < output) & (output < high), out=out)
+
+    return Epilogue(in_place, gradient)
+
+
+class Relu6(_Elementwise):
+    """ReLU capped at 6: min(max(x, 0), 6), MobileNet's activation (clip with min 0, max 6).
+
+    MACs: 0. The gradient passes where 0 < x < 6.
+    """
+
+    name = "relu6"
+
+    def forward(self, inputs, params, attrs, ctx):
+        x = inputs[0]
+        return np.clip(x, 0, 6), (0 < x) & (x < 6)
+
+    def backward(self, grad_output, saved, params, attrs, ctx):
+        if not ctx.wants_input_grad(0):
+            return [None], {}
+        return [grad_output * saved], {}
+
+    def epilogue(self, attrs):
+        return RELU6_EPILOGUE
+
+    def to_torch(self, input_shapes, attrs, names):
+        from graphnet.op import TorchLayer
+        return TorchLayer.applied(names, "nn.ReLU6()")
+
+
+RELU6_EPILOGUE = _clip_epilogue(0.0, 6.0)
+
+
 class Sigmoid(_Elementwise):
     """Logistic sigmoid: 1 / (1 + exp(−x)), squashing to (0, 1).
 
@@ -180,41 +264,70 @@ class Tanh(_Elementwise):
 
 
 class Softmax(Op):
-    """Softmax over the channel (feature) axis: exp(x) / Σ exp(x), per sample and position.
+    """Softmax over one axis of a sample (the channels by default): exp(x) / Σ exp(x).
 
-    For a (C,) input it normalises the C features; for (C, H, W) it normalises the C channels at
-    every pixel. MACs: 0. The largest score is subtracted first, so ±1e4 does not overflow.
+    ``axis`` counts the axes of one sample (the batch axis is not counted): 0, the default, is
+    the channel (feature) axis — for a (C,) input the C features, for (C, H, W) the C channels
+    at every pixel; negative counts from the end (−1 is the last: ONNX's and PyTorch's
+    ``dim=-1``). Normalising a spatial axis makes every unit see its whole row or column.
+    MACs: 0. The largest score is subtracted first, so ±1e4 does not overflow.
     """
 
     name = "softmax"
+    attrs = {"axis": Attr("int", default=0,
+                          doc="the axis of one sample to normalise over: 0 = channels or "
+                              "features; negative counts from the end")}
 
-    def shape(self, input_shapes, attrs):
-        if len(input_shapes[0]) == 0:
+    def _axis(self, input_shape, attrs) -> int:
+        """The axis of one sample, from 0; a ShapeError (field "axis") if there is none."""
+        rank = len(input_shape)
+        if rank == 0:
             raise shape_error("softmax needs a channel or feature axis to normalise over",
                               field="inputs", expected="a shape with at least one axis",
-                              found=format_shape(input_shapes[0]))
+                              found=format_shape(input_shape))
+        if not -rank <= attrs.axis < rank:
+            raise shape_error("softmax axis outside the input", field="axis",
+                              expected=f"an axis of a {format_shape(input_shape)} sample: "
+                                       f"{-rank} to {rank - 1} (the batch axis not counted)",
+                              found=str(attrs.axis))
+        return attrs.axis % rank
+
+    def shape(self, input_shapes, attrs):
+        self._axis(input_shapes[0], attrs)
         return input_shapes[0]
+
+    def receptive_field(self, input_shapes, attrs):
+        axis, shape = self._axis(input_shapes[0], attrs), input_shapes[0]
+        if len(shape) != 3 or axis == 0:
+            return POINTWISE
+        # a spatial axis: each unit sees its whole row (column), from any position in it — a
+        # window twice its length less one, padded by its length less one before
+        kernel, padding = [1, 1], [0, 0]
+        kernel[axis - 1], padding[axis - 1] = 2 * shape[axis] - 1, shape[axis] - 1
+        return Window(tuple(kernel), (1, 1), tuple(padding))
 
     def forward(self, inputs, params, attrs, ctx):
         x = inputs[0]
-        exponent = np.exp(x - x.max(axis=1, keepdims=True))  # ≤ 1, and the largest is exactly 1
-        output = exponent / exponent.sum(axis=1, keepdims=True)
-        return output, output
+        axis = 1 + self._axis(x.shape[1:], attrs)
+        exponent = np.exp(x - x.max(axis=axis, keepdims=True))  # ≤ 1; the largest is exactly 1
+        output = exponent / exponent.sum(axis=axis, keepdims=True)
+        return output, (output, axis)
 
     def backward(self, grad_output, saved, params, attrs, ctx):
         if not ctx.wants_input_grad(0):
             return [None], {}
-        output = saved
+        output, axis = saved
         # The Jacobian diag(y) − y·yᵀ applied to g without forming it: y ⊙ (g − ⟨g, y⟩).
-        projection = (grad_output * output).sum(axis=1, keepdims=True)
+        projection = (grad_output * output).sum(axis=axis, keepdims=True)
         return [output * (grad_output - projection)], {}
 
     def to_torch(self, input_shapes, attrs, names):
         from graphnet.op import TorchLayer
-        return TorchLayer.applied(names, "nn.Softmax(dim=1)")
+        return TorchLayer.applied(
+            names, f"nn.Softmax(dim={1 + self._axis(input_shapes[0], attrs)})")
 
 
 @hookimpl
 def graphnet_register_ops(registry):
-    for op_class in (Relu, LeakyRelu, Sigmoid, Tanh, Softmax):
+    for op_class in (Relu, LeakyRelu, Clip, Relu6, Sigmoid, Tanh, Softmax):
         registry.add_op(op_class)

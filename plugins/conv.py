@@ -35,7 +35,8 @@ class Conv2d(Op):
         "kernel": Attr("pair", minimum=1, doc="kernel height and width"),
         "stride": Attr("pair", default=1, minimum=1, doc="step between windows"),
         "padding": Attr("padding", default=0,
-                        doc='zeros around the input: "valid", "same" (as TensorFlow) or a size'),
+                        doc='zeros around the input: "valid", "same" (as TensorFlow), a size, or '
+                            "four sides [top, left, bottom, right] (ONNX's pads)"),
         "dilation": Attr("pair", default=1, minimum=1, doc="spacing between kernel taps"),
         "groups": Attr("int", default=1, minimum=1,
                        doc="split channels and filters into this many independent blocks"),

@@ -3,14 +3,23 @@
 Windows are read as strided slices of the (padded) input, one slice per kernel tap, so no
 window is ever copied out, and the ops work in whatever memory layout they are given: a conv's
 channels-last output stays channels-last, with no transposes. Max pooling pads with −inf.
-Average pooling divides by the pixels its window covers: with ``padding = "same"`` only the
-real ones, as TensorFlow (and ONNX by default) do, and with explicit padding the padded zeros
-too, as PyTorch does (``count_include_pad``, PyTorch's name, says which). Padding may not exceed
-half the kernel (PyTorch's rule).
+Average pooling divides by the taps its window has in the image: with ``padding = "same"`` only
+the real pixels, as TensorFlow (and ONNX by default) do, and with explicit padding the padded
+zeros too, as PyTorch does (``count_include_pad``, PyTorch's name, says which). Padding may be
+four-sided (ONNX's ``pads``) but no side may exceed half the kernel (PyTorch's rule).
+
+``ceil_mode`` and ``dilation`` follow PyTorch and ONNX: the output size rounds up, dropping a
+last window that would start inside the end padding; a window reaching past the end padding
+(the overhang) is clipped there, so neither pool ever sees or counts the overhang, and
+``count_include_pad`` counts the taps inside the padded input. PyTorch (symmetric padding),
+onnxruntime (any padding) and ONNX's backend test cases all give these results. Where PyTorch
+cannot say it — four-sided padding with ``ceil_mode`` (its drop rule, applied after an
+``F.pad``, sees no padding before), average pooling with dilation — graphnet follows ONNX
+(onnxruntime). ONNX's Python reference evaluator (onnx 1.23) disagrees with all of them on some
+ceil_mode average pools and asymmetrically padded max pools (its windows shift); it is not
+followed.
 """
 from __future__ import annotations
-
-from dataclasses import replace
 
 import numpy as np
 
@@ -25,7 +34,12 @@ POOL_ATTRS = {
     "stride": Attr("pair", default=None, minimum=1,
                    doc="step between windows (default: the kernel size)"),
     "padding": Attr("padding", default=0,
-                    doc='"valid", "same" (as TensorFlow) or a size, at most half the kernel'),
+                    doc='"valid", "same" (as TensorFlow), a size, or four sides [top, left, '
+                        "bottom, right] (ONNX's pads); each side at most half the kernel"),
+    "dilation": Attr("pair", default=1, minimum=1, doc="spacing between window taps"),
+    "ceil_mode": Attr("bool", default=False,
+                      doc="round the output size up (PyTorch's and ONNX's rule: a last window "
+                          "starting in the end padding is dropped)"),
 }
 
 
@@ -52,18 +66,9 @@ class _Pool2d(Op):
         return (input_shapes[0][0], *self._window(input_shapes[0], attrs).output_hw)
 
     def receptive_field(self, input_shapes, attrs):
+        # ceil_mode adds units at the end; each unit's field is the window's as ever
         window = self._window(input_shapes[0], attrs)
-        return Window(window.kernel, window.stride, window.before)
-
-    def _torch_pool(self, input_shapes, attrs, names, layer: str, fill: str | None):
-        """The translation both windowed pools share: ``layer`` padding with ``fill``."""
-        from graphnet.op import TorchLayer
-        window = self._window(input_shapes[0], attrs)
-        source, padding = TorchLayer.padded(names.inputs[0], window.pads, fill)
-        options = TorchLayer.options(
-            stride=window.stride if window.stride != window.kernel else None, padding=padding)
-        return TorchLayer(f"{names.layer}({source})",
-                          f"nn.{layer}(kernel_size={window.kernel}{options})")
+        return Window(window.kernel, window.stride, window.before, window.dilation)
 
 
 class MaxPool2d(_Pool2d):
@@ -78,7 +83,7 @@ class MaxPool2d(_Pool2d):
     def forward(self, inputs, params, attrs, ctx):
         images = inputs[0]
         window = self._window(images.shape[1:], attrs)
-        padded = pad_spatial(images, window, -np.inf)
+        padded = pad_spatial(images, window, -np.inf)  # the overhang too: it never wins
         maximum = np.empty_like(images, shape=(*images.shape[:2], *window.output_hw))
         # The winners cost as much as the maximum; only training needs them, so evaluation
         # defers them to a backward that may never come (and saves the input for it).
@@ -134,13 +139,17 @@ class MaxPool2d(_Pool2d):
                 grad_padded[part][:, :, rows, cols] += routed  # overlapping windows accumulate
 
         parallel.run_batch_tiles(work, grad_padded, TILE_BYTES)
-        return [unpad(grad_padded, window.pads)], {}
+        return [unpad(grad_padded, window.read_pads)], {}
 
     def macs(self, input_shapes, output_shape, attrs):
         return 0
 
     def to_torch(self, input_shapes, attrs, names):
-        return self._torch_pool(input_shapes, attrs, names, "MaxPool2d", "float('-inf')")
+        from graphnet.op import TorchLayer
+        window = self._window(input_shapes[0], attrs)
+        source, options = _torch_window(window, names.inputs[0], "float('-inf')")
+        return TorchLayer(f"{names.layer}({source})",
+                          f"nn.MaxPool2d(kernel_size={window.kernel}{options})")
 
 
 class AvgPool2d(_Pool2d):
@@ -149,7 +158,10 @@ class AvgPool2d(_Pool2d):
     With ``padding = "same"`` a window at the border divides by the real pixels it covers
     (TensorFlow's rule, ONNX's default), so a constant image stays constant; with explicit
     padding it divides by kernel_h · kernel_w, the padded zeros included (PyTorch's default).
-    ``count_include_pad`` overrides either. MACs: output elements · kernel_h · kernel_w.
+    ``count_include_pad`` overrides either. Under ``ceil_mode`` a last window reaching past
+    the end padding divides by its taps inside the padded input only (PyTorch and ONNX's
+    reference); with ``dilation`` the divisor counts taps, not the span. MACs: output
+    elements · kernel_h · kernel_w.
     """
 
     name = "avg_pool2d"
@@ -185,7 +197,7 @@ class AvgPool2d(_Pool2d):
         grad_padded = zeros_padded(share, input_shape, window, grad_output.dtype)
         for _, _, rows, cols in window.taps():
             grad_padded[:, :, rows, cols] += share
-        return [unpad(grad_padded, window.pads)], {}
+        return [unpad(grad_padded, window.read_pads)], {}
 
     def macs(self, input_shapes, output_shape, attrs):
         channels, out_h, out_w = output_shape
@@ -193,20 +205,38 @@ class AvgPool2d(_Pool2d):
         return channels * out_h * out_w * kernel_h * kernel_w
 
     def to_torch(self, input_shapes, attrs, names):
-        window = self._window(input_shapes[0], attrs)
-        # an F.pad of zeros counts in the divisor, as PyTorch's own padding does
-        counting = self._torch_pool(input_shapes, attrs, names, "AvgPool2d", None)
-        if counts_padding(attrs) or not any(window.pads):
-            return counting
-        top, bottom, left, right = window.pads
-        if top == bottom and left == right:  # the layer pads: PyTorch's own option
-            return replace(counting, module=counting.module[:-1] + ", count_include_pad=False)")
-        # asymmetric ("same" with an even kernel): divide by the same pool of a padded image of
-        # ones, the share of each window that is real pixels
         from graphnet.op import TorchLayer
-        ones, _ = TorchLayer.padded(f"torch.ones_like({names.inputs[0]}[:1, :1])", window.pads)
-        return replace(counting,
-                       expression=f"{counting.expression} / {names.layer}({ones})")
+        window = self._window(input_shapes[0], attrs)
+        include_padding = counts_padding(attrs)
+        top, bottom, left, right = window.pads
+        if window.dilation == (1, 1) and top == bottom and left == right:
+            # PyTorch's own layer: its padding, ceil_mode and divisor are graphnet's
+            options = TorchLayer.options(
+                stride=window.stride if window.stride != window.kernel else None,
+                padding=(top, left) if top or left else None,
+                ceil_mode=True if window.ceil_mode else None,
+                count_include_pad=False if any(window.pads) and not include_padding else None)
+            return TorchLayer.applied(names, f"nn.AvgPool2d(kernel_size={window.kernel}"
+                                             f"{options})")
+        # Asymmetric padding or dilation (which nn.AvgPool2d lacks): the sum of each window's
+        # taps, a depthwise conv of ones over the input padded as the windows read it, over
+        # the same conv of a mask of the taps that count (the image, and the padding if it
+        # counts; never the ceil_mode overhang).
+        source = names.inputs[0]
+        conv = (f"F.conv2d({{}}, {{}}.new_ones({{}}, 1, {window.kernel[0]}, "
+                f"{window.kernel[1]}){TorchLayer.options(stride=window.stride)}"
+                f"{TorchLayer.options(dilation=window.dilation)}, groups={{}})")
+        read_top, read_bottom, read_left, read_right = window.read_pads
+        padded = f"F.pad({source}, {(read_left, read_right, read_top, read_bottom)})"
+        mask = f"torch.ones_like({source}[:1, :1])"
+        if any(window.pads):
+            mask = f"F.pad({mask}, {(left, right, top, bottom)}, value={float(include_padding)})"
+        if any(window.overhang):
+            mask = f"F.pad({mask}, (0, {window.overhang[1]}, 0, {window.overhang[0]}))"
+        channels = input_shapes[0][0]
+        total = conv.format(padded, source, channels, channels)
+        count = conv.format(mask, source, 1, 1)
+        return TorchLayer(f"{total} / {count}")
 
 
 def counts_padding(attrs) -> bool:
@@ -220,18 +250,21 @@ def counts_padding(attrs) -> bool:
 def divisor_reciprocal(window: SlidingWindow, include_padding: bool, dtype):
     """1 / the divisor of each window: a scalar when every window divides by the whole kernel,
     else an (out_h, out_w) array (it broadcasts over samples and channels in any layout) of
-    1 / the real pixels each window covers: per axis, the overlap of the window's span with the
-    unpadded input, the two axes' counts multiplied."""
+    1 / the taps each window has where they count: per axis, the taps inside the unpadded
+    input (or, with ``include_padding``, inside the padded input: never in the ceil_mode
+    overhang), the two axes' counts multiplied."""
     kernel_h, kernel_w = window.kernel
-    if include_padding or not any(window.pads):
+    if not any(window.overhang) and (include_padding or not any(window.pads)):
         return dtype.type(1.0 / (kernel_h * kernel_w))
     top, _, left, _ = window.pads
-    covered = []
-    for size, before, span, step, count in zip(window.input_hw, (top, left), window.extent,
-                                               window.stride, window.output_hw):
-        starts = np.arange(count) * step
-        covered.append(np.minimum(starts + span, before + size) - np.maximum(starts, before))
-    return (1.0 / np.outer(covered[0], covered[1])).astype(dtype)
+    counted = []
+    for size, before, padded, kernel, step, dilation, count in zip(
+            window.input_hw, (top, left), window.padded_hw, window.kernel, window.stride,
+            window.dilation, window.output_hw):
+        first, end = (0, padded) if include_padding else (before, before + size)
+        taps = (np.arange(count) * step)[:, None] + np.arange(kernel) * dilation
+        counted.append(((taps >= first) & (taps < end)).sum(axis=1))
+    return (1.0 / np.outer(counted[0], counted[1])).astype(dtype)
 
 
 class GlobalAvgPool(Op):
@@ -273,6 +306,26 @@ class GlobalAvgPool(Op):
 
 
 # --- helpers ---------------------------------------------------------------------------------
+def _torch_window(window: SlidingWindow, source: str, fill: str) -> tuple[str, str]:
+    """(input expression, layer options) of a max pool in PyTorch. Symmetric padding goes to
+    the layer, whose ceil_mode then drops the same windows graphnet does; asymmetric padding
+    is an ``F.pad`` of ``fill`` that reaches over the overhang too, with no ceil_mode: PyTorch
+    would apply its drop rule to the padded size, not to the padding before."""
+    from graphnet.op import TorchLayer
+    top, bottom, left, right = window.pads
+    symmetric = top == bottom and left == right
+    if not symmetric:
+        read_top, read_bottom, read_left, read_right = window.read_pads
+        source = (f"F.pad({source}, {(read_left, read_right, read_top, read_bottom)}, "
+                  f"value={fill})")
+    options = TorchLayer.options(
+        stride=window.stride if window.stride != window.kernel else None,
+        padding=(top, left) if symmetric and (top or left) else None,
+        dilation=window.dilation if window.dilation != (1, 1) else None,
+        ceil_mode=True if symmetric and window.ceil_mode else None)
+    return source, options
+
+
 TILE_BYTES = 1 << 20
 """Input bytes per tile of samples, the tiles shared among graphnet's worker threads: every
 pass over a tile then reads L2 cache, not memory (measured 1.3x faster than passes over the
@@ -333,26 +386,29 @@ def maximum_and_first_winner(padded, window: SlidingWindow, maximum: np.ndarray,
 def tiles_input(window: SlidingWindow, input_shape) -> bool:
     """Whether the windows cover the input exactly once each: no padding, no overlap, no gap.
     Backward then writes each tap's slice in place, skipping a zero fill and the additions."""
-    return (not any(window.pads) and window.stride == window.kernel
+    return (not any(window.read_pads) and window.stride == window.kernel
+            and window.dilation == (1, 1)
             and input_shape[2] == window.output_hw[0] * window.kernel[0]
             and input_shape[3] == window.output_hw[1] * window.kernel[1])
 
 
 def pad_spatial(images: np.ndarray, window: SlidingWindow, fill: float) -> np.ndarray:
-    """``images`` (NCHW-shaped) with the window's padding of ``fill`` around the height and
-    width axes, in the same memory layout; ``images`` itself if no padding."""
-    if not any(window.pads):
+    """``images`` (NCHW-shaped) with ``fill`` around the height and width axes as the windows
+    read them (the padding and any ceil_mode overhang), in the same memory layout; ``images``
+    itself if there is none."""
+    if not any(window.read_pads):
         return images
     top, _, left, _ = window.pads
     height, width = window.input_hw
-    padded = np.full_like(images, fill, shape=(*images.shape[:2], *window.padded_hw))
+    padded = np.full_like(images, fill, shape=(*images.shape[:2], *window.read_hw))
     padded[:, :, top:top + height, left:left + width] = images
     return padded
 
 
 def zeros_padded(layout_like: np.ndarray, input_shape, window: SlidingWindow, dtype):
-    """A zero gradient buffer for the padded input, in the memory layout of ``layout_like``."""
-    return np.zeros_like(layout_like, dtype=dtype, shape=(*input_shape[:2], *window.padded_hw))
+    """A zero gradient buffer for the input as the windows read it (padding, overhang), in
+    the memory layout of ``layout_like``."""
+    return np.zeros_like(layout_like, dtype=dtype, shape=(*input_shape[:2], *window.read_hw))
 
 
 def unpad(padded: np.ndarray, pads) -> np.ndarray:

@@ -71,3 +71,47 @@ def test_required_inputs_leaves_labels_to_the_loss():
     assert needs["inputs"] == ["image"] and needs["optional"] == ["label"]
     assert "fc3" in needs["computable"] and "loss" not in needs["computable"]
     assert needs["by_node"]["loss"] == {"image", "label"}
+
+
+def test_fields_under_four_sided_padding_ceil_mode_and_pool_dilation_are_the_measured_ones():
+    """A four-side-padded conv and a dilated ceil_mode max pool after it: raising a pixel
+    outside a unit's declared field (clipped to the image) never changes the unit; where all
+    of the unit's pool taps fall on conv outputs, raising any pixel inside it does. A tap in
+    the pool's padding or ceil_mode overhang sees nothing, so a border unit sees less."""
+    import numpy as np
+    from graphnet.inspection import field_view
+    graph = graphnet.load({"inputs": {"image": {"shape": [1, 9, 10]}}, "nodes": [
+        {"name": "c", "op": "conv2d", "filters": 1, "kernel": 3, "padding": [2, 0, 0, 1],
+         "weights": [[1, 1, 1], [1, 1, 1], [1, 1, 1]]},
+        {"name": "p", "op": "max_pool2d", "kernel": 2, "stride": 2, "dilation": 2,
+         "padding": [1, 0, 0, 1], "ceil_mode": True}], "outputs": {"p": "p"}})
+    conv, pool = graph.nodes["c"], graph.nodes["p"]
+    # c: r 3, j 1, start (−2, 0); p (dilated kernel spans 3): r 3 + 2, j 2, start (−2 − 1, 0)
+    assert conv.shape == (1, 9, 9) and pool.shape == (1, 5, 5)  # ceil((10 − 3) / 2) + 1
+    assert (conv.receptive_field.size, conv.receptive_field.start) == ((3, 3), (-2, 0))
+    field = pool.receptive_field
+    assert (field.size, field.jump, field.start) == ((5, 5), (2, 2), (-3, 0))
+
+    height, width = 9, 10
+    base = np.random.default_rng(0).uniform(0, 1, (1, 1, height, width))
+    batch = np.repeat(base, height * width + 1, axis=0)
+    rows, cols = np.divmod(np.arange(height * width), width)
+    batch[1 + np.arange(height * width), 0, rows, cols] += 100.0
+    output = graphnet.Network(graph, dtype="float64").forward({"image": batch})["p"]
+    changed = output[1:] != output[:1]                      # (pixel, 1, 5, 5)
+    for i in range(5):
+        for j in range(5):
+            seen = changed[:, 0, i, j].reshape(height, width)
+            box = field_view(graph, "p", (i, j))["box"]
+            declared = np.zeros((height, width), dtype=bool)
+            declared[max(box["top"], 0):box["bottom"] + 1,
+                     max(box["left"], 0):box["right"] + 1] = True
+            assert not (seen & ~declared).any(), (i, j)
+            # pool taps on conv rows 2i − 1 and 2i + 1, columns 2j and 2j + 2 (of 9 and 9)
+            if 1 <= i <= 3 and j <= 3:
+                assert np.array_equal(seen, declared), (i, j)
+    # the last unit, a ceil_mode window: only its tap on conv output (7, 8) is real, and that
+    # sees image rows 5-7 and columns 8-9 (the conv's right padding beyond)
+    expected = np.zeros((height, width), dtype=bool)
+    expected[5:8, 8:10] = True
+    assert np.array_equal(changed[:, 0, 4, 4].reshape(height, width), expected)

@@ -27,7 +27,9 @@ def build_attrs(op_class, **raw) -> SimpleNamespace:
     missing = [name for name in op_class.attrs if name not in merged]
     if missing:
         raise KeyError(f"{op_class.name} needs attribute(s) {missing}")
-    return SimpleNamespace(**{name: op_class.attrs[name].parse(value, name)
+    # a None default ("none given") stays None, as the graph builder keeps it
+    return SimpleNamespace(**{name: None if value is None and op_class.attrs[name].default is None
+                              else op_class.attrs[name].parse(value, name)
                               for name, value in merged.items()})
 
 

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 
 from graphnet.errors import ShapeError, SpecError
-from graphnet.op import POINTWISE
+from graphnet.op import POINTWISE, Window
 from graphnet_plugins import activations
-from graphnet_plugins.activations import LeakyRelu, Relu, Sigmoid, Softmax, Tanh
+from graphnet_plugins.activations import Clip, LeakyRelu, Relu, Relu6, Sigmoid, Softmax, Tanh
 
 # (op class, raw attrs, per-sample input shape): one row per variant whose math differs.
 CASES = [
@@ -16,9 +16,15 @@ CASES = [
     (Tanh, {}, (5,)),
     (Softmax, {}, (6,)),
     (Softmax, {}, (4, 3, 3)),
+    (Softmax, {"axis": -1}, (6,)),
+    (Clip, {"min": -1.0, "max": 1.5}, (3, 4, 4)),
+    (Clip, {"min": 0.5}, (5,)),
+    (Clip, {"max": -0.5}, (3, 4, 4)),
+    (Relu6, {}, (3, 4, 4)),
 ]
 CASE_IDS = ["relu", "leaky-default", "leaky-0.3", "sigmoid", "tanh", "softmax-features",
-            "softmax-channels"]
+            "softmax-channels", "softmax-last-axis", "clip-both", "clip-min", "clip-max",
+            "relu6"]
 
 
 def away_from_zero(shape, seed=0, dtype=np.float64):
@@ -32,7 +38,8 @@ def run(op_class, x, attrs, context, **options):
 
 
 def test_registers_every_activation(registered_ops):
-    assert registered_ops(activations) == {"relu", "leaky_relu", "sigmoid", "tanh", "softmax"}
+    assert registered_ops(activations) == {"relu", "leaky_relu", "clip", "relu6", "sigmoid",
+                                           "tanh", "softmax"}
 
 
 def test_relu_and_leaky_relu_values(attrs_for, context):
@@ -83,9 +90,11 @@ def test_float32_stays_float32(op_class, raw, shape, attrs_for, context):
     assert output.dtype == grad.dtype == np.float32
 
 
-@pytest.mark.parametrize("op_class", [Relu, LeakyRelu, Sigmoid, Tanh, Softmax])
-def test_no_input_gradient_when_not_wanted(op_class, attrs_for, context):
-    op, attrs = op_class(), attrs_for(op_class)
+@pytest.mark.parametrize("op_class, raw", [(Relu, {}), (LeakyRelu, {}), (Clip, {"min": 0.0}),
+                                           (Relu6, {}), (Sigmoid, {}), (Tanh, {}),
+                                           (Softmax, {})])
+def test_no_input_gradient_when_not_wanted(op_class, raw, attrs_for, context):
+    op, attrs = op_class(), attrs_for(op_class, **raw)
     output, saved = op.forward([away_from_zero((2, 3))], {}, attrs, context())
     assert op.backward(output, saved, {}, attrs, context(needs_input_grad=(False,))) == ([None], {})
 
@@ -119,5 +128,132 @@ def test_leaky_relu_rejects_a_negative_slope():
 
 
 def test_every_op_has_a_one_line_doc():
-    for op_class in (Relu, LeakyRelu, Sigmoid, Tanh, Softmax):
+    for op_class in (Relu, LeakyRelu, Clip, Relu6, Sigmoid, Tanh, Softmax):
         assert op_class.doc() and "MACs: 0" in op_class.__doc__
+
+
+# --- clip and relu6 --------------------------------------------------------------------------
+def test_clip_and_relu6_values(attrs_for, context):
+    x = np.array([[-7.0, -1.0, -0.25, 0.0, 0.3, 5.5, 6.0, 9.0]])
+    assert np.array_equal(run(Relu6, x, attrs_for(Relu6), context),
+                          [[0, 0, 0, 0, 0.3, 5.5, 6, 6]])
+    assert np.array_equal(run(Clip, x, attrs_for(Clip, min=-1.0, max=0.5), context),
+                          [[-1, -1, -0.25, 0, 0.3, 0.5, 0.5, 0.5]])
+    assert np.array_equal(run(Clip, x, attrs_for(Clip, min=0.0), context), np.maximum(x, 0))
+    assert np.array_equal(run(Clip, x, attrs_for(Clip, max=1.0), context), np.minimum(x, 1))
+    # min above max: every output is max, as ONNX's Clip and torch.clamp define it
+    assert np.array_equal(run(Clip, x, attrs_for(Clip, min=2.0, max=1.0), context),
+                          np.ones_like(x))
+
+
+def test_clip_gradient_passes_strictly_inside_the_bounds_only(attrs_for, context):
+    x = np.array([[-7.0, -1.0, -0.25, 0.5, 0.7, 6.0, 9.0]])
+    attrs = attrs_for(Clip, min=-1.0, max=0.5)
+    _, saved = Clip().forward([x], {}, attrs, context())
+    (grad,), _ = Clip().backward(np.full_like(x, 2.0), saved, {}, attrs, context())
+    assert np.array_equal(grad, [[0, 0, 2, 0, 0, 0, 0]])
+    _, saved = Relu6().forward([x], {}, attrs_for(Relu6), context())
+    (grad,), _ = Relu6().backward(np.ones_like(x), saved, {}, attrs_for(Relu6), context())
+    assert np.array_equal(grad, [[0, 0, 0, 1, 1, 0, 0]])
+
+
+def test_relu6_gradient_on_both_sides_of_its_cap(attrs_for, check_gradients):
+    x = away_from_zero((3, 3, 4, 4)) * 4  # ±[0.4, 8]: some above 6
+    assert (x > 6).any() and ((x > 0) & (x < 6)).any()
+    check_gradients(Relu6(), [x], {}, attrs_for(Relu6))
+
+
+@pytest.mark.parametrize("op_class, raw", [(Clip, {"min": -0.5, "max": 0.25}), (Relu6, {}),
+                                           (Clip, {"min": 0.1})])
+def test_clip_epilogue_equals_the_op(op_class, raw, attrs_for, context):
+    """The form a conv applies to its output in cache: the same values and gradients."""
+    attrs = attrs_for(op_class, **raw)
+    x = away_from_zero((2, 3, 4, 4)) * 4
+    output, saved = op_class().forward([x], {}, attrs, context())
+    grad_output = away_from_zero(x.shape, seed=1)
+    (grad,), _ = op_class().backward(grad_output, saved, {}, attrs, context())
+    epilogue = op_class().epilogue(attrs)
+    values = x.copy()
+    epilogue.forward(values)
+    assert np.array_equal(values, output)
+    assert np.array_equal(epilogue.gradient(grad_output, values), grad)
+
+
+def test_clip_needs_a_bound(attrs_for):
+    with pytest.raises(ShapeError) as raised:
+        Clip().shape([(3,)], attrs_for(Clip))
+    assert raised.value.field == "min" and raised.value.found == "neither"
+
+
+def test_clip_and_relu6_agree_with_pytorch(attrs_for, context):
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed (the torch extra, part of the test extra)")
+    x = away_from_zero((2, 3, 4, 4), seed=3) * 4
+    grad_output = away_from_zero(x.shape, seed=4)
+    for op_class, raw, reference in [
+            (Relu6, {}, torch.nn.functional.relu6),
+            (Clip, {"min": -1.0, "max": 0.5}, lambda t: torch.clamp(t, -1.0, 0.5)),
+            (Clip, {"max": 0.5}, lambda t: torch.clamp(t, max=0.5))]:
+        attrs = attrs_for(op_class, **raw)
+        output, saved = op_class().forward([x], {}, attrs, context())
+        (grad,), _ = op_class().backward(grad_output, saved, {}, attrs, context())
+        x_torch = torch.tensor(x, requires_grad=True)
+        expected = reference(x_torch)
+        expected.backward(torch.tensor(grad_output))
+        assert np.array_equal(output, expected.detach().numpy())
+        assert np.array_equal(grad, x_torch.grad.numpy())
+
+
+# --- softmax over any axis of a sample -------------------------------------------------------
+@pytest.mark.parametrize("axis, numpy_axis", [(0, 1), (1, 2), (2, 3), (-1, 3), (-3, 1)])
+def test_softmax_normalises_the_axis_it_is_given(axis, numpy_axis, attrs_for, context,
+                                                 check_gradients):
+    """The axis counts the axes of one sample: the batch axis is not counted."""
+    x = away_from_zero((2, 3, 4, 5))
+    attrs = attrs_for(Softmax, axis=axis)
+    output = run(Softmax, x, attrs, context)
+    expected = np.exp(x) / np.exp(x).sum(axis=numpy_axis, keepdims=True)
+    assert np.allclose(output, expected, rtol=1e-12)
+    check_gradients(Softmax(), [x], {}, attrs)
+
+
+def test_softmax_agrees_with_pytorch_on_every_axis(attrs_for, context):
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed (the torch extra, part of the test extra)")
+    x = away_from_zero((2, 3, 4, 5), seed=2)
+    grad_output = away_from_zero(x.shape, seed=6)
+    for axis in (0, 1, 2, -1):
+        attrs = attrs_for(Softmax, axis=axis)
+        output, saved = Softmax().forward([x], {}, attrs, context())
+        (grad,), _ = Softmax().backward(grad_output, saved, {}, attrs, context())
+        x_torch = torch.tensor(x, requires_grad=True)
+        expected = torch.softmax(x_torch, dim=axis + 1 if axis >= 0 else axis)
+        expected.backward(torch.tensor(grad_output))
+        assert np.allclose(output, expected.detach().numpy(), rtol=1e-12, atol=1e-15)
+        assert np.allclose(grad, x_torch.grad.numpy(), rtol=1e-10, atol=1e-15)
+
+
+def test_softmax_over_a_spatial_axis_sees_the_whole_row_or_column(attrs_for):
+    # a 3×4×5 sample: over the width (axis 2), each unit sees its row's 5 pixels from any of
+    # them — a window of 9 columns starting 4 before the unit
+    assert Softmax().receptive_field([(3, 4, 5)], attrs_for(Softmax, axis=-1)) == Window(
+        (1, 9), (1, 1), (0, 4))
+    assert Softmax().receptive_field([(3, 4, 5)], attrs_for(Softmax, axis=1)) == Window(
+        (7, 1), (1, 1), (3, 0))
+    assert Softmax().receptive_field([(3, 4, 5)], attrs_for(Softmax, axis=-3)) == POINTWISE
+
+
+@pytest.mark.parametrize("axis", [3, -4])
+def test_softmax_rejects_an_axis_outside_the_sample(axis, attrs_for):
+    with pytest.raises(ShapeError) as raised:
+        Softmax().shape([(3, 4, 5)], attrs_for(Softmax, axis=axis))
+    assert raised.value.field == "axis" and raised.value.found == str(axis)
+    assert "-3 to 2 (the batch axis not counted)" in raised.value.expected
+
+
+@pytest.mark.parametrize("op_name, shape, raw", [
+    ("clip", (3, 4, 4), {"min": -0.5, "max": 0.5}), ("clip", (5,), {"min": 0.0}),
+    ("relu6", (3, 4, 4), {}), ("softmax", (3, 4, 5), {"axis": -1}),
+    ("softmax", (3, 4, 5), {"axis": 1}), ("softmax", (6,), {"axis": -1})])
+def test_exports_to_pytorch(op_name, shape, raw):
+    pytest.importorskip("torch", reason="PyTorch is not installed (the torch extra, part of the test extra)")
+    from graphnet.testing import check_torch_export
+    check_torch_export(op_name, [shape], raw, batch_size=2)

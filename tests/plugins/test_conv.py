@@ -97,6 +97,13 @@ CASES = {
     "padding-wider-than-kernel": ((2, 4, 5), {"filters": 2, "kernel": 3, "padding": 4}),
     "1x1": ((4, 3, 5), {"filters": 2, "kernel": 1}),
     "fewer-filters-than-channels": ((5, 5, 6), {"filters": 2, "kernel": 3, "padding": 1}),
+    # four sides in ONNX's order, [top, left, bottom, right]
+    "four-sides-stride2": ((2, 7, 6), {"filters": 3, "kernel": 3, "stride": 2,
+                                       "padding": [2, 0, 1, 1]}),
+    "four-sides-depthwise": ((3, 6, 7), {"filters": 3, "kernel": 3, "groups": 3,
+                                         "padding": [0, 1, 2, 1]}),
+    "four-sides-wider-than-kernel": ((4, 6, 7), {"filters": 4, "kernel": 3,
+                                                 "padding": [1, 3, 0, 2]}),
 }
 
 
@@ -330,7 +337,9 @@ def test_macs_count_one_group_of_channels_per_filter():
      Window((3, 5), (2, 2), (1, 2), (1, 2))),
     # same, 5×6 input: 3 rows of padding split 1 before / 2 after, 1 column split 0 / 1
     ({"kernel": [4, 2], "padding": "same"}, Window((4, 2), (1, 1), (1, 0), (1, 1))),
-], ids=["plain", "strided-dilated", "same-asymmetric"])
+    # four sides [top, left, bottom, right]: the field starts at the top and left ones
+    ({"kernel": 3, "padding": [2, 1, 0, 3]}, Window((3, 3), (1, 1), (2, 1), (1, 1))),
+], ids=["plain", "strided-dilated", "same-asymmetric", "four-sides"])
 def test_receptive_field_names_the_padding_before(raw, expected):
     assert Conv2d().receptive_field([(2, 5, 6)], make_attrs(filters=1, **raw)) == expected
 
@@ -358,7 +367,9 @@ def test_unparsed_defaults_work_as_the_graph_builder_passes_them(context):
     {"filters": 2, "kernel": 3, "stride": 0}, {"filters": 2, "kernel": 3, "padding": "full"},
     {"filters": 2, "kernel": 3, "padding": -1}, {"filters": 2, "kernel": 3, "dilation": 0},
     {"filters": 2, "kernel": 3, "groups": 0}, {"filters": 2, "kernel": 3, "init": "xavier"},
-    {"filters": 2, "kernel": [3, 3, 3]},
+    {"filters": 2, "kernel": [3, 3, 3]}, {"filters": 2, "kernel": 3, "padding": [1, 1, 1]},
+    {"filters": 2, "kernel": 3, "padding": [1, -1, 0, 0]},
+    {"filters": 2, "kernel": 3, "padding": [1, 1, 1, 1, 1]},
 ])
 def test_rejects_bad_attributes(raw):
     with pytest.raises(SpecError):
@@ -415,7 +426,9 @@ def test_same_padding_keeps_ceil_of_size_over_stride(size, kernel, stride):
 
 # --- against PyTorch, when it is installed ---------------------------------------------------
 @pytest.mark.parametrize("name", ["stride2-pad1", "same-even-kernel-asymmetric", "dilation2-pad2",
-                                  "groups2", "depthwise-multiplier2-stride2"])
+                                  "groups2", "depthwise-multiplier2-stride2",
+                                  "four-sides-stride2", "four-sides-depthwise",
+                                  "four-sides-wider-than-kernel"])
 def test_matches_pytorch(name, context):
     torch = pytest.importorskip("torch", reason="PyTorch is not installed (the torch extra, part of the test extra)")
     functional = torch.nn.functional
@@ -435,3 +448,13 @@ def test_matches_pytorch(name, context):
     assert np.allclose(param_grads["weight"], weight.grad.numpy(), rtol=1e-10, atol=1e-12)
     if bias is not None:
         assert np.allclose(param_grads["bias"], bias.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_four_sided_padding_is_exported_as_an_explicit_pad():
+    """PyTorch's layer pads both sides alike: four different sides become an F.pad."""
+    pytest.importorskip("torch", reason="PyTorch is not installed (the torch extra, part of the test extra)")
+    from graphnet.testing import check_torch_export
+    for name in ("four-sides-stride2", "four-sides-depthwise"):
+        input_shape, raw = CASES[name]
+        report = check_torch_export("conv2d", [input_shape], raw, batch_size=2)
+        assert report["passed"]

@@ -27,33 +27,36 @@ def random(shape, seed=0, dtype=np.float64):
 
 
 def naive_pool(x, attrs, reduce):
-    """Pool one window at a time (loops are fine in tests): max pads with −inf; average pads
-    with zeros that count in the divisor (PyTorch) or divides by the real pixels only
-    (TensorFlow's "same"), as ``count_include_pad`` resolves."""
-    batch, channels = x.shape[:2]
-    kernel_h, kernel_w = attrs.kernel
-    stride_h, stride_w = attrs.stride or attrs.kernel
-    top, bottom, left, right = SlidingWindow.of(x.shape[1:], attrs).pads  # see test_window
-    fill = -np.inf if reduce == "max" else 0.0
-    padded = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=fill)
-    real = np.pad(np.ones(x.shape[2:]), ((top, bottom), (left, right)))
+    """Pool one window at a time (loops are fine in tests), from the definition: window (i, j)
+    has the taps (i·stride + a·dilation − top, j·stride + b·dilation − left) in image
+    coordinates. Max takes the largest tap in the image (padding is −inf); average sums the
+    taps in the image and divides by those inside the padded input (PyTorch's and ONNX's
+    count_include_pad) or inside the image only (TensorFlow's "same"), as
+    ``count_include_pad`` resolves. Taps past the end padding (ceil_mode) count nowhere."""
+    batch, channels, height, width = x.shape
+    window = SlidingWindow.of(x.shape[1:], attrs)  # pads and output size: see test_window
+    top, bottom, left, right = window.pads
+    (kernel_h, kernel_w), (stride_h, stride_w) = window.kernel, window.stride
+    dilation_h, dilation_w = window.dilation
     include_padding = reduce == "avg" and counts_padding(attrs)
-    out_h = (padded.shape[2] - kernel_h) // stride_h + 1
-    out_w = (padded.shape[3] - kernel_w) // stride_w + 1
-    output = np.zeros((batch, channels, out_h, out_w))
-    for n in range(batch):
-        for c in range(channels):
-            for i in range(out_h):
-                for j in range(out_w):
-                    patch = padded[n, c, i * stride_h:i * stride_h + kernel_h,
-                                   j * stride_w:j * stride_w + kernel_w]
-                    if reduce == "max":
-                        output[n, c, i, j] = patch.max()
-                    else:
-                        covered = real[i * stride_h:i * stride_h + kernel_h,
-                                       j * stride_w:j * stride_w + kernel_w]
-                        divisor = covered.size if include_padding else covered.sum()
-                        output[n, c, i, j] = patch.sum() / divisor
+    output = np.zeros((batch, channels, *window.output_hw))
+    for i in range(window.output_hw[0]):
+        for j in range(window.output_hw[1]):
+            in_image, in_padding = [], 0
+            for a in range(kernel_h):
+                for b in range(kernel_w):
+                    row = i * stride_h + a * dilation_h - top
+                    col = j * stride_w + b * dilation_w - left
+                    if 0 <= row < height and 0 <= col < width:
+                        in_image.append((row, col))
+                    elif -top <= row < height + bottom and -left <= col < width + right:
+                        in_padding += 1
+            values = np.stack([x[:, :, row, col] for row, col in in_image], axis=-1)
+            if reduce == "max":
+                output[:, :, i, j] = values.max(axis=-1)
+            else:
+                divisor = len(in_image) + (in_padding if include_padding else 0)
+                output[:, :, i, j] = values.sum(axis=-1) / divisor
     return output
 
 
@@ -69,12 +72,28 @@ CASES = {
     "gaps-stride3": ((1, 8, 7), {"kernel": 2, "stride": 3}),
     "pad-half-of-even-kernel": ((2, 6, 6), {"kernel": [4, 2], "padding": [2, 1]}),
     "same-stride1-odd": ((2, 5, 6), {"kernel": [3, 2], "stride": 1, "padding": "same"}),
+    # ONNX's four sides [top, left, bottom, right], ceil_mode and dilation
+    "four-sides": ((2, 7, 8), {"kernel": 3, "stride": 2, "padding": [1, 0, 0, 1]}),
+    "ceil-overhang": ((2, 7, 8), {"kernel": 2, "ceil_mode": True}),
+    "ceil-padded": ((2, 6, 7), {"kernel": 3, "stride": 2, "padding": 1, "ceil_mode": True}),
+    "ceil-drops-window-in-padding": ((2, 4, 6), {"kernel": 2, "padding": [0, 0, 1, 1],
+                                                 "ceil_mode": True}),
+    "dilation2": ((2, 7, 8), {"kernel": 2, "stride": 1, "dilation": 2}),
+    "dilated-ceil-four-sides": ((2, 8, 9), {"kernel": 3, "stride": 2, "dilation": [2, 1],
+                                            "padding": [1, 1, 0, 1], "ceil_mode": True}),
 }
 AVG_ONLY_CASES = {  # count_include_pad overriding either default
     "explicit-excluding-pad": ((2, 7, 6), {"kernel": 3, "stride": 2, "padding": 1,
                                            "count_include_pad": False}),
     "same-including-pad": ((2, 5, 6), {"kernel": 3, "stride": 2, "padding": "same",
                                        "count_include_pad": True}),
+    "ceil-excluding-pad": ((2, 6, 7), {"kernel": 3, "stride": 2, "padding": 1,
+                                       "ceil_mode": True, "count_include_pad": False}),
+    "four-sides-ceil-excluding-pad": ((2, 7, 6), {"kernel": 3, "stride": 2,
+                                                  "padding": [0, 1, 1, 0], "ceil_mode": True,
+                                                  "count_include_pad": False}),
+    "dilated-excluding-pad": ((2, 7, 8), {"kernel": 2, "stride": 2, "padding": 1,
+                                          "dilation": 2, "count_include_pad": False}),
 }
 POOLS = {"max": MaxPool2d, "avg": AvgPool2d}
 
@@ -299,7 +318,8 @@ def test_rejects_a_kernel_larger_than_its_padded_input(op_class):
 
 @pytest.mark.parametrize("op_class", [MaxPool2d, AvgPool2d])
 @pytest.mark.parametrize("kernel, padding, widest", [(3, 2, "2×2"), ([2, 4], [1, 3], "1×3"),
-                                                     (1, [0, 1], "0×1")])
+                                                     (1, [0, 1], "0×1"),
+                                                     (3, [0, 1, 2, 0], "2×1")])
 def test_rejects_padding_beyond_half_the_kernel_as_pytorch_does(op_class, kernel, padding,
                                                                 widest):
     attrs = make_attrs(op_class, kernel=kernel, padding=padding)
@@ -321,10 +341,15 @@ def test_same_padding_always_fits_pytorch_s_rule(kernel, stride):
 # --- against PyTorch, when it is installed ---------------------------------------------------
 @pytest.mark.parametrize("reduce, name", [
     (reduce, name) for name in ("3x3-stride2-pad1", "stride-pair-pad-pair", "overlapping-stride1",
-                                "pad-half-of-even-kernel") for reduce in POOLS
-] + [("avg", "explicit-excluding-pad")])
+                                "pad-half-of-even-kernel", "four-sides", "ceil-overhang",
+                                "ceil-padded", "dilation2") for reduce in POOLS
+    if not (reduce == "avg" and name == "dilation2")  # PyTorch's average pool has no dilation
+] + [("avg", "explicit-excluding-pad"), ("avg", "ceil-excluding-pad")])
 def test_matches_pytorch(reduce, name, context):
+    """PyTorch in float64: its own padding, ceil_mode, dilation and count_include_pad, and
+    four-sided padding as an F.pad (of −inf for max, of zeros that count for average)."""
     torch = pytest.importorskip("torch", reason="PyTorch is not installed (the torch extra, part of the test extra)")
+    functional = torch.nn.functional
     input_shape, raw = {**CASES, **AVG_ONLY_CASES}[name]
     op_class = POOLS[reduce]
     attrs = make_attrs(op_class, **raw)
@@ -334,13 +359,67 @@ def test_matches_pytorch(reduce, name, context):
     (grad,), _ = op_class().backward(grad_output, saved, {}, attrs, context())
 
     x_torch = torch.tensor(x, requires_grad=True)
+    source, padding = x_torch, attrs.padding
+    if len(padding) == 4:
+        top, left, bottom, right = padding
+        source = functional.pad(x_torch, (left, right, top, bottom),
+                                value=-np.inf if reduce == "max" else 0.0)
+        padding = 0
     options = {"kernel_size": attrs.kernel, "stride": attrs.stride or attrs.kernel,
-               "padding": attrs.padding}
+               "padding": padding, "ceil_mode": attrs.ceil_mode}
     if reduce == "max":
-        expected = torch.nn.functional.max_pool2d(x_torch, **options)
+        expected = functional.max_pool2d(source, dilation=attrs.dilation, **options)
     else:
-        expected = torch.nn.functional.avg_pool2d(
-            x_torch, count_include_pad=counts_padding(attrs), **options)
+        expected = functional.avg_pool2d(source, count_include_pad=counts_padding(attrs),
+                                         **options)
     expected.backward(torch.tensor(grad_output))
+    assert output.shape == expected.shape
     assert np.allclose(output, expected.detach().numpy(), rtol=1e-12, atol=1e-12)
     assert np.allclose(grad, x_torch.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("reduce, name", [
+    (reduce, name) for name in CASES for reduce in POOLS] + [
+    ("avg", name) for name in AVG_ONLY_CASES])
+def test_exports_to_pytorch(reduce, name):
+    """The to_torch translation of every case (PyTorch's layer where it has the same rule,
+    else an explicit F.pad, or sums over counts) agrees in float32, forward and backward."""
+    pytest.importorskip("torch", reason="PyTorch is not installed (the torch extra, part of the test extra)")
+    from graphnet.testing import check_torch_export
+    input_shape, raw = {**CASES, **AVG_ONLY_CASES}[name]
+    check_torch_export(POOLS[reduce].name, [input_shape], raw, batch_size=2)
+
+
+@pytest.mark.parametrize("reduce, name", [
+    (reduce, name) for name in CASES for reduce in POOLS] + [
+    ("avg", name) for name in AVG_ONLY_CASES])
+def test_matches_onnxruntime(reduce, name, context):
+    """ONNX's MaxPool and AveragePool (opset 19: dilations on both) in onnxruntime, with the
+    window's four pads, ceil_mode and count_include_pad: the reference where PyTorch has no
+    word (four-sided padding with ceil_mode, a dilated average)."""
+    pytest.importorskip("onnx", reason="onnx is not installed (the onnx extra)")
+    onnxruntime = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
+    from onnx import TensorProto, helper
+    input_shape, raw = {**CASES, **AVG_ONLY_CASES}[name]
+    op_class = POOLS[reduce]
+    attrs = make_attrs(op_class, **raw)
+    window = SlidingWindow.of(input_shape, attrs)
+    top, bottom, left, right = window.pads
+    options = dict(kernel_shape=list(window.kernel), strides=list(window.stride),
+                   pads=[top, left, bottom, right], dilations=list(window.dilation),
+                   ceil_mode=int(window.ceil_mode))
+    if reduce == "avg":
+        options["count_include_pad"] = int(counts_padding(attrs))
+    node = helper.make_node("MaxPool" if reduce == "max" else "AveragePool", ["x"], ["y"],
+                            **options)
+    graph = helper.make_graph(
+        [node], "pool", [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
+    session = onnxruntime.InferenceSession(model.SerializeToString(),
+                                           providers=["CPUExecutionProvider"])
+    x = random((2, *input_shape), dtype=np.float32)
+    expected = session.run(None, {"x": x})[0]
+    output, _ = op_class().forward([x], {}, attrs, context(dtype=np.float32))
+    assert output.shape == expected.shape
+    assert np.allclose(output, expected, rtol=1e-5, atol=1e-6)
