@@ -6,7 +6,9 @@ channels-last output stays channels-last, with no transposes. Max pooling pads w
 Average pooling divides by the taps its window has in the image: with ``padding = "same"`` only
 the real pixels, as TensorFlow (and ONNX by default) do, and with explicit padding the padded
 zeros too, as PyTorch does (``count_include_pad``, PyTorch's name, says which). Padding may be
-four-sided (ONNX's ``pads``) but no side may exceed half the kernel (PyTorch's rule).
+four-sided (ONNX's ``pads``) and wider than PyTorch's layers allow (half the kernel), as ONNX
+allows, as long as every window keeps a tap on the image: a window of padding alone would be
+−inf or 0 / 0.
 
 ``ceil_mode`` and ``dilation`` follow PyTorch and ONNX: the output size rounds up, dropping a
 last window that would start inside the end padding; a window reaching past the end padding
@@ -35,7 +37,8 @@ POOL_ATTRS = {
                    doc="step between windows (default: the kernel size)"),
     "padding": Attr("padding", default=0,
                     doc='"valid", "same" (as TensorFlow), a size, or four sides [top, left, '
-                        "bottom, right] (ONNX's pads); each side at most half the kernel"),
+                        "bottom, right] (ONNX's pads); every window must keep a pixel of the "
+                        "input"),
     "dilation": Attr("pair", default=1, minimum=1, doc="spacing between window taps"),
     "ceil_mode": Attr("bool", default=False,
                       doc="round the output size up (PyTorch's and ONNX's rule: a last window "
@@ -51,15 +54,19 @@ class _Pool2d(Op):
     def _window(self, input_shape, attrs) -> SlidingWindow:
         check_image(input_shape, self.name)
         window = SlidingWindow.of(input_shape, attrs)
-        half_kernel = (window.kernel[0] // 2, window.kernel[1] // 2)
-        top, bottom, left, right = window.pads
-        widest = (max(top, bottom), max(left, right))
-        if widest[0] > half_kernel[0] or widest[1] > half_kernel[1]:
-            raise shape_error(
-                "padding larger than half the kernel", field="padding",
-                expected=f"at most {format_shape(half_kernel)} for a "
-                         f"{format_shape(window.kernel)} kernel (as in PyTorch)",
-                found=format_shape(widest))
+        for axis, inside in enumerate(taps_inside(window, include_padding=False)):
+            if not inside.all():
+                top, bottom, left, right = window.pads
+                first = int(np.argmin(inside))
+                raise shape_error(
+                    "a window would cover only padding", field="padding",
+                    expected="padding that leaves every window a pixel of the "
+                             f"{format_shape(window.input_hw)} input",
+                    found=f"[{top}, {left}, {bottom}, {right}]: window {first + 1} of "
+                          f"{len(inside)} {('down', 'across')[axis]} "
+                          f"(a {format_shape(window.kernel)} kernel"
+                          + (f" dilated by {format_shape(window.dilation)})"
+                             if window.dilation != (1, 1) else ")"))
         return window
 
     def shape(self, input_shapes, attrs):
@@ -209,7 +216,7 @@ class AvgPool2d(_Pool2d):
         window = self._window(input_shapes[0], attrs)
         include_padding = counts_padding(attrs)
         top, bottom, left, right = window.pads
-        if window.dilation == (1, 1) and top == bottom and left == right:
+        if window.dilation == (1, 1) and _torch_pads_itself(window):
             # PyTorch's own layer: its padding, ceil_mode and divisor are graphnet's
             options = TorchLayer.options(
                 stride=window.stride if window.stride != window.kernel else None,
@@ -256,6 +263,13 @@ def divisor_reciprocal(window: SlidingWindow, include_padding: bool, dtype):
     kernel_h, kernel_w = window.kernel
     if not any(window.overhang) and (include_padding or not any(window.pads)):
         return dtype.type(1.0 / (kernel_h * kernel_w))
+    counted = taps_inside(window, include_padding)
+    return (1.0 / np.outer(counted[0], counted[1])).astype(dtype)
+
+
+def taps_inside(window: SlidingWindow, include_padding: bool) -> list[np.ndarray]:
+    """Per axis, how many of each window's taps fall inside the unpadded input (or, with
+    ``include_padding``, inside the padded input: never in the ceil_mode overhang)."""
     top, _, left, _ = window.pads
     counted = []
     for size, before, padded, kernel, step, dilation, count in zip(
@@ -264,7 +278,7 @@ def divisor_reciprocal(window: SlidingWindow, include_padding: bool, dtype):
         first, end = (0, padded) if include_padding else (before, before + size)
         taps = (np.arange(count) * step)[:, None] + np.arange(kernel) * dilation
         counted.append(((taps >= first) & (taps < end)).sum(axis=1))
-    return (1.0 / np.outer(counted[0], counted[1])).astype(dtype)
+    return counted
 
 
 class GlobalAvgPool(Op):
@@ -306,14 +320,22 @@ class GlobalAvgPool(Op):
 
 
 # --- helpers ---------------------------------------------------------------------------------
+def _torch_pads_itself(window: SlidingWindow) -> bool:
+    """Whether PyTorch's pooling layers take this padding: both sides alike, at most half the
+    kernel."""
+    top, bottom, left, right = window.pads
+    return (top == bottom and left == right and top <= window.kernel[0] // 2
+            and left <= window.kernel[1] // 2)
+
+
 def _torch_window(window: SlidingWindow, source: str, fill: str) -> tuple[str, str]:
-    """(input expression, layer options) of a max pool in PyTorch. Symmetric padding goes to
-    the layer, whose ceil_mode then drops the same windows graphnet does; asymmetric padding
-    is an ``F.pad`` of ``fill`` that reaches over the overhang too, with no ceil_mode: PyTorch
+    """(input expression, layer options) of a max pool in PyTorch. Padding the layer can take
+    goes to it, and its ceil_mode then drops the same windows graphnet does; other padding is
+    an ``F.pad`` of ``fill`` that reaches over the overhang too, with no ceil_mode: PyTorch
     would apply its drop rule to the padded size, not to the padding before."""
     from graphnet.op import TorchLayer
     top, bottom, left, right = window.pads
-    symmetric = top == bottom and left == right
+    symmetric = _torch_pads_itself(window)
     if not symmetric:
         read_top, read_bottom, read_left, read_right = window.read_pads
         source = (f"F.pad({source}, {(read_left, read_right, read_top, read_bottom)}, "

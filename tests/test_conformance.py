@@ -15,7 +15,9 @@ CASES = {
     "max_pool2d": [((2, 6, 6), {"kernel": 2}), ((2, 7, 5), {"kernel": 3, "stride": 2,
                                                              "padding": 1}),
                    ((2, 7, 8), {"kernel": 3, "stride": 2, "padding": [1, 0, 0, 1],
-                                "dilation": [1, 2], "ceil_mode": True})],
+                                "dilation": [1, 2], "ceil_mode": True}),
+                   # wider than half the kernel, as ONNX allows
+                   ((2, 5, 6), {"kernel": 3, "padding": [2, 0, 0, 2]})],
     "avg_pool2d": [((2, 6, 6), {"kernel": 2}), ((2, 7, 5), {"kernel": 3, "stride": 2,
                                                              "padding": 1}),
                    # TensorFlow's "same": border windows divide by the real pixels only

@@ -81,6 +81,10 @@ CASES = {
     "dilation2": ((2, 7, 8), {"kernel": 2, "stride": 1, "dilation": 2}),
     "dilated-ceil-four-sides": ((2, 8, 9), {"kernel": 3, "stride": 2, "dilation": [2, 1],
                                             "padding": [1, 1, 0, 1], "ceil_mode": True}),
+    # wider than PyTorch's layers take (half the kernel), as ONNX allows
+    "pad-beyond-half-kernel": ((2, 5, 6), {"kernel": 3, "padding": 2}),
+    "pad-beyond-half-ceil": ((2, 6, 5), {"kernel": 3, "stride": 2, "padding": [2, 0, 1, 2],
+                                         "ceil_mode": True}),
 }
 AVG_ONLY_CASES = {  # count_include_pad overriding either default
     "explicit-excluding-pad": ((2, 7, 6), {"kernel": 3, "stride": 2, "padding": 1,
@@ -94,6 +98,8 @@ AVG_ONLY_CASES = {  # count_include_pad overriding either default
                                                   "count_include_pad": False}),
     "dilated-excluding-pad": ((2, 7, 8), {"kernel": 2, "stride": 2, "padding": 1,
                                           "dilation": 2, "count_include_pad": False}),
+    "beyond-half-kernel-excluding-pad": ((2, 5, 6), {"kernel": 3, "padding": 2,
+                                                     "count_include_pad": False}),
 }
 POOLS = {"max": MaxPool2d, "avg": AvgPool2d}
 
@@ -317,16 +323,23 @@ def test_rejects_a_kernel_larger_than_its_padded_input(op_class):
 
 
 @pytest.mark.parametrize("op_class", [MaxPool2d, AvgPool2d])
-@pytest.mark.parametrize("kernel, padding, widest", [(3, 2, "2×2"), ([2, 4], [1, 3], "1×3"),
-                                                     (1, [0, 1], "0×1"),
-                                                     (3, [0, 1, 2, 0], "2×1")])
-def test_rejects_padding_beyond_half_the_kernel_as_pytorch_does(op_class, kernel, padding,
-                                                                widest):
-    attrs = make_attrs(op_class, kernel=kernel, padding=padding)
+@pytest.mark.parametrize("input_hw, raw, found", [
+    ((9, 9), {"kernel": 2, "padding": 2}, "[2, 2, 2, 2]: window 1 of 6 down (a 2×2 kernel)"),
+    ((9, 9), {"kernel": 3, "stride": 3, "padding": [0, 0, 0, 3]},
+     "[0, 0, 0, 3]: window 4 of 4 across (a 3×3 kernel)"),
+    # the window's span reaches the image, but its two taps straddle it
+    ((2, 5), {"kernel": [2, 1], "dilation": [3, 1], "padding": [1, 0, 1, 0]},
+     "[1, 0, 1, 0]: window 1 of 1 down (a 2×1 kernel dilated by 3×1)"),
+], ids=["first", "last", "dilated"])
+def test_rejects_a_window_that_would_cover_only_padding(op_class, input_hw, raw, found):
+    """ONNX allows any padding; a window of padding alone has no maximum and no mean."""
     with pytest.raises(ShapeError) as error:
-        op_class().shape([(2, 9, 9)], attrs)
+        op_class().shape([(2, *input_hw)], make_attrs(op_class, **raw))
     assert error.value.field == "padding"
-    assert "half" in error.value.message and error.value.found == widest
+    assert error.value.message == "a window would cover only padding"
+    assert error.value.found == found
+    assert error.value.expected == (f"padding that leaves every window a pixel of the "
+                                    f"{input_hw[0]}×{input_hw[1]} input")
 
 
 @pytest.mark.parametrize("kernel", [1, 2, 3, 4, 5])
@@ -342,7 +355,8 @@ def test_same_padding_always_fits_pytorch_s_rule(kernel, stride):
 @pytest.mark.parametrize("reduce, name", [
     (reduce, name) for name in ("3x3-stride2-pad1", "stride-pair-pad-pair", "overlapping-stride1",
                                 "pad-half-of-even-kernel", "four-sides", "ceil-overhang",
-                                "ceil-padded", "dilation2") for reduce in POOLS
+                                "ceil-padded", "dilation2", "pad-beyond-half-kernel")
+    for reduce in POOLS
     if not (reduce == "avg" and name == "dilation2")  # PyTorch's average pool has no dilation
 ] + [("avg", "explicit-excluding-pad"), ("avg", "ceil-excluding-pad")])
 def test_matches_pytorch(reduce, name, context):
@@ -360,8 +374,8 @@ def test_matches_pytorch(reduce, name, context):
 
     x_torch = torch.tensor(x, requires_grad=True)
     source, padding = x_torch, attrs.padding
-    if len(padding) == 4:
-        top, left, bottom, right = padding
+    top, bottom, left, right = SlidingWindow.of(input_shape, attrs).pads
+    if len(padding) == 4 or max(padding) > min(attrs.kernel) // 2:  # beyond PyTorch's layer
         source = functional.pad(x_torch, (left, right, top, bottom),
                                 value=-np.inf if reduce == "max" else 0.0)
         padding = 0
