@@ -257,3 +257,22 @@ def test_exports_to_pytorch(op_name, shape, raw):
     pytest.importorskip("torch", reason="PyTorch is not installed (the torch extra, part of the test extra)")
     from graphnet.testing import check_torch_export
     check_torch_export(op_name, [shape], raw, batch_size=2)
+
+
+def test_spec_errors_name_the_node_and_field_with_exit_2(run_cli, write_spec):
+    path = write_spec({"inputs": {"image": {"shape": [3, 8, 8]}}, "nodes": [
+        {"name": "cap", "op": "clip"},
+        {"name": "sm", "op": "softmax", "axis": 3, "inputs": ["image"]},
+        {"name": "p", "op": "avg_pool2d", "kernel": 2, "padding": [1, 1, 1],
+         "inputs": ["image"]}]})
+    status, _, err = run_cli("check", path)
+    assert status == 2 and "Traceback" not in err
+    assert ("node 'p', field 'padding': bad attribute value: expected \"valid\", \"same\", an "
+            "integer, [height, width] or [top, left, bottom, right], found [1, 1, 1]") in err
+    path = write_spec({"inputs": {"image": {"shape": [3, 8, 8]}}, "nodes": [
+        {"name": "cap", "op": "clip"},
+        {"name": "sm", "op": "softmax", "axis": 3, "inputs": ["image"]}]})
+    status, _, err = run_cli("check", path)
+    assert status == 2
+    assert "node 'cap', field 'min': clip needs a bound: expected min, max or both" in err
+    assert "node 'sm', field 'axis': softmax axis outside the input" in err
