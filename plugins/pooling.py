@@ -166,8 +166,8 @@ class AvgPool2d(_Pool2d):
     (TensorFlow's rule, ONNX's default), so a constant image stays constant; with explicit
     padding it divides by kernel_h · kernel_w, the padded zeros included (PyTorch's default).
     ``count_include_pad`` overrides either. Under ``ceil_mode`` a last window reaching past
-    the end padding divides by its taps inside the padded input only (PyTorch and ONNX's
-    reference); with ``dilation`` the divisor counts taps, not the span. MACs: output
+    the end padding divides by its taps inside the padded input only (as PyTorch and
+    onnxruntime do); with ``dilation`` the divisor counts taps, not the span. MACs: output
     elements · kernel_h · kernel_w.
     """
 
