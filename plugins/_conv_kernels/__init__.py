@@ -19,6 +19,7 @@ from .direct import DirectKernel
 from .grouped import DepthwiseKernel, GroupedKernel
 from .taps import TapKernel
 from .tiled import TiledKernel
+from .winograd import WinogradKernel
 
 
 class ConvKernel(Protocol):
@@ -60,15 +61,22 @@ KERNELS: tuple[ConvKernel, ...] = (
 )
 """The kernels in the order the op tries them: the first that fits computes the conv."""
 
+ALTERNATIVES: tuple[ConvKernel, ...] = (
+    WinogradKernel(2),  # 3×3, stride 1: F(2×2, 3×3)
+    WinogradKernel(4),  # 3×3, stride 1: F(4×4, 3×3), fewer products, larger rounding
+)
+"""Kernels that are never the default, taken where they fit and measured faster than it
+(see :mod:`graphnet_plugins.conv`): whether they pay depends on the machine and the layer."""
+
 
 def named(name: str) -> ConvKernel:
-    """The kernel of :data:`KERNELS` called ``name``."""
-    for kernel in KERNELS:
+    """The kernel of :data:`KERNELS` or :data:`ALTERNATIVES` called ``name``."""
+    for kernel in KERNELS + ALTERNATIVES:
         if kernel.name == name:
             return kernel
     raise ValueError(f"no conv kernel named {name!r}; there are "
-                     f"{', '.join(kernel.name for kernel in KERNELS)}")
+                     f"{', '.join(kernel.name for kernel in KERNELS + ALTERNATIVES)}")
 
 
-__all__ = ["KERNELS", "ConvKernel", "DepthwiseKernel", "DirectKernel", "GroupedKernel",
-           "TapKernel", "TiledKernel", "named"]
+__all__ = ["ALTERNATIVES", "KERNELS", "ConvKernel", "DepthwiseKernel", "DirectKernel",
+           "GroupedKernel", "TapKernel", "TiledKernel", "WinogradKernel", "named"]

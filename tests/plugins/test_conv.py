@@ -10,8 +10,8 @@ import pytest
 from graphnet.errors import ShapeError, SpecError
 from graphnet.op import Window
 from graphnet_plugins import conv
-from graphnet_plugins._conv_kernels import (KERNELS, DirectKernel, GroupedKernel, TapKernel,
-                                            TiledKernel)
+from graphnet_plugins._conv_kernels import (ALTERNATIVES, KERNELS, DirectKernel, GroupedKernel,
+                                            TapKernel, TiledKernel, WinogradKernel)
 from graphnet_plugins._conv_kernels.im2col import transposed_fits
 from graphnet_plugins._window import SlidingWindow
 from graphnet_plugins.conv import Conv2d
@@ -19,11 +19,12 @@ from graphnet_plugins.conv import Conv2d
 DIRECT = Conv2d(kernels=[DirectKernel()])
 VARIANTS = {
     # every kernel of the op's list as it is, and each other way a kernel can compute
-    **{kernel.name: kernel for kernel in KERNELS if kernel.name != "direct"},
+    **{kernel.name: kernel for kernel in KERNELS + ALTERNATIVES if kernel.name != "direct"},
     "grouped-block-per-sample": GroupedKernel(block_bytes=1),
     "tiled-kernel-rows": TiledKernel(row_min_columns=0),
     "tiled-channel-planes": TiledKernel(plane_channels=1 << 30),
     "taps-wherever-they-compute": TapKernel(min_channels=1, max_waste=math.inf),
+    "winograd2-tile-per-sample": WinogradKernel(2, tile=1),
 }
 
 
@@ -158,8 +159,8 @@ def fits(variant, name) -> bool:
 
 
 def test_every_kernel_is_compared_with_the_direct_one_somewhere():
-    """A kernel added to the list without a case here that it fits fails this test."""
-    for kernel in KERNELS[:-1]:
+    """A kernel added to the lists without a case here that it fits fails this test."""
+    for kernel in KERNELS[:-1] + ALTERNATIVES:
         assert any(type(VARIANTS[variant]) is type(kernel) and fits(variant, name)
                    for variant in VARIANTS for name in CASES), kernel.name
 
