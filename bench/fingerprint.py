@@ -35,11 +35,13 @@ def arrays_of(spec: Path, dtype: str, batch: int) -> dict[str, np.ndarray]:
     """Every array a user sees for one spec: outputs, parameter and input gradients."""
     graph = graphnet.load(spec)
     arrays = {}
-    net = graphnet.Network(graph, seed=0, dtype=dtype)
+    # every op's default implementation: a measured choice (a conv's kernel) depends on the
+    # machine and its load, and the fingerprints would with it
+    net = graphnet.Network(graph, seed=0, dtype=dtype, choices="default")
     feeds = random_feeds(graph, batch, np.random.default_rng(1), dtype=np.dtype(dtype))
     for name, value in net.forward(dict(feeds), training=False).items():
         arrays[f"inference/{name}"] = np.asarray(value)
-    net = graphnet.Network(graph, seed=0, dtype=dtype)
+    net = graphnet.Network(graph, seed=0, dtype=dtype, choices="default")
     outputs = net.forward(dict(feeds), training=True)
     for name, value in outputs.items():
         arrays[f"training/{name}"] = np.asarray(value)

@@ -18,7 +18,9 @@ steps' own share is the difference.
 
 A node the engine runs inside the one before it (a ReLU fused into its conv, see
 ``Network._fusions``) has no time of its own: its entry in ``nodes`` names that node as
-``fused_into``, and the producer's time includes it.
+``fused_into``, and the producer's time includes it. A node whose op chose among equivalent
+implementations (a conv's kernels, measured at the benchmark's batch during the warm-up, see
+:class:`graphnet.op.Choices`) names the one it ran as ``kernel``.
 
 Logic only: :mod:`graphnet.render.bench` prints the report, which is plain data (JSON-ready).
 """
@@ -40,6 +42,7 @@ from .analysis import required_inputs
 from .engine import Network, requires_grad
 from .errors import UsageError
 from .gradcheck import random_feeds
+from .op import Choices
 from .training.step import TrainStep
 
 MEMORY_METHOD = ("whole-process peak resident set size (Linux VmHWM, else getrusage ru_maxrss) "
@@ -343,6 +346,8 @@ def run(graph, config: BenchConfig) -> dict:
             graph, graphnet.network, {k: v[:AGREEMENT_BATCH] for k, v in feeds.items()})
         runners.append(TorchRunner(graph, feeds, graphnet.network, lr=config.lr,
                                    momentum=config.momentum))
+        # the agreement ran a batch of 8: choose kernels at the benchmark's batch
+        graphnet.network.choices = Choices()
         report["torch_version"] = torch.__version__
     report["gemm_gflops"] = gemm_gflops()
     samples = measure(runners, config)
@@ -354,6 +359,9 @@ def run(graph, config: BenchConfig) -> dict:
             # a node run inside the one before it has no time of its own
             for consumer, producer in runner.network.fused_nodes().items():
                 figures["nodes"][consumer]["fused_into"] = producer
+            for node, kernel in runner.network.choices.by_node.items():
+                if node in figures["nodes"]:
+                    figures["nodes"][node]["kernel"] = kernel
             report.update(figures)
         else:
             report[runner.framework] = figures

@@ -47,6 +47,7 @@ def check_checkpoint(params: dict, optimizer: dict, meta: dict, path) -> None:
     check.names(meta)
     check.dataset(meta)
     check.bindings(meta)
+    check.choices(meta)
 
 
 class _Checker:
@@ -174,6 +175,15 @@ class _Checker:
                         and abs(value) <= 2**53)):
                 self.fail(f"dataset.options.{key}", "a string, a finite number or true/false",
                           value)
+
+    def choices(self, meta: dict) -> None:
+        """``{node: implementation name}`` (see graphnet.op.Choices)."""
+        choices = self.mapping(meta, "choices")
+        if len(choices) > MAX_NAMES:
+            self.fail("choices", f"at most {MAX_NAMES:,} nodes", f"<{len(choices)} nodes>")
+        for node, name in choices.items():
+            if not isinstance(name, str) or len(name) > MAX_TEXT or len(node) > MAX_TEXT:
+                self.fail(f"choices.{node[:40]}", "the name of a kernel", name)
 
     def bindings(self, meta: dict) -> None:
         bindings = self.mapping(meta, "bindings")

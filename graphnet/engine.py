@@ -19,7 +19,7 @@ from . import limits
 from .boundary import OpBoundary
 from .errors import DataError, NumericError, PluginError, UsageError
 from .fusion import Step, fuse_epilogues, fused_nodes, plain_steps
-from .op import RunContext, format_shape
+from .op import Choices, RunContext, format_shape
 from .runtime import Runtime, runs_inside_runtime
 from .text import suggest
 
@@ -94,10 +94,14 @@ class Network:
     ``backward()`` returns the gradients of the loss (or of given output gradients).
     An elementwise node that follows an op accepting epilogues (a ReLU after a conv) runs inside
     that op (see :mod:`graphnet.fusion`); ``fuse=False`` runs every node on its own.
+    Where an op has several equivalent implementations (a conv's kernels), each node takes the
+    one its op measures fastest the first time it runs, remembered in ``choices`` (a
+    :class:`graphnet.op.Choices`, kept in checkpoints); ``choices="default"`` takes every op's
+    default without measuring, and ``choices={node: name}`` pins nodes.
     """
 
     def __init__(self, graph, *, dtype="float32", seed: int = 0, params=None, memory_limit=None,
-                 fuse: bool = True):
+                 fuse: bool = True, choices=None):
         self.graph = graph
         self._fuse = fuse
         self.dtype = resolve_dtype(dtype)
@@ -117,6 +121,11 @@ class Network:
         self._saved: dict[str, Any] = {}
         self._ran: list[Step] = []
         self._plans: dict[tuple, Plan] = {}
+        if isinstance(choices, Choices):
+            self.choices = choices
+        else:
+            self.choices = (Choices(measure=False) if choices == "default"
+                            else Choices(by_node=dict(choices or {})))
         self.runtime = Runtime()  # threads, BLAS limit, scratch: entered by forward and backward
 
     # --- parameters -------------------------------------------------------------------------
@@ -267,7 +276,8 @@ class Network:
         calls = OpBoundary(self.graph, self.dtype, profile=profile, check_finite=check_finite,
                            capture=capture)
         self.captured = calls.captured
-        ctx = RunContext(training=training, rng=rng or self.step_rng, dtype=self.dtype)
+        ctx = RunContext(training=training, rng=rng or self.step_rng, dtype=self.dtype,
+                         choices=self.choices)
         kept_outputs = {self.graph.outputs[o] for o in output_names}
         remaining_uses = {step.output: 0 for step in plan.steps}
         for step in plan.steps:
@@ -290,6 +300,7 @@ class Network:
                                     expected=f"{batch} samples", found=f"{values[name].shape[0]}")
             else:
                 inputs = [values[source] for source in node.inputs]
+                ctx.node = node.name
                 values[name], saved = calls.forward(step, inputs, self.params[node.name], ctx,
                                                     batch)
                 if keep:

@@ -277,12 +277,35 @@ GLOBAL = "global"
 
 
 @dataclass
+class Choices:
+    """Which of several equivalent implementations each node runs (a conv's kernels), for ops
+    that pick one by measuring them: a network owns one, keeps it in its checkpoints and
+    takes it back on resume, so a resumed run computes exactly as the run it continues.
+
+    ``by_node`` holds ``{node: implementation name}``: what each node ran, or was told to run
+    (pinned) before it first ran. ``measured`` memoises measurements under keys of the op's
+    making (a layer's shapes), so that alike layers are timed once. ``measure`` False makes
+    every node without an entry take its op's default (no timing): how a checkpoint written
+    before choices existed is resumed.
+    """
+
+    by_node: dict[str, str] = field(default_factory=dict)
+    measured: dict[Any, str] = field(default_factory=dict)
+    measure: bool = True
+
+
+@dataclass
 class RunContext:
     """What the engine tells an op about the current pass."""
 
     training: bool
     rng: np.random.Generator
     dtype: np.dtype = field(default_factory=lambda: np.dtype(np.float32))
+    node: str | None = None
+    """The name of the node being run (set by the engine before each forward)."""
+    choices: Choices | None = None
+    """The network's :class:`Choices`; None where no network runs the op (tests, gradient
+    checks): an op then runs its default implementation."""
     needs_input_grad: tuple[bool, ...] = ()
     """Set before each ``backward`` call: which inputs want a gradient. An op may return None for
     an input that does not (a first conv layer need not compute the image's gradient)."""

@@ -2,9 +2,20 @@
 
 This file is the op: its attributes, shape, parameters, receptive field, cost, and which
 kernel computes it. The kernels themselves (:mod:`._conv_kernels`: direct, grouped, depthwise,
-tiled im2col, kernel taps) sit behind one interface over one window geometry
-(:mod:`._window`); the op takes the first in :data:`._conv_kernels.KERNELS` that fits, or the
-kernels it was given (``Conv2d(kernels=[...])``, as the tests do).
+tiled im2col, kernel taps, Winograd) sit behind one interface over one window geometry
+(:mod:`._window`).
+
+Which kernel: the default is the first of :data:`._conv_kernels.KERNELS` that fits. Where
+one of :data:`._conv_kernels.ALTERNATIVES` fits too (Winograd, for 3×3 stride-1 convs), a
+network measures them the first time a node runs — forward and backward of each, interleaved,
+on that batch, the fastest of three rounds — and the node keeps the fastest from then on
+(alike layers are measured once). The choice is recorded in the network's
+:class:`graphnet.op.Choices`, which checkpoints keep, so a resumed run computes exactly as
+before. float64 keeps the default (its gradient checks and figures stay as they were), and so
+does an op called outside a network. To pin: ``Network(choices={node: kernel name})`` or
+``choices="default"``, or the environment variable ``GRAPHNET_CONV_KERNEL`` (``default``, or
+a kernel name: that kernel wherever it fits, the default elsewhere). Kernels given to the op
+(``Conv2d(kernels=[...])``, as the tests do) are taken first-fit, nothing measured.
 
 Inside the kernels images are channels-last (NHWC): the NCHW array the op returns is a
 transposed *view* of channels-last memory, which the next conv (after elementwise ops, which
@@ -12,13 +23,25 @@ keep the layout) reads without a copy. Gradients flowing back are channels-last 
 """
 from __future__ import annotations
 
+import math
+import os
+import time
+
+import numpy as np
+
+from graphnet.errors import UsageError
 from graphnet.hookspecs import hookimpl
 from graphnet.op import Attr, Op, Param, Window, shape_error
 
-from ._conv_kernels import KERNELS, ConvKernel
+from ._conv_kernels import ALTERNATIVES, KERNELS, ConvKernel
 from ._window import SlidingWindow, check_image
 
 INITS = ("he_normal", "he_uniform", "glorot_uniform", "glorot_normal")
+KERNEL_ENV = "GRAPHNET_CONV_KERNEL"
+"""Environment variable pinning the kernel: "default", "measure" (as unset) or a kernel name."""
+MEASURE_ROUNDS = 3
+"""Rounds of timing per candidate kernel (each kernel once per round, the best round counts:
+the first pays for scratch buffers, and another process may take a core during any one)."""
 
 
 class Conv2d(Op):
@@ -45,9 +68,11 @@ class Conv2d(Op):
                      doc="how the weight is initialised (the bias starts at zero)"),
     }
 
-    def __init__(self, kernels: tuple[ConvKernel, ...] = KERNELS):
-        """``kernels``: the kernels to choose from, in order (tests pass one to test it)."""
-        self.kernels = tuple(kernels)
+    def __init__(self, kernels: tuple[ConvKernel, ...] | None = None):
+        """``kernels``: the kernels to choose from, first fit, nothing measured (tests pass one
+        to test it); by default :data:`KERNELS`, with :data:`ALTERNATIVES` measured."""
+        self.kernels = KERNELS if kernels is None else tuple(kernels)
+        self.alternatives = ALTERNATIVES if kernels is None else ()
 
     # --- static analysis -------------------------------------------------------------------
     def _window(self, input_shape, attrs) -> SlidingWindow:
@@ -99,6 +124,54 @@ class Conv2d(Op):
                          f"{attrs.groups} group(s) of {input_shape[0]} channels → "
                          f"{attrs.filters} filters over {window}")
 
+    def kernel_for(self, images, weight, bias, attrs, ctx) -> tuple[ConvKernel, SlidingWindow]:
+        """The kernel this node runs (see the module docstring: recorded or pinned, else
+        measured or the default), recorded in ``ctx.choices``."""
+        default, window = self.choose_kernel(images.shape[1:], attrs)
+        choices, node = ctx.choices, ctx.node
+        if choices is not None and node in choices.by_node:
+            return self.kernel_named(choices.by_node[node], window, images.shape[1], attrs,
+                                     field=node), window
+        channels, filters, groups = images.shape[1], attrs.filters, attrs.groups
+        candidates = [default] + [kernel for kernel in self.alternatives
+                                  if kernel.fits(window, channels, filters, groups)]
+        pinned = os.environ.get(KERNEL_ENV, "").strip()
+        if pinned not in ("", "measure"):
+            kernel = default
+            if pinned != "default":
+                named = self.kernel_named(pinned, None, channels, attrs, field=KERNEL_ENV)
+                if named.fits(window, channels, filters, groups):
+                    kernel = named
+        elif (choices is None or not choices.measure or len(candidates) == 1
+              or images.dtype != np.float32):
+            kernel = default
+        else:
+            key = (images.shape, window, filters, groups, bias is not None)
+            if key not in choices.measured:
+                choices.measured[key] = fastest(candidates, images, weight, bias, window,
+                                                groups).name
+            kernel = next(k for k in candidates if k.name == choices.measured[key])
+        if choices is not None and node is not None:
+            choices.by_node[node] = kernel.name
+        return kernel, window
+
+    def kernel_named(self, name: str, window, channels: int, attrs, *, field: str):
+        """This op's kernel called ``name``; a UsageError if there is none, or if it does not
+        compute this conv (``window`` given)."""
+        kernels = self.kernels + self.alternatives
+        for kernel in kernels:
+            if kernel.name == name:
+                if window is None or kernel.fits(window, channels, attrs.filters, attrs.groups):
+                    return kernel
+                fitting = [k.name for k in kernels
+                           if k.fits(window, channels, attrs.filters, attrs.groups)]
+                raise UsageError(f"conv kernel {name!r} does not compute this convolution",
+                                 field=field, expected="one of " + ", ".join(fitting),
+                                 found=repr(name))
+        raise UsageError("unknown conv kernel", field=field,
+                         expected="default, measure or one of "
+                                  + ", ".join(k.name for k in kernels), found=repr(name))
+
     def forward(self, inputs, params, attrs, ctx):
         return self.forward_with_epilogue(inputs, params, attrs, ctx, None)
 
@@ -115,20 +188,27 @@ class Conv2d(Op):
     def forward_with_epilogue(self, inputs, params, attrs, ctx, epilogue):
         """With an ``epilogue`` only where accepts_epilogue."""
         images = inputs[0]
-        kernel, window = self.choose_kernel(images.shape[1:], attrs)
-        assert epilogue is None or kernel.takes_epilogue(window, images.shape[1],
-                                                         attrs.filters, attrs.groups)
         weight = params["weight"].astype(images.dtype, copy=False)
         bias = params["bias"].astype(images.dtype, copy=False) if attrs.bias else None
+        kernel, window = self.kernel_for(images, weight, bias, attrs, ctx)
+        # a kernel pinned or measured in place of the default may not take the epilogue the
+        # default accepted: then it is applied to the whole output here
+        inside = epilogue is not None and kernel.takes_epilogue(
+            window, images.shape[1], attrs.filters, attrs.groups)
         output, saved = kernel.forward(images, weight, bias, window, attrs.groups,
-                                       epilogue=epilogue)
+                                       epilogue=epilogue if inside else None)
+        if epilogue is not None and not inside:
+            epilogue.forward(output)  # memory the kernel made for this call
         output = output.transpose(0, 3, 1, 2)
         # with an epilogue, the output too: the epilogue's derivative follows from it
-        return output, (kernel, window, saved, images.dtype, output if epilogue else None)
+        return output, (kernel, window, saved, images.dtype, output if epilogue else None,
+                        inside)
 
     def backward_with_epilogue(self, grad_output, saved, params, attrs, ctx, epilogue):
         """``grad_output`` is the gradient of the epilogue's result, if there is one."""
-        kernel, window, kernel_saved, dtype, output = saved
+        kernel, window, kernel_saved, dtype, output, inside = saved
+        if epilogue is not None and not inside:
+            grad_output, epilogue = epilogue.gradient(grad_output, output), None
         weight = params["weight"]
         grad_input, grad_weight, grad_bias = kernel.backward(
             grad_output.astype(dtype, copy=False), kernel_saved,
@@ -154,6 +234,22 @@ class Conv2d(Op):
             bias=False if not attrs.bias else None)
         return TorchLayer(f"{names.layer}({source})", f"nn.Conv2d({input_shapes[0][0]}, "
                           f"{attrs.filters}, kernel_size={window.kernel}{options})")
+
+
+def fastest(candidates, images, weight, bias, window: SlidingWindow, groups: int):
+    """The candidate kernel whose forward and backward (both gradients) take least time on
+    these arrays: each timed once per round, interleaved, the best of MEASURE_ROUNDS rounds;
+    a tie goes to the earlier (the default comes first)."""
+    best = [math.inf] * len(candidates)
+    for _ in range(MEASURE_ROUNDS):
+        for position, kernel in enumerate(candidates):
+            start = time.perf_counter()
+            output, saved = kernel.forward(images, weight, bias, window, groups)
+            # any gradient of the output's shape times the same: the output itself
+            kernel.backward(output.transpose(0, 3, 1, 2), saved, weight, window, groups,
+                            input_grad=True, param_grads=True, bias=bias is not None)
+            best[position] = min(best[position], time.perf_counter() - start)
+    return candidates[best.index(min(best))]
 
 
 @hookimpl

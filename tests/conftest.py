@@ -12,6 +12,15 @@ ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
 
 
+@pytest.fixture(autouse=True)
+def default_conv_kernels(monkeypatch):
+    """Every test runs each conv's default kernel unless it says otherwise: a network measures
+    its kernels (graphnet_plugins.conv), and a choice made by timing on a busy machine would
+    make tests that compare two runs bit for bit depend on the load. The tests of the choice
+    itself (tests/plugins/test_conv_choice.py) lift this."""
+    monkeypatch.setenv("GRAPHNET_CONV_KERNEL", "default")
+
+
 @pytest.fixture
 def specs_dir() -> Path:
     return SPECS

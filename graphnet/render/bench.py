@@ -91,10 +91,11 @@ def render_bench(report: dict) -> None:
 
 def _fitting_node_table(report: dict, theirs, console) -> Table:
     """The per-node table at the console's width: too wide, it drops the GFLOP/s columns, then
-    cuts op names, rather than let rich cut every column, node names and numbers included."""
+    the kernel column (the JSON report keeps both), then cuts op names, rather than let rich
+    cut every column, node names and numbers included."""
     unlimited = console.options.update_width(10_000)
-    for gflops in (True, False):
-        nodes = _node_table(report, theirs, gflops=gflops)
+    for gflops, kernels in ((True, True), (False, True), (False, False)):
+        nodes = _node_table(report, theirs, gflops=gflops, kernels=kernels)
         excess = Measurement.get(console, unlimited, nodes).maximum - console.width
         if excess <= 0:
             return nodes
@@ -105,16 +106,20 @@ def _fitting_node_table(report: dict, theirs, console) -> Table:
     return nodes
 
 
-def _node_table(report: dict, theirs, *, gflops: bool) -> Table:
-    """Per node: milliseconds, share of the step, GFLOP/s if ``gflops``, PyTorch's if
-    ``theirs``. Node names are never cut (they are what a reader looks for); ops may be."""
+def _node_table(report: dict, theirs, *, gflops: bool, kernels: bool = True) -> Table:
+    """Per node: the kernel it ran if ``kernels`` (where the report names one), milliseconds,
+    share of the step, GFLOP/s if ``gflops``, PyTorch's if ``theirs``. Node names are never
+    cut (they are what a reader looks for); ops may be."""
     nodes = Table(title="per node: milliseconds, share of the step"
                   + (", GFLOP/s" if gflops else "")
                   + ("; PyTorch's from separate steps with timing hooks" if theirs else ""),
                   title_justify="left")
     names = list(report["nodes"]) + ["(rest)"]
+    kernels = kernels and any(node.get("kernel") for node in report["nodes"].values())
     nodes.add_column("node", no_wrap=True, min_width=max(len(name) for name in names))
     nodes.add_column("op", no_wrap=True, overflow="ellipsis")
+    if kernels:  # which of an op's kernels the node ran (measured or pinned)
+        nodes.add_column("kernel", no_wrap=True)
     columns = ("fwd", "bwd", "share") + (("GF/s fwd", "GF/s bwd") if gflops else ())
     for column in columns + (("torch fwd", "torch bwd", "ratio") if theirs else ()):
         nodes.add_column(column, justify="right", no_wrap=True)
@@ -124,6 +129,8 @@ def _node_table(report: dict, theirs, *, gflops: bool) -> Table:
                _number(node["backward_ms"], 2), "—" if share is None else f"{share:.0%}"]
         if node.get("fused_into"):  # timed as part of the node it runs in
             row[2:4] = [f"in {escape(node['fused_into'])}", ""]
+        if kernels:
+            row.insert(2, escape(node.get("kernel") or ""))
         if gflops:
             row += [_number(node.get("forward_gflops"), 0),
                     _number(node.get("backward_gflops"), 0)]
@@ -137,6 +144,6 @@ def _node_table(report: dict, theirs, *, gflops: bool) -> Table:
         nodes.add_row(*row)
     if report.get("outside_nodes_ms") is not None:
         outside = report["outside_nodes_ms"] / report["step_ms"]
-        nodes.add_row("(rest)", "engine, optimizer", "", "", f"{outside:.0%}",
-                      *([""] * (len(nodes.columns) - 5)))
+        nodes.add_row("(rest)", "engine, optimizer", *([""] * kernels), "", "",
+                      f"{outside:.0%}", *([""] * (len(nodes.columns) - 5 - kernels)))
     return nodes

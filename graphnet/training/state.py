@@ -25,6 +25,7 @@ from ..checkpoint import (BEST_NAME, CHECKPOINT_NAME, Checkpoint, restore_params
 from ..errors import CheckpointError
 from ..files import atomic_write_text
 from ..inference import json_ready
+from ..op import Choices
 from ..optim import Schedule
 from .events import Notice
 
@@ -72,7 +73,9 @@ def save(loop, *, partial: bool) -> None:
              "network": network.step_rng.bit_generator.state},
         running={"loss_sum": progress.loss_sum, "correct": progress.correct,
                  "seen": progress.seen, "seconds": progress.seconds},
-        optimizer=config.optimizer, schedule=config.schedule)
+        optimizer=config.optimizer, schedule=config.schedule,
+        # what each node ran (a conv's kernel): the resumed run runs the same
+        choices=dict(network.choices.by_node))
     state = {f"optimizer/{k}": v for k, v in step.optimizer.state_dict().items()}
     state.update({f"schedule/{k}": v for k, v in loop.schedule.state_dict().items()})
     save_checkpoint(loop.checkpoint_path, Checkpoint(params=network.flat_params(), optimizer=state,
@@ -103,6 +106,15 @@ def _and(words: list[str]) -> str:
 
 
 # --- resuming -----------------------------------------------------------------------------------
+def choices_of(meta: dict) -> Choices:
+    """The implementation choices a checkpoint's run made, pinned for the resumed run (a node
+    it never ran is measured as usual). A checkpoint written before choices were recorded ran
+    every op's default, so the resumed run does too."""
+    if "choices" not in meta:
+        return Choices(measure=False)
+    return Choices(by_node=dict(meta["choices"]))
+
+
 def restore(loop, path: Path) -> None:
     """Load everything the checkpoint at ``path`` holds into ``loop`` (a
     :class:`graphnet.training.loop.Loop`); settings that differ from the checkpoint's run are
@@ -130,6 +142,7 @@ def restore(loop, path: Path) -> None:
         else:
             loop.shuffle_rng.bit_generator.state = meta["rng"]["shuffle"]
         loop.task.restore(meta, path)
+        network.choices = choices_of(meta)
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"checkpoint lacks training state ({type(error).__name__}: "
                               f"{error}); was it written by graphnet train?", file=path) from None

@@ -35,6 +35,9 @@ def test_json_report_has_the_figures(run_cli, specs_dir):
     assert fused == {"relu1": "conv1", "relu3": "fc1", "relu4": "fc2"}
     assert report["nodes"]["relu3"]["forward_ms"] is None
     assert report["nodes"]["relu2"]["forward_ms"] is not None  # 6 channels: im2col
+    # the kernel each conv ran (the suite pins the defaults: see tests/conftest.py)
+    assert {name: node.get("kernel") for name, node in report["nodes"].items()
+            if node["op"] == "conv2d"} == {"conv1": "tiled", "conv2": "tiled"}
 
 
 def test_compare_torch_reports_both_and_the_ratios(run_cli, specs_dir):
