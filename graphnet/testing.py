@@ -262,7 +262,8 @@ def differences(graph, network, feeds: dict, *, training: bool,
     training, the state a step updates (batch norm's running statistics). Keys: ``"output
     logits"``, ``"gradient conv1/weight"``, ``"state bn1/running_mean"``, ..."""
     torch = require_torch()
-    ours_net = Network(graph, dtype=network.dtype, params=network.flat_params())
+    ours_net = Network(graph, dtype=network.dtype, params=network.flat_params(),
+                       choices=network.choices)  # the kernels the network runs
     model = build(graph, ours_net)  # parameters copied before graphnet's forward updates state
     has_loss = graph.loss is not None
     seeded = has_loss or bool(grad_outputs)
@@ -309,7 +310,9 @@ def is_random_in_training(graph, network, feeds: dict) -> bool:
     """Whether two training passes with different random generators differ (dropout)."""
     outputs = []
     for seed in (1, 2):
-        copy = Network(graph, dtype=network.dtype, params=network.flat_params())
+        # the network's kernel choices: copies measuring their own could differ by rounding
+        copy = Network(graph, dtype=network.dtype, params=network.flat_params(),
+                       choices=network.choices)
         outputs.append(copy.forward(feeds, training=True, rng=np.random.default_rng(seed)))
     return any(not np.array_equal(outputs[0][name], outputs[1][name]) for name in outputs[0])
 
