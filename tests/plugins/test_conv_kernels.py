@@ -1,7 +1,8 @@
 """The one-group kernels, called directly: outputs and gradients equal the direct kernel's in
 float64 for every memory layout, four-sided padding, stride and dilation, any tile size and
 thread count, by each of their methods (im2col, kernel-row products, kernel-tap products through
-BLAS or through numpy alone), with and without a fused ReLU. (tests/plugins/test_conv.py runs
+BLAS or through numpy alone, Winograd F(2×2) and F(4×4) where they fit), with and without a
+fused ReLU. (tests/plugins/test_conv.py runs
 every kernel through the op over the conv test grid.)"""
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 
 from graphnet import blas, parallel
 from graphnet.fusion import Epilogue
-from graphnet_plugins._conv_kernels import DirectKernel, TapKernel, TiledKernel
+from graphnet_plugins._conv_kernels import DirectKernel, TapKernel, TiledKernel, WinogradKernel
 from graphnet_plugins._window import SlidingWindow
 
 METHODS = {
@@ -21,6 +22,8 @@ METHODS = {
     "kernel-rows": TiledKernel(row_min_columns=0),   # one product per kernel row at stride 1
     "taps": TapKernel(min_channels=1, max_waste=math.inf),
     "taps-numpy": TapKernel(min_channels=1, max_waste=math.inf),
+    "winograd2": WinogradKernel(2),                  # 3×3 stride 1 only
+    "winograd4": WinogradKernel(4),
 }
 
 
@@ -130,7 +133,8 @@ def test_any_tile_size_and_thread_count_gives_the_same_result(method, threads):
     kernel = METHODS[method]
     small_tiles = (TapKernel(min_channels=1, max_waste=math.inf, tile_bytes=1)
                    if method.startswith("taps") else
-                   TiledKernel(row_min_columns=kernel.row_min_columns, tile_bytes=1))
+                   WinogradKernel(kernel.size, tile_bytes=1) if method.startswith("winograd")
+                   else TiledKernel(row_min_columns=kernel.row_min_columns, tile_bytes=1))
     with thread_count(threads):
         found = run(small_tiles, images, weight, None, window, grad_output)
     assert_matches_direct(found, images, weight, None, window, grad_output, rtol=1e-10)

@@ -1,27 +1,19 @@
 """The Winograd kernels, F(2×2, 3×3) and F(4×4, 3×3), called directly: outputs and all
 gradients equal the direct kernel's in float64 over odd sizes, one-sided and asymmetric
-padding, any channel count, tile size and thread count, with and without a fused ReLU; in
-float32 on realistic magnitudes their error against the float64 direct kernel stays within the
-bound measured for them; and they fit exactly the convolutions they compute.
-(tests/plugins/test_conv.py runs them through the op over the conv test grid.)"""
+padding and channel counts from 1 up; in float32 on realistic magnitudes their error against
+the float64 direct kernel stays within the bound measured for them; and they fit exactly the
+convolutions they compute. (tests/plugins/test_conv_kernels.py runs them with every other
+kernel through tile sizes, thread counts and a fused ReLU; tests/plugins/test_conv.py through
+the op over the conv test grid.)"""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from graphnet.fusion import Epilogue
 from graphnet_plugins._conv_kernels import DirectKernel, TapKernel, WinogradKernel
 from graphnet_plugins._window import SlidingWindow
 
-from .test_conv_kernels import thread_count
-
-
-def run(kernel, images, weight, bias, window, grad_output, **options):
-    """(output, input gradient, weight gradient, bias gradient) of ``kernel``, NHWC."""
-    output, saved = kernel.forward(images, weight, bias, window, 1)
-    grads = kernel.backward(grad_output, saved, weight, window, 1, input_grad=True,
-                            param_grads=True, bias=bias is not None, **options)
-    return (output, *grads)
+from .test_conv_kernels import run
 
 
 def problem(seed, batch, channels, filters, input_hw, pads, dtype=np.float64):
@@ -51,24 +43,6 @@ def test_equals_the_direct_kernel(size, input_hw, pads, channels, filters):
         np.testing.assert_allclose(value, wanted, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("size", [2, 4])
-@pytest.mark.parametrize("threads, tile", [(1, 1), (2, 2), (3, None)])
-def test_any_tile_size_and_thread_count_gives_the_same_result(size, threads, tile):
-    images, weight, bias, window, grad_output = problem(1, 7, 4, 6, (10, 9), (1, 1, 1, 1))
-    with thread_count(1):
-        whole = run(WinogradKernel(size, tile=7), images, weight, bias, window, grad_output)
-    with thread_count(threads):
-        found = run(WinogradKernel(size, tile=tile), images, weight, bias, window,
-                    grad_output)
-    for value, wanted in zip(found, whole):
-        # tiles only regroup the sums of the weight gradient
-        np.testing.assert_allclose(value, wanted, rtol=1e-10, atol=1e-10)
-    with thread_count(threads):  # the same tiles on other threads: the same bits
-        again = run(WinogradKernel(size, tile=tile), images, weight, bias, window, grad_output)
-    for value, first in zip(again, found):
-        assert np.array_equal(value, first)
-
-
 @pytest.mark.parametrize("size, bound", [(2, 2e-6), (4, 3e-5)])
 def test_float32_error_on_realistic_magnitudes_stays_within_the_measured_bound(size, bound):
     """He-initialised weights, post-ReLU activations, 64 channels: the error of every result
@@ -92,43 +66,6 @@ def test_float32_error_on_realistic_magnitudes_stays_within_the_measured_bound(s
         assert error < bound, error
         # and not better than what float32 allows: the comparison sees rounding at all
         assert np.abs(reference - wanted).max() / scale > 1e-9
-
-
-def test_a_fused_relu_equals_relu_after_the_conv():
-    relu = Epilogue(lambda values: np.maximum(values, 0, out=values),
-                    lambda grad, output, out: np.multiply(grad, output > 0, out=out))
-    images, weight, bias, window, grad_output = problem(3, 4, 3, 5, (7, 6), (1, 1, 1, 1))
-    kernel = WinogradKernel(2, tile=3)
-    assert kernel.takes_epilogue(window, 3, 5, 1)
-    output, saved = kernel.forward(images, weight, bias, window, 1, epilogue=relu)
-    output = output.transpose(0, 3, 1, 2)
-    plain, _ = DirectKernel().forward(images, weight, bias, window, 1)
-    np.testing.assert_allclose(output, np.maximum(plain.transpose(0, 3, 1, 2), 0), rtol=1e-10)
-    found = kernel.backward(grad_output, saved, weight, window, 1, input_grad=True,
-                            param_grads=True, bias=True, epilogue=relu, output=output)
-    expected = run(DirectKernel(), images, weight, bias, window, grad_output * (output > 0))
-    for value, wanted in zip(found, expected[1:]):
-        np.testing.assert_allclose(value, wanted, rtol=1e-10, atol=1e-10)
-
-
-def test_only_the_gradients_asked_for():
-    images, weight, _, window, grad_output = problem(4, 2, 3, 4, (5, 5), (0, 0, 0, 0))
-    kernel = WinogradKernel(4)
-    _, saved = kernel.forward(images, weight, None, window, 1)
-    grad_input, grad_weight, grad_bias = kernel.backward(
-        grad_output, saved, weight, window, 1, input_grad=False, param_grads=True, bias=False)
-    assert grad_input is None and grad_bias is None and grad_weight.shape == weight.shape
-    grad_input, grad_weight, _ = kernel.backward(
-        grad_output, saved, weight, window, 1, input_grad=True, param_grads=False, bias=True)
-    assert grad_weight is None and grad_input.shape == (2, 5, 5, 3)
-
-
-def test_an_empty_batch_works():
-    weight = np.ones((3, 2, 3, 3), np.float32)
-    window = SlidingWindow((4, 4), (3, 3), pads=(1, 1, 1, 1))
-    output, _ = WinogradKernel(2).forward(np.ones((0, 2, 4, 4), np.float32), weight, None,
-                                          window, 1)
-    assert output.shape == (0, 4, 4, 3) and output.dtype == np.float32
 
 
 @pytest.mark.parametrize("window, groups, fits", [
