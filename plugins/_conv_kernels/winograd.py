@@ -75,6 +75,10 @@ class WinogradKernel:
 
     size: int = 2
     """Output tile size m: 2 or 4."""
+    min_channels: int = 8
+    """Fewest input channels and filters (the input gradient swaps them): the transforms pass
+    over rows of channels, and over 3 (an RGB image) the kernels measured 8-10x slower than
+    the default; a layer they do not fit is not measured either."""
     tile_bytes: int = 3 << 20
     """Target bytes of one tile of samples' transformed inputs and products (the α² matrices
     of tiles × channels and tiles × filters): they are written once and read once, and at
@@ -88,7 +92,8 @@ class WinogradKernel:
 
     def fits(self, window: SlidingWindow, channels: int, filters: int, groups: int) -> bool:
         return (groups == 1 and window.kernel == (3, 3) and window.stride == (1, 1)
-                and window.dilation == (1, 1) and transposed_fits(window))
+                and window.dilation == (1, 1) and transposed_fits(window)
+                and min(channels, filters) >= self.min_channels)
 
     def takes_epilogue(self, window, channels, filters, groups) -> bool:
         """Always: each tile's outputs are still in cache when they are written."""

@@ -24,7 +24,8 @@ VARIANTS = {
     "tiled-kernel-rows": TiledKernel(row_min_columns=0),
     "tiled-channel-planes": TiledKernel(plane_channels=1 << 30),
     "taps-wherever-they-compute": TapKernel(min_channels=1, max_waste=math.inf),
-    "winograd2-tile-per-sample": WinogradKernel(2, tile=1),
+    "winograd2-tile-per-sample": WinogradKernel(2, min_channels=1, tile=1),
+    "winograd4-wherever-it-computes": WinogradKernel(4, min_channels=1),
 }
 
 

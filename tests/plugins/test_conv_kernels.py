@@ -22,8 +22,8 @@ METHODS = {
     "kernel-rows": TiledKernel(row_min_columns=0),   # one product per kernel row at stride 1
     "taps": TapKernel(min_channels=1, max_waste=math.inf),
     "taps-numpy": TapKernel(min_channels=1, max_waste=math.inf),
-    "winograd2": WinogradKernel(2),                  # 3×3 stride 1 only
-    "winograd4": WinogradKernel(4),
+    "winograd2": WinogradKernel(2, min_channels=1),  # 3×3 stride 1 only
+    "winograd4": WinogradKernel(4, min_channels=1),
 }
 
 
@@ -133,7 +133,8 @@ def test_any_tile_size_and_thread_count_gives_the_same_result(method, threads):
     kernel = METHODS[method]
     small_tiles = (TapKernel(min_channels=1, max_waste=math.inf, tile_bytes=1)
                    if method.startswith("taps") else
-                   WinogradKernel(kernel.size, tile_bytes=1) if method.startswith("winograd")
+                   WinogradKernel(kernel.size, min_channels=1, tile_bytes=1)
+                   if method.startswith("winograd")
                    else TiledKernel(row_min_columns=kernel.row_min_columns, tile_bytes=1))
     with thread_count(threads):
         found = run(small_tiles, images, weight, None, window, grad_output)
