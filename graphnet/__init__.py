@@ -26,6 +26,7 @@ _HOME = {  # public name → the module that defines it
     "GLOBAL": "op", "POINTWISE": "op", "Attr": "op", "Op": "op", "Param": "op", "Window": "op",
     "SpecErrors": "spec",
     "load_trained": "inference",
+    "import_onnx": "onnx_import",
     "Optimizer": "optim", "Schedule": "optim",
     "TrainConfig": "train", "TrainResult": "train",
 }
@@ -33,7 +34,7 @@ _HOME = {  # public name → the module that defines it
 __all__ = [
     "Attr", "CheckpointError", "DataError", "GLOBAL", "Gradients", "Graph", "GraphnetError",
     "Network", "NumericError", "Op", "POINTWISE", "Param", "PluginError", "ResourceError",
-    "ShapeError", "SpecError", "SpecErrors", "UsageError", "Window", "load",
+    "ShapeError", "SpecError", "SpecErrors", "UsageError", "Window", "import_onnx", "load",
     "Optimizer", "Schedule", "TrainConfig", "TrainResult", "load_trained", "train",
 ]
 __version__ = "0.1.0"

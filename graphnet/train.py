@@ -39,7 +39,8 @@ from typing import Any, Callable
 import numpy as np
 
 from . import limits
-from .checkpoint import BEST_NAME, CHECKPOINT_NAME, checkpoint_in, find_checkpoint, run_dir_of
+from .checkpoint import (BEST_NAME, CHECKPOINT_NAME, checkpoint_in, find_checkpoint,
+                         restore_params, run_dir_of)
 from .data import Dataset
 from .data.augment import Augmentation
 from .data.arrays import DEFAULT_TEST_FRACTION, dataset_from_arrays
@@ -105,14 +106,17 @@ def train(graph, dataset: Dataset | str | None = None, config: TrainConfig | Non
           on_event: Callable[[Any], None] | None = None, labels: dict[str, str] | None = None,
           memory_limit=None, new_run_dir: bool = False, x=None, y=None, x_test=None,
           y_test=None, test_fraction: float = DEFAULT_TEST_FRACTION,
-          **overrides) -> TrainResult:
+          init_from: str | Path | None = None, **overrides) -> TrainResult:
     """Train ``graph``; see the module docstring. ``resume`` is True (the run directory's
     checkpoint) or a checkpoint path. ``memory_limit`` (bytes or text such as ``"8GiB"``;
     default: see :mod:`graphnet.limits`) refuses a graph that would need more to train at the
     configured batch size. The run holds its folder until it returns: another run into it is
     refused, or with ``new_run_dir`` goes into a fresh ``RUN_DIR-2``, ``-3``, … (as does a
     new run where one was kept). Returns when done or interrupted (``result.interrupted``,
-    ``result.stop_signal``).
+    ``result.stop_signal``). ``init_from`` (a checkpoint, or a run directory holding one, such
+    as ``graphnet import`` writes) starts a new run from its parameters with a fresh optimizer:
+    fine-tuning; a checkpoint of another graph is refused naming the first parameter that
+    does not fit.
 
     ``x``/``y`` train on images and labels in memory instead of a dataset (the layouts and
     checks of the ``npz`` dataset, see :mod:`graphnet.data.arrays`): ``x_test``/``y_test`` are
@@ -126,6 +130,10 @@ def train(graph, dataset: Dataset | str | None = None, config: TrainConfig | Non
                          field=next(iter(overrides)))
     elif isinstance(dataset, str):
         config = replace(config, dataset=dataset, dataset_options={})
+    if init_from is not None and resume:
+        raise UsageError("start either from a checkpoint's parameters or resume a run, not both",
+                         field="init_from", hint="--resume continues a run, optimizer and all; "
+                         "--init-from starts a new one from the parameters")
     emit = on_event or (lambda event: None)
     # From the spec's numbers alone: before the dataset is loaded or any batch is run.
     limits.check_memory(graph, batch_size=config.batch_size, training=True, limit=memory_limit)
@@ -153,14 +161,19 @@ def train(graph, dataset: Dataset | str | None = None, config: TrainConfig | Non
                               outputs=(CHECKPOINT_NAME, BEST_NAME, HISTORY_NAME))
     try:
         return _train_claimed(graph, data, dataset_options, config, bindings, train_split,
-                              val_split, folder.path, resume, emit, memory_limit)
+                              val_split, folder.path, resume, emit, memory_limit, init_from)
     finally:
         folder.release()
 
 
 def _train_claimed(graph, data, dataset_options, config, bindings, train_split, val_split,
-                   run_dir, resume, emit, memory_limit) -> TrainResult:
+                   run_dir, resume, emit, memory_limit, init_from=None) -> TrainResult:
     network = Network(graph, seed=config.seed, memory_limit=memory_limit)
+    if init_from is not None:  # fine-tuning: the parameters only, the optimizer starts afresh
+        init_path = find_checkpoint(init_from)
+        restore_params(init_path, network)
+        emit(Notice(f"starting from the parameters in {init_path} (a new run, a fresh "
+                    "optimizer)"))
     optimizer, schedule = _build_optimizer(graph, config,
                                            math.ceil(len(train_split) / config.batch_size))
     step = TrainStep(network, optimizer, loss=bindings.loss,

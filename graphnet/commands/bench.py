@@ -17,7 +17,8 @@ def register(subparsers, common) -> None:
         "the peak memory of a fresh process running the steps. --compare torch builds the same "
         "network in PyTorch, checks that outputs and gradients agree, and times both "
         "alternately on the same threads. Exit 1 if they disagree.")
-    parser.add_argument("spec", metavar="SPEC", help="TOML or JSON graph spec with a loss")
+    parser.add_argument("spec", metavar="SPEC",
+                        help="TOML or JSON graph spec with a loss (or an ONNX model)")
     parser.add_argument("--batch-size", type=int, default=64, help="samples per step (default 64)")
     parser.add_argument("--steps", type=int, default=20, help="timed steps (default 20)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")

@@ -11,7 +11,8 @@ def register(subparsers, common) -> None:
                                    description="Validate graph specs, the whole file: the graph, "
                                    "its [train] section and [outputs]; exit 0 when all are "
                                    "valid, 2 when any is not (one message per problem).")
-    parser.add_argument("specs", nargs="+", metavar="SPEC", help="TOML or JSON graph spec")
+    parser.add_argument("specs", nargs="+", metavar="SPEC",
+                        help="TOML or JSON graph spec, or an ONNX model (.onnx)")
     add_memory_limit_argument(parser)
     parser.set_defaults(run=run)
 

@@ -12,7 +12,8 @@ def register(subparsers, common) -> None:
         "gradcheck", parents=[common], help="check gradients against finite differences",
         description="Check every parameter's and input's gradient against central differences "
         "in float64 on a small random batch. Exit 0 when all agree within the tolerance, 1 when not.")
-    parser.add_argument("spec", metavar="SPEC")
+    parser.add_argument("spec", metavar="SPEC",
+                        help="TOML or JSON graph spec, or an ONNX model (.onnx)")
     parser.add_argument("--batch-size", type=positive_int, default=2, help="samples in the batch (default 2)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tolerance", type=positive_float, default=DEFAULT_TOLERANCE,

@@ -18,10 +18,13 @@ def register(subparsers, common) -> None:
         "checkpoint that --resume continues bit for bit. A run holds its directory: a second "
         "run into it is refused. Exit 0 when done (or stopped early), 2 on bad input or a "
         "non-finite or exploding loss, 130 (Ctrl-C) or 143 (SIGTERM) when stopped.")
-    parser.add_argument("spec", metavar="SPEC", help="TOML or JSON graph spec")
+    parser.add_argument("spec", metavar="SPEC", help="TOML or JSON graph spec, or an ONNX model (.onnx)")
     add_setting_flags(parser)
     parser.add_argument("--resume", action="store_true",
                         help="continue from the run directory's checkpoint")
+    parser.add_argument("--init-from", metavar="CKPT", default=None,
+                        help="start from this checkpoint's parameters (or a run dir's), with a "
+                        "fresh optimizer: fine-tune, e.g. the NET.npz graphnet import wrote")
     parser.add_argument("--new-run-dir", action="store_true",
                         help="when the run directory is in use by another run or holds an "
                         "earlier one, train into a fresh one beside it (RUN_DIR-2, -3, …)")
@@ -48,7 +51,8 @@ def run(args) -> int:
     render_stack(str(describe(graph)))
     with TrainingView(resume_command=command_line(args, "--resume")) as view:
         result = train(graph, resume=args.resume, on_event=view, labels=labels,
-                       memory_limit=args.memory_limit, new_run_dir=args.new_run_dir, **overrides)
+                       memory_limit=args.memory_limit, new_run_dir=args.new_run_dir,
+                       init_from=args.init_from, **overrides)
     if not result.interrupted:
         if result.checkpoint is not None:
             render_next_steps(args.spec, deepest_field_node(graph),

@@ -1,0 +1,311 @@
+"""ONNX graph → a graphnet spec (a plain dict, as a parsed file holds it) and its parameters.
+
+The walk is in the ONNX file's node order (ONNX requires it topological). Every ONNX value is
+either a constant (an initializer or a ``Constant`` node's output, kept as a numpy array) or a
+:class:`Tensor`, the output of a graphnet node or input. Each ONNX op type has one converter in
+:data:`CONVERTERS` (:mod:`graphnet.onnx_import.ops`); what a converter cannot express exactly is
+refused with a message naming the ONNX node, never approximated.
+
+Two foldings keep the spec the one a person would write: an ``Add`` of a constant bias after a
+``MatMul`` or a bias-less ``Conv`` becomes that node's bias, and a global average pool followed by
+a flatten (``GlobalAveragePool`` + ``Flatten``, or ``ReduceMean`` + ``Reshape(N, -1)``) becomes
+one ``global_avg_pool``.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import SpecError
+from .model import DEFAULT_DOMAINS, opset_of
+
+FLOAT_TYPES = {1: "float32", 11: "float64", 10: "float16"}
+"""ONNX element types of graph inputs graphnet reads (as float32)."""
+
+
+@dataclass
+class Tensor:
+    """A value computed by the network: the graphnet node (or input) that holds it, its
+    per-sample shape, and the spec entry that made it (for the foldings)."""
+
+    source: str
+    shape: tuple[int, ...]
+    entry: dict | None = None
+    flattens_to_global_pool: bool = False
+    """An average pool over the whole image: a flatten after it makes it ``global_avg_pool``."""
+
+
+@dataclass
+class Imported:
+    """What an import gives: the spec as a dict, parameters keyed ``"node/param"``, and notes
+    for the user (choices the import made)."""
+
+    spec: dict[str, Any]
+    params: dict[str, np.ndarray]
+    notes: list[str] = field(default_factory=list)
+    opset: int | None = None
+    file: str = ""
+    """The model's file (or how messages name a model given in memory)."""
+    expected_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    """Per-sample shape ONNX's inference gave each graphnet node (checked after the build)."""
+
+
+class Unsupported(SpecError):
+    """An ONNX construct graphnet cannot express exactly."""
+
+
+class Converter:
+    """One model's conversion; :meth:`run` returns an :class:`Imported`."""
+
+    def __init__(self, model, file: str | Path, registry):
+        from onnx import numpy_helper
+
+        self.model, self.graph, self.file, self.registry = model, model.graph, str(file), registry
+        self.to_array = numpy_helper.to_array
+        self.opset = opset_of(model)
+        self.constants: dict[str, np.ndarray] = {
+            init.name: self.to_array(init) for init in self.graph.initializer}
+        self.values: dict[str, Tensor] = {}
+        self.shapes = _inferred_shapes(model)
+        self.uses = Counter(name for node in self.graph.node for name in node.input if name)
+        self.uses.update(output.name for output in self.graph.output)
+        self.nodes: list[dict] = []
+        self.params: dict[str, dict[str, np.ndarray]] = {}
+        self.names: set[str] = set()
+        self.notes: list[str] = []
+        self.expected_shapes: dict[str, tuple[int, ...]] = {}
+        self.node = None  # the ONNX node being converted, for messages
+
+    # --- the walk -----------------------------------------------------------------------------
+    def run(self, name: str) -> Imported:
+        from .ops import CONVERTERS
+
+        self._refuse_unsupported_types(CONVERTERS)
+        inputs = self._inputs()
+        for node in self.graph.node:
+            self.node = node
+            CONVERTERS[node.op_type](self, node)
+        self.node = None
+        outputs = {}
+        for output in self.graph.output:
+            value = self.values.get(output.name)
+            if value is None:
+                raise SpecError("a graph output is a constant, not computed from the inputs",
+                                file=self.file, field=f"outputs.{output.name}",
+                                expected="an output computed by the network")
+            outputs[output.name] = value.source
+        producer = " ".join(filter(None, (self.model.producer_name, self.model.producer_version)))
+        description = f"imported from {Path(self.file).name} (ONNX opset {self.opset}" + \
+                      (f", written by {producer})" if producer else ")")
+        spec = {"graph": {"name": name, "description": description}, "inputs": inputs,
+                "nodes": self.nodes, "outputs": outputs}
+        flat = {f"{node}/{param}": np.ascontiguousarray(array, dtype=np.float32)
+                for node, arrays in self.params.items() for param, array in arrays.items()}
+        return Imported(spec, flat, self.notes, self.opset, self.file, self.expected_shapes)
+
+    def _refuse_unsupported_types(self, converters) -> None:
+        """One error per unsupported op type (its first node named), listing what is supported."""
+        unsupported: dict[str, list] = {}
+        for node in self.graph.node:
+            key = node.op_type if node.domain in DEFAULT_DOMAINS else f"{node.domain}.{node.op_type}"
+            if key not in converters or node.domain not in DEFAULT_DOMAINS:
+                unsupported.setdefault(key, []).append(node)
+        if not unsupported:
+            return
+        from ..spec import SpecErrors
+
+        supported = ", ".join(sorted(converters))
+        problems = []
+        for op_type, nodes in unsupported.items():
+            opset = opset_of(self.model, nodes[0].domain)
+            more = f" (and {len(nodes) - 1} more node(s) of this type)" if len(nodes) > 1 else ""
+            problems.append(Unsupported(
+                f"ONNX op {op_type} (opset {opset}) is not supported{more}", file=self.file,
+                node=_display_name(nodes[0]), field="op_type",
+                expected=f"one of the ops graphnet imports: {supported}", found=op_type))
+        SpecErrors.raise_any(problems)
+
+    def _inputs(self) -> dict[str, dict]:
+        inputs = {}
+        batch_sizes = set()
+        for value in self.graph.input:
+            if value.name in self.constants:  # IR < 4 lists initializers as inputs too
+                continue
+            tensor_type = value.type.tensor_type
+            if tensor_type.elem_type not in FLOAT_TYPES:
+                raise Unsupported("graphnet imports float inputs only", file=self.file,
+                                  field=f"inputs.{value.name}", expected="a float tensor",
+                                  found=f"ONNX element type {tensor_type.elem_type}")
+            dims = [d.dim_value if d.HasField("dim_value") else None
+                    for d in tensor_type.shape.dim] if tensor_type.HasField("shape") else None
+            if not dims or any(not d for d in dims[1:]):
+                raise Unsupported("an input needs a batch axis and fixed per-sample sizes",
+                                  file=self.file, field=f"inputs.{value.name}",
+                                  expected="a shape such as [N, 3, 32, 32]",
+                                  found=str(["?" if not d else d for d in dims or []]))
+            if dims[0]:
+                batch_sizes.add(dims[0])
+            shape = tuple(int(d) for d in dims[1:])
+            self.names.add(value.name)
+            self.values[value.name] = Tensor(value.name, shape)
+            inputs[value.name] = {"shape": list(shape)}
+        for size in sorted(batch_sizes - {1}):
+            self.notes.append(f"the model's inputs have a fixed batch size of {size}: its first "
+                              "axis is read as the batch axis, any batch size runs")
+        return inputs
+
+    # --- what converters use ------------------------------------------------------------------
+    def attr(self, node, name: str, default=None):
+        from onnx import helper
+
+        for attribute in node.attribute:
+            if attribute.name == name:
+                value = helper.get_attribute_value(attribute)
+                if isinstance(value, bytes):
+                    return value.decode("utf-8")
+                if isinstance(value, list):
+                    return [v.decode("utf-8") if isinstance(v, bytes) else v for v in value]
+                return value
+        return default
+
+    def tensor(self, node, position: int) -> Tensor:
+        """Input ``position`` of ``node``, which must be computed by the network."""
+        name = node.input[position] if position < len(node.input) else ""
+        if name in self.values:
+            return self.values[name]
+        if name in self.constants:
+            raise self.refuse(f"input {position + 1} is a constant, where graphnet needs a "
+                              "value computed by the network", field=f"input {position + 1}",
+                              found=f"constant {name!r} of shape {list(self.constants[name].shape)}")
+        raise self.refuse(f"input {position + 1} is missing", field=f"input {position + 1}")
+
+    def constant(self, node, position: int, *, optional: bool = False):
+        """Input ``position`` of ``node`` as a numpy array (None when absent and optional)."""
+        name = node.input[position] if position < len(node.input) else ""
+        if not name:
+            if optional:
+                return None
+            raise self.refuse(f"input {position + 1} is missing", field=f"input {position + 1}")
+        if name in self.constants:
+            return self.constants[name]
+        raise self.refuse(f"input {position + 1} must be a constant (an initializer): graphnet "
+                          "keeps weights and sizes fixed", field=f"input {position + 1}",
+                          found=f"{name!r}, computed by the network")
+
+    def used(self, name: str) -> bool:
+        return bool(name) and self.uses[name] > 0
+
+    def sample_shape(self, name: str) -> tuple[int, ...] | None:
+        """The per-sample shape ONNX's inference gave value ``name`` (None when unknown)."""
+        dims = self.shapes.get(name)
+        if dims is None or not dims or any(d is None for d in dims[1:]):
+            return None
+        return tuple(dims[1:])
+
+    def emit(self, node, op: str, inputs: list[Tensor], attrs: dict | None = None,
+             params: dict | None = None, shape: tuple[int, ...] | None = None,
+             suffix: str = "") -> Tensor:
+        """Add a graphnet node for ONNX ``node`` (named after it) and bind its first output."""
+        name = self.unique(node_name(node) + suffix)
+        entry = {"name": name, "op": op, "inputs": [t.source for t in inputs], **(attrs or {})}
+        self.nodes.append(entry)
+        if params:
+            self.params[name] = params
+        if shape is None:
+            shape = self.sample_shape(node.output[0])
+        if shape is not None:
+            self.expected_shapes[name] = shape
+        tensor = Tensor(name, shape, entry)
+        self.values[node.output[0]] = tensor
+        return tensor
+
+    def alias(self, node, value) -> None:
+        """ONNX ``node``'s first output is ``value`` (a Tensor or a constant array)."""
+        if isinstance(value, Tensor):
+            self.values[node.output[0]] = value
+        else:
+            self.constants[node.output[0]] = value
+
+    def unique(self, name: str) -> str:
+        candidate, count = name, 1
+        while candidate in self.names:
+            count += 1
+            candidate = f"{name}_{count}"
+        self.names.add(candidate)
+        return candidate
+
+    def refuse(self, message: str, *, field: str | None = None, expected=None, found=None,
+               hint=None) -> Unsupported:
+        """The error for the node being converted (raise it)."""
+        node = self.node
+        op = f"ONNX {node.op_type} (opset {self.opset}): " if node is not None else ""
+        return Unsupported(op + message, file=self.file,
+                           node=_display_name(node) if node is not None else None, field=field,
+                           expected=expected, found=found, hint=hint)
+
+    def require_attribute(self, op: str, attribute: str, value, what: str) -> None:
+        """Refuse ``what`` unless graphnet's ``op`` accepts ``attribute = value``."""
+        op_class = _op_class(self.registry, op)
+        schema = getattr(op_class, "attrs", {}) if op_class is not None else {}
+        try:
+            if attribute not in schema:
+                raise SpecError("no such attribute")
+            schema[attribute].parse(value, attribute)
+        except SpecError:
+            raise self.refuse(f"{what} is not supported by this graphnet's {op!r} op",
+                              field=attribute, found=repr(value)) from None
+
+    def has_op(self, op: str) -> bool:
+        return _op_class(self.registry, op) is not None
+
+
+def _op_class(registry, op: str):
+    entry = registry.entries["op"].get(op)
+    return entry.value if entry is not None else None
+
+
+def _inferred_shapes(model) -> dict[str, list]:
+    """Value name → full shape (batch first; None for a symbolic size) from the model's
+    value_info, inputs and outputs."""
+    shapes = {}
+    for value in [*model.graph.value_info, *model.graph.input, *model.graph.output]:
+        tensor_type = value.type.tensor_type
+        if not tensor_type.HasField("shape"):
+            continue
+        shapes[value.name] = [d.dim_value if d.HasField("dim_value") else None
+                              for d in tensor_type.shape.dim]
+    return shapes
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]+")
+
+
+def node_name(node) -> str:
+    """A spec name for an ONNX node: its name (else its first output's) less the dynamo
+    exporter's ``node_`` prefix; TorchScript's scopes (``/layer1/layer1.0/conv1/Conv``) become
+    the module's path (``layer1.0.conv1``: a scope repeating its parent's path replaces it, a
+    last part naming the op type goes); anything but letters, digits, ``_``, ``.`` and ``-``
+    becomes ``_``."""
+    raw = node.name or (node.output[0] if node.output else "") or node.op_type
+    if raw.startswith("node_") and len(raw) > 5:  # the dynamo exporter's prefix says nothing
+        raw = raw[5:]
+    parts = [part for part in raw.split("/") if part]
+    kept: list[str] = []
+    for part in parts:
+        if kept and part.startswith(kept[-1] + "."):
+            kept[-1] = part  # TorchScript scopes: the child's name holds its parent's path
+        else:
+            kept.append(part)
+    if len(kept) > 1 and re.fullmatch(re.escape(node.op_type) + r"(_\d+)?", kept[-1]):
+        kept.pop()  # "/features/conv/Conv": the module's path says it, the op column the rest
+    name = _UNSAFE.sub("_", ".".join(kept)).strip("._") or node.op_type
+    return name[:120]
+
+
+def _display_name(node) -> str:
+    return node.name or (node.output[0] if node.output else node.op_type)

@@ -1,0 +1,427 @@
+"""One converter per ONNX op type: ONNX node → graphnet node(s), exactly or not at all.
+
+A converter reads its node's attributes and inputs through the :class:`Converter` and either
+emits graphnet nodes, binds its output to a value it already has (``Identity``, a folded bias),
+or refuses with :meth:`Converter.refuse`. Attribute values that graphnet's ops may not accept
+(four-sided padding, ``ceil_mode``, pooling dilation, ``relu6``, ``clip``, softmax's ``axis``)
+are checked against the registered op's schema, so the import follows the ops it has.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .convert import Converter, Tensor
+
+CONVERTERS = {}
+
+
+def converts(*op_types):
+    def register(function):
+        for op_type in op_types:
+            CONVERTERS[op_type] = function
+        return function
+    return register
+
+
+def _number(value) -> float:
+    """A float attribute (stored as float32 in ONNX) as its shortest decimal: 1e-05, not
+    9.999999747378752e-06."""
+    return float(str(np.float32(value)))
+
+
+# --- windows ------------------------------------------------------------------------------------
+def _window_attrs(conv: Converter, node, op: str, input_shape, kernel, *, strides_default=1):
+    """kernel, stride, dilation and explicit padding (top, left, bottom, right) of a Conv or
+    pool node, ``auto_pad`` resolved against the static input size."""
+    if len(input_shape) != 3 or len(kernel) != 2:
+        raise conv.refuse("graphnet imports 2-D windows over (channels, height, width) images",
+                          field="kernel_shape", expected="a 2-D kernel",
+                          found=f"kernel {list(kernel)} over a sample of shape {list(input_shape)}")
+    stride = list(conv.attr(node, "strides", [strides_default] * 2))
+    dilation = list(conv.attr(node, "dilations", [1, 1]))
+    auto_pad = conv.attr(node, "auto_pad", "NOTSET") or "NOTSET"
+    if auto_pad == "NOTSET":
+        pads = list(conv.attr(node, "pads", [0, 0, 0, 0]))
+    elif auto_pad == "VALID":
+        pads = [0, 0, 0, 0]
+    elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        before, after = [], []
+        for size, k, s, d in zip(input_shape[1:], kernel, stride, dilation):
+            total = max((math.ceil(size / s) - 1) * s + d * (k - 1) + 1 - size, 0)
+            small, large = total // 2, total - total // 2
+            before.append(small if auto_pad == "SAME_UPPER" else large)
+            after.append(large if auto_pad == "SAME_UPPER" else small)
+        pads = before + after
+    else:
+        raise conv.refuse("unknown auto_pad", field="auto_pad",
+                          expected="NOTSET, VALID, SAME_UPPER or SAME_LOWER", found=auto_pad)
+    if len(pads) != 4 or len(stride) != 2 or len(dilation) != 2:
+        raise conv.refuse("graphnet imports 2-D windows", field="pads",
+                          found=f"pads {pads}, strides {stride}, dilations {dilation}")
+    top, left, bottom, right = (int(p) for p in pads)
+    if top == bottom and left == right:
+        padding = top if top == left else [top, left]
+    else:
+        padding = [top, left, bottom, right]
+        conv.require_attribute(op, "padding", padding,
+                               f"padding with four different sides {padding}")
+    attrs = {"kernel": _pair(kernel), "stride": _pair(stride)}
+    if padding != 0:
+        attrs["padding"] = padding
+    if list(dilation) != [1, 1]:
+        attrs["dilation"] = _pair(dilation)
+    return attrs
+
+
+def _pair(values):
+    values = [int(v) for v in values]
+    return values[0] if values[0] == values[1] else values
+
+
+@converts("Conv")
+def conv_op(conv: Converter, node):
+    x = conv.tensor(node, 0)
+    weight = conv.constant(node, 1)
+    bias = conv.constant(node, 2, optional=True)
+    if weight.ndim != 4:
+        raise conv.refuse("graphnet imports 2-D convolutions only", field="input 2",
+                          expected="a 4-D weight (filters, channels/groups, kh, kw)",
+                          found=f"a {weight.ndim}-D weight")
+    groups = int(conv.attr(node, "group", 1))
+    kernel = list(conv.attr(node, "kernel_shape", weight.shape[2:]))
+    attrs = {"filters": int(weight.shape[0])}
+    attrs.update(_window_attrs(conv, node, "conv2d", x.shape, kernel))
+    if attrs["stride"] == 1:  # conv2d's default (a pool's is its kernel: always written)
+        del attrs["stride"]
+    if groups != 1:
+        attrs["groups"] = groups
+    params = {"weight": weight}
+    if bias is None:
+        attrs["bias"] = False
+    else:
+        params["bias"] = bias
+    conv.emit(node, "conv2d", [x], attrs, params)
+
+
+@converts("MaxPool", "AveragePool")
+def pool_op(conv: Converter, node):
+    average = node.op_type == "AveragePool"
+    op = "avg_pool2d" if average else "max_pool2d"
+    if len(node.output) > 1 and conv.used(node.output[1]):
+        raise conv.refuse("the indices output of MaxPool is not supported", field="output 2")
+    x = conv.tensor(node, 0)
+    kernel = list(conv.attr(node, "kernel_shape"))
+    attrs = _window_attrs(conv, node, op, x.shape, kernel)
+    if "dilation" in attrs:
+        conv.require_attribute(op, "dilation", attrs["dilation"], "pooling with dilations")
+    if conv.attr(node, "ceil_mode", 0):
+        conv.require_attribute(op, "ceil_mode", True, "ceil_mode")
+        attrs["ceil_mode"] = True
+    if average:  # ONNX's default leaves padding out of the divisor; graphnet's depends
+        attrs["count_include_pad"] = bool(conv.attr(node, "count_include_pad", 0))
+    conv.emit(node, op, [x], attrs)
+
+
+@converts("GlobalAveragePool")
+def global_average_pool(conv: Converter, node):
+    _whole_image_mean(conv, node, conv.tensor(node, 0), keepdims=True)
+
+
+@converts("ReduceMean")
+def reduce_mean(conv: Converter, node):
+    x = conv.tensor(node, 0)
+    if conv.opset >= 18:
+        axes = conv.constant(node, 1, optional=True)
+        axes = None if axes is None else [int(a) for a in np.ravel(axes)]
+    else:
+        axes = conv.attr(node, "axes")
+    rank = len(x.shape) + 1
+    spatial = sorted(a % rank for a in axes) if axes else None
+    if rank != 4 or spatial != [2, 3]:
+        raise conv.refuse("ReduceMean is imported as a mean over the image (global average "
+                          "pooling) only", field="axes", expected="axes [2, 3] of an N×C×H×W "
+                          "value", found=f"axes {axes} of a rank-{rank} value")
+    _whole_image_mean(conv, node, x, keepdims=bool(conv.attr(node, "keepdims", 1)))
+
+
+def _whole_image_mean(conv: Converter, node, x: Tensor, *, keepdims: bool):
+    if len(x.shape) != 3:
+        raise conv.refuse("global average pooling needs (channels, height, width) samples",
+                          field="input 1", found=str(list(x.shape)))
+    channels, height, width = x.shape
+    if not keepdims:
+        conv.emit(node, "global_avg_pool", [x], shape=(channels,))
+        return
+    # (C, 1, 1), as ONNX keeps it; a flatten right after makes it one global_avg_pool
+    tensor = conv.emit(node, "avg_pool2d", [x], {"kernel": _pair([height, width])},
+                       shape=(channels, 1, 1))
+    tensor.flattens_to_global_pool = True
+
+
+# --- shapes -------------------------------------------------------------------------------------
+@converts("Flatten")
+def flatten(conv: Converter, node):
+    x = conv.tensor(node, 0)
+    axis = int(conv.attr(node, "axis", 1))
+    rank = len(x.shape) + 1
+    if axis % rank != 1:
+        raise conv.refuse("Flatten is imported with axis 1 (each sample to a vector) only",
+                          field="axis", expected="1", found=str(axis))
+    _flatten(conv, node, x)
+
+
+@converts("Reshape")
+def reshape(conv: Converter, node):
+    x = conv.tensor(node, 0)
+    target = conv.constant(node, 1) if conv.opset >= 5 else conv.attr(node, "shape")
+    target = [int(v) for v in np.ravel(target)]
+    features = math.prod(x.shape)
+    batch = (conv.shapes.get(node.input[0]) or [None])[0]
+    allow_zero = bool(conv.attr(node, "allowzero", 0))
+    batch_ok = (target[0] == 0 and not allow_zero) or (batch is not None and target[0] == batch) \
+        or (target[0] == -1 and len(target) == 2 and target[1] == features)
+    if len(target) != 2 or not batch_ok or target[1] not in (-1, features):
+        raise conv.refuse("Reshape is imported as a flatten of each sample, to (N, -1), only",
+                          field="input 2", expected="the shape (N, -1)", found=str(target))
+    _flatten(conv, node, x)
+
+
+def _flatten(conv: Converter, node, x: Tensor):
+    producer_uses = conv.uses[node.input[0]]
+    if x.flattens_to_global_pool and producer_uses == 1:
+        # the pool's (C, 1, 1) flattened: one global_avg_pool, as a person would write it
+        name, inputs = x.entry["name"], x.entry["inputs"]
+        x.entry.clear()
+        x.entry.update(name=name, op="global_avg_pool", inputs=inputs)
+        conv.expected_shapes[x.source] = (x.shape[0],)
+        conv.alias(node, Tensor(x.source, (x.shape[0],), x.entry))
+        return
+    conv.emit(node, "flatten", [x], shape=(math.prod(x.shape),))
+
+
+@converts("Identity")
+def identity(conv: Converter, node):
+    name = node.input[0]
+    conv.alias(node, conv.values[name] if name in conv.values else conv.constant(node, 0))
+
+
+@converts("Dropout")
+def dropout(conv: Converter, node):
+    if len(node.output) > 1 and conv.used(node.output[1]):
+        raise conv.refuse("the mask output of Dropout is not supported", field="output 2")
+    x = conv.tensor(node, 0)
+    if conv.opset >= 12:
+        ratio = conv.constant(node, 1, optional=True)
+        ratio = 0.5 if ratio is None else float(np.ravel(ratio)[0])
+        training = conv.constant(node, 2, optional=True)
+        if training is not None and bool(np.ravel(training)[0]):
+            raise conv.refuse("Dropout in training mode is not imported", field="input 3")
+    else:
+        ratio = float(conv.attr(node, "ratio", 0.5))
+    if ratio == 0:
+        conv.alias(node, x)
+        return
+    conv.emit(node, "dropout", [x], {"rate": _number(ratio)}, shape=x.shape)
+
+
+@converts("Constant")
+def constant(conv: Converter, node):
+    for name in ("value", "value_float", "value_floats", "value_int", "value_ints"):
+        value = conv.attr(node, name)
+        if value is not None:
+            conv.alias(node, conv.to_array(value) if name == "value" else np.asarray(value))
+            return
+    raise conv.refuse("Constant is imported with a dense numeric value only", field="value")
+
+
+# --- layers -------------------------------------------------------------------------------------
+@converts("BatchNormalization")
+def batch_norm(conv: Converter, node):
+    if any(conv.used(name) for name in node.output[1:]):
+        raise conv.refuse("BatchNormalization's training outputs are not supported",
+                          field="outputs")
+    if conv.attr(node, "training_mode", 0):
+        raise conv.refuse("BatchNormalization in training mode is not imported",
+                          field="training_mode", expected="0", found="1")
+    if not conv.attr(node, "spatial", 1):
+        raise conv.refuse("BatchNormalization with spatial = 0 is not supported",
+                          field="spatial", expected="1", found="0")
+    x = conv.tensor(node, 0)
+    if len(x.shape) not in (1, 3):
+        raise conv.refuse("batch norm over features or image channels only", field="input 1",
+                          found=str(list(x.shape)))
+    weight, bias, mean, var = (conv.constant(node, i) for i in (1, 2, 3, 4))
+    attrs = {}
+    eps = _number(conv.attr(node, "epsilon", 1e-5))
+    momentum = round(1.0 - _number(conv.attr(node, "momentum", 0.9)), 6)  # ONNX's runs the other way
+    if eps != 1e-5:
+        attrs["eps"] = eps
+    if momentum != 0.1:
+        attrs["momentum"] = momentum
+    conv.emit(node, "batch_norm", [x], attrs, {"weight": weight, "bias": bias,
+                                               "running_mean": mean, "running_var": var},
+              shape=x.shape)
+
+
+@converts("Gemm")
+def gemm(conv: Converter, node):
+    x = conv.tensor(node, 0)
+    if conv.attr(node, "transA", 0):
+        raise conv.refuse("Gemm with transA = 1 is not imported: the batch must be the first "
+                          "axis of the input", field="transA", expected="0", found="1")
+    if len(x.shape) != 1:
+        raise conv.refuse("Gemm needs one vector per sample", field="input 1",
+                          found=str(list(x.shape)))
+    matrix = conv.constant(node, 1)
+    weight = (matrix if conv.attr(node, "transB", 0) else matrix.T) * conv.attr(node, "alpha", 1.0)
+    units = weight.shape[0]
+    bias = conv.constant(node, 2, optional=True)
+    params = {"weight": weight}
+    if bias is not None:
+        params["bias"] = _bias_vector(conv, bias * conv.attr(node, "beta", 1.0), units, "input 3")
+    conv.emit(node, "dense", [x], {"units": int(units)} | ({} if bias is not None else
+                                                          {"bias": False}), params,
+              shape=(int(units),))
+
+
+@converts("MatMul")
+def matmul(conv: Converter, node):
+    x = conv.tensor(node, 0)
+    matrix = conv.constant(node, 1)
+    if len(x.shape) != 1 or matrix.ndim != 2 or matrix.shape[0] != x.shape[0]:
+        raise conv.refuse("MatMul is imported as a dense layer (a vector per sample times a "
+                          "constant matrix) only", field="input 2",
+                          found=f"{list(x.shape)} per sample times {list(matrix.shape)}")
+    units = int(matrix.shape[1])
+    conv.emit(node, "dense", [x], {"units": units, "bias": False}, {"weight": matrix.T},
+              shape=(units,))
+
+
+def _bias_vector(conv: Converter, bias, units: int, field: str):
+    bias = np.asarray(bias)
+    if bias.size not in (1, units) or (bias.ndim == 2 and bias.shape[0] != 1) or bias.ndim > 2:
+        raise conv.refuse("a bias must hold one value per unit", field=field,
+                          expected=f"shape [{units}] or [1, {units}]", found=str(list(bias.shape)))
+    return np.broadcast_to(bias.reshape(-1), (units,)).copy()
+
+
+# --- merges -------------------------------------------------------------------------------------
+@converts("Add")
+def add(conv: Converter, node):
+    names = list(node.input)
+    if all(name in conv.constants for name in names):
+        conv.alias(node, conv.constants[names[0]] + conv.constants[names[1]])
+        return
+    if any(name in conv.constants for name in names):
+        x = conv.tensor(node, 0 if names[0] in conv.values else 1)
+        bias = conv.constants[names[1] if names[0] in conv.values else names[0]]
+        _fold_bias(conv, node, x, bias)
+        return
+    first, second = conv.tensor(node, 0), conv.tensor(node, 1)
+    if first.shape != second.shape:
+        raise conv.refuse("Add is imported for values of one shape (a residual sum) only: "
+                          "graphnet's add does not broadcast", field="inputs",
+                          found=f"{list(first.shape)} and {list(second.shape)}")
+    conv.emit(node, "add", [first, second], shape=first.shape)
+
+
+def _fold_bias(conv: Converter, node, x: Tensor, bias):
+    """``x + constant``: the constant becomes the bias of the dense or conv that made x, when
+    nothing else reads x; anything else would be a different network."""
+    entry = x.entry
+    op = entry["op"] if entry else None
+    producer = next((name for name in node.input if name in conv.values), None)
+    bias = np.asarray(bias)
+    if op not in ("dense", "conv2d") or conv.uses[producer] != 1:
+        raise conv.refuse("Add of a constant is imported only as the bias of the Gemm, MatMul "
+                          "or Conv right before it (graphnet has no op adding a constant)",
+                          field="inputs", found=f"a constant of shape {list(bias.shape)} added "
+                          f"to the output of {op or 'an input'}")
+    units = x.shape[0]
+    if op == "conv2d":  # per channel: (C, 1, 1) or (1, C, 1, 1) broadcasts over the image
+        per_channel = bias.ndim >= 3 and bias.shape[-3:] == (units, 1, 1)
+        if bias.size != 1 and not per_channel:
+            raise conv.refuse("a constant added after a Conv must be one value per channel",
+                              field="inputs", expected=f"shape [{units}, 1, 1]",
+                              found=str(list(bias.shape)))
+        bias = np.broadcast_to(bias.reshape(-1), (units,))
+    else:
+        bias = _bias_vector(conv, bias, units, "inputs")
+    params = conv.params[entry["name"]]
+    params["bias"] = params.get("bias", 0) + bias
+    entry.pop("bias", None)  # bias = true is the default
+    conv.alias(node, x)
+
+
+@converts("Concat")
+def concat(conv: Converter, node):
+    tensors = [conv.tensor(node, i) for i in range(len(node.input))]
+    rank = len(tensors[0].shape) + 1
+    axis = int(conv.attr(node, "axis"))
+    if axis % rank != 1:
+        raise conv.refuse("Concat is imported along the channel axis (1) only", field="axis",
+                          expected="1", found=str(axis))
+    channels = sum(t.shape[0] for t in tensors)
+    conv.emit(node, "concat", tensors, shape=(channels, *tensors[0].shape[1:]))
+
+
+# --- activations --------------------------------------------------------------------------------
+@converts("Relu", "Sigmoid", "Tanh")
+def elementwise(conv: Converter, node):
+    x = conv.tensor(node, 0)
+    conv.emit(node, node.op_type.lower(), [x], shape=x.shape)
+
+
+@converts("LeakyRelu")
+def leaky_relu(conv: Converter, node):
+    x = conv.tensor(node, 0)
+    slope = _number(conv.attr(node, "alpha", 0.01))
+    conv.emit(node, "leaky_relu", [x], {} if slope == 0.01 else {"slope": slope}, shape=x.shape)
+
+
+@converts("Clip")
+def clip(conv: Converter, node):
+    x = conv.tensor(node, 0)
+    if conv.opset >= 11:
+        low, high = (conv.constant(node, i, optional=True) for i in (1, 2))
+        low = None if low is None else float(np.ravel(low)[0])
+        high = None if high is None else float(np.ravel(high)[0])
+    else:
+        low, high = conv.attr(node, "min"), conv.attr(node, "max")
+    finite = np.finfo(np.float32).max
+    low = None if low is None or low <= -finite else _number(low)
+    high = None if high is None or high >= finite else _number(high)
+    if low == 0 and high is None:
+        conv.emit(node, "relu", [x], shape=x.shape)
+    elif low == 0 and high == 6 and conv.has_op("relu6"):
+        conv.emit(node, "relu6", [x], shape=x.shape)
+    elif conv.has_op("clip"):
+        bounds = {key: value for key, value in (("min", low), ("max", high)) if value is not None}
+        for key, value in bounds.items():
+            conv.require_attribute("clip", key, value, f"Clip's {key}")
+        conv.emit(node, "clip", [x], bounds, shape=x.shape)
+    else:
+        raise conv.refuse("Clip needs graphnet's clip (or relu6) op, which this graphnet lacks",
+                          field="min/max", found=f"min {low}, max {high}")
+
+
+@converts("Softmax")
+def softmax(conv: Converter, node):
+    x = conv.tensor(node, 0)
+    rank = len(x.shape) + 1
+    axis = int(conv.attr(node, "axis", 1 if conv.opset < 13 else -1)) % rank
+    if conv.opset < 13 and axis != rank - 1:
+        # before opset 13 Softmax normalises the flattened axes from `axis` on, together
+        raise conv.refuse("Softmax before opset 13 is imported over the last axis only",
+                          field="axis", expected=f"{rank - 1} (the last)", found=str(axis))
+    if axis == 0:
+        raise conv.refuse("Softmax over the batch axis is not imported", field="axis",
+                          found="0")
+    attrs = {}
+    if axis != 1:
+        per_sample = -1 if axis == rank - 1 else axis - 1
+        conv.require_attribute("softmax", "axis", per_sample, f"Softmax over axis {axis}")
+        attrs["axis"] = per_sample
+    conv.emit(node, "softmax", [x], attrs, shape=x.shape)
