@@ -62,7 +62,8 @@ def _torch_nets():
             y = torch.relu(self.bn1(self.conv1(x)))
             y = torch.relu(self.bn2(self.conv2(y)) + y)
             y = self.pool(torch.relu(self.down(y)))
-            return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(y, 1), 1))
+            y = nn.functional.adaptive_avg_pool2d(y, 1)
+            return self.fc(y.view(y.size(0), -1))  # TorchScript: Shape, Gather, …, Reshape
 
     class Inception(nn.Module):
         def __init__(self):

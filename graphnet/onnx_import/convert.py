@@ -72,7 +72,9 @@ class Converter:
             init.name: self.to_array(init) for init in self.graph.initializer}
         self.values: dict[str, Tensor] = {}
         self.shapes = _inferred_shapes(model)
-        self.uses = Counter(name for node in self.graph.node for name in node.input if name)
+        # how many nodes read each value (a Shape reads only its static size: not counted)
+        self.uses = Counter(name for node in self.graph.node if node.op_type != "Shape"
+                            for name in node.input if name)
         self.uses.update(output.name for output in self.graph.output)
         self.nodes: list[dict] = []
         self.params: dict[str, dict[str, np.ndarray]] = {}

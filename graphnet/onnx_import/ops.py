@@ -201,6 +201,38 @@ def _flatten(conv: Converter, node, x: Tensor):
     conv.emit(node, "flatten", [x], shape=(math.prod(x.shape),))
 
 
+# --- shapes as values: `x.view(x.size(0), -1)` (TorchScript: Shape, Gather, Unsqueeze, Concat) ---
+BATCH = 0
+"""How a Shape's batch size is held: 0, which Reshape reads as "keep this size" (allowzero = 0),
+so ``Reshape(x, Concat(Unsqueeze(Gather(Shape(x), 0)), [-1]))`` is the flatten it means. The
+constant feeds only Gather, Unsqueeze, Concat and Reshape: any other use is an unsupported op."""
+
+
+@converts("Shape")
+def shape(conv: Converter, node):
+    x = conv.tensor(node, 0)
+    dims = np.array([BATCH, *x.shape], dtype=np.int64)
+    start, end = conv.attr(node, "start", 0), conv.attr(node, "end")
+    conv.alias(node, dims[start:end])
+
+
+@converts("Gather")
+def gather(conv: Converter, node):
+    data = conv.constant(node, 0)
+    indices = conv.constant(node, 1)
+    conv.alias(node, np.take(data, indices, axis=conv.attr(node, "axis", 0)))
+
+
+@converts("Unsqueeze")
+def unsqueeze(conv: Converter, node):
+    data = conv.constant(node, 0)
+    axes = conv.constant(node, 1) if conv.opset >= 13 else conv.attr(node, "axes")
+    result = np.asarray(data)
+    for axis in sorted(int(a) % (result.ndim + len(np.ravel(axes))) for a in np.ravel(axes)):
+        result = np.expand_dims(result, axis)
+    conv.alias(node, result)
+
+
 @converts("Identity")
 def identity(conv: Converter, node):
     name = node.input[0]
@@ -357,6 +389,10 @@ def _fold_bias(conv: Converter, node, x: Tensor, bias):
 
 @converts("Concat")
 def concat(conv: Converter, node):
+    if all(name in conv.constants for name in node.input):  # a shape being put together
+        conv.alias(node, np.concatenate([np.atleast_1d(conv.constants[name])
+                                         for name in node.input], axis=conv.attr(node, "axis")))
+        return
     tensors = [conv.tensor(node, i) for i in range(len(node.input))]
     rank = len(tensors[0].shape) + 1
     axis = int(conv.attr(node, "axis"))
