@@ -129,8 +129,10 @@ INPUT_SHAPE = {"residual": (3, 8, 8), "inception": (3, 8, 8), "mobilenet": (3, 8
                "ceil_pools": (3, 9, 9)}
 EXPORTS = {  # name: (dynamo, opset, fold constants)
     "ts11": (False, 11, True), "ts17": (False, 17, True), "ts17_bn": (False, 17, False),
-    "dynamo18": (True, 18, True), "dynamo18_bn": (True, 18, False),
+    "dynamo18": (True, 18, True),
 }
+# (The dynamo exporter folds batch norm into the conv before it; unoptimised (optimize=False)
+# it writes Expand and CastLike nodes, which are refused.)
 
 
 @pytest.fixture(scope="session")
@@ -199,7 +201,10 @@ NEEDS_OPS = {"mobilenet": HAS_RELU6, "ceil_pools": HAS_CEIL_MODE}
 DEFAULT_CASES = [("residual", "ts11"), ("inception", "ts17"), ("mobilenet", "ts17_bn"),
                  ("ceil_pools", "ts11")]
 DYNAMO_CASE = ("mobilenet", "dynamo18")
-ALL_CASES = [(net, how) for net in INPUT_SHAPE for how in EXPORTS]
+ALL_CASES = [(net, how) for net in INPUT_SHAPE for how in EXPORTS
+             # onnxruntime cannot load this one: at opset 17 its shape inference keeps the last
+             # ceil_mode window that its kernel (and PyTorch, and graphnet) drops
+             if (net, how) not in {("ceil_pools", "ts17"), ("ceil_pools", "ts17_bn")}]
 
 
 def _run_case(exported, net, how, *, gradients=True):
@@ -346,5 +351,5 @@ def test_a_fixed_batch_size_is_read_as_the_batch_axis():
 def test_supported_ops_are_listed():
     assert {"Conv", "BatchNormalization", "Gemm", "MaxPool", "AveragePool", "Clip", "Softmax",
             "GlobalAveragePool", "ReduceMean", "Flatten", "Reshape", "MatMul", "Add", "Concat",
-            "Dropout", "Identity", "Constant", "Relu", "LeakyRelu", "Sigmoid",
-            "Tanh"} == set(supported_ops())
+            "Dropout", "Identity", "Constant", "Relu", "LeakyRelu", "Sigmoid", "Tanh",
+            "Shape", "Gather", "Unsqueeze"} == set(supported_ops())

@@ -52,7 +52,7 @@ class Imported:
     file: str = ""
     """The model's file (or how messages name a model given in memory)."""
     expected_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
-    """Per-sample shape ONNX's inference gave each graphnet node (checked after the build)."""
+    """Per-sample shape of each graphnet node by ONNX's rules (checked after the build)."""
 
 
 class Unsupported(SpecError):
@@ -202,26 +202,17 @@ class Converter:
     def used(self, name: str) -> bool:
         return bool(name) and self.uses[name] > 0
 
-    def sample_shape(self, name: str) -> tuple[int, ...] | None:
-        """The per-sample shape ONNX's inference gave value ``name`` (None when unknown)."""
-        dims = self.shapes.get(name)
-        if dims is None or not dims or any(d is None for d in dims[1:]):
-            return None
-        return tuple(dims[1:])
-
     def emit(self, node, op: str, inputs: list[Tensor], attrs: dict | None = None,
-             params: dict | None = None, shape: tuple[int, ...] | None = None,
-             suffix: str = "") -> Tensor:
-        """Add a graphnet node for ONNX ``node`` (named after it) and bind its first output."""
+             params: dict | None = None, *, shape: tuple[int, ...], suffix: str = "") -> Tensor:
+        """Add a graphnet node for ONNX ``node`` (named after it) and bind its first output,
+        whose per-sample ``shape`` the converter computed by ONNX's rules (checked against
+        graphnet's own shape inference once the graph is built)."""
         name = self.unique(node_name(node) + suffix)
         entry = {"name": name, "op": op, "inputs": [t.source for t in inputs], **(attrs or {})}
         self.nodes.append(entry)
         if params:
             self.params[name] = params
-        if shape is None:
-            shape = self.sample_shape(node.output[0])
-        if shape is not None:
-            self.expected_shapes[name] = shape
+        self.expected_shapes[name] = shape
         tensor = Tensor(name, shape, entry)
         self.values[node.output[0]] = tensor
         return tensor

@@ -32,14 +32,16 @@ def _number(value) -> float:
 
 
 # --- windows ------------------------------------------------------------------------------------
-def _window_attrs(conv: Converter, node, op: str, input_shape, kernel, *, strides_default=1):
+def _window_attrs(conv: Converter, node, op: str, input_shape, kernel, *, ceil_mode=False):
     """kernel, stride, dilation and explicit padding (top, left, bottom, right) of a Conv or
-    pool node, ``auto_pad`` resolved against the static input size."""
+    pool node, ``auto_pad`` resolved against the static input size; and the output's height
+    and width by ONNX's formula (onnx's own shape inference leaves out ceil_mode's rule that
+    drops a last window starting in the end padding, which onnxruntime and PyTorch apply)."""
     if len(input_shape) != 3 or len(kernel) != 2:
         raise conv.refuse("graphnet imports 2-D windows over (channels, height, width) images",
                           field="kernel_shape", expected="a 2-D kernel",
                           found=f"kernel {list(kernel)} over a sample of shape {list(input_shape)}")
-    stride = list(conv.attr(node, "strides", [strides_default] * 2))
+    stride = list(conv.attr(node, "strides", [1, 1]))
     dilation = list(conv.attr(node, "dilations", [1, 1]))
     auto_pad = conv.attr(node, "auto_pad", "NOTSET") or "NOTSET"
     if auto_pad == "NOTSET":
@@ -72,7 +74,15 @@ def _window_attrs(conv: Converter, node, op: str, input_shape, kernel, *, stride
         attrs["padding"] = padding
     if list(dilation) != [1, 1]:
         attrs["dilation"] = _pair(dilation)
-    return attrs
+    output_hw = []
+    for size, before, after, k, s, d in zip(input_shape[1:], (top, left), (bottom, right),
+                                            kernel, stride, dilation):
+        windows = (size + before + after - d * (k - 1) - 1) / s
+        count = (math.ceil(windows) if ceil_mode else math.floor(windows)) + 1
+        if ceil_mode and (count - 1) * s >= size + before:
+            count -= 1  # the last window would start in the end padding
+        output_hw.append(int(count))
+    return attrs, tuple(output_hw)
 
 
 def _pair(values):
@@ -92,7 +102,8 @@ def conv_op(conv: Converter, node):
     groups = int(conv.attr(node, "group", 1))
     kernel = list(conv.attr(node, "kernel_shape", weight.shape[2:]))
     attrs = {"filters": int(weight.shape[0])}
-    attrs.update(_window_attrs(conv, node, "conv2d", x.shape, kernel))
+    window, output_hw = _window_attrs(conv, node, "conv2d", x.shape, kernel)
+    attrs.update(window)
     if attrs["stride"] == 1:  # conv2d's default (a pool's is its kernel: always written)
         del attrs["stride"]
     if groups != 1:
@@ -102,7 +113,7 @@ def conv_op(conv: Converter, node):
         attrs["bias"] = False
     else:
         params["bias"] = bias
-    conv.emit(node, "conv2d", [x], attrs, params)
+    conv.emit(node, "conv2d", [x], attrs, params, shape=(attrs["filters"], *output_hw))
 
 
 @converts("MaxPool", "AveragePool")
@@ -113,15 +124,16 @@ def pool_op(conv: Converter, node):
         raise conv.refuse("the indices output of MaxPool is not supported", field="output 2")
     x = conv.tensor(node, 0)
     kernel = list(conv.attr(node, "kernel_shape"))
-    attrs = _window_attrs(conv, node, op, x.shape, kernel)
+    ceil_mode = bool(conv.attr(node, "ceil_mode", 0))
+    attrs, output_hw = _window_attrs(conv, node, op, x.shape, kernel, ceil_mode=ceil_mode)
     if "dilation" in attrs:
         conv.require_attribute(op, "dilation", attrs["dilation"], "pooling with dilations")
-    if conv.attr(node, "ceil_mode", 0):
+    if ceil_mode:
         conv.require_attribute(op, "ceil_mode", True, "ceil_mode")
         attrs["ceil_mode"] = True
     if average:  # ONNX's default leaves padding out of the divisor; graphnet's depends
         attrs["count_include_pad"] = bool(conv.attr(node, "count_include_pad", 0))
-    conv.emit(node, op, [x], attrs)
+    conv.emit(node, op, [x], attrs, shape=(x.shape[0], *output_hw))
 
 
 @converts("GlobalAveragePool")
