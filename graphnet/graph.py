@@ -127,18 +127,12 @@ class Graph:
 
 def load(source: str | Path | dict, *, registry: Registry | None = None,
          plugins=()) -> Graph:
-    """Load, validate and analyse a graph spec (a TOML/JSON path or a dict), or import an ONNX
-    model (a ``.onnx`` path; see :mod:`graphnet.onnx_import`: its weights become the nodes'
-    initial parameters).
+    """Load, validate and analyse a graph spec (a TOML/JSON path or a dict).
 
     Raises :class:`graphnet.SpecError` (or :class:`graphnet.spec.SpecErrors` holding several),
     each naming the file, node and field.
     """
     registry = registry or get_registry(plugins)
-    if isinstance(source, (str, Path)) and Path(source).suffix.lower() == ".onnx":
-        from .onnx_import import import_onnx  # the onnx package is imported for models only
-
-        return import_onnx(source, registry=registry)[0]
     spec = load_spec(source)
     return build_graph(spec, registry)
 

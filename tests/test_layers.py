@@ -27,7 +27,7 @@ LAYERS = [  # top first; a module, or a package that covers the modules inside i
     ("training parts", ["graphnet.training", "graphnet.train_config", "graphnet.inference",
                         "graphnet.inspection", "graphnet.schema", "graphnet.checks",
                         "graphnet.optim", "graphnet.options", "graphnet.data", "graphnet.stack",
-                        "graphnet_plugins"]),
+                        "graphnet.onnx_import", "graphnet_plugins"]),
     ("engine", ["graphnet.engine", "graphnet.boundary", "graphnet.runtime", "graphnet.checkpoint",
                 "graphnet.checkpoint_check", "graphnet.parallel", "graphnet.blas",
                 "graphnet.allocator"]),

@@ -58,11 +58,16 @@ def registry_from_args(args) -> Registry:
 
 
 def load_graph(args, path) -> Graph:
-    """Load one spec with the registry the flags ask for."""
+    """Load one spec with the registry the flags ask for; an ``.onnx`` model is imported in
+    memory (see :mod:`graphnet.onnx_import`: its weights are the nodes' initial parameters)."""
     from ..graph import load
 
     if Path(path).is_dir():  # spec.py says so only after the suffix check ("no suffix")
         raise SpecError("spec path is a directory", file=path, expected="a file")
+    if Path(path).suffix.lower() == ".onnx":
+        from ..onnx_import import import_onnx  # the onnx package is imported for models only
+
+        return import_onnx(path, registry=registry_from_args(args))[0]
     return load(path, registry=registry_from_args(args))
 
 

@@ -45,6 +45,7 @@ def import_spec(path, *, registry=None, add_loss: bool = False):
     from ..registry import get_registry
     from .convert import Converter
     from .model import model_label, read_model
+    from .ops import CONVERTERS
 
     model = read_model(path)
     if not isinstance(path, (str, Path)):  # a ModelProto given in memory
@@ -52,7 +53,7 @@ def import_spec(path, *, registry=None, add_loss: bool = False):
         name = _graph_name(model.graph.name or "imported")
     else:
         name = _graph_name(Path(path).stem)
-    imported = Converter(model, path, registry or get_registry()).run(name)
+    imported = Converter(model, path, registry or get_registry(), CONVERTERS).run(name)
     if add_loss:
         _add_loss(imported.spec, path)
     return imported

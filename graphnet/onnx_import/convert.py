@@ -3,7 +3,7 @@
 The walk is in the ONNX file's node order (ONNX requires it topological). Every ONNX value is
 either a constant (an initializer or a ``Constant`` node's output, kept as a numpy array) or a
 :class:`Tensor`, the output of a graphnet node or input. Each ONNX op type has one converter in
-:data:`CONVERTERS` (:mod:`graphnet.onnx_import.ops`); what a converter cannot express exactly is
+:data:`graphnet.onnx_import.ops.CONVERTERS`; what a converter cannot express exactly is
 refused with a message naming the ONNX node, never approximated.
 
 Two foldings keep the spec the one a person would write: an ``Add`` of a constant bias after a
@@ -62,9 +62,12 @@ class Unsupported(SpecError):
 class Converter:
     """One model's conversion; :meth:`run` returns an :class:`Imported`."""
 
-    def __init__(self, model, file: str | Path, registry):
+    def __init__(self, model, file: str | Path, registry, converters: dict):
+        """``converters``: ONNX op type → function(converter, node) (see
+        :data:`graphnet.onnx_import.ops.CONVERTERS`)."""
         from onnx import numpy_helper
 
+        self.converters = converters
         self.model, self.graph, self.file, self.registry = model, model.graph, str(file), registry
         self.to_array = numpy_helper.to_array
         self.opset = opset_of(model)
@@ -85,13 +88,11 @@ class Converter:
 
     # --- the walk -----------------------------------------------------------------------------
     def run(self, name: str) -> Imported:
-        from .ops import CONVERTERS
-
-        self._refuse_unsupported_types(CONVERTERS)
+        self._refuse_unsupported_types(self.converters)
         inputs = self._inputs()
         for node in self.graph.node:
             self.node = node
-            CONVERTERS[node.op_type](self, node)
+            self.converters[node.op_type](self, node)
         self.node = None
         outputs = {}
         for output in self.graph.output:
@@ -282,8 +283,9 @@ def node_name(node) -> str:
     """A spec name for an ONNX node: its name (else its first output's) less the dynamo
     exporter's ``node_`` prefix; TorchScript's scopes (``/layer1/layer1.0/conv1/Conv``) become
     the module's path (``layer1.0.conv1``: a scope repeating its parent's path replaces it, a
-    last part naming the op type goes); anything but letters, digits, ``_``, ``.`` and ``-``
-    becomes ``_``."""
+    last part naming the op type goes, unless the path is only numbers, as in an
+    ``nn.Sequential``: ``/0/Conv`` becomes ``Conv.0``); anything but letters, digits, ``_``,
+    ``.`` and ``-`` becomes ``_``."""
     raw = node.name or (node.output[0] if node.output else "") or node.op_type
     if raw.startswith("node_") and len(raw) > 5:  # the dynamo exporter's prefix says nothing
         raw = raw[5:]
@@ -294,8 +296,11 @@ def node_name(node) -> str:
             kept[-1] = part  # TorchScript scopes: the child's name holds its parent's path
         else:
             kept.append(part)
-    if len(kept) > 1 and re.fullmatch(re.escape(node.op_type) + r"(_\d+)?", kept[-1]):
+    if len(kept) > 1 and re.fullmatch(re.escape(node.op_type) + r"(_\d+)?", kept[-1]) \
+            and not re.fullmatch(r"[\d.]+", ".".join(kept[:-1])):
         kept.pop()  # "/features/conv/Conv": the module's path says it, the op column the rest
+    elif len(kept) > 1 and re.fullmatch(r"[\d.]+", ".".join(kept[:-1])):
+        kept = [kept[-1], *kept[:-1]]  # nn.Sequential's "/0/Conv": Conv.0, not a bare 0
     name = _UNSAFE.sub("_", ".".join(kept)).strip("._") or node.op_type
     return name[:120]
 

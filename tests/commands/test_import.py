@@ -82,7 +82,7 @@ def test_every_command_taking_a_spec_takes_the_onnx_file(run_cli, model_path, tm
     status, out, _ = run_cli("export", model_path, "--to", "torch")
     assert status == 0 and "nn.Conv2d" in out
     # the model's own weights come with it: a network made from it equals onnxruntime
-    graph = graphnet.load(model_path)
+    graph, _ = graphnet.import_onnx(model_path)
     images = _images()
     outputs = graphnet.Network(graph).forward({"image": images}, training=False)
     np.testing.assert_allclose(outputs["logits"], _onnxruntime(model_path, images),
