@@ -42,6 +42,8 @@ KERNEL_ENV = "GRAPHNET_CONV_KERNEL"
 MEASURE_ROUNDS = 3
 """Rounds of timing per candidate kernel (each kernel once per round, the best round counts:
 the first pays for scratch buffers, and another process may take a core during any one)."""
+DROP_AFTER = 2.5
+"""A candidate this many times slower than the best after a round is not timed again."""
 
 
 class Conv2d(Op):
@@ -239,10 +241,15 @@ class Conv2d(Op):
 def fastest(candidates, images, weight, bias, window: SlidingWindow, groups: int):
     """The candidate kernel whose forward and backward (both gradients) take least time on
     these arrays: each timed once per round, interleaved, the best of MEASURE_ROUNDS rounds;
-    a tie goes to the earlier (the default comes first)."""
+    a tie goes to the earlier (the default comes first). A candidate taking more than
+    DROP_AFTER times the best is not timed again: a first step of a wide network would
+    otherwise spend seconds re-timing kernels that cannot win."""
     best = [math.inf] * len(candidates)
     for _ in range(MEASURE_ROUNDS):
+        leader = min(best)
         for position, kernel in enumerate(candidates):
+            if best[position] > DROP_AFTER * leader:
+                continue
             start = time.perf_counter()
             output, saved = kernel.forward(images, weight, bias, window, groups)
             # any gradient of the output's shape times the same: the output itself

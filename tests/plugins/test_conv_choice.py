@@ -174,3 +174,27 @@ def test_choices_from_a_checkpoint():
     with pytest.raises(CheckpointError) as error:
         check_checkpoint({}, {}, {"choices": {"conv1": 3}}, "x.npz")
     assert error.value.field == "choices.conv1"
+
+
+def test_the_measurement_keeps_the_fastest_and_stops_timing_clear_losers(monkeypatch):
+    """On a clock the kernels advance themselves (no real timing): every candidate is timed in
+    the first round, one more than DROP_AFTER times slower than the best never again."""
+    clock = [0.0]
+    monkeypatch.setattr(conv.time, "perf_counter", lambda: clock[0])
+
+    class Costly:
+        def __init__(self, name, seconds):
+            self.name, self.seconds, self.calls = name, seconds, 0
+
+        def forward(self, images, *args):
+            self.calls += 1
+            clock[0] += self.seconds
+            return np.zeros((1, 2, 2, 1)), None
+
+        def backward(self, *args, **options):
+            return None, None, None
+
+    candidates = [Costly("default", 1.0), Costly("quick", 0.5),
+                  Costly("slow", 0.5 * conv.DROP_AFTER + 0.1)]
+    assert conv.fastest(candidates, None, None, None, None, 1).name == "quick"
+    assert [kernel.calls for kernel in candidates] == [conv.MEASURE_ROUNDS] * 2 + [1]
