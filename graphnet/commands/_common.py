@@ -57,6 +57,10 @@ def registry_from_args(args) -> Registry:
     return _registries[key]
 
 
+LOSS_COMMANDS = ("train", "eval", "bench")
+"""Commands that need a loss output; an ``.onnx`` SPEC gets one (see :func:`load_graph`)."""
+
+
 def load_graph(args, path) -> Graph:
     """Load one spec with the registry the flags ask for; an ``.onnx`` model is imported in
     memory (see :mod:`graphnet.onnx_import`: its weights are the nodes' initial parameters)."""
@@ -67,7 +71,10 @@ def load_graph(args, path) -> Graph:
     if Path(path).suffix.lower() == ".onnx":
         from ..onnx_import import import_onnx  # the onnx package is imported for models only
 
-        return import_onnx(path, registry=registry_from_args(args))[0]
+        # a model has no loss: the commands that run one get a classifier's, as
+        # `graphnet import --add-loss` writes it (a label input, softmax cross-entropy)
+        add_loss = getattr(args, "command", None) in LOSS_COMMANDS
+        return import_onnx(path, registry=registry_from_args(args), add_loss=add_loss)[0]
     return load(path, registry=registry_from_args(args))
 
 

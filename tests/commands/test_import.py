@@ -81,6 +81,17 @@ def test_every_command_taking_a_spec_takes_the_onnx_file(run_cli, model_path, tm
     assert status == 0, out + err
     status, out, _ = run_cli("export", model_path, "--to", "torch")
     assert status == 0 and "nn.Conv2d" in out
+    # a training step needs a loss: these commands get a classifier's
+    status, out, err = run_cli("bench", model_path, "--batch-size", "2", "--steps", "1",
+                               "--warmup", "0", "--no-memory")
+    assert status == 0, err
+    status, out, err = run_cli("train", model_path, "--epochs", "1", "--run-dir",
+                               tmp_path / "direct", "--dataset-option", "size=16",
+                               "--dataset-option", "train_size=30",
+                               "--dataset-option", "test_size=20")
+    assert status == 0, err
+    trained = load_checkpoint(tmp_path / "direct" / "checkpoint.npz").params
+    assert set(trained) == set(graphnet.import_onnx(model_path)[1])
     # the model's own weights come with it: a network made from it equals onnxruntime
     graph, _ = graphnet.import_onnx(model_path)
     images = _images()
