@@ -284,7 +284,8 @@ def test_an_unsupported_op_is_refused_once_per_op_type_naming_node_and_opset():
 
 
 @pytest.mark.parametrize("node,output_shape,why", [
-    (helper.make_node("Flatten", ["x"], ["y"], axis=2), ["N", 16], "Flatten is imported with axis 1"),
+    (helper.make_node("Flatten", ["x"], ["y"], axis=2), ["N", 16],
+     "Flatten is imported with axis 1"),
     (helper.make_node("Concat", ["x", "x"], ["y"], axis=2), ["N", 2, 8, 4], "channel axis"),
     (helper.make_node("Add", ["x", "row"], ["y"]), ["N", 2, 4, 4], "Add of a constant"),
     (helper.make_node("Softmax", ["x"], ["y"], axis=1), ["N", 2, 4, 4], "before opset 13"),
@@ -353,3 +354,20 @@ def test_supported_ops_are_listed():
             "GlobalAveragePool", "ReduceMean", "Flatten", "Reshape", "MatMul", "Add", "Concat",
             "Dropout", "Identity", "Constant", "Relu", "LeakyRelu", "Sigmoid", "Tanh",
             "Shape", "Gather", "Unsqueeze"} == set(supported_ops())
+
+
+def test_a_flatten_and_gemm_named_as_one_layer_become_one_dense():
+    """An exporter writing one dense layer as Flatten "fc" + Gemm "fc/Gemm" (graphnet's own
+    export does) gives one dense (it flattens its input itself); differently named, two nodes."""
+    rng = np.random.default_rng(0)
+    weight = rng.standard_normal((3, 8))
+    for names, ops in ((("fc", "fc/Gemm"), ["dense"]), (("flat", "fc"), ["flatten", "dense"])):
+        nodes = [helper.make_node("Flatten", ["x"], ["f"], name=names[0]),
+                 helper.make_node("Gemm", ["f", "w"], ["y"], name=names[1], transB=1)]
+        model = _model(nodes, [_value("x", ["N", 2, 2, 2])], [_value("y", ["N", 3])],
+                       [("w", weight)])
+        graph, params = import_onnx(model)
+        assert _ops(graph) == ops and graph.outputs == {"y": "fc"}
+        x = rng.standard_normal((2, 2, 2, 2)).astype(np.float32)
+        np.testing.assert_allclose(graphnet.Network(graph, params=params).forward({"x": x})["y"],
+                                   x.reshape(2, 8) @ weight.T, rtol=1e-5, atol=1e-5)

@@ -13,7 +13,8 @@ def register(subparsers, common) -> None:
         "eval", parents=[common], help="evaluate a checkpoint on the test split",
         description="Report the test loss, accuracy and per-class confusion matrix of a "
         "checkpoint, in eval mode, on the dataset it was trained on (or --dataset).")
-    parser.add_argument("spec", metavar="SPEC", help="TOML or JSON graph spec, or an ONNX model (.onnx)")
+    parser.add_argument("spec", metavar="SPEC",
+                        help="TOML or JSON graph spec, or an ONNX model (.onnx)")
     add_checkpoint_flag(parser)
     add_setting_flags(parser, EVAL_FLAGS)
     parser.set_defaults(run=run)

@@ -19,7 +19,8 @@ def register(subparsers, common) -> None:
         description="Translate a spec into a Python module holding an nn.Module class: layers "
         "in __init__, forward() in the graph's order, and load_graphnet_params() to copy a "
         "graphnet network's or checkpoint's parameters in. Writing it does not need PyTorch.")
-    parser.add_argument("spec", metavar="SPEC", help="TOML or JSON graph spec, or an ONNX model (.onnx)")
+    parser.add_argument("spec", metavar="SPEC",
+                        help="TOML or JSON graph spec, or an ONNX model (.onnx)")
     parser.add_argument("--to", choices=sorted(TARGETS), default="torch",
                         help="the framework (default torch)")
     parser.add_argument("-o", "--output", metavar="FILE",

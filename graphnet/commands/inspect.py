@@ -19,7 +19,8 @@ def register(subparsers, common) -> None:
         description="Show every node of a graph spec in topological order with its output "
         "shape, parameters, multiply-accumulates and receptive field (size, jump, start in "
         "input pixels), the DAG's branches and merges, and totals. Nothing is run.")
-    parser.add_argument("spec", metavar="SPEC", help="TOML or JSON graph spec, or an ONNX model (.onnx)")
+    parser.add_argument("spec", metavar="SPEC",
+                        help="TOML or JSON graph spec, or an ONNX model (.onnx)")
     add_memory_limit_argument(parser)
     parser.add_argument("--format", choices=FORMATS, default="table",
                         help="table (default), json (the figures for scripts), dot (Graphviz) "

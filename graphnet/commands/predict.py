@@ -14,7 +14,8 @@ def register(subparsers, common) -> None:
         description="Print each image's class probabilities, most likely first, one line per "
         "image (\".80 cat, .15 dog, .05 bird\"). INPUT is an .npz of images (key 'images' or "
         "its single array), an .npy, or an image file (needs Pillow). No labels are needed.")
-    parser.add_argument("spec", metavar="SPEC", help="TOML or JSON graph spec, or an ONNX model (.onnx)")
+    parser.add_argument("spec", metavar="SPEC",
+                        help="TOML or JSON graph spec, or an ONNX model (.onnx)")
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="images to classify")
     add_checkpoint_flag(parser)
     parser.add_argument("--top", default=None, metavar="K",

@@ -15,7 +15,8 @@ def register(subparsers, common) -> None:
         description="Draw the first convolution layer's filters (or --node's) as heatmaps: "
         "colour for filters over three input channels, a diverging blue-white-red map "
         "otherwise. With --input, draw each convolution layer's activation maps for one image.")
-    parser.add_argument("spec", metavar="SPEC", help="TOML or JSON graph spec, or an ONNX model (.onnx)")
+    parser.add_argument("spec", metavar="SPEC",
+                        help="TOML or JSON graph spec, or an ONNX model (.onnx)")
     parser.add_argument("--checkpoint", metavar="PATH",
                         help="a checkpoint (.npz) or a run directory (its newest checkpoint); "
                         "without it the filters are the untrained initial ones")

@@ -18,7 +18,8 @@ def register(subparsers, common) -> None:
         "checkpoint that --resume continues bit for bit. A run holds its directory: a second "
         "run into it is refused. Exit 0 when done (or stopped early), 2 on bad input or a "
         "non-finite or exploding loss, 130 (Ctrl-C) or 143 (SIGTERM) when stopped.")
-    parser.add_argument("spec", metavar="SPEC", help="TOML or JSON graph spec, or an ONNX model (.onnx)")
+    parser.add_argument("spec", metavar="SPEC",
+                        help="TOML or JSON graph spec, or an ONNX model (.onnx)")
     add_setting_flags(parser)
     parser.add_argument("--resume", action="store_true",
                         help="continue from the run directory's checkpoint")

@@ -38,10 +38,10 @@ def supported_ops() -> list[str]:
 
 
 def import_spec(path, *, registry=None, add_loss: bool = False):
-    """Read the ONNX model at ``path`` (or a ``ModelProto``): an :class:`~graphnet.onnx_import.convert.Imported` with
-    the spec as a dict and the parameters keyed ``"node/param"``. ``add_loss`` adds an integer
-    ``label`` input and a softmax cross-entropy ``loss`` on the class scores, so that
-    ``graphnet train`` can fine-tune the network."""
+    """Read the ONNX model at ``path`` (or a ``ModelProto``): an
+    :class:`~graphnet.onnx_import.convert.Imported` with the spec as a dict and the parameters
+    keyed ``"node/param"``. ``add_loss`` adds an integer ``label`` input and a softmax
+    cross-entropy ``loss`` on the class scores, so that ``graphnet train`` can fine-tune it."""
     from ..registry import get_registry
     from .convert import Converter
     from .model import model_label, read_model
@@ -60,8 +60,8 @@ def import_spec(path, *, registry=None, add_loss: bool = False):
 
 
 def import_onnx(path, *, registry=None, plugins=(), add_loss: bool = False):
-    """``(graph, params)`` of the ONNX model at ``path`` (or a ``ModelProto``): the validated, analysed
-    :class:`graphnet.Graph` and its parameters keyed ``"node/param"`` (what
+    """``(graph, params)`` of the ONNX model at ``path`` (or a ``ModelProto``): the validated,
+    analysed :class:`graphnet.Graph` and its parameters keyed ``"node/param"`` (what
     ``graphnet.Network(graph, params=params)`` takes)."""
     from ..registry import get_registry
 

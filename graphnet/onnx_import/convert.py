@@ -79,6 +79,10 @@ class Converter:
         self.uses = Counter(name for node in self.graph.node if node.op_type != "Shape"
                             for name in node.input if name)
         self.uses.update(output.name for output in self.graph.output)
+        self.readers: dict[str, list] = {}  # value → the nodes reading it
+        for node in self.graph.node:
+            for name in node.input:
+                self.readers.setdefault(name, []).append(node)
         self.nodes: list[dict] = []
         self.params: dict[str, dict[str, np.ndarray]] = {}
         self.names: set[str] = set()
@@ -115,8 +119,9 @@ class Converter:
         """One error per unsupported op type (its first node named), listing what is supported."""
         unsupported: dict[str, list] = {}
         for node in self.graph.node:
-            key = node.op_type if node.domain in DEFAULT_DOMAINS else f"{node.domain}.{node.op_type}"
-            if key not in converters or node.domain not in DEFAULT_DOMAINS:
+            standard = node.domain in DEFAULT_DOMAINS
+            key = node.op_type if standard else f"{node.domain}.{node.op_type}"
+            if key not in converters or not standard:
                 unsupported.setdefault(key, []).append(node)
         if not unsupported:
             return
@@ -184,7 +189,8 @@ class Converter:
         if name in self.constants:
             raise self.refuse(f"input {position + 1} is a constant, where graphnet needs a "
                               "value computed by the network", field=f"input {position + 1}",
-                              found=f"constant {name!r} of shape {list(self.constants[name].shape)}")
+                              found=f"constant {name!r} of shape "
+                                    f"{list(self.constants[name].shape)}")
         raise self.refuse(f"input {position + 1} is missing", field=f"input {position + 1}")
 
     def constant(self, node, position: int, *, optional: bool = False):

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from .convert import Converter, Tensor
+from .convert import Converter, Tensor, node_name
 
 CONVERTERS = {}
 
@@ -201,6 +201,13 @@ def reshape(conv: Converter, node):
 
 
 def _flatten(conv: Converter, node, x: Tensor):
+    readers = conv.readers.get(node.output[0], [])
+    if conv.uses[node.output[0]] == 1 and len(readers) == 1 \
+            and readers[0].op_type in ("Gemm", "MatMul") and node_name(readers[0]) == node_name(node):
+        # one layer written as two ONNX nodes (named alike: "fc", "fc/Gemm"): graphnet's dense
+        # flattens its input itself, so it reads the unflattened value
+        conv.alias(node, Tensor(x.source, (math.prod(x.shape),), x.entry))
+        return
     producer_uses = conv.uses[node.input[0]]
     if x.flattens_to_global_pool and producer_uses == 1:
         # the pool's (C, 1, 1) flattened: one global_avg_pool, as a person would write it
@@ -299,7 +306,8 @@ def batch_norm(conv: Converter, node):
     weight, bias, mean, var = (conv.constant(node, i) for i in (1, 2, 3, 4))
     attrs = {}
     eps = _number(conv.attr(node, "epsilon", 1e-5))
-    momentum = round(1.0 - _number(conv.attr(node, "momentum", 0.9)), 6)  # ONNX's runs the other way
+    # ONNX's momentum weighs the running statistics, graphnet's (PyTorch's) the batch
+    momentum = round(1.0 - _number(conv.attr(node, "momentum", 0.9)), 6)
     if eps != 1e-5:
         attrs["eps"] = eps
     if momentum != 0.1:
