@@ -106,7 +106,9 @@ def train(graph, dataset: Dataset | str | None = None, config: TrainConfig | Non
           on_event: Callable[[Any], None] | None = None, labels: dict[str, str] | None = None,
           memory_limit=None, new_run_dir: bool = False, x=None, y=None, x_test=None,
           y_test=None, test_fraction: float = DEFAULT_TEST_FRACTION,
-          init_from: str | Path | None = None, **overrides) -> TrainResult:
+          init_from: str | Path | None = None, workers: int | None = None,
+          ray_address: str | None = None, max_failures: int = 3,
+          **overrides) -> TrainResult:
     """Train ``graph``; see the module docstring. ``resume`` is True (the run directory's
     checkpoint) or a checkpoint path. ``memory_limit`` (bytes or text such as ``"8GiB"``;
     default: see :mod:`graphnet.limits`) refuses a graph that would need more to train at the
@@ -120,7 +122,19 @@ def train(graph, dataset: Dataset | str | None = None, config: TrainConfig | Non
 
     ``x``/``y`` train on images and labels in memory instead of a dataset (the layouts and
     checks of the ``npz`` dataset, see :mod:`graphnet.data.arrays`): ``x_test``/``y_test`` are
-    the test split, or ``test_fraction`` of each class is held out, drawn by the seed."""
+    the test split, or ``test_fraction`` of each class is held out, drawn by the seed.
+
+    ``workers`` trains data-parallel on that many Ray workers (:mod:`graphnet.distributed`),
+    on a local Ray instance or the cluster at ``ray_address`` (else ``RAY_ADDRESS``);
+    ``max_failures`` restarts after lost workers are allowed."""
+    distributed = None
+    if workers is not None:
+        from .distributed import cluster
+
+        distributed = {"workers": cluster.check_workers(workers),
+                       "max_failures": cluster.check_max_failures(max_failures),
+                       "ray_address": ray_address}
+        cluster.import_ray(local=cluster.address_from(ray_address) is None)
     if config is None:
         if isinstance(dataset, str):
             overrides["dataset"] = dataset
@@ -161,13 +175,15 @@ def train(graph, dataset: Dataset | str | None = None, config: TrainConfig | Non
                               outputs=(CHECKPOINT_NAME, BEST_NAME, HISTORY_NAME))
     try:
         return _train_claimed(graph, data, dataset_options, config, bindings, train_split,
-                              val_split, folder.path, resume, emit, memory_limit, init_from)
+                              val_split, folder.path, resume, emit, memory_limit, init_from,
+                              distributed)
     finally:
         folder.release()
 
 
 def _train_claimed(graph, data, dataset_options, config, bindings, train_split, val_split,
-                   run_dir, resume, emit, memory_limit, init_from=None) -> TrainResult:
+                   run_dir, resume, emit, memory_limit, init_from=None,
+                   distributed=None) -> TrainResult:
     network = Network(graph, seed=config.seed, memory_limit=memory_limit)
     if init_from is not None:  # fine-tuning: the parameters only, the optimizer starts afresh
         init_path = find_checkpoint(init_from)
@@ -185,7 +201,12 @@ def _train_claimed(graph, data, dataset_options, config, bindings, train_split, 
                           dataset={"name": data.name, "options": dataset_options},
                           eval_batch_size=config.eval_batch_size,
                           augment=Augmentation(config.augment, graph.registry, config.seed))
-    loop = Loop(step, schedule, task, config, run_dir, emit)
+    if distributed:
+        from .distributed.training import DistributedLoop
+
+        loop = DistributedLoop(step, schedule, task, config, run_dir, emit, **distributed)
+    else:
+        loop = Loop(step, schedule, task, config, run_dir, emit)
     resumed_from = None
     if resume:
         resumed_from = (checkpoint_in(run_dir) if isinstance(resume, bool)

@@ -82,6 +82,40 @@ def dataset_options(items: list[str]) -> dict:
     return options
 
 
+def add_worker_flags(parser) -> None:
+    """``--workers N`` and ``--ray-address ADDR`` (train and bench)."""
+    parser.add_argument("--workers", default=None, metavar="N",
+                        help="data-parallel training on N Ray workers (needs the ray extra): each "
+                        "computes the gradients of its share of every batch, the gradients are "
+                        "summed and every worker applies the same update, so the result equals "
+                        "one process's up to summation order. Batch norm uses each worker's own "
+                        "batch statistics (as PyTorch DDP without SyncBatchNorm); dropout draws "
+                        "a stream per worker from the seed. Without --ray-address a local Ray "
+                        "instance is started for the run")
+    parser.add_argument("--ray-address", dest="ray_address", default=None, metavar="ADDR",
+                        help="with --workers: join the Ray cluster at ADDR (what `ray start "
+                        "--head` prints; default: RAY_ADDRESS, else a local instance)")
+
+
+def worker_settings(args) -> dict:
+    """``train()``'s keywords for --workers, --ray-address and --max-failures, checked before
+    anything is loaded (bad ones are UsageErrors naming the flag)."""
+    workers = getattr(args, "workers", None)
+    if workers is None:
+        for flag, value in (("--ray-address", args.ray_address),
+                            ("--max-failures", getattr(args, "max_failures", None))):
+            if value is not None:
+                raise UsageError(f"{flag} goes with --workers", field=flag,
+                                 hint="add --workers N to train on N Ray workers")
+        return {}
+    from ..distributed.cluster import check_max_failures, check_workers
+
+    settings = {"workers": check_workers(workers, "--workers"), "ray_address": args.ray_address}
+    if getattr(args, "max_failures", None) is not None:
+        settings["max_failures"] = check_max_failures(args.max_failures, "--max-failures")
+    return settings
+
+
 def add_checkpoint_flag(parser) -> None:
     parser.add_argument("--checkpoint", metavar="PATH", default=None,
                         help=f"checkpoint to use, or a run dir holding one (default: <run "
@@ -115,4 +149,8 @@ def command_line(args, *extra: str) -> str:
         words.append("--watch")
     if getattr(args, "memory_limit", None) is not None:
         words += ["--memory-limit", args.memory_limit]
+    for flag, setting in (("--workers", "workers"), ("--ray-address", "ray_address"),
+                          ("--max-failures", "max_failures")):
+        if getattr(args, setting, None) is not None:
+            words += [flag, getattr(args, setting)]
     return shlex.join([str(w) for w in words] + list(extra))

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from ._common import add_memory_limit_argument, load_graph
-from ._training import add_setting_flags, command_line, overrides_from_args
+from ._training import (add_setting_flags, add_worker_flags, command_line, overrides_from_args,
+                        worker_settings)
 
 ORDER = 30
 INTERRUPTED = 130
@@ -33,6 +34,11 @@ def register(subparsers, common) -> None:
                         help="after each epoch, show gradient norms, update ratios and zero "
                         "activations per node")
     add_memory_limit_argument(parser)
+    add_worker_flags(parser)
+    parser.add_argument("--max-failures", dest="max_failures", default=None, metavar="N",
+                        help="with --workers: restarts from the last checkpoint allowed after a "
+                        "worker dies or stops answering (default 3); one more stops the run "
+                        "with exit 2")
     parser.set_defaults(run=run)
 
 
@@ -47,13 +53,14 @@ def run(args) -> int:
         own_process()  # malloc may keep freed memory from step to step
     graph = load_graph(args, args.spec)
     overrides, labels = overrides_from_args(args)
+    distributed = worker_settings(args)
     if args.watch:
         overrides["watch"], labels["watch"] = True, "--watch"
     render_stack(str(describe(graph)))
     with TrainingView(resume_command=command_line(args, "--resume")) as view:
         result = train(graph, resume=args.resume, on_event=view, labels=labels,
                        memory_limit=args.memory_limit, new_run_dir=args.new_run_dir,
-                       init_from=args.init_from, **overrides)
+                       init_from=args.init_from, **distributed, **overrides)
     if not result.interrupted:
         if result.checkpoint is not None:
             render_next_steps(args.spec, deepest_field_node(graph),

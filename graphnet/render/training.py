@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..training.events import (EpochDone, EpochStarted, Finished, Interrupted, Notice, RunStarted,
-                     StepDone)
+                     StepDone, WorkersStarted)
 from . import one_line, print_warning, stderr, stdout
 
 MARKERS = {"train": ("●", "cyan"), "val": ("◆", "magenta"), "test": ("○", "yellow")}
@@ -74,6 +74,17 @@ class TrainingView:
             self.console.print(f"resuming from {escape(str(event.resumed_from))} at {where}",
                                soft_wrap=one_line(self.console))
 
+    def _on_WorkersStarted(self, event: WorkersStarted) -> None:
+        self._stop_progress()
+        threads = sorted(set(event.threads))
+        each = (_plural(threads[0], "thread") + " each" if len(threads) == 1
+                else "threads " + ", ".join(map(str, event.threads)))
+        nodes = sorted(set(event.nodes))
+        self.console.print(
+            f"{_plural(event.workers, 'worker')} on {escape(event.where)}: pids "
+            f"{', '.join(map(str, event.pids))} on {escape(', '.join(nodes))}, {each}; gradients "
+            f"summed by {escape(event.exchange)}", soft_wrap=one_line(self.console))
+
     def _on_EpochStarted(self, event: EpochStarted) -> None:
         self.last_line = time.monotonic()
         if not self.console.is_terminal:
@@ -81,11 +92,11 @@ class TrainingView:
         self.progress = Progress(
             TextColumn(f"epoch {event.epoch}/{event.epochs}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[rate]:>7} samples/s"), TextColumn("loss {task.fields[loss]}"),
-            TextColumn("acc {task.fields[accuracy]}"), TimeRemainingColumn(),
-            console=self.console, transient=True)
+            TextColumn("acc {task.fields[accuracy]}"), TextColumn("{task.fields[workers]}"),
+            TimeRemainingColumn(), console=self.console, transient=True)
         self.task = self.progress.add_task("train", total=event.samples,
                                            completed=event.samples_done,
-                                           rate="–", loss="–", accuracy="–")
+                                           rate="–", loss="–", accuracy="–", workers="")
         self.progress.start()
 
     def _on_StepDone(self, event: StepDone) -> None:
@@ -97,11 +108,15 @@ class TrainingView:
                 self.console.print(
                     f"epoch {event.epoch}: {event.samples:,}/{event.total_samples:,} samples, "
                     f"loss {event.loss:.4f}, acc {_percent(event.accuracy)}, "
-                    f"{_count(event.samples_per_second)} samples/s", soft_wrap=True)
+                    f"{_count(event.samples_per_second)} samples/s"
+                    + (f", {worker_shares(event.compute_shares)}" if event.compute_shares
+                       else ""), soft_wrap=True)
             return
         self.progress.update(self.task, completed=event.samples,
                              rate=_count(event.samples_per_second),
-                             loss=f"{event.loss:.4f}", accuracy=_percent(event.accuracy))
+                             loss=f"{event.loss:.4f}", accuracy=_percent(event.accuracy),
+                             workers=worker_shares(event.compute_shares)
+                             if event.compute_shares else "")
 
     def _on_EpochDone(self, event: EpochDone) -> None:
         self._stop_progress()
@@ -163,6 +178,14 @@ def _percent(value: float) -> str:
 
 def _count(value: float) -> str:
     return "–" if value is None or math.isnan(value) else f"{value:,.0f}"
+
+
+def worker_shares(compute_shares: list[float]) -> str:
+    """Each worker's share of a step in compute, the rest being communication:
+    ``compute 81%/79% · comm 19%/21%``."""
+    compute = "/".join(f"{100 * share:.0f}%" for share in compute_shares)
+    comm = "/".join(f"{100 * (1 - share):.0f}%" for share in compute_shares)
+    return f"compute {compute} · comm {comm}"
 
 
 def epoch_line(record: dict, epochs: int, width: int | None = None) -> str:

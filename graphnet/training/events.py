@@ -41,6 +41,18 @@ class Notice:
 
 
 @dataclass
+class WorkersStarted:
+    """Data-parallel training (``--workers``): the workers are up (again, after a restart)."""
+
+    workers: int
+    where: str  # which Ray instance
+    threads: list[int]  # per worker
+    pids: list[int]
+    nodes: list[str]
+    exchange: str  # how gradients are summed
+
+
+@dataclass
 class EpochStarted:
     epoch: int  # from 1
     epochs: int
@@ -61,6 +73,9 @@ class StepDone:
     accuracy: float
     lr: float
     samples_per_second: float  # since this epoch (or its resumption) started
+    compute_shares: list[float] | None = None
+    """On workers (``--workers``): each worker's share of the step spent computing; the rest
+    is communication (see :mod:`graphnet.distributed`)."""
 
 
 @dataclass

@@ -143,15 +143,14 @@ class Loop:
         while progress.step < self.steps:
             indices = order[progress.step * config.batch_size:
                             (progress.step + 1) * config.batch_size]
-            feeds = task.batch(indices, at=(epoch, progress.step))
             lr = checked_rate(self.schedule, epoch, progress.step)
             try:
-                loss, outputs = self.step(feeds, lr)
+                loss, correct = self._step(indices, epoch, lr)
             except NonFiniteLoss as error:
                 raise self._non_finite(error) from None
             self._check_growth(loss)
             progress.loss_sum += loss * len(indices)
-            progress.correct += task.correct(outputs, feeds)
+            progress.correct += correct
             progress.seen += len(indices)
             progress.step += 1
             progress.global_step += 1
@@ -167,6 +166,13 @@ class Loop:
                 return False
         self.last_lr = checked_rate(self.schedule, epoch, self.steps - 1)
         return True
+
+    def _step(self, indices: np.ndarray, epoch: int, lr: float) -> tuple[float, int]:
+        """One step on the training samples ``indices``: its loss and how many it got right.
+        (Data-parallel training, :mod:`graphnet.distributed`, takes it on several workers.)"""
+        feeds = self.task.batch(indices, at=(epoch, self.progress.step))
+        loss, outputs = self.step(feeds, lr)
+        return loss, self.task.correct(outputs, feeds)
 
     def _end_epoch(self) -> None:
         """Evaluate, record, checkpoint; the epoch counts as done once its checkpoint is written."""
