@@ -3,6 +3,7 @@ measure peak memory; with ``--compare torch``, side by side with the same networ
 from __future__ import annotations
 
 from ._common import load_graph
+from ._training import add_worker_flags, worker_settings
 
 ORDER = 80
 
@@ -16,7 +17,9 @@ def register(subparsers, common) -> None:
         "in total, with GFLOP/s of the weighted layers next to numpy's matrix-product rate, and "
         "the peak memory of a fresh process running the steps. --compare torch builds the same "
         "network in PyTorch, checks that outputs and gradients agree, and times both "
-        "alternately on the same threads. Exit 1 if they disagree.")
+        "alternately on the same threads. Exit 1 if they disagree. --workers N times a "
+        "data-parallel step on N Ray workers instead: the step time and each worker's share of it "
+        "in compute and in communication.")
     parser.add_argument("spec", metavar="SPEC",
                         help="TOML or JSON graph spec with a loss (or an ONNX model)")
     parser.add_argument("--batch-size", type=int, default=64, help="samples per step (default 64)")
@@ -32,6 +35,7 @@ def register(subparsers, common) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--format", choices=["table", "json"], default="table",
                         help="tables for people (default) or JSON for scripts")
+    add_worker_flags(parser)
     parser.set_defaults(run=run)
 
 
@@ -47,7 +51,10 @@ def run(args) -> int:
         compare=args.compare, seed=args.seed, memory=args.memory, plugins=tuple(args.plugin),
         disabled_plugins=tuple(args.disable_plugin))
     config.check()
+    distributed = worker_settings(args)
     graph = load_graph(args, args.spec)
+    if distributed:
+        return _bench_workers(args, graph, distributed)
     report = bench.run(graph, config)
     if args.format == "json":
         render_json(bench.as_json(report))
@@ -55,3 +62,24 @@ def run(args) -> int:
         render_bench(report)
     agreement = report.get("agreement")
     return 1 if agreement is not None and not agreement["passed"] else 0
+
+
+def _bench_workers(args, graph, distributed: dict) -> int:
+    import json
+
+    from ..distributed.training import bench
+    from ..render.bench import render_json, render_workers
+
+    if args.compare is not None:
+        from ..errors import UsageError
+
+        raise UsageError("--compare times one process; it does not go with --workers",
+                         field="--compare")
+    report = bench(graph, workers=distributed["workers"], batch_size=args.batch_size,
+                   steps=args.steps, warmup=args.warmup, seed=args.seed,
+                   ray_address=distributed["ray_address"])
+    if args.format == "json":
+        render_json(json.dumps(report, indent=1))
+    else:
+        render_workers(report)
+    return 0

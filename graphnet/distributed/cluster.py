@@ -91,6 +91,8 @@ def session(address: str | None = None, flag: str = "--ray-address") -> Iterator
     and shut it down on leaving; a session already open in this process is used as it is."""
     address = address_from(address)
     ray = import_ray(local=address is None)
+    if address is not None:
+        _check_reachable(address, flag)
     if ray.is_initialized():
         yield Session(ray, "the Ray session this process opened", owned=False)
         return
@@ -99,7 +101,6 @@ def session(address: str | None = None, flag: str = "--ray-address") -> Iterator
                  _node_ip_address="127.0.0.1", logging_level=logging.ERROR, log_to_driver=False)
         where = f"a local Ray instance ({available_cores()} CPUs)"
     else:
-        _check_reachable(address, flag)
         try:
             ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
         except Exception as error:  # Ray raises ConnectionError, ValueError, RuntimeError, …

@@ -185,9 +185,9 @@ def _first_line(error: Any) -> str:
 
 def _death_cause(error: Exception) -> str:
     """Ray's long account of an actor's death, cut to what happened."""
-    text = str(error).lower()
-    if "out of memory" in text or "oom" in text:
-        return "it ran out of memory"
-    if "node" in text and ("dead" in text or "died" in text) and "node" in text.split("because")[-1]:
-        return "its node was lost or its process was killed"
-    return "its process ended unexpectedly (killed, or crashed)"
+    text = str(error)
+    if type(error).__name__ == "OutOfMemoryError" or "running low on memory" in text:
+        return "Ray stopped it, its node running low on memory"
+    if "node has died" in text or "node died" in text:
+        return "its node was lost"
+    return "its process ended unexpectedly (killed, out of memory or crashed)"

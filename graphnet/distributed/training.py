@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import statistics
-import time
 from typing import Any
 
 import numpy as np
@@ -206,4 +205,4 @@ def bench(graph, *, workers: int, batch_size: int, steps: int, warmup: int, seed
             "threads": threads, "batch_size": batch_size, "steps": steps,
             "parameters": int(sum(a.size for _, _, a in network.trainable())),
             "step_seconds": seconds, "samples_per_second": batch_size / seconds,
-            "compute_shares": shares, "exchange": EXCHANGE, "time": time.time()}
+            "compute_shares": shares, "exchange": EXCHANGE}

@@ -89,6 +89,22 @@ def render_bench(report: dict) -> None:
                     console.print(f"  [red]{mode}: {escape(key)} differs by {value:.1e}[/]")
 
 
+def render_workers(report: dict) -> None:
+    """``graphnet bench --workers N``: the step time and each worker's compute/communication."""
+    console = stdout()
+    console.print(f"[bold]{escape(report['graph'])}[/]: data-parallel training step on "
+                  f"{report['workers']} workers ({escape(report['where'])}; threads "
+                  f"{', '.join(map(str, report['threads']))}), batch {report['batch_size']}, "
+                  f"{report['parameters']:,} parameters exchanged by "
+                  f"{escape(report['exchange'])}", soft_wrap=True)
+    console.print(f"step: {report['step_seconds'] * 1000:.1f} ms median of {report['steps']}, "
+                  f"{report['samples_per_second']:,.0f} samples/s", soft_wrap=True)
+    table = Table("worker", "compute", "communication")
+    for rank, share in enumerate(report["compute_shares"]):
+        table.add_row(str(rank), f"{100 * share:.0f}%", f"{100 * (1 - share):.0f}%")
+    console.print(table)
+
+
 def _fitting_node_table(report: dict, theirs, console) -> Table:
     """The per-node table at the console's width: too wide, it drops the GFLOP/s columns, then
     the kernel column (the JSON report keeps both), then cuts op names, rather than let rich
