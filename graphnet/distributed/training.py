@@ -106,7 +106,6 @@ class DistributedLoop(Loop):
         files, names = plugins_of(network.graph.registry)
         setup = Setup(spec=network.graph.spec, plugin_files=files, plugin_names=names,
                       config=self.config, bindings=task.bindings, standardise=task.standardise,
-                      steps_per_epoch=self.steps,
                       params={k: a.copy() for k, a in network.flat_params().items()},
                       optimizer_state=self.step.optimizer.state_dict())
         group = WorkerGroup(session.ray, setup, task.train.images, task.train.labels,
@@ -168,7 +167,6 @@ def bench(graph, *, workers: int, batch_size: int, steps: int, warmup: int, seed
     communication: the gradients' exchange and Ray's calls)."""
     from ..engine import Network
     from ..inference import Standardiser, bind
-    from ..train import _build_optimizer
     from ..train_config import TrainConfig
 
     config = TrainConfig.from_graph(graph, {"batch_size": batch_size, "seed": seed,
@@ -180,10 +178,9 @@ def bench(graph, *, workers: int, batch_size: int, steps: int, warmup: int, seed
     images = rng.standard_normal((batch_size, *shape), dtype=np.float32)
     labels = rng.integers(0, bindings.classes, batch_size)
     network = Network(graph, seed=seed)
-    optimizer, _ = _build_optimizer(graph, config, 1)
     files, names = plugins_of(graph.registry)
     setup = Setup(spec=graph.spec, plugin_files=files, plugin_names=names, config=config,
-                  bindings=bindings, standardise=Standardiser.fit(images), steps_per_epoch=1,
+                  bindings=bindings, standardise=Standardiser.fit(images),
                   params=network.flat_params(), optimizer_state=None)
     indices = np.arange(batch_size)
     with cluster.session(ray_address) as session:

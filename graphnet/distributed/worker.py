@@ -14,6 +14,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -34,7 +35,6 @@ class Setup:
     config: Any  # graphnet.train_config.TrainConfig
     bindings: Any
     standardise: Any
-    steps_per_epoch: int
     params: dict[str, np.ndarray]
     optimizer_state: dict[str, np.ndarray] | None
 
@@ -61,7 +61,6 @@ class Worker:
         from ..data.augment import Augmentation
         from ..engine import Network
         from ..graph import build_graph
-        from ..train import _build_optimizer
         from ..training.classification import Classification
 
         self.rank, self.world = rank, world
@@ -69,7 +68,10 @@ class Worker:
         config = setup.config
         graph = build_graph(setup.spec, _registry(setup.plugin_files, setup.plugin_names))
         self.network = network = Network(graph, seed=config.seed, params=setup.params)
-        self.optimizer, _ = _build_optimizer(graph, config, setup.steps_per_epoch)
+        # the driver built and checked this optimizer already; the same plugin makes it here
+        entry = graph.registry.entry("optimizer", config.optimizer)
+        self.optimizer = entry.value(SimpleNamespace(**{
+            key: value for key, value in config.optimizer_options.items() if key != "lr"}))
         if setup.optimizer_state:
             self.optimizer.load_state_dict(setup.optimizer_state, params=network.flat_params())
         self.bindings, self.config = setup.bindings, config
