@@ -6,8 +6,8 @@ between 2 workers on a local Ray instance, two ways.
 - collective: ray.util.collective's allreduce with the GLOO backend (which Ray implements with
   torch.distributed, so it needs PyTorch in every worker), one call per worker.
 
-    python bench/ray_exchange.py            # P = 19k, 62k, 28k and 11.7M (shapes_cnn, LeNet-5,
-                                            # the classic net, ResNet-18)
+    python bench/ray_exchange.py            # P = 19k, 62k, 70k and 11.7M (shapes_cnn, LeNet-5,
+                                            # bench_classic, ResNet-18)
 
 Prints the median milliseconds of one exchange (the round trip from the driver included, as a
 training step pays it) over --rounds rounds after a warm-up.
@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-SIZES = {"shapes_cnn": 19_466, "LeNet-5": 61_706, "classic": 27_898, "ResNet-18": 11_689_512}
+SIZES = {"shapes_cnn": 19_466, "LeNet-5": 61_706, "classic": 69_610, "ResNet-18": 11_689_512}
 
 
 def main() -> None:

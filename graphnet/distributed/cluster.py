@@ -5,6 +5,9 @@ dashboard, as many CPUs as this process may use — and shuts it down at the end
 ``--ray-address ADDR`` (or ``RAY_ADDRESS``) it joins that cluster (``ray start --head`` on one
 machine, ``ray start --address HEAD:6379`` on the others) and leaves it running. A Ray session
 the caller already opened (``ray.init()`` in a notebook or a test) is used as it is.
+
+Before Ray is first imported for a local instance, :data:`LOCAL_ENV` goes into the environment
+(unless already set): Ray reads it then, and the instance's processes inherit it.
 """
 from __future__ import annotations
 

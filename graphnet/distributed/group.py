@@ -63,12 +63,16 @@ class WorkerGroup:
         self.actors = [actor_class.remote(setup, images_ref, labels_ref, rank, workers, 1)
                        for rank in range(workers)]
         self.places: list[tuple[int | None, str]] = [(None, "?")] * workers
-        self.places = self._get([actor.where.remote() for actor in self.actors],
-                                list(range(workers)), START_TIMEOUT)
-        self.threads = self._share_cores()
-        self._get([actor.set_threads.remote(threads)
-                   for actor, threads in zip(self.actors, self.threads)],
-                  list(range(workers)), START_TIMEOUT)
+        try:
+            self.places = self._get([actor.where.remote() for actor in self.actors],
+                                    list(range(workers)), START_TIMEOUT)
+            self.threads = self._share_cores()
+            self._get([actor.set_threads.remote(threads)
+                       for actor, threads in zip(self.actors, self.threads)],
+                      list(range(workers)), START_TIMEOUT)
+        except BaseException:  # a joined cluster would keep the ones that started
+            self.stop()
+            raise
         self.pending: list = []  # the last step's apply calls
         self.slowest = 0.0
         self.returned = time.perf_counter()
@@ -127,8 +131,9 @@ class WorkerGroup:
         self.returned = now
         return loss, correct, times, bad
 
-    def state(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """Rank 0's parameters and optimizer state, after every update sent so far."""
+    def state(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, str]]:
+        """Rank 0's parameters, optimizer state and kernel choices, after every update sent so
+        far."""
         pending, self.pending = self.pending, []
         answers = self._get(pending + [self.actors[0].state.remote()],
                             list(range(len(pending))) + [0], max(STEP_TIMEOUT, 20 * self.slowest))

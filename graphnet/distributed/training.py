@@ -94,10 +94,12 @@ class DistributedLoop(Loop):
         """Take rank 0's parameters and optimizer state into the driver's network."""
         if self.synced or self.group is None:
             return
-        params, optimizer_state = self.group.state()
+        params, optimizer_state, choices = self.group.state()
         network = self.step.network
         network.load_params(params)
         self.step.optimizer.load_state_dict(optimizer_state, params=network.flat_params())
+        # the checkpoint records rank 0's kernels, which a resumed run pins again
+        network.choices.by_node.update(choices)
         self.synced = True
 
     # --- the workers ----------------------------------------------------------------------------
@@ -107,7 +109,8 @@ class DistributedLoop(Loop):
         setup = Setup(spec=network.graph.spec, plugin_files=files, plugin_names=names,
                       config=self.config, bindings=task.bindings, standardise=task.standardise,
                       params={k: a.copy() for k, a in network.flat_params().items()},
-                      optimizer_state=self.step.optimizer.state_dict())
+                      optimizer_state=self.step.optimizer.state_dict(),
+                      choices=network.choices)
         group = WorkerGroup(session.ray, setup, task.train.images, task.train.labels,
                             self.workers, session.where)
         self.synced = True

@@ -37,6 +37,7 @@ class Setup:
     standardise: Any
     params: dict[str, np.ndarray]
     optimizer_state: dict[str, np.ndarray] | None
+    choices: Any = None  # graphnet.op.Choices: the kernels a resumed run ran, pinned again
 
 
 @dataclass
@@ -67,7 +68,8 @@ class Worker:
         self.set_threads(threads)
         config = setup.config
         graph = build_graph(setup.spec, _registry(setup.plugin_files, setup.plugin_names))
-        self.network = network = Network(graph, seed=config.seed, params=setup.params)
+        self.network = network = Network(graph, seed=config.seed, params=setup.params,
+                                         choices=setup.choices)
         # the driver built and checked this optimizer already; the same plugin makes it here
         entry = graph.registry.entry("optimizer", config.optimizer)
         self.optimizer = entry.value(SimpleNamespace(**{
@@ -165,10 +167,11 @@ class Worker:
             self.optimizer.step(triples, lr)
         return {"exchange": fetched - started, "update": time.perf_counter() - fetched}
 
-    def state(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """Parameters (state included) and optimizer state, for a checkpoint."""
+    def state(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, str]]:
+        """Parameters (state included), optimizer state and what each node ran (a conv's
+        kernel), for a checkpoint."""
         return ({key: array.copy() for key, array in self.network.flat_params().items()},
-                self.optimizer.state_dict())
+                self.optimizer.state_dict(), dict(self.network.choices.by_node))
 
     def _first_non_finite(self, feeds, rng_state) -> str:
         from ..errors import NumericError
