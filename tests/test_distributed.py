@@ -27,6 +27,7 @@ from graphnet.training.events import WorkersStarted
 
 TOY = Path(__file__).resolve().parent / "toy_plugin.py"
 toy = load_plugin_file(TOY)
+LOCAL_SETTINGS = ("RAY_USAGE_STATS_ENABLED", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
 TOLERANCE = 1e-4
 """2 workers vs one process after training: the largest difference of a parameter array,
 relative to that array's largest value (measured: a few 1e-7 — summation order only)."""
@@ -215,3 +216,28 @@ def test_worker_flags_need_workers(run_cli, spec, tmp_path):
     status, out, err = run_cli("train", spec, "--plugin", TOY, "--max-failures", 2,
                                "--run-dir", tmp_path)
     assert status == 2 and "--max-failures goes with --workers" in err
+
+
+def test_a_local_instance_leaves_the_environment_and_signal_handlers_as_it_found_them():
+    # A library is a guest: Ray's settings for a local instance and the handlers ray.init
+    # installs are gone once graphnet's session ends (a fresh process: this module's Ray is open).
+    pytest.importorskip("ray")
+    probe = (
+        "import os, signal\n"
+        "from graphnet.distributed import cluster\n"
+        "def handler(number, frame): pass\n"
+        "signal.signal(signal.SIGTERM, handler)\n"
+        "before = dict(os.environ)\n"
+        "with cluster.session() as session:\n"
+        "    assert session.owned and session.ray.is_initialized()\n"
+        "    inside = {name: os.environ.get(name) for name in cluster.LOCAL_ENV}\n"
+        "assert inside == cluster.LOCAL_ENV, inside\n"
+        "assert dict(os.environ) == before, set(os.environ.items()) ^ set(before.items())\n"
+        "assert signal.getsignal(signal.SIGTERM) is handler\n"
+        "print('restored')\n")
+    environment = {name: value for name, value in os.environ.items()
+                   if name not in ("RAY_ADDRESS", *LOCAL_SETTINGS)}
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          env=environment, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "restored" in done.stdout

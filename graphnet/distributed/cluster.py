@@ -6,8 +6,10 @@ dashboard, as many CPUs as this process may use — and shuts it down at the end
 machine, ``ray start --address HEAD:6379`` on the others) and leaves it running. A Ray session
 the caller already opened (``ray.init()`` in a notebook or a test) is used as it is.
 
-Before Ray is first imported for a local instance, :data:`LOCAL_ENV` goes into the environment
-(unless already set): Ray reads it then, and the instance's processes inherit it.
+For a local instance :data:`LOCAL_ENV` goes into the environment (where not already set) while
+Ray is first imported (it reads some of it then) and while the session lasts (the instance's
+processes inherit it); the caller's environment, and the signal handlers ``ray.init`` replaces,
+are put back when the session ends.
 """
 from __future__ import annotations
 
@@ -15,7 +17,9 @@ import contextlib
 import logging
 import os
 import re
+import signal
 import socket
+import threading
 import sys
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -59,14 +63,45 @@ def check_max_failures(max_failures: Any, flag: str = "max_failures") -> int:
     return int(text)
 
 
+@contextlib.contextmanager
+def _environment_kept(local: bool) -> Iterator[None]:
+    """For the block, :data:`LOCAL_ENV` in the environment where the caller set nothing (when
+    ``local``); after it, the environment exactly as it was — Ray adds variables of its own
+    (``PYTHONBREAKPOINT``, ``RAY_AUTH_MODE``) that a library must not leave behind."""
+    kept = dict(os.environ)
+    if local:
+        os.environ.update({name: value for name, value in LOCAL_ENV.items()
+                           if name not in kept})
+    try:
+        yield
+    finally:
+        for name in set(os.environ) - set(kept):
+            del os.environ[name]
+        os.environ.update({name: value for name, value in kept.items()
+                           if os.environ.get(name) != value})
+
+
+@contextlib.contextmanager
+def _signal_handlers_kept() -> Iterator[None]:
+    """Put back the SIGINT and SIGTERM handlers that ``ray.init`` replaces in the driver."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    kept = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in kept.items():
+            if handler is not None:
+                signal.signal(number, handler)
+
+
 def import_ray(*, local: bool = False):
     """The ``ray`` module, or a UsageError with the install hint. ``local``: a local instance
-    will be started, so Ray's settings for one are put in place before it is first imported."""
-    if local and "ray" not in sys.modules:
-        for name, value in LOCAL_ENV.items():
-            os.environ.setdefault(name, value)
+    will be started, so Ray's settings for one are in place while it is first imported."""
     try:
-        import ray
+        with _environment_kept(local and "ray" not in sys.modules):
+            import ray
     except ImportError:
         raise UsageError("training on several workers (--workers) needs Ray, which is not "
                          "installed", hint=install_hint("ray")) from None
@@ -99,23 +134,25 @@ def session(address: str | None = None, flag: str = "--ray-address") -> Iterator
     if ray.is_initialized():
         yield Session(ray, "the Ray session this process opened", owned=False)
         return
-    if address is None:
-        ray.init(num_cpus=available_cores(), include_dashboard=False,
-                 _node_ip_address="127.0.0.1", logging_level=logging.ERROR, log_to_driver=False)
-        where = f"a local Ray instance ({available_cores()} CPUs)"
-    else:
+    with _environment_kept(address is None), _signal_handlers_kept():
+        if address is None:
+            ray.init(num_cpus=available_cores(), include_dashboard=False,
+                     _node_ip_address="127.0.0.1", logging_level=logging.ERROR,
+                     log_to_driver=False)
+            where = f"a local Ray instance ({available_cores()} CPUs)"
+        else:
+            try:
+                ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
+            except Exception as error:  # Ray raises ConnectionError, ValueError, RuntimeError…
+                raise UsageError(f"could not join the Ray cluster at {address}: "
+                                 f"{_first_line(error)}", field=flag,
+                                 hint="start one with `ray start --head`, then pass the address "
+                                      "it prints") from None
+            where = f"the Ray cluster at {address}"
         try:
-            ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
-        except Exception as error:  # Ray raises ConnectionError, ValueError, RuntimeError, …
-            raise UsageError(f"could not join the Ray cluster at {address}: "
-                             f"{_first_line(error)}", field=flag,
-                             hint="start one with `ray start --head`, then pass the address it "
-                                  "prints") from None
-        where = f"the Ray cluster at {address}"
-    try:
-        yield Session(ray, where, owned=True)
-    finally:
-        ray.shutdown()
+            yield Session(ray, where, owned=True)
+        finally:
+            ray.shutdown()
 
 
 def _check_reachable(address: str, flag: str) -> None:
