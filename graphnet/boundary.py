@@ -66,15 +66,16 @@ class OpBoundary:
         self.check_array(node, "init", f"parameter {name!r}", array, tuple(param.shape))
         return array
 
-    def forward(self, step, inputs: list, params: dict, ctx, batch: int):
-        """``(output, saved)`` of the step's node, the output checked and captured if asked."""
+    def forward(self, step, inputs: list, params: dict, ctx, expected_shape: tuple):
+        """``(output, saved)`` of the step's node, the output checked against
+        ``expected_shape`` (``()`` for a loss, else the batch and the node's shape) and
+        captured if asked."""
         node = step.node
         result = self.call(node, "forward", inputs, params, node.attrs, ctx)
         if not _is_pair(result):
             raise PluginError(f"{self._prefix(node, 'forward')} must return (output, saved)",
                               found=type(result).__name__)
         output, saved = result
-        expected_shape = () if node.is_loss else (batch,) + node.shape
         self.check_array(node, "forward", "output", output, expected_shape)
         if self.check_finite and not np.all(np.isfinite(output)):
             raise NumericError("output became non-finite (NaN or infinite)", node=node.name,
@@ -136,6 +137,9 @@ class OpBoundary:
     def check_array(self, node, method: str, what: str, array, expected_shape: tuple) -> None:
         """A numpy array of ``expected_shape`` in the network's dtype (an integer output of
         forward, or a numpy scalar for a scalar, passes too)."""
+        if type(array) is np.ndarray and array.dtype == self.dtype and \
+                array.shape == expected_shape:
+            return  # the common case, decided before any message is composed
         prefix = self._prefix(node, method)
         if not isinstance(array, np.ndarray):
             if np.isscalar(array) and expected_shape == ():

@@ -24,6 +24,8 @@ from .runtime import Runtime, runs_inside_runtime
 from .text import suggest
 
 FLOAT_DTYPES = {"float32": np.float32, "float64": np.float64}
+PREPARED_PLANS_KEPT = 8
+"""Prepared plans a network keeps (per outputs, captures and batch size), the newest."""
 
 
 def resolve_dtype(dtype) -> np.dtype:
@@ -78,6 +80,44 @@ class Plan(NamedTuple):
     fused_into: dict[str, str]
 
 
+class OpRun(NamedTuple):
+    """One op step of a :class:`Prepared` plan, resolved once: the values it reads, its
+    parameters, the shape its output must have, and the values no later step reads (freed
+    as soon as it has run)."""
+
+    step: Step
+    inputs: tuple[str, ...]
+    params: dict[str, np.ndarray]
+    output_shape: tuple
+    frees: tuple[str, ...]
+
+
+class GradRun(NamedTuple):
+    """One node's backward in a :class:`Prepared` plan: which of its inputs want a gradient
+    and the shapes those gradients must have."""
+
+    step: Step
+    needs_input_grad: tuple[bool, ...]
+    input_shapes: list[tuple]
+
+
+@dataclass
+class Prepared:
+    """A plan made ready for one batch size, so that a step of training or inference does
+    not work out again what the last one did: each op step's inputs, parameters, output
+    shape and frees (:class:`OpRun`), and per ``input_grads`` flag the backward schedule
+    (:class:`GradRun`), built on first use. What the ops return is still checked at every
+    call (:mod:`graphnet.boundary`); the feeds too. Buffers are not carried over: every
+    output and gradient a caller receives is its own (an op's scratch memory is reused
+    through :meth:`graphnet.runtime.Runtime.scratch`, never returned)."""
+
+    plan: Plan
+    batch: int
+    inputs: list[Step]
+    runs: list[OpRun]
+    backward: dict[bool, list[GradRun]] = field(default_factory=dict)
+
+
 @dataclass
 class Gradients:
     """The result of :meth:`Network.backward`: ``params[node][name]`` and ``inputs[input_name]``."""
@@ -119,13 +159,14 @@ class Network:
             self.load_params(params)
         self.step_rng = np.random.default_rng([seed, 1])
         self._saved: dict[str, Any] = {}
-        self._ran: list[Step] = []
+        self._ran: Prepared | None = None  # the last forward's plan, for backward
         self._plans: dict[tuple, Plan] = {}
         if isinstance(choices, Choices):
             self.choices = choices
         else:
             self.choices = (Choices(measure=False) if choices == "default"
                             else Choices(by_node=dict(choices or {})))
+        self._prepared_plans: dict[tuple, Prepared] = {}
         self.runtime = Runtime()  # threads, BLAS limit, scratch: entered by forward and backward
 
     # --- parameters -------------------------------------------------------------------------
@@ -278,41 +319,64 @@ class Network:
         self.captured = calls.captured
         ctx = RunContext(training=training, rng=rng or self.step_rng, dtype=self.dtype,
                          choices=self.choices)
-        kept_outputs = {self.graph.outputs[o] for o in output_names}
-        remaining_uses = {step.output: 0 for step in plan.steps}
-        for step in plan.steps:
-            for source in step.node.inputs:
-                remaining_uses[source] += 1
         values: dict[str, np.ndarray] = {}
         self._saved = {}
-        self._ran = []
+        self._ran = None
         batch = None
-        for step in plan.steps:
-            node, name = step.node, step.output
-            if node.is_input:
-                values[name] = self._feed(feeds, name)
-                calls.record(name, values[name])
-                if batch is None:
-                    batch = values[name].shape[0]
-                    self._check_batch(batch)
-                elif values[name].shape[0] != batch:
-                    raise DataError("inputs disagree on the batch size", field=name,
-                                    expected=f"{batch} samples", found=f"{values[name].shape[0]}")
-            else:
-                inputs = [values[source] for source in node.inputs]
-                ctx.node = node.name
-                values[name], saved = calls.forward(step, inputs, self.params[node.name], ctx,
-                                                    batch)
-                if keep:
-                    self._saved[node.name] = saved
-                for source in node.inputs:
-                    remaining_uses[source] -= 1
-                    if remaining_uses[source] == 0 and source not in kept_outputs:
-                        del values[source]  # free activations as soon as no consumer needs them
-            self._ran.append(step)
-        self._batch = batch
+        for step in plan.steps:  # every input first: the batch size picks the prepared plan
+            if not step.node.is_input:
+                continue
+            name = step.output
+            values[name] = self._feed(feeds, name)
+            calls.record(name, values[name])
+            if batch is None:
+                batch = values[name].shape[0]
+                self._check_batch(batch)
+            elif values[name].shape[0] != batch:
+                raise DataError("inputs disagree on the batch size", field=name,
+                                expected=f"{batch} samples", found=f"{values[name].shape[0]}")
+        prepared = self._prepared(output_names, capture, plan, batch)
+        saved = self._saved
+        for run in prepared.runs:
+            node = run.step.node
+            ctx.node = node.name
+            values[run.step.output], saved_by_op = calls.forward(
+                run.step, [values[source] for source in run.inputs], run.params, ctx,
+                run.output_shape)
+            if keep:
+                saved[node.name] = saved_by_op
+            for source in run.frees:
+                del values[source]  # free activations as soon as no consumer needs them
+        self._ran = prepared
         self._ctx = ctx
         return {o: values[self.graph.outputs[o]] for o in output_names}
+
+    def _prepared(self, output_names: tuple[str, ...], capture: tuple[str, ...], plan: Plan,
+                  batch: int | None) -> Prepared:
+        """The plan for these outputs and captures made ready for ``batch`` samples (see
+        :class:`Prepared`); cached, for the few batch sizes last used (a training run has two:
+        its batch and the last, shorter one; predict likewise)."""
+        key = (output_names, capture, batch)
+        prepared = self._prepared_plans.pop(key, None)
+        if prepared is None:
+            kept = {self.graph.outputs[o] for o in output_names}
+            last_use = {}
+            for position, step in enumerate(plan.steps):
+                for source in step.node.inputs:
+                    last_use[source] = position
+            frees = {}
+            for source, position in last_use.items():
+                if source not in kept:
+                    frees.setdefault(position, []).append(source)
+            runs = [OpRun(step, tuple(step.node.inputs), self.params[step.node.name],
+                          self._value_shape(step.node.name, (batch,)),
+                          tuple(frees.get(position, ())))
+                    for position, step in enumerate(plan.steps) if not step.node.is_input]
+            prepared = Prepared(plan, batch, [s for s in plan.steps if s.node.is_input], runs)
+            while len(self._prepared_plans) >= PREPARED_PLANS_KEPT:
+                del self._prepared_plans[next(iter(self._prepared_plans))]  # the oldest
+        self._prepared_plans[key] = prepared  # now the newest
+        return prepared
 
     def predict(self, x, *, output: str | None = None, batch_size: int = 256) -> np.ndarray:
         """The model's output for a batch-first array of samples, in inference mode.
@@ -349,9 +413,10 @@ class Network:
             feeds[name] = self._feed(feeds, name)
         count = len(feeds[needed[0]]) if needed else 0
         rng = np.random.default_rng(self.seed)
-        rows = [self.forward({name: feeds[name][start:start + batch_size] for name in needed},
-                             outputs=[output], rng=rng)[output]
-                for start in range(0, count, batch_size)]
+        with self.runtime:  # entered once for all the batches, not once per batch
+            rows = [self.forward({name: feeds[name][start:start + batch_size] for name in needed},
+                                 outputs=[output], rng=rng)[output]
+                    for start in range(0, count, batch_size)]
         if not rows:
             return np.zeros((0,) + self.graph.nodes[self.graph.outputs[output]].shape, self.dtype)
         return np.concatenate(rows)
@@ -367,12 +432,12 @@ class Network:
         ``check_finite`` raises NumericError naming the first node whose backward returned a NaN
         or infinite gradient. ``profile`` is told each op's backward time, as in ``forward``.
         """
-        if not self._ran or (not self._saved and any(not step.node.is_input
-                                                     for step in self._ran)):
+        prepared = self._ran
+        if prepared is None or (not self._saved and prepared.runs):
             raise UsageError("backward() needs a forward pass with training=True or "
                              "keep_for_backward=True first")
         graph = self.graph
-        made = {step.output for step in self._ran}
+        made = {step.output for step in prepared.plan.steps}
         grad_by_node: dict[str, np.ndarray] = {}
         owned: set[str] = set()  # gradients we allocated and may add into in place
         if grad_outputs is None:
@@ -387,32 +452,29 @@ class Network:
                                      field=output, expected="one of: " + ", ".join(
                                          o for o, n in graph.outputs.items() if n in made))
                 grad = np.asarray(grad, dtype=self.dtype)
-                expected_shape = self._value_shape(target, (self._batch,))
+                expected_shape = self._value_shape(target, (prepared.batch,))
                 if grad.shape != expected_shape:
                     raise UsageError("output gradient has the wrong shape", field=output,
                                      expected=format_shape(expected_shape),
                                      found=format_shape(grad.shape))
                 self._accumulate(grad_by_node, owned, target, grad)
-        requires_grad = self._requires_grad(input_grads)
         calls = OpBoundary(graph, self.dtype, profile=profile, check_finite=check_finite)
         ctx = self._ctx
         result = Gradients()
-        for step in reversed(self._ran):
-            node = step.node
-            grad = grad_by_node.pop(step.output, None)
+        for run in self._backward_schedule(prepared, input_grads):
+            node = run.step.node
+            grad = grad_by_node.pop(run.step.output, None)
             if grad is None:
                 continue
             if node.is_input:
                 if input_grads and node.dtype_kind == "float":
                     result.inputs[node.name] = grad
                 continue
-            ctx.needs_input_grad = tuple(
-                requires_grad[source] and position not in node.op.integer_inputs
-                for position, source in enumerate(node.inputs))
+            ctx.needs_input_grad = run.needs_input_grad
             ctx.needs_param_grad = node.trainable
-            input_shapes = [self._value_shape(source, (self._batch,)) for source in node.inputs]
             source_grads, param_grads = calls.backward(node, grad, self._saved.pop(node.name),
-                                                       self.params[node.name], ctx, input_shapes)
+                                                       self.params[node.name], ctx,
+                                                       run.input_shapes)
             for source, source_grad in zip(node.inputs, source_grads):
                 if source_grad is not None:
                     self._accumulate(grad_by_node, owned, source, source_grad)
@@ -433,10 +495,24 @@ class Network:
         node = self.graph.nodes[name]
         return () if node.is_loss else batch_shape + node.shape
 
-    def _requires_grad(self, input_grads: bool) -> dict[str, bool]:
-        """Whether each value of the last forward depends on something that wants a gradient."""
-        return requires_grad(((step.output, step.node) for step in self._ran),
-                             input_grads=input_grads)
+    def _backward_schedule(self, prepared: Prepared, input_grads: bool) -> list[GradRun]:
+        """The prepared plan's steps in reverse, each with which of its inputs want a gradient
+        (a value wants one when it depends on a trainable parameter, or is a float input and
+        ``input_grads`` asks) and their shapes; worked out once per plan and flag."""
+        schedule = prepared.backward.get(input_grads)
+        if schedule is None:
+            steps = prepared.plan.steps
+            requires = requires_grad(((step.output, step.node) for step in steps),
+                                     input_grads=input_grads)
+            schedule = [GradRun(step, tuple(
+                            requires[source] and position not in step.node.op.integer_inputs
+                            for position, source in enumerate(step.node.inputs)),
+                            [self._value_shape(source, (prepared.batch,))
+                             for source in step.node.inputs])
+                        if not step.node.is_input else GradRun(step, (), [])
+                        for step in reversed(steps)]
+            prepared.backward[input_grads] = schedule
+        return schedule
 
     @staticmethod
     def _accumulate(grad_by_node: dict, owned: set, name: str, grad: np.ndarray) -> None:

@@ -218,3 +218,60 @@ def test_load_params_not_strict_sets_some_layers_and_checks_the_rest():
     with pytest.raises(UsageError, match="wrong shape.*3×2×3×3"):
         net.load_params(wrong, strict=False)
     np.testing.assert_array_equal(net.params["fc"]["weight"], kept)  # nothing written on refusal
+
+
+# --- prepared plans: resolved once per batch size, never handing back a buffer twice ----------
+def _feeds(graph, batch, seed):
+    from graphnet.gradcheck import random_feeds
+    return random_feeds(graph, batch, seed, np.float32)
+
+
+@pytest.mark.parametrize("spec", ["lenet5", "bench_classic"])
+def test_outputs_and_gradients_of_a_step_are_not_overwritten_by_the_next(spec):
+    """What a caller keeps from one step (outputs, gradients, captured values, predictions)
+    is unchanged after the next step on other data, and shares no memory with it."""
+    graph = graphnet.load(f"specs/{spec}.toml")
+    net = graphnet.Network(graph)
+    kept = []
+    for seed in (1, 2):
+        outputs = net.forward(_feeds(graph, 3, seed), training=True, capture=["conv1"])
+        grads = net.backward(input_grads=True)
+        arrays = {**{f"out/{k}": v for k, v in outputs.items()},
+                  **{f"grad/{n}/{k}": v for n, d in grads.params.items() for k, v in d.items()},
+                  **{f"input/{k}": v for k, v in grads.inputs.items()},
+                  "captured/conv1": net.captured["conv1"],
+                  "predict": net.predict(_feeds(graph, 1, seed)["image"])}
+        kept.append((arrays, {k: np.array(v, copy=True) for k, v in arrays.items()}))
+    (first, first_copy), (second, _) = kept
+    for key, array in first.items():
+        np.testing.assert_array_equal(array, first_copy[key], err_msg=key)
+        assert not np.shares_memory(array, second[key]), key
+    assert not np.array_equal(first["out/logits"], second["out/logits"])
+
+
+def test_a_step_at_another_batch_size_gets_its_own_plan():
+    """Batch sizes taken in turn (more than the prepared plans a network keeps) give what a
+    fresh network gives at each: outputs and gradients alike."""
+    graph = graphnet.load(BRANCHY)
+    net = graphnet.Network(graph, dtype="float64")
+    for batch in (4, 2, 4, *range(1, 11), 4):
+        feeds = _feeds(graph, batch, batch)
+        outputs = net.forward(feeds, training=True)
+        grads = net.backward(input_grads=True)
+        fresh = graphnet.Network(graph, dtype="float64")
+        expected = fresh.forward(feeds, training=True)
+        expected_grads = fresh.backward(input_grads=True)
+        np.testing.assert_array_equal(outputs["logits"], expected["logits"])
+        np.testing.assert_array_equal(grads.inputs["x"], expected_grads.inputs["x"])
+        np.testing.assert_array_equal(grads.params["c"]["weight"],
+                                      expected_grads.params["c"]["weight"])
+
+
+def test_backward_after_a_failed_forward_is_a_usage_error():
+    graph = graphnet.load(BRANCHY)
+    net = graphnet.Network(graph)
+    net.forward(_feeds(graph, 2, 0), training=True)
+    with pytest.raises(DataError):
+        net.forward({"x": np.ones((2, 2, 6, 6)), "label": np.zeros(3, int)}, training=True)
+    with pytest.raises(UsageError, match="needs a forward pass"):
+        net.backward()
