@@ -184,6 +184,32 @@ def test_predict_gives_the_model_output_without_labels_in_batches():
     assert net.predict(x[:0]).shape == (0, 4)
 
 
+def test_predict_draws_the_same_numbers_at_every_call(tmp_path):
+    """An op that draws at inference (noise, here) sees a generator seeded afresh by every
+    predict: the same numbers each call, the numbers of default_rng(seed)."""
+    plugin = tmp_path / "noisy.py"
+    plugin.write_text(
+        "from graphnet.hookspecs import hookimpl\nfrom graphnet.op import Op\n"
+        "class Noisy(Op):\n    '''Adds noise, also at inference.'''\n    name = 'noisy'\n"
+        "    def shape(self, s, a):\n        return s[0]\n"
+        "    def forward(self, xs, p, a, ctx):\n"
+        "        return xs[0] + ctx.rng.standard_normal(xs[0].shape, dtype=xs[0].dtype), None\n"
+        "    def backward(self, g, saved, p, a, ctx):\n        return [g], {}\n"
+        "@hookimpl\ndef graphnet_register_ops(registry):\n    registry.add_op(Noisy)\n")
+    graph = graphnet.load({"inputs": {"x": {"shape": [3]}}, "nodes": [
+        {"name": "n", "op": "noisy"}], "outputs": {"y": "n"}}, plugins=[plugin])
+    net = graphnet.Network(graph, seed=7)
+    x = np.zeros((4, 3), np.float32)
+    first = net.predict(x, batch_size=3)
+    np.testing.assert_array_equal(net.predict(x, batch_size=3), first)
+    draws = np.random.default_rng(7)
+    expected = np.concatenate([draws.standard_normal((3, 3), dtype=np.float32),
+                               draws.standard_normal((1, 3), dtype=np.float32)])
+    np.testing.assert_array_equal(first, expected)
+    net.seed = 8
+    assert not np.array_equal(net.predict(x), first)
+
+
 def test_predict_names_what_it_cannot_tell():
     net = graphnet.Network(graphnet.load(BRANCHY))
     with pytest.raises(DataError, match=r"field 'x'.*N×2×6×6"):
