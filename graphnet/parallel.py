@@ -154,10 +154,17 @@ def ordered_sum(parts, shape, dtype) -> np.ndarray:
 
 
 def run_batch_tiles(work: Callable[[slice], None], batch: np.ndarray, tile_bytes: int) -> None:
-    """``work(part)`` on tiles of about ``tile_bytes`` along the first axis of ``batch``, shared
-    among the threads as :func:`run_tiles` does (for ops that treat each sample on its own)."""
+    """``work(part)`` on tiles of at most about ``tile_bytes`` along the first axis of
+    ``batch``, shared among the threads as :func:`run_tiles` does (for ops that treat each
+    sample on its own, so that the tiling never changes a result).
+
+    The tiles are as even as the count allows: LeNet-5's first pooling at batch 64 fits in two
+    tiles of 1 MiB, which cut at 1 MiB were 55 and 9 samples, one thread doing nearly all the
+    work while the other waited; now 32 and 32."""
     sample_bytes = batch.itemsize * math.prod(batch.shape[1:])
-    run_tiles(lambda index, part: work(part), len(batch), tile_items(sample_bytes, tile_bytes))
+    total = len(batch)
+    count = -(-total // tile_items(sample_bytes, tile_bytes))
+    run_tiles(lambda index, part: work(part), total, -(-total // max(count, 1)))
 
 
 def tile_items(bytes_per_item: int, tile_bytes: int, total: int | None = None) -> int:

@@ -129,3 +129,22 @@ def test_changing_the_thread_count_while_another_thread_runs_tiles(threads):
         stop.set()
         resizer.join()
     assert not errors, errors[:3]
+
+
+@pytest.mark.parametrize("batch, tiles", [(64, [32, 32]), (100, [50, 50]), (10, [10]),
+                                          (0, [])])
+def test_batch_tiles_are_as_even_as_their_count_allows(threads, batch, tiles):
+    """A per-sample op's batch split by bytes into tiles of nearly equal size, so that no
+    thread waits while another does a tile several times larger (64 samples of 1 MiB / 55:
+    two tiles, 32 each, not 55 and 9)."""
+    threads(2)
+    seen, lock = [], threading.Lock()
+    sample_bytes = (1 << 20) // 55 if batch > 10 else 8  # 55 samples fill a tile
+
+    def work(part):
+        with lock:
+            seen.append((part.start, part.stop))
+
+    samples = np.empty((batch, sample_bytes), dtype=np.uint8)
+    parallel.run_batch_tiles(work, samples, 1 << 20)
+    assert sorted(seen) == [(sum(tiles[:i]), sum(tiles[:i + 1])) for i in range(len(tiles))]
