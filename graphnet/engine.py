@@ -81,13 +81,12 @@ class Plan(NamedTuple):
 
 
 class OpRun(NamedTuple):
-    """One op step of a :class:`Prepared` plan, resolved once: the values it reads, its
-    parameters, the shape its output must have, and the values no later step reads (freed
-    as soon as it has run)."""
+    """One op step of a :class:`Prepared` plan, resolved once: the values it reads, the shape
+    its output must have, and the values no later step reads (freed as soon as it has run).
+    Parameters are looked up at each call: a caller may replace a node's dict of them."""
 
     step: Step
     inputs: tuple[str, ...]
-    params: dict[str, np.ndarray]
     output_shape: tuple
     frees: tuple[str, ...]
 
@@ -113,7 +112,6 @@ class Prepared:
 
     plan: Plan
     batch: int
-    inputs: list[Step]
     runs: list[OpRun]
     backward: dict[bool, list[GradRun]] = field(default_factory=dict)
 
@@ -342,8 +340,8 @@ class Network:
             node = run.step.node
             ctx.node = node.name
             values[run.step.output], saved_by_op = calls.forward(
-                run.step, [values[source] for source in run.inputs], run.params, ctx,
-                run.output_shape)
+                run.step, [values[source] for source in run.inputs], self.params[node.name],
+                ctx, run.output_shape)
             if keep:
                 saved[node.name] = saved_by_op
             for source in run.frees:
@@ -369,11 +367,11 @@ class Network:
             for source, position in last_use.items():
                 if source not in kept:
                     frees.setdefault(position, []).append(source)
-            runs = [OpRun(step, tuple(step.node.inputs), self.params[step.node.name],
+            runs = [OpRun(step, tuple(step.node.inputs),
                           self._value_shape(step.node.name, (batch,)),
                           tuple(frees.get(position, ())))
                     for position, step in enumerate(plan.steps) if not step.node.is_input]
-            prepared = Prepared(plan, batch, [s for s in plan.steps if s.node.is_input], runs)
+            prepared = Prepared(plan, batch, runs)
             while len(self._prepared_plans) >= PREPARED_PLANS_KEPT:
                 del self._prepared_plans[next(iter(self._prepared_plans))]  # the oldest
         self._prepared_plans[key] = prepared  # now the newest
