@@ -108,9 +108,12 @@ class OpBoundary:
             if grad is None or not ctx.needs_input_grad[position]:
                 checked.append(None)
                 continue
-            self.check_array(node, "backward", f"gradient of input {position + 1}", grad,
-                             input_shapes[position])
-            self._check_finite_grad(node, f"gradient of input {position + 1} ({source!r})", grad)
+            if not self._fits(grad, input_shapes[position]):  # messages composed only then
+                self.check_array(node, "backward", f"gradient of input {position + 1}", grad,
+                                 input_shapes[position])
+            if self.check_finite:
+                self._check_finite_grad(node, f"gradient of input {position + 1} ({source!r})",
+                                        grad)
             checked.append(grad)
         grads = {}
         if node.trainable:
@@ -123,10 +126,13 @@ class OpBoundary:
                     raise PluginError(f"plugin {node.plugin!r}, op {node.op_name!r}, node "
                                       f"{node.name!r}: backward returned no gradient for "
                                       f"parameter {name!r}")
-                self.check_array(node, "backward", f"gradient of {name!r}", param_grads[name],
-                                 params[name].shape)
-                self._check_finite_grad(node, f"gradient of {name!r}", param_grads[name])
-                grads[name] = param_grads[name]
+                grad = param_grads[name]
+                if not self._fits(grad, params[name].shape):
+                    self.check_array(node, "backward", f"gradient of {name!r}", grad,
+                                     params[name].shape)
+                if self.check_finite:
+                    self._check_finite_grad(node, f"gradient of {name!r}", grad)
+                grads[name] = grad
         return checked, grads
 
     # --- checks -----------------------------------------------------------------------------
@@ -134,12 +140,17 @@ class OpBoundary:
     def _prefix(node, method: str) -> str:
         return f"plugin {node.plugin!r}, op {node.op_name!r}, node {node.name!r}: {method}"
 
+    def _fits(self, array, expected_shape: tuple) -> bool:
+        """The common case of :meth:`check_array`, decided before any message is composed:
+        a numpy array of ``expected_shape`` in the network's dtype."""
+        return type(array) is np.ndarray and array.dtype == self.dtype and \
+            array.shape == expected_shape
+
     def check_array(self, node, method: str, what: str, array, expected_shape: tuple) -> None:
         """A numpy array of ``expected_shape`` in the network's dtype (an integer output of
         forward, or a numpy scalar for a scalar, passes too)."""
-        if type(array) is np.ndarray and array.dtype == self.dtype and \
-                array.shape == expected_shape:
-            return  # the common case, decided before any message is composed
+        if self._fits(array, expected_shape):
+            return
         prefix = self._prefix(node, method)
         if not isinstance(array, np.ndarray):
             if np.isscalar(array) and expected_shape == ():
@@ -154,7 +165,7 @@ class OpBoundary:
                               expected=str(self.dtype), found=str(array.dtype))
 
     def _check_finite_grad(self, node, what: str, grad) -> None:
-        if self.check_finite and not np.all(np.isfinite(grad)):
+        if not np.all(np.isfinite(grad)):
             raise NumericError(f"backward produced a non-finite {what} (NaN or infinite)",
                                node=node.name, hint=f"op {node.op_name}")
 

@@ -34,6 +34,7 @@ Result = TypeVar("Result")
 
 _pool: ThreadPoolExecutor | None = None
 _pool_threads = 1
+_current: tuple[ThreadPoolExecutor | None, int] = (None, 1)  # both, swapped in one assignment
 _lock = threading.Lock()
 
 
@@ -87,9 +88,14 @@ def run_tiles(work: Callable[[int, slice], None], total: int, tile: int) -> None
 
 def _workers() -> tuple[ThreadPoolExecutor | None, int]:
     """The pool for the requested thread count (started or resized here) and that count, read
-    together: set_num_threads in another thread may replace them at any moment."""
-    global _pool, _pool_threads
+    together: set_num_threads in another thread may replace them at any moment. The common
+    case, the pool already of that size, reads them without the lock (one tuple, assigned
+    whole); a pool shut down meanwhile makes the work run on the caller's thread."""
+    global _pool, _pool_threads, _current
     threads = num_threads()
+    current = _current
+    if current[1] == threads:
+        return current
     with _lock:
         if threads != _pool_threads:
             _shutdown()
@@ -97,6 +103,7 @@ def _workers() -> tuple[ThreadPoolExecutor | None, int]:
                 _pool = ThreadPoolExecutor(max_workers=threads - 1,
                                            thread_name_prefix="graphnet-worker")
             _pool_threads = threads
+            _current = (_pool, _pool_threads)
         return _pool, _pool_threads
 
 
@@ -186,7 +193,8 @@ MIN_TILE_BYTES = 2 << 20
 
 def _shutdown() -> None:
     """Stop the pool (after the work it holds); the next parallel call starts one again."""
-    global _pool, _pool_threads
+    global _pool, _pool_threads, _current
+    _current = (None, 1)
     if _pool is not None:
         _pool.shutdown(wait=True)
     _pool, _pool_threads = None, 1
