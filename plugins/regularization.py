@@ -8,6 +8,8 @@ import numpy as np
 from graphnet.hookspecs import hookimpl
 from graphnet.op import Attr, Op, Param, format_shape, shape_error
 
+from . import _batch_norm as kernels
+
 
 
 class Dropout(Op):
@@ -56,6 +58,10 @@ class BatchNorm(Op):
     running statistics are updated in place the PyTorch way, running = (1 − momentum)·running +
     momentum·batch, the variance with its unbiased estimate. Outside training the running
     statistics are used instead. MACs: one multiply-add per element.
+
+    The passes over memory are :mod:`._batch_norm`'s: one for the statistics, one for the
+    normalisation; backward's two reductions in one, then one for the input gradient. A ReLU
+    after it runs inside those passes (:mod:`graphnet.fusion`).
     """
 
     name = "batch_norm"
@@ -88,58 +94,49 @@ class BatchNorm(Op):
         return math.prod(input_shapes[0])
 
     def forward(self, inputs, params, attrs, ctx):
-        x = inputs[0]
-        reduce_axes = _all_axes_but_channels(x.ndim)
-        per_channel = _per_channel_shape(x.ndim)
-        if ctx.training:
-            mean = x.mean(axis=reduce_axes)
-            variance = x.var(axis=reduce_axes)
-            _update_running_stats(params, mean, variance, count=x.size // x.shape[1],
-                                  momentum=attrs.momentum)
-        else:
-            mean, variance = params["running_mean"], params["running_var"]
-        inv_std = 1 / np.sqrt(variance + attrs.eps)
-        normalised = (x - mean.reshape(per_channel)) * inv_std.reshape(per_channel)
-        output = (normalised * params["weight"].reshape(per_channel)
-                  + params["bias"].reshape(per_channel))
-        return output, (normalised, inv_std, ctx.training)
+        return self.forward_with_epilogue(inputs, params, attrs, ctx, None)
 
     def backward(self, grad_output, saved, params, attrs, ctx):
-        normalised, inv_std, used_batch_stats = saved
-        reduce_axes = _all_axes_but_channels(grad_output.ndim)
-        per_channel = _per_channel_shape(grad_output.ndim)
-        input_grads = [None]
-        if ctx.wants_input_grad(0):
-            grad_normalised = grad_output * params["weight"].reshape(per_channel)
-            if used_batch_stats:
-                # The batch mean and variance depend on every input too; their share of the
-                # gradient removes the mean of g and its component along the normalised input.
-                mean_grad = grad_normalised.mean(axis=reduce_axes, keepdims=True)
-                mean_grad_along = (grad_normalised * normalised).mean(axis=reduce_axes,
-                                                                        keepdims=True)
-                grad_normalised = grad_normalised - mean_grad - normalised * mean_grad_along
-            input_grads = [grad_normalised * inv_std.reshape(per_channel)]
+        return self.backward_with_epilogue(grad_output, saved, params, attrs, ctx, None)
+
+    # fusion (graphnet.fusion): a ReLU after it costs no pass of its own, either way
+    def accepts_epilogue(self, input_shapes, attrs):
+        return True
+
+    def forward_with_epilogue(self, inputs, params, attrs, ctx, epilogue):
+        layout, x, xv = kernels.viewed(inputs[0])
+        if ctx.training:
+            mean, variance = kernels.statistics(layout, xv)
+            _update_running_stats(params, mean, variance, count=layout.count,
+                                  momentum=attrs.momentum)
+        else:
+            mean = params["running_mean"].astype(np.float64)
+            variance = params["running_var"].astype(np.float64)
+        inv_std = 1 / np.sqrt(variance + attrs.eps)
+        scale = params["weight"] * inv_std
+        affine = (scale, params["bias"] - mean * scale)
+        output = kernels.normalise(layout, xv, *affine, epilogue=epilogue)
+        # x itself, not x̂: backward recomputes x̂ (and the epilogue's input) tile by tile
+        return output, (layout, xv, mean, inv_std, affine, ctx.training)
+
+    def backward_with_epilogue(self, grad_output, saved, params, attrs, ctx, epilogue):
+        """``grad_output`` is the gradient of the epilogue's result, if there is one."""
+        layout, xv, mean, inv_std, affine, used_batch_stats = saved
+        grad_input, grad_sum, grad_dot_normalised = kernels.backward(
+            layout, xv, grad_output, mean=mean, inv_std=inv_std, weight=params["weight"],
+            affine=affine, used_batch_stats=used_batch_stats,
+            input_grad=ctx.wants_input_grad(0), sums=ctx.needs_param_grad, epilogue=epilogue)
         param_grads = {}
         if ctx.needs_param_grad:
-            param_grads["weight"] = (grad_output * normalised).sum(axis=reduce_axes)
-            param_grads["bias"] = grad_output.sum(axis=reduce_axes)
-        return input_grads, param_grads
+            param_grads["weight"] = grad_dot_normalised.astype(params["weight"].dtype)
+            param_grads["bias"] = grad_sum.astype(params["bias"].dtype)
+        return [grad_input], param_grads
 
     def to_torch(self, input_shapes, attrs, names):
         from graphnet.op import TorchLayer
         layer = "BatchNorm1d" if len(input_shapes[0]) == 1 else "BatchNorm2d"
         return TorchLayer.applied(names, f"nn.{layer}({input_shapes[0][0]}, "
                                          f"eps={attrs.eps!r}, momentum={attrs.momentum!r})")
-
-
-def _all_axes_but_channels(ndim: int) -> tuple[int, ...]:
-    """The batch axis and every spatial axis: what a per-channel statistic reduces over."""
-    return (0,) + tuple(range(2, ndim))
-
-
-def _per_channel_shape(ndim: int) -> tuple[int, ...]:
-    """The shape that broadcasts a (C,) vector along axis 1 of an ``ndim``-dimensional batch."""
-    return (1, -1) + (1,) * (ndim - 2)
 
 
 def _update_running_stats(params, batch_mean, batch_variance, *, count: int, momentum: float):

@@ -175,3 +175,91 @@ def test_batch_norm_skips_what_is_not_wanted(attrs_for, context):
 def test_docstrings_state_the_cost():
     assert Dropout.doc() and "MACs: 0" in Dropout.__doc__
     assert BatchNorm.doc() and "MACs: one multiply-add per element" in BatchNorm.__doc__
+
+
+# --- batch_norm's passes over memory (graphnet_plugins._batch_norm) --------------------------
+def laid_out(x, layout):
+    """``x`` with the memory layout a batch norm meets: a conv's channels-last view, a plain
+    NCHW array, or neither (Fortran order)."""
+    if layout == "channels-last":
+        return np.ascontiguousarray(np.moveaxis(x, 1, -1)).transpose(0, 3, 1, 2)
+    return np.asfortranarray(x) if layout == "other" else x
+
+
+LAYOUTS = ["channels-last", "channels-first", "other"]
+
+
+@pytest.fixture
+def small_tiles(monkeypatch):
+    """Tiles of a few hundred bytes, so that small test batches take many tiles."""
+    from graphnet_plugins import _batch_norm
+    monkeypatch.setattr(_batch_norm, "TILE_BYTES", 256)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_batch_norm_gradients_in_every_layout_over_many_tiles(layout, training, small_tiles,
+                                                              attrs_for, check_gradients):
+    x = laid_out(random((5, 3, 4, 3), seed=4) * 3 + 1, layout)
+    check_gradients(BatchNorm(), [x], batch_norm_params(3), attrs_for(BatchNorm),
+                    training=training)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_batch_norm_keeps_the_layout_and_any_thread_count_gives_the_same_bits(
+        layout, small_tiles, attrs_for, context):
+    """The next conv reads a channels-last output without a copy; tiles are summed in their
+    order, so two threads give what one gives."""
+    from graphnet import parallel
+    x = laid_out(random((6, 5, 4, 4), seed=2, dtype=np.float32) * 4 + 3, layout)
+    grad = random(x.shape, seed=3, dtype=np.float32)
+    results = []
+    for threads in (1, 2):
+        parallel.set_num_threads(threads)
+        try:
+            params = batch_norm_params(5, dtype=np.float32)
+            output, saved = BatchNorm().forward([x], params, attrs_for(BatchNorm),
+                                                context(training=True, dtype=np.float32))
+            (grad_input,), param_grads = BatchNorm().backward(
+                grad, saved, params, attrs_for(BatchNorm), context(dtype=np.float32))
+        finally:
+            parallel.set_num_threads(None)
+        results.append([output, grad_input, *param_grads.values(), params["running_var"]])
+        if layout == "channels-last":
+            assert output.strides == x.strides and grad_input.strides == x.strides
+    for one, two in zip(*results):
+        assert np.array_equal(one, two)
+
+
+def test_batch_norm_statistics_hold_far_from_zero(attrs_for, context):
+    """A mean 10⁴ standard deviations from zero: the variance of each tile is taken about its
+    own mean, so no large sum of squares cancels in float32."""
+    x = laid_out((1e4 + random((16, 2, 16, 16), seed=5)).astype(np.float32), "channels-last")
+    params = batch_norm_params(2, dtype=np.float32)
+    BatchNorm().forward([x], params, attrs_for(BatchNorm, momentum=1.0),
+                        context(training=True, dtype=np.float32))
+    exact = x.astype(np.float64).var(axis=(0, 2, 3), ddof=1)
+    np.testing.assert_allclose(params["running_var"], exact, rtol=1e-3)
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_a_relu_after_batch_norm_runs_inside_it_with_the_same_results(training):
+    import graphnet
+    spec = {"inputs": {"x": {"shape": [3, 6, 6]}},
+            "nodes": [{"name": "conv", "op": "conv2d", "filters": 4, "kernel": 3,
+                       "inputs": ["x"]},
+                      {"name": "bn", "op": "batch_norm"}, {"name": "relu", "op": "relu"},
+                      {"name": "pool", "op": "global_avg_pool"}],
+            "outputs": {"pooled": "pool"}}
+    x = random((4, 3, 6, 6), seed=6)
+    results = []
+    for fuse in (True, False):
+        network = graphnet.Network(graphnet.load(spec), dtype="float64", fuse=fuse)
+        pooled = network.forward({"x": x}, training=training, keep_for_backward=True)["pooled"]
+        grads = network.backward({"pooled": random(pooled.shape, seed=7)}, input_grads=True)
+        results.append((network.fused_nodes(), pooled, grads.inputs["x"],
+                        grads.params["bn"]["weight"], grads.params["conv"]["weight"]))
+    (fused_nodes, *fused), (plain_nodes, *plain) = results
+    assert fused_nodes["relu"] == "bn" and plain_nodes == {}
+    for one, two in zip(fused, plain):
+        np.testing.assert_allclose(one, two, rtol=1e-12, atol=1e-14)
