@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from graphnet import parallel
 from graphnet.hookspecs import hookimpl
 from graphnet.op import Op, format_shape, shape_error
 
@@ -16,7 +17,8 @@ class Add(Op):
     """Elementwise sum of two or more inputs of the same shape.
 
     The same node may be given more than once (``add(x, x)``): each position gets its own gradient
-    and the engine sums them. MACs: 0.
+    and the engine sums them. MACs: 0. The ReLU closing a residual block runs inside it
+    (:mod:`graphnet.fusion`): the sum and the ReLU in one pass, tile by tile over the threads.
     """
 
     name = "add"
@@ -33,13 +35,47 @@ class Add(Op):
         return first
 
     def forward(self, inputs, params, attrs, ctx):
-        total = inputs[0] + inputs[1]  # a new array, so the in-place sums below touch no input
-        for extra in inputs[2:]:
-            total += extra
-        return total, len(inputs)
+        return self.forward_with_epilogue(inputs, params, attrs, ctx, None)
 
     def backward(self, grad_output, saved, params, attrs, ctx):
-        input_count = saved
+        return self.backward_with_epilogue(grad_output, saved, params, attrs, ctx, None)
+
+    # fusion (graphnet.fusion): the ReLU after a residual sum costs no pass of its own
+    def accepts_epilogue(self, input_shapes, attrs):
+        return True
+
+    def forward_with_epilogue(self, inputs, params, attrs, ctx, epilogue):
+        # the first input's layout (a conv's channels-last), numpy's dtype for the sum
+        total = np.empty_like(inputs[0], dtype=np.result_type(*inputs))
+
+        def work(part):
+            np.add(inputs[0][part], inputs[1][part], out=total[part])
+            for extra in inputs[2:]:
+                np.add(total[part], extra[part], out=total[part])
+            if epilogue is not None:
+                epilogue.forward(total[part])
+
+        if total.ndim:
+            parallel.run_batch_tiles(work, total, TILE_BYTES)
+        else:  # a sum of losses
+            work(...)
+        # with an epilogue, the output too: the epilogue's derivative follows from it
+        return total, (len(inputs), total if epilogue is not None else None)
+
+    def backward_with_epilogue(self, grad_output, saved, params, attrs, ctx, epilogue):
+        """``grad_output`` is the gradient of the epilogue's result, if there is one."""
+        input_count, output = saved
+        if epilogue is not None:
+            grad = np.empty_like(grad_output)
+
+            def work(part):
+                epilogue.backward(grad_output[part], output[part], grad[part])
+
+            if grad.ndim:
+                parallel.run_batch_tiles(work, grad, TILE_BYTES)
+            else:
+                work(...)
+            grad_output = grad
         # The engine never mutates a gradient it receives, so every input may share this one.
         return [grad_output if ctx.wants_input_grad(position) else None
                 for position in range(input_count)], {}
@@ -47,6 +83,10 @@ class Add(Op):
     def to_torch(self, input_shapes, attrs, names):
         from graphnet.op import TorchLayer
         return TorchLayer(" + ".join(names.inputs))
+
+
+TILE_BYTES = 2 << 20
+"""Bytes of output per tile of samples shared among the worker threads (as ReLU's)."""
 
 
 class Concat(Op):
