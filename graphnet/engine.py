@@ -226,10 +226,13 @@ class Network:
                 target[...] = flat[key]
 
     # --- running ----------------------------------------------------------------------------
-    def _plan(self, output_names: tuple[str, ...], capture: tuple[str, ...] = ()) -> Plan:
+    def _plan(self, output_names: tuple[str, ...], capture: tuple[str, ...] = (), *,
+              fold: bool = False) -> Plan:
         """The nodes needed for these outputs and captures, in topological order, as steps
-        after the fusion pass (which keeps the outputs' and captures' own values); cached."""
-        key = (output_names, capture)
+        after the fusion pass (which keeps the outputs' and captures' own values; with
+        ``fold``, for a forward that keeps nothing for backward, it also folds batch norms
+        into the convs before them); cached."""
+        key = (output_names, capture, fold)
         if key not in self._plans:
             needed = set()
             stack = [self.graph.outputs[o] for o in output_names] + list(capture)
@@ -242,7 +245,8 @@ class Network:
             if self._fuse:
                 keep = set(self.graph.outputs.values()) | set(capture)
                 steps = fuse_epilogues(self.graph, order, keep=keep,
-                                       call=OpBoundary(self.graph, self.dtype).call)
+                                       call=OpBoundary(self.graph, self.dtype).call,
+                                       fold_params=self.params.__getitem__ if fold else None)
             else:
                 steps = plain_steps(self.graph, order)
             self._plans[key] = Plan(steps, fused_nodes(steps))
@@ -312,7 +316,7 @@ class Network:
         for name in capture:
             if name not in self.graph.nodes:
                 raise UsageError("unknown node", field=name, expected="a node of the graph")
-        plan = self._plan(output_names, capture)
+        plan = self._plan(output_names, capture, fold=not (training or keep))
         calls = OpBoundary(self.graph, self.dtype, profile=profile, check_finite=check_finite,
                            capture=capture)
         self.captured = calls.captured

@@ -26,6 +26,21 @@ about that, so the op contract (:mod:`graphnet.op`) and the engine know nothing 
 - :func:`fuse_epilogues`, the pass: it turns a plan's nodes into :class:`Step` s, a producer
   and its elementwise consumer becoming one fused node whose op is a :class:`Fused`.
 
+At inference (a forward that keeps nothing for backward) the pass also folds a per-channel
+affine map into the op before it: batch norm outside training is x·scale + shift per channel,
+and a conv followed by it is a conv with rescaled weights and a shifted bias, so the batch
+norm's pass over memory disappears. Two more optional protocols: the affine op offers::
+
+      def channel_affine(self, params, attrs) -> (scale, shift)   # float64, (channels,)
+
+  and the op before it (a producer of channels along axis 1, linear in its parameters)::
+
+      def absorb_channel_affine(self, params, attrs, scale, shift) -> (params, attrs)
+
+  returning new arrays (never writing the network's). A :class:`Folded` op computes the
+  folded parameters once per parameter version: it keeps copies of what it folded and folds
+  again when any of them changed (an optimizer step, ``load_params``, a direct write).
+
 The engine runs steps; it has no fused branch.
 """
 from __future__ import annotations
@@ -103,13 +118,68 @@ class Fused(Op):
                                                     self.epilogue)
 
 
+class Folded(Op):
+    """An op with the per-channel affine op after it folded into its parameters (a conv and
+    the batch norm after it, at inference): the folded node's op. Inference only: a forward
+    that keeps something for backward is never planned with one."""
+
+    name = "folded"
+
+    def __init__(self, producer: Op, consumer: Op, consumer_attrs, consumer_params: dict):
+        self.producer, self.consumer = producer, consumer
+        self.consumer_attrs = consumer_attrs
+        self.consumer_params = consumer_params  # the network's own arrays, read at each call
+        self.integer_inputs = producer.integer_inputs
+        self.is_loss = producer.is_loss
+        self._folded_from: list[np.ndarray] | None = None
+        self._folded = None
+
+    def folded(self, params, attrs):
+        """The producer's ``(params, attrs)`` with the affine op folded in, folded again only
+        when a parameter of either changed since the last fold: the copies are compared
+        exactly, the affine op's small vectors first."""
+        sources = list(self.consumer_params.values()) + list(params.values())
+        if self._folded_from is None or len(sources) != len(self._folded_from) or not all(
+                np.array_equal(now, then) for now, then in zip(sources, self._folded_from)):
+            scale, shift = self.consumer.channel_affine(self.consumer_params,
+                                                        self.consumer_attrs)
+            self._folded = self.producer.absorb_channel_affine(params, attrs, scale, shift)
+            self._folded_from = [np.array(source) for source in sources]
+        return self._folded
+
+    def shape(self, input_shapes, attrs):
+        return self.producer.shape(input_shapes, attrs)  # the affine op keeps it
+
+    def params(self, input_shapes, attrs):
+        return self.producer.params(input_shapes, attrs)
+
+    def forward(self, inputs, params, attrs, ctx):
+        return self.producer.forward(inputs, *self.folded(params, attrs), ctx)
+
+    def backward(self, grad_output, saved, params, attrs, ctx):
+        raise AssertionError("a folded node runs only in forwards that keep nothing for backward")
+
+    # a producer if the op it folds into is one (a conv takes the ReLU after the batch norm)
+    def accepts_epilogue(self, input_shapes, attrs):
+        return bool(producer_methods(self.producer) == list(PRODUCER_METHODS)
+                    and self.producer.accepts_epilogue(input_shapes, attrs))
+
+    def forward_with_epilogue(self, inputs, params, attrs, ctx, epilogue):
+        return self.producer.forward_with_epilogue(inputs, *self.folded(params, attrs), ctx,
+                                                   epilogue)
+
+    backward_with_epilogue = backward
+
+
 class Step(NamedTuple):
     """One thing a forward runs, in order: a graph node (an input or an op node) or a fused
-    node. ``output`` names the value it makes: the node's own, or for a fused node the
-    consumer's (the producer's own value never exists)."""
+    node. ``output`` names the value it makes: the node's own, or for a fused node the last
+    consumer's (the producer's own value never exists); ``absorbed`` names the consumers run
+    inside it (a batch norm folded into a conv, then the ReLU after it), in order."""
 
     node: object
     output: str
+    absorbed: tuple[str, ...] = ()
 
     @property
     def fused(self) -> bool:
@@ -118,7 +188,8 @@ class Step(NamedTuple):
     def describe(self) -> str:
         """``op conv2d``, or ``op conv2d (with 'relu1' fused into it)``, for messages."""
         text = f"op {self.node.op_name}"
-        return text + (f" (with {self.output!r} fused into it)" if self.fused else "")
+        inside = " and ".join(repr(name) for name in self.absorbed or (self.output,))
+        return text + (f" (with {inside} fused into it)" if self.fused else "")
 
 
 def plain_steps(graph, order) -> list[Step]:
@@ -126,10 +197,16 @@ def plain_steps(graph, order) -> list[Step]:
     return [Step(graph.nodes[name], name) for name in order]
 
 
-def fuse_epilogues(graph, order: list[str], *, keep=(), call=None) -> list[Step]:
+def fuse_epilogues(graph, order: list[str], *, keep=(), call=None,
+                   fold_params=None) -> list[Step]:
     """The steps that run ``order``: a producer whose only consumer is an elementwise op
     offering an epilogue, and which accepts it for its input shapes, becomes one fused node
     with that consumer (a conv and its ReLU); every other node is a step of its own.
+
+    With ``fold_params`` (the engine passes it for forwards that keep nothing for backward:
+    ``fold_params(name)`` is node ``name``'s parameters), a node whose only consumer is a
+    per-channel affine op it can absorb is folded with it first (a conv and its batch norm),
+    and the epilogue after the affine op, if any, fused into the folded node.
 
     A producer whose own value is wanted keeps it: one in ``keep`` (outputs, captures) or
     with a second consumer is never fused. ``call(node, method, *args)`` calls an op's method
@@ -137,33 +214,50 @@ def fuse_epilogues(graph, order: list[str], *, keep=(), call=None) -> list[Step]
     """
     call = call or (lambda node, method, *args: getattr(node.op, method)(*args))
     keep, in_plan = set(keep), set(order)
-    fused_into: dict[str, str] = {}  # consumer → producer
-    steps: dict[str, Step] = {}
+    absorbed: set[str] = set()
+    steps: list[Step] = []
     for name in order:
-        node = graph.nodes[name]
-        if name in fused_into:
+        if name in absorbed:
             continue
-        epilogue = None if name in keep else _epilogue_after(graph, node, in_plan, call)
-        if epilogue is None:
-            steps[name] = Step(node, name)
-            continue
-        consumer = graph.nodes[graph.consumers(name)[0]]
-        fused = dataclasses.replace(node, op=Fused(node.op, consumer.op, epilogue))
-        steps[name] = Step(fused, consumer.name)
-        fused_into[consumer.name] = name
-    return list(steps.values())
+        node, output, inside = graph.nodes[name], name, ()
+        affine = None if fold_params is None or name in keep else \
+            _only_consumer(graph, node, output, in_plan, "channel_affine")
+        if affine is not None and callable(getattr(node.op, "absorb_channel_affine", None)):
+            node = dataclasses.replace(node, op=Folded(node.op, affine.op, affine.attrs,
+                                                       fold_params(affine.name)))
+            output, inside = affine.name, (affine.name,)
+        epilogue = None if output in keep else _epilogue_after(graph, node, output, in_plan,
+                                                               call)
+        if epilogue is not None:
+            consumer = graph.nodes[graph.consumers(output)[0]]
+            node = dataclasses.replace(node, op=Fused(node.op, consumer.op, epilogue))
+            output, inside = consumer.name, inside + (consumer.name,)
+        absorbed.update(inside)
+        steps.append(Step(node, output, inside))
+    return steps
 
 
-def _epilogue_after(graph, node, in_plan, call) -> Epilogue | None:
-    """The epilogue of ``node``'s only consumer, if ``node`` can apply it; else None."""
-    if node.is_input or len(producer_methods(node.op)) != len(PRODUCER_METHODS):
+def _only_consumer(graph, node, output, in_plan, method):
+    """``output``'s only consumer if it is in the plan, takes no other input and implements
+    ``method``; else None."""
+    if node.is_input:
         return None
-    consumers = graph.consumers(node.name)
+    consumers = graph.consumers(output)
     if len(consumers) != 1 or consumers[0] not in in_plan:
         return None
     consumer = graph.nodes[consumers[0]]
-    if list(consumer.inputs) != [node.name] or consumer.param_specs or \
-            not offers_epilogue(consumer.op):
+    if list(consumer.inputs) != [output] or not callable(getattr(consumer.op, method, None)):
+        return None
+    return consumer
+
+
+def _epilogue_after(graph, node, output, in_plan, call) -> Epilogue | None:
+    """The epilogue of ``output``'s only consumer, if ``node`` (which makes ``output``) can
+    apply it; else None."""
+    if len(producer_methods(node.op)) != len(PRODUCER_METHODS):
+        return None
+    consumer = _only_consumer(graph, node, output, in_plan, "epilogue")
+    if consumer is None or consumer.param_specs:
         return None
     input_shapes = [graph.nodes[source].shape for source in node.inputs]
     if not call(node, "accepts_epilogue", input_shapes, node.attrs):
@@ -172,5 +266,6 @@ def _epilogue_after(graph, node, in_plan, call) -> Epilogue | None:
 
 
 def fused_nodes(steps) -> dict[str, str]:
-    """``{consumer: producer}`` for the fused steps among ``steps``."""
-    return {step.output: step.node.name for step in steps if step.fused}
+    """``{consumer: producer}`` for the consumers the steps run inside a node before them."""
+    return {consumer: step.node.name for step in steps
+            for consumer in (step.absorbed or ((step.output,) if step.fused else ()))}

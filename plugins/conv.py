@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -223,6 +224,15 @@ class Conv2d(Op):
             if attrs.bias:
                 param_grads["bias"] = grad_bias.astype(params["bias"].dtype, copy=False)
         return [None if grad_input is None else grad_input.transpose(0, 3, 1, 2)], param_grads
+
+    # folding (graphnet.fusion): a per-channel affine map after it (batch norm at inference)
+    def absorb_channel_affine(self, params, attrs, scale, shift):
+        """The parameters and attributes of this conv followed by x·scale + shift per filter."""
+        weight = params["weight"]
+        bias = params["bias"].astype(np.float64) if attrs.bias else 0.0
+        folded = {"weight": (weight * scale.reshape(-1, 1, 1, 1)).astype(weight.dtype),
+                  "bias": (bias * scale + shift).astype(weight.dtype)}
+        return folded, SimpleNamespace(**{**vars(attrs), "bias": True})
 
     # --- export ----------------------------------------------------------------------------
     def to_torch(self, input_shapes, attrs, names):

@@ -112,9 +112,7 @@ class BatchNorm(Op):
         else:
             mean = params["running_mean"].astype(np.float64)
             variance = params["running_var"].astype(np.float64)
-        inv_std = 1 / np.sqrt(variance + attrs.eps)
-        scale = params["weight"] * inv_std
-        affine = (scale, params["bias"] - mean * scale)
+        inv_std, affine = _affine(params, mean, variance, attrs.eps)
         output = kernels.normalise(layout, xv, *affine, epilogue=epilogue)
         # x itself, not x̂: backward recomputes x̂ (and the epilogue's input) tile by tile
         return output, (layout, xv, mean, inv_std, affine, ctx.training)
@@ -132,11 +130,25 @@ class BatchNorm(Op):
             param_grads["bias"] = grad_sum.astype(params["bias"].dtype)
         return [grad_input], param_grads
 
+    # folding (graphnet.fusion): outside training, x·scale + shift per channel, which the conv
+    # before it absorbs into its weights and bias
+    def channel_affine(self, params, attrs):
+        _, affine = _affine(params, params["running_mean"].astype(np.float64),
+                            params["running_var"].astype(np.float64), attrs.eps)
+        return affine
+
     def to_torch(self, input_shapes, attrs, names):
         from graphnet.op import TorchLayer
         layer = "BatchNorm1d" if len(input_shapes[0]) == 1 else "BatchNorm2d"
         return TorchLayer.applied(names, f"nn.{layer}({input_shapes[0][0]}, "
                                          f"eps={attrs.eps!r}, momentum={attrs.momentum!r})")
+
+
+def _affine(params, mean, variance, eps: float):
+    """1/√(variance + eps), and batch norm as x·scale + shift per channel (float64)."""
+    inv_std = 1 / np.sqrt(variance + eps)
+    scale = params["weight"] * inv_std
+    return inv_std, (scale, params["bias"] - mean * scale)
 
 
 def _update_running_stats(params, batch_mean, batch_variance, *, count: int, momentum: float):

@@ -202,3 +202,76 @@ def test_a_non_finite_output_names_the_node_fused_into_it():
         graphnet.Network(graph).forward({"x": np.full((2, 3), np.inf)}, check_finite=True)
     assert caught.value.node == "fc"
     assert caught.value.hint == "op dense (with 'act' fused into it)"
+
+
+# --- batch norm folded into the conv before it, at inference ---------------------------------
+FOLDABLE = {
+    "inputs": {"x": {"shape": [3, 8, 8]}},
+    "nodes": [
+        {"name": "conv", "op": "conv2d", "filters": 4, "kernel": 3, "padding": 1,
+         "bias": False, "inputs": ["x"]},
+        {"name": "bn", "op": "batch_norm"},
+        {"name": "relu", "op": "relu"},
+        {"name": "proj", "op": "conv2d", "filters": 5, "kernel": 1, "stride": 2},
+        {"name": "proj_bn", "op": "batch_norm"},
+        # read by a second node: its batch norm keeps a pass of its own
+        {"name": "shared", "op": "conv2d", "filters": 5, "kernel": 1, "stride": 2,
+         "inputs": ["relu"]},
+        {"name": "shared_bn", "op": "batch_norm"},
+        {"name": "sum", "op": "add", "inputs": ["proj_bn", "shared_bn", "shared"]},
+    ],
+    "outputs": {"sum": "sum"},
+}
+
+
+def fold_networks():
+    """The same float32 network with and without the fusion pass, batch norms mid-training."""
+    networks = [graphnet.Network(graphnet.load(FOLDABLE), fuse=fuse) for fuse in (True, False)]
+    rng = np.random.default_rng(3)
+    flat = {key: rng.uniform(0.5, 1.5, array.shape).astype(np.float32) + (
+                -1 if key.endswith(("/bias", "/running_mean")) else 0)
+            for key, array in networks[0].flat_params().items()}
+    for network in networks:
+        network.load_params(flat)
+    return networks
+
+
+def profiled_nodes(network, feeds, **options):
+    names = []
+    output = network.forward(feeds, profile=lambda name, phase, seconds: names.append(name),
+                             **options)["sum"]
+    return output, names
+
+
+def test_batch_norm_folds_into_the_conv_before_it_at_inference_only():
+    folded, plain = fold_networks()
+    feeds = {"x": np.random.default_rng(4).standard_normal((6, 3, 8, 8)).astype(np.float32)}
+    output, ran = profiled_nodes(folded, feeds)
+    expected, _ = profiled_nodes(plain, feeds)
+    np.testing.assert_allclose(output, expected, rtol=1e-5, atol=1e-5)
+    assert ran == ["conv", "proj", "shared", "shared_bn", "sum"]  # the rest run inside
+    _, ran_for_backward = profiled_nodes(folded, feeds, keep_for_backward=True)
+    assert "bn" in ran_for_backward and "proj_bn" in ran_for_backward
+    _, ran_capturing = profiled_nodes(folded, feeds, capture=["conv"])
+    assert "bn" in ran_capturing and "proj_bn" not in ran_capturing
+
+
+def test_a_folded_batch_norm_sees_every_parameter_change_between_two_inferences():
+    folded, plain = fold_networks()
+    feeds = {"x": np.random.default_rng(4).standard_normal((6, 3, 8, 8)).astype(np.float32)}
+    before = folded.forward(feeds)["sum"]
+    changes = [
+        lambda network: network.load_params({"bn/running_var": np.full(4, 3, np.float32)},
+                                             strict=False),
+        lambda network: network.params["conv"]["weight"].__imul__(np.float32(1.5)),  # as SGD
+        lambda network: network.params["proj"]["bias"].__isub__(np.float32(0.25)),
+        # a training step updates the running statistics
+        lambda network: network.forward(feeds, training=True),
+    ]
+    for change in changes:
+        for network in (folded, plain):
+            change(network)
+        after = folded.forward(feeds)["sum"]
+        np.testing.assert_allclose(after, plain.forward(feeds)["sum"], rtol=1e-5, atol=1e-5)
+        assert not np.allclose(after, before)
+        before = after
