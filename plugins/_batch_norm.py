@@ -22,10 +22,11 @@ import numpy as np
 
 from graphnet import parallel
 
-TILE_BYTES = 512 << 10
-"""Bytes of input per tile. Each numpy call costs microseconds and, with two threads, a hand-off
-of the GIL: at batch 64 a 16×32×32 batch norm took 2.5x longer in 64 KiB tiles than in 512 KiB
-ones (still cache-resident; 1 MiB measured the same)."""
+TILE_BYTES = 2 << 20
+"""Bytes of input per tile (as ReLU's, :mod:`.activations`). Each numpy call costs microseconds
+and, with two threads, a hand-off of the GIL: at batch 64 a 16×32×32 batch norm took 2.5x
+longer in 64 KiB tiles than in 512 KiB ones, and on a busy machine a 64×8×8 one (1 MiB) split
+in two waited for the second thread up to 20x its own time. Tiles this size stay in L3."""
 
 WIDE_ROW = 1024
 """Elements per row of a channels-last view at most: rows this long run numpy at memory
