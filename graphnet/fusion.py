@@ -89,6 +89,21 @@ def producer_methods(op) -> list[str]:
     return [method for method in PRODUCER_METHODS if callable(getattr(op, method, None))]
 
 
+class TakesEpilogue:
+    """A mixin for a producer that takes an epilogue whatever its shapes, and whose ``forward``
+    and ``backward`` are its epilogue versions with none (batch norm, add): subclass it before
+    :class:`graphnet.op.Op` and write the two ``_with_epilogue`` methods."""
+
+    def accepts_epilogue(self, input_shapes, attrs):
+        return True
+
+    def forward(self, inputs, params, attrs, ctx):
+        return self.forward_with_epilogue(inputs, params, attrs, ctx, None)
+
+    def backward(self, grad_output, saved, params, attrs, ctx):
+        return self.backward_with_epilogue(grad_output, saved, params, attrs, ctx, None)
+
+
 class Fused(Op):
     """A producer with the elementwise op after it applied inside: the fused node's op.
 

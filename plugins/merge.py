@@ -8,12 +8,13 @@ from __future__ import annotations
 import numpy as np
 
 from graphnet import parallel
+from graphnet.fusion import TakesEpilogue
 from graphnet.hookspecs import hookimpl
 from graphnet.op import Op, format_shape, shape_error
 
 
 
-class Add(Op):
+class Add(TakesEpilogue, Op):
     """Elementwise sum of two or more inputs of the same shape.
 
     The same node may be given more than once (``add(x, x)``): each position gets its own gradient
@@ -34,16 +35,7 @@ class Add(Op):
                                   found=f"{format_shape(shape)} at input {position}")
         return first
 
-    def forward(self, inputs, params, attrs, ctx):
-        return self.forward_with_epilogue(inputs, params, attrs, ctx, None)
-
-    def backward(self, grad_output, saved, params, attrs, ctx):
-        return self.backward_with_epilogue(grad_output, saved, params, attrs, ctx, None)
-
     # fusion (graphnet.fusion): the ReLU after a residual sum costs no pass of its own
-    def accepts_epilogue(self, input_shapes, attrs):
-        return True
-
     def forward_with_epilogue(self, inputs, params, attrs, ctx, epilogue):
         # the first input's layout (a conv's channels-last), numpy's dtype for the sum
         total = np.empty_like(inputs[0], dtype=np.result_type(*inputs))

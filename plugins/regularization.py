@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 
+from graphnet.fusion import TakesEpilogue
 from graphnet.hookspecs import hookimpl
 from graphnet.op import Attr, Op, Param, format_shape, shape_error
 
@@ -50,7 +51,7 @@ class Dropout(Op):
         return TorchLayer.applied(names, f"nn.Dropout({attrs.rate!r})")
 
 
-class BatchNorm(Op):
+class BatchNorm(TakesEpilogue, Op):
     """Batch normalisation per channel (C, H, W inputs) or per feature (F inputs).
 
     While training, each channel is normalised with the mean and biased variance of the batch
@@ -93,16 +94,7 @@ class BatchNorm(Op):
     def macs(self, input_shapes, output_shape, attrs):
         return math.prod(input_shapes[0])
 
-    def forward(self, inputs, params, attrs, ctx):
-        return self.forward_with_epilogue(inputs, params, attrs, ctx, None)
-
-    def backward(self, grad_output, saved, params, attrs, ctx):
-        return self.backward_with_epilogue(grad_output, saved, params, attrs, ctx, None)
-
     # fusion (graphnet.fusion): a ReLU after it costs no pass of its own, either way
-    def accepts_epilogue(self, input_shapes, attrs):
-        return True
-
     def forward_with_epilogue(self, inputs, params, attrs, ctx, epilogue):
         layout, x, xv = kernels.viewed(inputs[0])
         if ctx.training:

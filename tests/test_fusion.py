@@ -204,6 +204,37 @@ def test_a_non_finite_output_names_the_node_fused_into_it():
     assert caught.value.hint == "op dense (with 'act' fused into it)"
 
 
+
+BN_RELU = [{"name": "conv", "op": "conv2d", "filters": 3, "kernel": 3, "padding": 1,
+            "inputs": ["x"]},
+           {"name": "bn", "op": "batch_norm"}, {"name": "relu", "op": "relu"}]
+ADD_RELU = [{"name": "conv", "op": "conv2d", "filters": 3, "kernel": 3, "padding": 1,
+             "inputs": ["x"]},
+            {"name": "sum", "op": "add", "inputs": ["conv", "x"]}, {"name": "relu", "op": "relu"}]
+
+
+@pytest.mark.parametrize("nodes, producer", [(BN_RELU, "bn"), (ADD_RELU, "sum")],
+                         ids=["batch-norm", "residual-add"])
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_a_relu_runs_inside_a_batch_norm_or_add_before_it_with_the_same_results(
+        nodes, producer, training):
+    spec = {"inputs": {"x": {"shape": [3, 6, 6]}}, "nodes": nodes, "outputs": {"out": "relu"}}
+    x = np.random.default_rng(6).standard_normal((4, 3, 6, 6))
+    results = []
+    for fuse in (True, False):
+        network = graphnet.Network(graphnet.load(spec), dtype="float64", fuse=fuse)
+        out = network.forward({"x": x}, training=training, keep_for_backward=True)["out"]
+        grads = network.backward({"out": np.random.default_rng(7).standard_normal(out.shape)},
+                                 input_grads=True)
+        results.append((network.fused_nodes(), out, grads.inputs["x"],
+                        *[array for by_param in grads.params.values()
+                          for array in by_param.values()]))
+    (fused_nodes, *fused), (plain_nodes, *plain) = results
+    assert fused_nodes == {"relu": producer} and plain_nodes == {}
+    for one, two in zip(fused, plain, strict=True):
+        np.testing.assert_allclose(one, two, rtol=1e-12, atol=1e-14)
+
+
 # --- batch norm folded into the conv before it, at inference ---------------------------------
 FOLDABLE = {
     "inputs": {"x": {"shape": [3, 8, 8]}},

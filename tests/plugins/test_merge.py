@@ -131,25 +131,3 @@ def test_merges_are_pointwise_and_free(op_class, attrs_for):
     assert op_class().macs([(3, 4, 4)] * 2, (3, 4, 4), attrs) == 0
     assert op_class.doc() and "MACs: 0" in op_class.__doc__
 
-
-@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
-def test_the_relu_after_a_residual_add_runs_inside_it_with_the_same_results(training):
-    import graphnet
-    spec = {"inputs": {"x": {"shape": [3, 5, 5]}},
-            "nodes": [{"name": "conv", "op": "conv2d", "filters": 3, "kernel": 3, "padding": 1,
-                       "inputs": ["x"]},
-                      {"name": "sum", "op": "add", "inputs": ["conv", "x"]},
-                      {"name": "relu", "op": "relu"}],
-            "outputs": {"out": "relu"}}
-    x = random((4, 3, 5, 5), seed=6)
-    results = []
-    for fuse in (True, False):
-        network = graphnet.Network(graphnet.load(spec), dtype="float64", fuse=fuse)
-        out = network.forward({"x": x}, training=training, keep_for_backward=True)["out"]
-        grads = network.backward({"out": random(out.shape, seed=7)}, input_grads=True)
-        results.append((network.fused_nodes(), out, grads.inputs["x"],
-                        grads.params["conv"]["weight"]))
-    (fused_nodes, *fused), (plain_nodes, *plain) = results
-    assert fused_nodes == {"relu": "sum"} and plain_nodes == {}
-    for one, two in zip(fused, plain):
-        np.testing.assert_allclose(one, two, rtol=1e-12, atol=1e-14)

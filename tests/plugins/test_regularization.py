@@ -241,25 +241,3 @@ def test_batch_norm_statistics_hold_far_from_zero(attrs_for, context):
     exact = x.astype(np.float64).var(axis=(0, 2, 3), ddof=1)
     np.testing.assert_allclose(params["running_var"], exact, rtol=1e-3)
 
-
-@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
-def test_a_relu_after_batch_norm_runs_inside_it_with_the_same_results(training):
-    import graphnet
-    spec = {"inputs": {"x": {"shape": [3, 6, 6]}},
-            "nodes": [{"name": "conv", "op": "conv2d", "filters": 4, "kernel": 3,
-                       "inputs": ["x"]},
-                      {"name": "bn", "op": "batch_norm"}, {"name": "relu", "op": "relu"},
-                      {"name": "pool", "op": "global_avg_pool"}],
-            "outputs": {"pooled": "pool"}}
-    x = random((4, 3, 6, 6), seed=6)
-    results = []
-    for fuse in (True, False):
-        network = graphnet.Network(graphnet.load(spec), dtype="float64", fuse=fuse)
-        pooled = network.forward({"x": x}, training=training, keep_for_backward=True)["pooled"]
-        grads = network.backward({"pooled": random(pooled.shape, seed=7)}, input_grads=True)
-        results.append((network.fused_nodes(), pooled, grads.inputs["x"],
-                        grads.params["bn"]["weight"], grads.params["conv"]["weight"]))
-    (fused_nodes, *fused), (plain_nodes, *plain) = results
-    assert fused_nodes["relu"] == "bn" and plain_nodes == {}
-    for one, two in zip(fused, plain):
-        np.testing.assert_allclose(one, two, rtol=1e-12, atol=1e-14)
