@@ -120,9 +120,11 @@ def _each_tile(work, layout: ChannelView, rows: int, itemsize: int) -> list:
 
 
 def _scratch(name: str, tile: np.ndarray, layout: ChannelView) -> np.ndarray:
-    """A per-thread buffer the shape of a whole tile, cut to ``tile``'s (the last is shorter)."""
-    full = (layout.tile_rows(tile.itemsize),) + tile.shape[1:]
-    return parallel.scratch(name, full, tile.dtype)[:tile.shape[0]]
+    """A per-thread buffer of ``tile``'s shape, cut from one of TILE_BYTES (or a whole tile, if
+    that is larger) that every batch norm layer of a network reuses."""
+    whole_tile = layout.tile_rows(tile.itemsize) * math.prod(tile.shape[1:])
+    flat = parallel.scratch(name, (max(TILE_BYTES // tile.itemsize, whole_tile),), tile.dtype)
+    return flat[:tile.size].reshape(tile.shape)
 
 
 def statistics(layout: ChannelView, xv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
