@@ -316,7 +316,8 @@ class Network:
         for name in capture:
             if name not in self.graph.nodes:
                 raise UsageError("unknown node", field=name, expected="a node of the graph")
-        plan = self._plan(output_names, capture, fold=not (training or keep))
+        fold = not (training or keep)
+        plan = self._plan(output_names, capture, fold=fold)
         calls = OpBoundary(self.graph, self.dtype, profile=profile, check_finite=check_finite,
                            capture=capture)
         self.captured = calls.captured
@@ -338,7 +339,7 @@ class Network:
             elif values[name].shape[0] != batch:
                 raise DataError("inputs disagree on the batch size", field=name,
                                 expected=f"{batch} samples", found=f"{values[name].shape[0]}")
-        prepared = self._prepared(output_names, capture, plan, batch)
+        prepared = self._prepared(output_names, capture, plan, batch, fold=fold)
         saved = self._saved
         for run in prepared.runs:
             node = run.step.node
@@ -355,11 +356,11 @@ class Network:
         return {o: values[self.graph.outputs[o]] for o in output_names}
 
     def _prepared(self, output_names: tuple[str, ...], capture: tuple[str, ...], plan: Plan,
-                  batch: int | None) -> Prepared:
+                  batch: int | None, *, fold: bool = False) -> Prepared:
         """The plan for these outputs and captures made ready for ``batch`` samples (see
         :class:`Prepared`); cached, for the few batch sizes last used (a training run has two:
         its batch and the last, shorter one; predict likewise)."""
-        key = (output_names, capture, batch)
+        key = (output_names, capture, batch, fold)  # fold: which plan (see _plan)
         prepared = self._prepared_plans.pop(key, None)
         if prepared is None:
             kept = {self.graph.outputs[o] for o in output_names}
