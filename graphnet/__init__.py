@@ -9,6 +9,7 @@
     result = graphnet.train.train(graph, epochs=3)   # the spec's [train], overridden; checkpoints
     result.final["test_accuracy"], result.confusion  # in runs/<name>; result.predict(images)
     trained = graphnet.load_trained(graph, "runs/lenet5/checkpoint.npz")
+    graphnet.export_onnx(trained.network, "lenet5.onnx")  # inference graph (the onnx extra)
 
 Importing the package imports none of its modules: each name below loads its module the first
 time it is asked for (PEP 562), so a plugin's ``import graphnet.op`` costs only the op contract.
@@ -25,7 +26,7 @@ _HOME = {  # public name → the module that defines it
     "Graph": "graph", "load": "graph",
     "GLOBAL": "op", "POINTWISE": "op", "Attr": "op", "Op": "op", "Param": "op", "Window": "op",
     "SpecErrors": "spec",
-    "load_trained": "inference",
+    "load_trained": "inference", "export_onnx": "export.onnx",
     "import_onnx": "onnx_import",
     "Optimizer": "optim", "Schedule": "optim",
     "TrainConfig": "train", "TrainResult": "train",
@@ -35,7 +36,7 @@ __all__ = [
     "Attr", "CheckpointError", "DataError", "GLOBAL", "Gradients", "Graph", "GraphnetError",
     "Network", "NumericError", "Op", "POINTWISE", "Param", "PluginError", "ResourceError",
     "ShapeError", "SpecError", "SpecErrors", "UsageError", "Window", "import_onnx", "load",
-    "Optimizer", "Schedule", "TrainConfig", "TrainResult", "load_trained", "train",
+    "Optimizer", "Schedule", "TrainConfig", "TrainResult", "load_trained", "train", "export_onnx",
 ]
 __version__ = "0.1.0"
 

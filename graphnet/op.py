@@ -382,7 +382,7 @@ class Op:
         one gradient per trainable parameter, by name."""
         raise NotImplementedError
 
-    # --- export (optional: an op without it cannot be exported) ----------------------------
+    # --- export (optional: an op without one cannot be exported there) ----------------------
     def to_torch(self, input_shapes: list[tuple], attrs: SimpleNamespace, names):
         """This node in PyTorch, for ``graphnet export --to torch`` and ``bench --compare``.
 
@@ -392,6 +392,23 @@ class Op:
         the layer constructor (an ``nn`` module, or None), and the state-dict name of each
         parameter whose name differs. Parameters are copied over as they are, so a layer must
         hold them in graphnet's layout. The exporter assembles the module from these.
+        """
+        raise NotImplementedError
+
+    def to_onnx(self, input_shapes: list[tuple], attrs: SimpleNamespace, builder) -> str:
+        """This node in ONNX (inference only), for ``graphnet export --to onnx``.
+
+        ``builder`` is the exporter's graph under construction (see
+        :class:`graphnet.export.onnx.OnnxBuilder`; the op need not import ``onnx``):
+        ``builder.inputs`` are the names of the values holding the node's inputs,
+        ``builder.output`` the name its value should take, ``builder.param(name, shape=None)``
+        the initializer holding one of its parameters (reshaped if ``shape`` is given),
+        ``builder.constant(array)`` a constant, ``builder.fresh(hint)`` an unused value name and
+        ``builder.add_node(op_type, inputs, output=None, **attributes)`` adds an ONNX node
+        (the default opset, :data:`graphnet.export.onnx.OPSET`) and returns its output's name.
+        Return the name of the value holding the node's result: usually ``builder.output``, or
+        an input's name for an op that is the identity at inference (dropout). Values carry
+        the batch axis first, as ``forward``'s arrays do.
         """
         raise NotImplementedError
 

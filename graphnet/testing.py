@@ -3,6 +3,7 @@
     from graphnet.testing import check_op, check_torch_export
     check_op("my_op", input_shapes=[(3, 8, 8)], attrs={"factor": 2.0}, plugins=["my_op.py"])
     check_torch_export("my_op", input_shapes=[(3, 8, 8)], plugins=["my_op.py"])
+    check_onnx_export("my_op", input_shapes=[(3, 8, 8)], plugins=["my_op.py"])
 
 It builds a one-node graph, checks that shape inference equals what forward returns (the engine
 checks every output's shape and dtype), that every gradient equals central differences in
@@ -15,6 +16,8 @@ it, what it gives with the tanh run after it.
 (:mod:`graphnet.export.torch`) and compares outputs, gradients and the state a training step
 updates; ``graphnet bench --compare torch`` reports it before timing, the export tests run it on
 every spec, and :func:`check_torch_export` runs it on one op, a plugin author's too.
+:func:`onnx_differences` runs a network and its ONNX export (:mod:`graphnet.export.onnx`) in
+onnxruntime and compares the outputs; :func:`check_onnx_export` does it for one op.
 """
 from __future__ import annotations
 
@@ -359,3 +362,94 @@ def check_torch_export(op_name: str, input_shapes, attrs=None, *, plugins=(), re
                                                  for key, value in found.items())
                          for mode, found in failures.items()))
     return report
+
+
+# --- agreement with the ONNX export ------------------------------------------------------------
+def require_onnxruntime():
+    """The onnxruntime module, or an ExportError saying how to install it (a test extra)."""
+    from .export import ExportError
+    from .text import install_hint
+
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ExportError("onnxruntime is not installed", expected="the onnxruntime package",
+                          hint=install_hint("test")) from None
+    return onnxruntime
+
+
+def run_onnx(model, feeds: dict) -> dict[str, np.ndarray]:
+    """Run an ONNX model (a ModelProto or its bytes) in onnxruntime on one thread: every
+    output by name, from the ``feeds`` its inputs name (floats as float32)."""
+    onnxruntime = require_onnxruntime()
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1  # a guest on shared cores
+    data = model if isinstance(model, bytes) else model.SerializeToString()
+    session = onnxruntime.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    arrays = {}
+    for value in session.get_inputs():
+        array = np.asarray(feeds[value.name])
+        arrays[value.name] = array.astype(np.float32 if array.dtype.kind == "f" else np.int64)
+    names = [value.name for value in session.get_outputs()]
+    return dict(zip(names, session.run(names, arrays)))
+
+
+def onnx_differences(network, feeds: dict, model=None) -> dict[str, float]:
+    """Relative differences (see :func:`relative_difference`) between ``network``'s inference
+    outputs and onnxruntime's on ``model`` (default: ``network`` exported now), per exported
+    output. The exported outputs must be exactly the spec's outputs that are not losses."""
+    from .export.onnx import exported_outputs, to_model
+
+    model = to_model(network) if model is None else model
+    theirs = run_onnx(model, feeds)
+    expected = list(exported_outputs(network.graph))
+    _require(list(theirs) == expected,
+             f"the ONNX model's outputs are {list(theirs)}, expected {expected}")
+    ours = network.forward(feeds, training=False, outputs=[o for o in expected
+                                                           if o in network.graph.outputs])
+    return {name: relative_difference(ours[name] if name in ours else
+                                      _node_value(network, feeds, name), value)
+            for name, value in theirs.items()}
+
+
+def _node_value(network, feeds, name):
+    """A node's inference value (an exported sink the spec did not name as an output)."""
+    network.forward(feeds, training=False, outputs=[], capture=[name])
+    return network.captured[name]
+
+
+def moved_state(network, seed: int = 0):
+    """``network`` with its state (batch norm's running statistics) set to random values in
+    [0.5, 1.5], off the initial 0 and 1, so a translation that dropped or mixed up state would
+    show. Returns the network."""
+    rng = np.random.default_rng(seed)
+    for node in network.graph.op_nodes:
+        for name, spec in node.param_specs.items():
+            if not spec.trainable:
+                state = network.params[node.name][name]
+                state[...] = rng.uniform(0.5, 1.5, state.shape)
+    return network
+
+
+def check_onnx_export(op_name: str, input_shapes, attrs=None, *, plugins=(), registry=None,
+                      batch_size: int = 2, seed: int = 0) -> dict:
+    """Check one op's ONNX translation (its ``to_onnx``) against the op itself: the exported
+    model passes ``onnx.checker`` in full and onnxruntime's output equals the op's inference
+    output in float32, its state (if any) first moved off its initial values
+    (:func:`moved_state`). Needs onnx and onnxruntime; raises AssertionError naming the
+    difference, else returns ``{"difference": ..., "tolerance": ..., "nodes": [ONNX op
+    types]}``."""
+    from .export.onnx import to_model
+
+    registry = registry or get_registry(plugins)
+    graph = load(single_op_spec(op_name, input_shapes, attrs, registry=registry),
+                 registry=registry)
+    network = moved_state(Network(graph, seed=seed), seed)
+    feeds = random_feeds(graph, batch_size, np.random.default_rng(seed), dtype=np.float32)
+    model = to_model(network)
+    difference = onnx_differences(network, feeds, model)["output"]
+    _require(difference <= TOLERANCE["output"],
+             f"op {op_name!r}: its ONNX translation differs from it: relative difference "
+             f"{difference:.2e} (tolerance {TOLERANCE['output']:.0e})")
+    return {"difference": difference, "tolerance": TOLERANCE["output"],
+            "nodes": [node.op_type for node in model.graph.node]}

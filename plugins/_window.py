@@ -163,3 +163,10 @@ def check_image(input_shape, op_name: str) -> None:
         raise shape_error(f"{op_name} takes images", field="inputs",
                           expected="a 3-D input (channels, height, width)",
                           found=f"{format_shape(input_shape)} ({len(input_shape)}-D)")
+
+
+def onnx_pads(window: SlidingWindow) -> list[int]:
+    """The window's padding in ONNX's order: every axis's start, then every axis's end
+    (top, left, bottom, right)."""
+    top, bottom, left, right = window.pads
+    return [top, left, bottom, right]

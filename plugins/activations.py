@@ -66,6 +66,9 @@ class Relu(_Elementwise):
         from graphnet.op import TorchLayer
         return TorchLayer.applied(names, "nn.ReLU()")
 
+    def to_onnx(self, input_shapes, attrs, builder):
+        return builder.add_node("Relu", builder.inputs, builder.output)
+
 
 def _relu_in_place(values):
     np.maximum(values, 0, out=values)
@@ -123,6 +126,9 @@ class LeakyRelu(_Elementwise):
     def to_torch(self, input_shapes, attrs, names):
         from graphnet.op import TorchLayer
         return TorchLayer.applied(names, f"nn.LeakyReLU({attrs.slope!r})")
+
+    def to_onnx(self, input_shapes, attrs, builder):
+        return builder.add_node("LeakyRelu", builder.inputs, builder.output, alpha=attrs.slope)
 
 
 class Clip(_Elementwise):
@@ -234,6 +240,9 @@ class Sigmoid(_Elementwise):
         from graphnet.op import TorchLayer
         return TorchLayer.applied(names, "nn.Sigmoid()")
 
+    def to_onnx(self, input_shapes, attrs, builder):
+        return builder.add_node("Sigmoid", builder.inputs, builder.output)
+
 
 class Tanh(_Elementwise):
     """Hyperbolic tangent, squashing to (−1, 1).
@@ -261,6 +270,9 @@ class Tanh(_Elementwise):
     def to_torch(self, input_shapes, attrs, names):
         from graphnet.op import TorchLayer
         return TorchLayer.applied(names, "nn.Tanh()")
+
+    def to_onnx(self, input_shapes, attrs, builder):
+        return builder.add_node("Tanh", builder.inputs, builder.output)
 
 
 class Softmax(Op):
@@ -325,6 +337,10 @@ class Softmax(Op):
         from graphnet.op import TorchLayer
         return TorchLayer.applied(
             names, f"nn.Softmax(dim={1 + self._axis(input_shapes[0], attrs)})")
+
+    def to_onnx(self, input_shapes, attrs, builder):
+        # axis 1 of the batch: the channels (or features); one axis only since opset 13
+        return builder.add_node("Softmax", builder.inputs, builder.output, axis=1)
 
 
 @hookimpl

@@ -35,7 +35,7 @@ from graphnet.hookspecs import hookimpl
 from graphnet.op import Attr, Op, Param, Window, shape_error
 
 from ._conv_kernels import ALTERNATIVES, KERNELS, ConvKernel
-from ._window import SlidingWindow, check_image
+from ._window import SlidingWindow, check_image, onnx_pads
 
 INITS = ("he_normal", "he_uniform", "glorot_uniform", "glorot_normal")
 KERNEL_ENV = "GRAPHNET_CONV_KERNEL"
@@ -246,6 +246,15 @@ class Conv2d(Op):
             bias=False if not attrs.bias else None)
         return TorchLayer(f"{names.layer}({source})", f"nn.Conv2d({input_shapes[0][0]}, "
                           f"{attrs.filters}, kernel_size={window.kernel}{options})")
+
+    def to_onnx(self, input_shapes, attrs, builder):
+        window = self._window(input_shapes[0], attrs)
+        inputs = [builder.inputs[0], builder.param("weight")]
+        if attrs.bias:
+            inputs.append(builder.param("bias"))
+        return builder.add_node("Conv", inputs, builder.output, kernel_shape=list(window.kernel),
+                                strides=list(window.stride), pads=onnx_pads(window),
+                                dilations=list(window.dilation), group=attrs.groups)
 
 
 def fastest(candidates, images, weight, bias, window: SlidingWindow, groups: int):

@@ -45,6 +45,9 @@ class Flatten(Op):
         from graphnet.op import TorchLayer
         return TorchLayer.applied(names, "nn.Flatten()")
 
+    def to_onnx(self, input_shapes, attrs, builder):
+        return builder.add_node("Flatten", builder.inputs, builder.output, axis=1)
+
 
 class Dense(Op):
     """Fully connected layer: x·Wᵀ + b, flattening each sample first.
@@ -124,6 +127,15 @@ class Dense(Op):
         bias = "" if attrs.bias else ", bias=False"
         return TorchLayer(f"{names.layer}({source})",
                           f"nn.Linear({math.prod(input_shapes[0])}, {attrs.units}{bias})")
+
+    def to_onnx(self, input_shapes, attrs, builder):
+        source = builder.inputs[0]
+        if len(input_shapes[0]) != 1:  # flattened first, as forward does
+            source = builder.add_node("Flatten", [source], axis=1)
+        inputs = [source, builder.param("weight")]
+        if attrs.bias:
+            inputs.append(builder.param("bias"))
+        return builder.add_node("Gemm", inputs, builder.output, transB=1)  # x·Wᵀ + b
 
 
 PART_MACS = 1 << 22

@@ -76,6 +76,14 @@ class Add(TakesEpilogue, Op):
         from graphnet.op import TorchLayer
         return TorchLayer(" + ".join(names.inputs))
 
+    def to_onnx(self, input_shapes, attrs, builder):
+        # ONNX's Add is binary: summed left to right, as forward does
+        total, last = builder.inputs[0], len(builder.inputs) - 1
+        for position, term in enumerate(builder.inputs[1:], start=1):
+            total = builder.add_node("Add", [total, term],
+                                     builder.output if position == last else None)
+        return total
+
 
 TILE_BYTES = 2 << 20
 """Bytes of output per tile of samples shared among the worker threads (as ReLU's)."""
@@ -120,6 +128,9 @@ class Concat(Op):
     def to_torch(self, input_shapes, attrs, names):
         from graphnet.op import TorchLayer
         return TorchLayer(f"torch.cat([{', '.join(names.inputs)}], dim=1)")
+
+    def to_onnx(self, input_shapes, attrs, builder):
+        return builder.add_node("Concat", builder.inputs, builder.output, axis=1)
 
 
 @hookimpl

@@ -29,7 +29,7 @@ from graphnet import parallel
 from graphnet.hookspecs import hookimpl
 from graphnet.op import GLOBAL, Attr, Op, Window, format_shape, shape_error
 
-from ._window import SlidingWindow, check_image
+from ._window import SlidingWindow, check_image, onnx_pads
 
 POOL_ATTRS = {
     "kernel": Attr("pair", minimum=1, doc="window height and width"),
@@ -76,6 +76,13 @@ class _Pool2d(Op):
         # ceil_mode adds units at the end; each unit's field is the window's as ever
         window = self._window(input_shapes[0], attrs)
         return Window(window.kernel, window.stride, window.before, window.dilation)
+
+    def _onnx_pool(self, input_shapes, attrs, builder, op_type: str, **attributes) -> str:
+        """The ONNX node both windowed pools share: ``op_type`` over the resolved window."""
+        window = self._window(input_shapes[0], attrs)
+        return builder.add_node(op_type, builder.inputs, builder.output,
+                                kernel_shape=list(window.kernel), strides=list(window.stride),
+                                pads=onnx_pads(window), **attributes)
 
 
 class MaxPool2d(_Pool2d):
@@ -157,6 +164,9 @@ class MaxPool2d(_Pool2d):
         source, options = _torch_window(window, names.inputs[0], "float('-inf')")
         return TorchLayer(f"{names.layer}({source})",
                           f"nn.MaxPool2d(kernel_size={window.kernel}{options})")
+
+    def to_onnx(self, input_shapes, attrs, builder):
+        return self._onnx_pool(input_shapes, attrs, builder, "MaxPool")  # pads never win
 
 
 class AvgPool2d(_Pool2d):
@@ -245,6 +255,11 @@ class AvgPool2d(_Pool2d):
         count = conv.format(mask, source, 1, 1)
         return TorchLayer(f"{total} / {count}")
 
+    def to_onnx(self, input_shapes, attrs, builder):
+        # ONNX's count_include_pad=0 divides by the real pixels each window covers, as ours
+        return self._onnx_pool(input_shapes, attrs, builder, "AveragePool",
+                               count_include_pad=int(counts_padding(attrs)))
+
 
 def counts_padding(attrs) -> bool:
     """Whether padded zeros count in an average pool's divisor: as asked, else TensorFlow's
@@ -317,6 +332,10 @@ class GlobalAvgPool(Op):
         from graphnet.op import TorchLayer
         return TorchLayer(f"torch.flatten({names.layer}({names.inputs[0]}), 1)",
                           "nn.AdaptiveAvgPool2d(1)")
+
+    def to_onnx(self, input_shapes, attrs, builder):
+        pooled = builder.add_node("GlobalAveragePool", builder.inputs)  # N×C×1×1
+        return builder.add_node("Flatten", [pooled], builder.output, axis=1)
 
 
 # --- helpers ---------------------------------------------------------------------------------

@@ -50,6 +50,9 @@ class Dropout(Op):
         from graphnet.op import TorchLayer
         return TorchLayer.applied(names, f"nn.Dropout({attrs.rate!r})")
 
+    def to_onnx(self, input_shapes, attrs, builder):
+        return builder.inputs[0]  # the identity at inference: no node at all
+
 
 class BatchNorm(TakesEpilogue, Op):
     """Batch normalisation per channel (C, H, W inputs) or per feature (F inputs).
@@ -134,6 +137,15 @@ class BatchNorm(TakesEpilogue, Op):
         layer = "BatchNorm1d" if len(input_shapes[0]) == 1 else "BatchNorm2d"
         return TorchLayer.applied(names, f"nn.{layer}({input_shapes[0][0]}, "
                                          f"eps={attrs.eps!r}, momentum={attrs.momentum!r})")
+
+    def to_onnx(self, input_shapes, attrs, builder):
+        # inference: the running statistics (ONNX's momentum weighs the running value, ours
+        # the batch's; it is not used at inference but stated the ONNX way)
+        return builder.add_node(
+            "BatchNormalization",
+            [builder.inputs[0], *(builder.param(name) for name in
+                                  ("weight", "bias", "running_mean", "running_var"))],
+            builder.output, epsilon=attrs.eps, momentum=1.0 - attrs.momentum)
 
 
 def _affine(params, mean, variance, eps: float):

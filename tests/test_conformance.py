@@ -2,7 +2,7 @@
 equal finite differences in float64, and the receptive field is sane (graphnet.testing)."""
 import pytest
 
-from graphnet.testing import check_op
+from graphnet.testing import check_onnx_export, check_op
 
 CASES = {
     "conv2d": [((3, 7, 6), {"filters": 4, "kernel": 3, "stride": 2, "padding": "same"}),
@@ -58,6 +58,20 @@ def cases():
 @pytest.mark.parametrize("op, shapes, attrs", list(cases()))
 def test_op_conforms(op, shapes, attrs):
     check_op(op, shapes, attrs, batch_size=3)
+
+
+def exported_cases():
+    """The cases of every op but the losses, which are never exported."""
+    from graphnet.registry import build_registry
+    registry = build_registry(environment=False)
+    return [case for case in cases() if not registry.op(case.values[0]).is_loss]
+
+
+@pytest.mark.parametrize("op, shapes, attrs", exported_cases())
+def test_op_exports_to_onnx(op, shapes, attrs):
+    """Every case but the losses' (never exported) runs in onnxruntime as graphnet runs it."""
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (the test extra)")
+    check_onnx_export(op, shapes, attrs)
 
 
 def test_every_registered_op_has_a_case():

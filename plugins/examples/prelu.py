@@ -56,6 +56,11 @@ class PReLU(Op):
                           f"nn.PReLU({channels}, init={attrs.initial_slope!r})",  # its layer
                           params={"slope": "weight"})   # graphnet's parameter → the layer's
 
+    def to_onnx(self, input_shapes, attrs, builder):  # optional: for graphnet export --to onnx
+        rank = len(input_shapes[0])                     # slope per channel, broadcast over H, W
+        slope = builder.param("slope", shape=(-1,) + (1,) * (rank - 1) if rank > 1 else None)
+        return builder.add_node("PRelu", [builder.inputs[0], slope], builder.output)
+
 
 @hookimpl
 def graphnet_register_ops(registry):
