@@ -367,15 +367,9 @@ def check_torch_export(op_name: str, input_shapes, attrs=None, *, plugins=(), re
 # --- agreement with the ONNX export ------------------------------------------------------------
 def require_onnxruntime():
     """The onnxruntime module, or an ExportError saying how to install it (a test extra)."""
-    from .export import ExportError
-    from .text import install_hint
+    from .export import require
 
-    try:
-        import onnxruntime
-    except ImportError:
-        raise ExportError("onnxruntime is not installed", expected="the onnxruntime package",
-                          hint=install_hint("test")) from None
-    return onnxruntime
+    return require("onnxruntime", "onnxruntime", "test")
 
 
 def run_onnx(model, feeds: dict) -> dict[str, np.ndarray]:

@@ -13,8 +13,41 @@ module here.
 """
 from __future__ import annotations
 
-from ..errors import UsageError
+import importlib
+
+from ..errors import UsageError, plugin_failure
+from ..op import Op
+from ..text import install_hint
 
 
 class ExportError(UsageError):
     """A graph that cannot be translated: an op with no translation, or a framework missing."""
+
+
+def require(module: str, what: str, extra: str):
+    """Import ``module`` (an optional dependency), or raise an ExportError naming ``what`` is
+    missing and the extra that installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ExportError(f"{what} is not installed", expected=f"the {module} package",
+                          hint=install_hint(extra)) from None
+
+
+def translate(graph, node, method: str, framework: str, argument):
+    """What the op of ``node`` says it is in another framework: its ``method`` (``to_torch``,
+    ``to_onnx``) called with the input shapes, attributes and ``argument``. An op without
+    that method, or whose method raises, is an error naming the node and the op."""
+    if getattr(type(node.op), method) is getattr(Op, method):
+        raise ExportError(f"op {node.op_name!r} has no {framework} translation",
+                          file=graph.file, node=node.name, field="op",
+                          found=f"{node.op_name!r} from plugin {node.plugin!r}",
+                          hint=f"give its class a {method}(input_shapes, attrs, ...) method "
+                               f"(see graphnet.op.Op.{method})")
+    input_shapes = [graph.nodes[source].shape for source in node.inputs]
+    try:
+        return getattr(node.op, method)(input_shapes, node.attrs, argument)
+    except Exception as error:  # a plugin's bug: named, never a traceback
+        raise plugin_failure(error, f"{method} of op {node.op_name!r} (plugin {node.plugin!r}) "
+                             "failed", located={"file": graph.file, "node": node.name},
+                             file=graph.file, node=node.name) from error

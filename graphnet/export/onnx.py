@@ -30,10 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..errors import plugin_failure
-from ..op import Op
-from ..text import install_hint
-from . import ExportError
+from . import ExportError, require, translate
 
 TARGET = "onnx"
 OPSET = 17
@@ -157,27 +154,11 @@ def _needed(graph, targets) -> list[str]:
 # --- translation ---------------------------------------------------------------------------
 def require_onnx():
     """The onnx module, or an ExportError saying how to install it."""
-    try:
-        import onnx
-    except ImportError:
-        raise ExportError("the onnx package is not installed", expected="the onnx package",
-                          hint=install_hint("onnx")) from None
-    return onnx
+    return require("onnx", "the onnx package", "onnx")
 
 
 def _translate(graph, node, builder: OnnxBuilder) -> str:
-    if type(node.op).to_onnx is Op.to_onnx:
-        raise ExportError(f"op {node.op_name!r} has no ONNX translation", file=graph.file,
-                          node=node.name, field="op", found=f"{node.op_name!r} from plugin "
-                          f"{node.plugin!r}", hint="give its class a to_onnx(input_shapes, "
-                          "attrs, builder) method (see graphnet.op.Op.to_onnx)")
-    input_shapes = [graph.nodes[source].shape for source in node.inputs]
-    try:
-        result = node.op.to_onnx(input_shapes, node.attrs, builder)
-    except Exception as error:  # a plugin's bug: named, never a traceback
-        raise plugin_failure(error, f"to_onnx of op {node.op_name!r} (plugin {node.plugin!r}) "
-                             "failed", located={"file": graph.file, "node": node.name},
-                             file=graph.file, node=node.name) from error
+    result = translate(graph, node, "to_onnx", "ONNX", builder)
     if not isinstance(result, str) or (result not in builder.produced()
                                        and result not in builder.inputs):
         raise ExportError(f"to_onnx of op {node.op_name!r} returned {result!r}",

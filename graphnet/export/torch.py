@@ -30,10 +30,8 @@ import numpy as np
 
 from .. import __version__
 from ..analysis import required_inputs
-from ..errors import plugin_failure
-from ..op import Op, TorchLayer, TorchNames
-from ..text import install_hint
-from . import ExportError
+from ..op import TorchLayer, TorchNames
+from . import ExportError, require, translate
 
 TARGET = "torch"
 
@@ -96,18 +94,7 @@ class _Plan:
 
 
 def _translate(graph, node, names: TorchNames) -> TorchLayer:
-    if type(node.op).to_torch is Op.to_torch:
-        raise ExportError(f"op {node.op_name!r} has no PyTorch translation", file=graph.file,
-                          node=node.name, field="op", found=f"{node.op_name!r} from plugin "
-                          f"{node.plugin!r}", hint="give its class a to_torch(input_shapes, "
-                          "attrs, names) method (see graphnet.op.Op.to_torch)")
-    input_shapes = [graph.nodes[source].shape for source in node.inputs]
-    try:
-        layer = node.op.to_torch(input_shapes, node.attrs, names)
-    except Exception as error:  # a plugin's bug: named, never a traceback
-        raise plugin_failure(error, f"to_torch of op {node.op_name!r} (plugin {node.plugin!r}) "
-                             "failed", located={"file": graph.file, "node": node.name},
-                             file=graph.file, node=node.name) from error
+    layer = translate(graph, node, "to_torch", "PyTorch", names)
     if not isinstance(layer, TorchLayer):
         raise ExportError(f"to_torch of op {node.op_name!r} returned {type(layer).__name__}",
                           file=graph.file, node=node.name,
@@ -219,12 +206,7 @@ def _docstring(text: str) -> str:
 # --- loading (needs PyTorch) -----------------------------------------------------------------
 def require_torch():
     """The torch module, or an ExportError saying how to install it."""
-    try:
-        import torch
-    except ImportError:
-        raise ExportError("PyTorch is not installed", expected="the torch package",
-                          hint=install_hint("torch")) from None
-    return torch
+    return require("torch", "PyTorch", "torch")
 
 
 @dataclass

@@ -22,7 +22,6 @@ from graphnet.export.onnx import BATCH_AXIS, IR_VERSION, OPSET, export_onnx, to_
 from graphnet.gradcheck import random_feeds  # noqa: E402
 from graphnet.graph import load  # noqa: E402
 from graphnet.op import Op  # noqa: E402
-from graphnet.registry import get_registry  # noqa: E402
 from graphnet.testing import (TOLERANCE, check_onnx_export, moved_state,  # noqa: E402
                               onnx_differences, run_onnx)
 
@@ -158,18 +157,10 @@ def test_a_graph_of_losses_alone_has_nothing_to_export():
         to_model(Network(load(spec)))
 
 
-def test_every_builtin_op_but_the_losses_translates_itself():
-    registry = get_registry()
-    builtin = {name for name in registry.names("op")
-               if registry.plugin_of("op", name).startswith("builtin:")}
-    assert builtin
-    for name in builtin:
-        op_class = type(registry.op(name))
+def test_every_builtin_op_but_the_losses_translates_itself(builtin_ops, assert_generic):
+    for name, op_class in builtin_ops.items():
         assert op_class.is_loss or op_class.to_onnx is not Op.to_onnx, name
-    # the exporter is generic: it names no op and treats no plugin specially
-    exporter = (ROOT / "graphnet" / "export" / "onnx.py").read_text()
-    assert "builtin:" not in exporter
-    assert not [name for name in builtin if f'"{name}"' in exporter or f"'{name}'" in exporter]
+    assert_generic("onnx.py")
     # and op modules never import onnx: it is an optional extra
     for plugin in [*(ROOT / "plugins").glob("*.py"), PRELU, ROOT / "graphnet" / "op.py"]:
         assert "import onnx" not in plugin.read_text(), plugin
@@ -242,40 +233,32 @@ def test_a_plugin_op_builds_several_nodes_and_constants(tmp_path):
     _assert_agrees(Network(graph), model)
 
 
-def _export_variant(run_cli, write_spec, folder, op_name, *edits):
-    """Export to ONNX a one-node spec of a copy of the PReLU example named ``op_name``, its
-    source changed by each (old, new) edit: (exit status, stderr, output path)."""
-    source = PRELU.read_text().replace('"prelu"', f'"{op_name}"')
-    for old, new in edits:
-        source = source.replace(old, new)
-    plugin = folder / f"{op_name}.py"
-    plugin.write_text(source)
-    spec = write_spec({
-        "graph": {"name": "user op"}, "inputs": {"x": {"shape": [2, 4, 4]}},
-        "nodes": [{"name": "learned_slope", "op": op_name, "inputs": ["x"]}],
-        "outputs": {"y": "learned_slope"}})
+def _export_variant(run_cli, prelu_variant, folder, op_name, *edits):
+    """Export to ONNX a one-node spec of a variant of the PReLU example (see the
+    ``prelu_variant`` fixture): (exit status, stderr, output path)."""
+    spec, plugin = prelu_variant(op_name, *edits)
     target = folder / "user.onnx"
     status, _, err = run_cli("export", spec, "--to", "onnx", "-o", target, "--plugin", plugin)
     return status, err, target
 
 
-def test_an_op_without_to_onnx_is_named_with_exit_2(run_cli, write_spec, tmp_path):
-    status, err, target = _export_variant(run_cli, write_spec, tmp_path, "untranslated",
+def test_an_op_without_to_onnx_is_named_with_exit_2(run_cli, prelu_variant, tmp_path):
+    status, err, target = _export_variant(run_cli, prelu_variant, tmp_path, "untranslated",
                                           ("def to_onnx(", "def _not_to_onnx("))
     assert status == 2 and "Traceback" not in err
     assert "learned_slope" in err and "'untranslated'" in err and "no ONNX translation" in err
     assert "to_onnx" in err and not target.exists()
 
 
-def test_a_to_onnx_that_raises_or_returns_nonsense_is_named(run_cli, write_spec, tmp_path):
-    status, err, _ = _export_variant(run_cli, write_spec, tmp_path, "raising",
+def test_a_to_onnx_that_raises_or_returns_nonsense_is_named(run_cli, prelu_variant, tmp_path):
+    status, err, _ = _export_variant(run_cli, prelu_variant, tmp_path, "raising",
                                      ('builder.param("slope"', '1 / 0 or builder.param("slope"'))
     assert status == 2 and "Traceback" not in err
     assert "learned_slope" in err and "to_onnx of op 'raising'" in err and "ZeroDivision" in err
-    status, err, _ = _export_variant(run_cli, write_spec, tmp_path, "nameless",
+    status, err, _ = _export_variant(run_cli, prelu_variant, tmp_path, "nameless",
                                      ("return builder.add_node(", "builder.add_node("))
     assert status == 2 and "to_onnx of op 'nameless' returned None" in err
-    status, err, _ = _export_variant(run_cli, write_spec, tmp_path, "bad_onnx",
+    status, err, _ = _export_variant(run_cli, prelu_variant, tmp_path, "bad_onnx",
                                      ('"PRelu"', '"NoSuchOnnxOp"'))
     assert status == 2 and "ONNX rejects the translation" in err and "Traceback" not in err
 

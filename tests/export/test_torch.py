@@ -18,7 +18,6 @@ from graphnet.export import ExportError
 from graphnet.export.torch import to_source
 from graphnet.graph import load
 from graphnet.op import Op
-from graphnet.registry import get_registry
 from graphnet.testing import check_agreement, check_torch_export, differences
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -106,17 +105,10 @@ def _assert_agree(graph, batch_size=4):
     return report
 
 
-def test_every_builtin_op_translates_itself():
-    registry = get_registry()
-    builtin = {name for name in registry.names("op")
-               if registry.plugin_of("op", name).startswith("builtin:")}
-    assert builtin
-    for name in builtin:
-        assert type(registry.op(name)).to_torch is not Op.to_torch, name
-    # the exporter is generic: it names no op and treats no plugin specially
-    exporter = (ROOT / "graphnet" / "export" / "torch.py").read_text()
-    assert "builtin:" not in exporter
-    assert not [name for name in builtin if f'"{name}"' in exporter or f"'{name}'" in exporter]
+def test_every_builtin_op_translates_itself(builtin_ops, assert_generic):
+    for name, op_class in builtin_ops.items():
+        assert op_class.to_torch is not Op.to_torch, name
+    assert_generic("torch.py")
 
 
 @pytest.mark.parametrize("path", SPEC_FILES, ids=lambda p: p.name)
@@ -214,25 +206,17 @@ def test_a_wrong_translation_fails_the_check(tmp_path):
         check_torch_export("wrong_prelu", [(3, 5, 5)], plugins=[plugin])
 
 
-def _export_prelu_variant(run_cli, write_spec, folder, op_name, *edits):
-    """Export a one-node spec of a copy of the PReLU example named ``op_name``, its source
-    changed by each (old, new) edit: (spec path, plugin path, exit status, stderr)."""
-    source = PRELU.read_text().replace('"prelu"', f'"{op_name}"')
-    for old, new in edits:
-        source = source.replace(old, new)
-    plugin = folder / f"{op_name}.py"
-    plugin.write_text(source)
-    spec = write_spec({
-        "graph": {"name": "user op"}, "inputs": {"x": {"shape": [2, 4, 4]}},
-        "nodes": [{"name": "learned_slope", "op": op_name, "inputs": ["x"]}],
-        "outputs": {"y": "learned_slope"}})
+def _export_prelu_variant(run_cli, prelu_variant, op_name, *edits):
+    """Export to PyTorch a one-node spec of a variant of the PReLU example (see the
+    ``prelu_variant`` fixture): (spec path, plugin path, exit status, stderr)."""
+    spec, plugin = prelu_variant(op_name, *edits)
     status, out, err = run_cli("export", spec, "--to", "torch", "--plugin", plugin)
     return spec, plugin, status, err
 
 
-def test_an_op_without_translation_names_node_and_op(run_cli, write_spec, tmp_path):
+def test_an_op_without_translation_names_node_and_op(run_cli, prelu_variant):
     spec, plugin, status, err = _export_prelu_variant(
-        run_cli, write_spec, tmp_path, "untranslated", ("def to_torch(", "def _not_to_torch("))
+        run_cli, prelu_variant, "untranslated", ("def to_torch(", "def _not_to_torch("))
     assert status == 2
     assert "learned_slope" in err and "'untranslated'" in err and "no PyTorch translation" in err
     assert "to_torch" in err and "Traceback" not in err
@@ -240,9 +224,9 @@ def test_an_op_without_translation_names_node_and_op(run_cli, write_spec, tmp_pa
         to_source(load(spec, plugins=[plugin]))
 
 
-def test_a_to_torch_that_raises_is_named_without_a_traceback(run_cli, write_spec, tmp_path):
+def test_a_to_torch_that_raises_is_named_without_a_traceback(run_cli, prelu_variant):
     _, _, status, err = _export_prelu_variant(
-        run_cli, write_spec, tmp_path, "raising", ('f"nn.PReLU({channels}', 'f"nn.PReLU({1 / 0}'))
+        run_cli, prelu_variant, "raising", ('f"nn.PReLU({channels}', 'f"nn.PReLU({1 / 0}'))
     assert status == 2 and "Traceback" not in err
     assert "learned_slope" in err and "to_torch of op 'raising'" in err
     assert "ZeroDivisionError" in err
