@@ -168,6 +168,12 @@ class Clip(_Elementwise):
         return TorchLayer(f"torch.clamp({names.inputs[0]}"
                           f"{TorchLayer.options(min=attrs.min, max=attrs.max)})")
 
+    def to_onnx(self, input_shapes, attrs, builder):
+        # bounds are inputs since opset 11; an absent one is an omitted input ("")
+        bounds = ["" if bound is None else builder.constant(bound, name)
+                  for name, bound in (("min", attrs.min), ("max", attrs.max))]
+        return builder.add_node("Clip", [builder.inputs[0], *bounds], builder.output)
+
 
 def _bounds(attrs) -> tuple[float, float]:
     """A clip's bounds, an absent one as an infinity."""
@@ -210,6 +216,10 @@ class Relu6(_Elementwise):
     def to_torch(self, input_shapes, attrs, names):
         from graphnet.op import TorchLayer
         return TorchLayer.applied(names, "nn.ReLU6()")
+
+    def to_onnx(self, input_shapes, attrs, builder):
+        bounds = [builder.constant(bound, name) for name, bound in (("min", 0.0), ("max", 6.0))]
+        return builder.add_node("Clip", [builder.inputs[0], *bounds], builder.output)
 
 
 RELU6_EPILOGUE = _clip_epilogue(0.0, 6.0)
@@ -339,8 +349,9 @@ class Softmax(Op):
             names, f"nn.Softmax(dim={1 + self._axis(input_shapes[0], attrs)})")
 
     def to_onnx(self, input_shapes, attrs, builder):
-        # axis 1 of the batch: the channels (or features); one axis only since opset 13
-        return builder.add_node("Softmax", builder.inputs, builder.output, axis=1)
+        # over that one axis of the batch (one axis only since opset 13)
+        return builder.add_node("Softmax", builder.inputs, builder.output,
+                                axis=1 + self._axis(input_shapes[0], attrs))
 
 
 @hookimpl

@@ -77,12 +77,12 @@ class _Pool2d(Op):
         window = self._window(input_shapes[0], attrs)
         return Window(window.kernel, window.stride, window.before, window.dilation)
 
-    def _onnx_pool(self, input_shapes, attrs, builder, op_type: str, **attributes) -> str:
-        """The ONNX node both windowed pools share: ``op_type`` over the resolved window."""
-        window = self._window(input_shapes[0], attrs)
+    def _onnx_pool(self, window, builder, op_type: str, **attributes) -> str:
+        """The ONNX node both windowed pools share: ``op_type`` over ``window``."""
         return builder.add_node(op_type, builder.inputs, builder.output,
                                 kernel_shape=list(window.kernel), strides=list(window.stride),
-                                pads=onnx_pads(window), **attributes)
+                                pads=onnx_pads(window), ceil_mode=int(window.ceil_mode),
+                                **attributes)
 
 
 class MaxPool2d(_Pool2d):
@@ -166,7 +166,8 @@ class MaxPool2d(_Pool2d):
                           f"nn.MaxPool2d(kernel_size={window.kernel}{options})")
 
     def to_onnx(self, input_shapes, attrs, builder):
-        return self._onnx_pool(input_shapes, attrs, builder, "MaxPool")  # pads never win
+        window = self._window(input_shapes[0], attrs)  # pads never win: as our −inf
+        return self._onnx_pool(window, builder, "MaxPool", dilations=list(window.dilation))
 
 
 class AvgPool2d(_Pool2d):
@@ -256,9 +257,26 @@ class AvgPool2d(_Pool2d):
         return TorchLayer(f"{total} / {count}")
 
     def to_onnx(self, input_shapes, attrs, builder):
-        # ONNX's count_include_pad=0 divides by the real pixels each window covers, as ours
-        return self._onnx_pool(input_shapes, attrs, builder, "AveragePool",
-                               count_include_pad=int(counts_padding(attrs)))
+        window = self._window(input_shapes[0], attrs)
+        include_padding = counts_padding(attrs)
+        if window.dilation == (1, 1):
+            # ONNX's divisors are ours: the real pixels (count_include_pad=0) or the taps in
+            # the padded input, never the ceil_mode overhang
+            return self._onnx_pool(window, builder, "AveragePool",
+                                   count_include_pad=int(include_padding))
+        # AveragePool has no dilations before opset 19: the sum of each window's taps, a
+        # depthwise conv of ones over the input padded as the windows read it (the overhang
+        # too, as zeros), times 1 / each window's divisor, which the shapes alone fix
+        channels = input_shapes[0][0]
+        read_top, read_bottom, read_left, read_right = window.read_pads
+        ones = builder.constant(np.ones((channels, 1, *window.kernel)), "ones")
+        total = builder.add_node("Conv", [builder.inputs[0], ones],
+                                 kernel_shape=list(window.kernel), strides=list(window.stride),
+                                 pads=[read_top, read_left, read_bottom, read_right],
+                                 dilations=list(window.dilation), group=channels)
+        reciprocal = builder.constant(divisor_reciprocal(window, include_padding,
+                                                         np.dtype(np.float64)), "reciprocal")
+        return builder.add_node("Mul", [total, reciprocal], builder.output)
 
 
 def counts_padding(attrs) -> bool:
