@@ -29,7 +29,7 @@ from graphnet import parallel
 from graphnet.hookspecs import hookimpl
 from graphnet.op import GLOBAL, Attr, Op, Window, format_shape, shape_error
 
-from ._window import SlidingWindow, check_image, onnx_pads
+from ._window import SlidingWindow, check_image
 
 POOL_ATTRS = {
     "kernel": Attr("pair", minimum=1, doc="window height and width"),
@@ -78,10 +78,21 @@ class _Pool2d(Op):
         return Window(window.kernel, window.stride, window.before, window.dilation)
 
     def _onnx_pool(self, window, builder, op_type: str, **attributes) -> str:
-        """The ONNX node both windowed pools share: ``op_type`` over ``window``."""
+        """The ONNX node both windowed pools share: ``op_type`` over ``window``.
+
+        ONNX states the drop of a last ceil_mode window starting in the end padding only from
+        opset 22 (onnxruntime drops it at every opset; onnx's shape inference before 22 does
+        not, and the checker then refuses the model), so the node says what every opset reads
+        alike: end padding that no window reads is left out, and ceil_mode is set only where a
+        window reads past the padding."""
+        top, bottom, left, right = window.pads
+        ends = [min(end, max(0, (count - 1) * step + span - size - before))
+                for end, count, step, span, size, before in zip(
+                    (bottom, right), window.output_hw, window.stride, window.extent,
+                    window.input_hw, (top, left))]
         return builder.add_node(op_type, builder.inputs, builder.output,
                                 kernel_shape=list(window.kernel), strides=list(window.stride),
-                                pads=onnx_pads(window), ceil_mode=int(window.ceil_mode),
+                                pads=[top, left, *ends], ceil_mode=int(any(window.overhang)),
                                 **attributes)
 
 

@@ -276,3 +276,15 @@ def test_spec_errors_name_the_node_and_field_with_exit_2(run_cli, write_spec):
     assert status == 2
     assert "node 'cap', field 'min': clip needs a bound: expected min, max or both" in err
     assert "node 'sm', field 'axis': softmax axis outside the input" in err
+
+
+@pytest.mark.parametrize("op_name, shape, raw, nodes", [
+    ("clip", (3, 4, 4), {"min": -0.5, "max": 0.5}, ["Clip"]), ("clip", (5,), {"min": 0.0}, ["Clip"]),
+    ("clip", (5,), {"max": 0.25}, ["Clip"]), ("relu6", (3, 4, 4), {}, ["Clip"]),
+    ("softmax", (3, 4, 5), {"axis": -1}, ["Softmax"]), ("softmax", (3, 4, 5), {"axis": 1}, ["Softmax"]),
+    ("softmax", (3, 4, 5), {}, ["Softmax"]), ("softmax", (6,), {"axis": -1}, ["Softmax"])])
+def test_exports_to_onnx(op_name, shape, raw, nodes):
+    pytest.importorskip("onnx", reason="onnx is not installed (the onnx extra)")
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (the test extra)")
+    from graphnet.testing import check_onnx_export
+    assert check_onnx_export(op_name, [shape], raw)["nodes"] == nodes

@@ -437,3 +437,20 @@ def test_matches_onnxruntime(reduce, name, context):
     output, _ = op_class().forward([x], {}, attrs, context(dtype=np.float32))
     assert output.shape == expected.shape
     assert np.allclose(output, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("reduce, name", [
+    (reduce, name) for name in CASES for reduce in POOLS] + [
+    ("avg", name) for name in AVG_ONLY_CASES])
+def test_exports_to_onnx(reduce, name):
+    """The to_onnx translation of every case (four pads, ceil_mode, dilations; a dilated
+    average, which AveragePool takes only from opset 19, as a conv of ones times 1 / the
+    divisor) passes onnx.checker and agrees in onnxruntime."""
+    pytest.importorskip("onnx", reason="onnx is not installed (the onnx extra)")
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (the test extra)")
+    from graphnet.testing import check_onnx_export
+    input_shape, raw = {**CASES, **AVG_ONLY_CASES}[name]
+    report = check_onnx_export(POOLS[reduce].name, [input_shape], raw)
+    dilated = reduce == "avg" and make_attrs(AvgPool2d, **raw).dilation != (1, 1)
+    assert report["nodes"] == (["Conv", "Mul"] if dilated
+                               else ["MaxPool" if reduce == "max" else "AveragePool"])
