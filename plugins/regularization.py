@@ -109,16 +109,18 @@ class BatchNorm(TakesEpilogue, Op):
             variance = params["running_var"].astype(np.float64)
         inv_std, affine = _affine(params, mean, variance, attrs.eps)
         output = kernels.normalise(layout, xv, *affine, epilogue=epilogue)
-        # x itself, not x̂: backward recomputes x̂ (and the epilogue's input) tile by tile
-        return output, (layout, xv, mean, inv_std, affine, ctx.training)
+        # x itself, not x̂: backward recomputes x̂ tile by tile; with an epilogue, its result
+        # too, for its derivative (the op after it keeps that result anyway)
+        return output, (layout, xv, mean, inv_std, ctx.training,
+                        output if epilogue is not None else None)
 
     def backward_with_epilogue(self, grad_output, saved, params, attrs, ctx, epilogue):
         """``grad_output`` is the gradient of the epilogue's result, if there is one."""
-        layout, xv, mean, inv_std, affine, used_batch_stats = saved
+        layout, xv, mean, inv_std, used_batch_stats, output = saved
         grad_input, grad_sum, grad_dot_normalised = kernels.backward(
             layout, xv, grad_output, mean=mean, inv_std=inv_std, weight=params["weight"],
-            affine=affine, used_batch_stats=used_batch_stats,
-            input_grad=ctx.wants_input_grad(0), sums=ctx.needs_param_grad, epilogue=epilogue)
+            used_batch_stats=used_batch_stats, input_grad=ctx.wants_input_grad(0),
+            sums=ctx.needs_param_grad, epilogue=epilogue, output=output)
         param_grads = {}
         if ctx.needs_param_grad:
             param_grads["weight"] = grad_dot_normalised.astype(params["weight"].dtype)

@@ -179,14 +179,20 @@ def test_docstrings_state_the_cost():
 
 # --- batch_norm's passes over memory (graphnet_plugins._batch_norm) --------------------------
 def laid_out(x, layout):
-    """``x`` with the memory layout a batch norm meets: a conv's channels-last view, a plain
-    NCHW array, or neither (Fortran order)."""
+    """``x`` with the memory layout a batch norm meets: a conv's channels-last view, the same
+    cut from a larger grid (a tap conv computes one extra row and column per image), a plain
+    NCHW array, or none of them (Fortran order)."""
     if layout == "channels-last":
         return np.ascontiguousarray(np.moveaxis(x, 1, -1)).transpose(0, 3, 1, 2)
+    if layout == "cut-grid":
+        n, c, h, w = x.shape
+        grid = np.full((n, h + 1, w + 1, c), np.nan, x.dtype)
+        grid[:, :h, :w] = np.moveaxis(x, 1, -1)
+        return grid[:, :h, :w].transpose(0, 3, 1, 2)
     return np.asfortranarray(x) if layout == "other" else x
 
 
-LAYOUTS = ["channels-last", "channels-first", "other"]
+LAYOUTS = ["channels-last", "cut-grid", "channels-first", "other"]
 
 
 @pytest.fixture
@@ -227,8 +233,38 @@ def test_batch_norm_keeps_the_layout_and_any_thread_count_gives_the_same_bits(
         results.append([output, grad_input, *param_grads.values(), params["running_var"]])
         if layout == "channels-last":
             assert output.strides == x.strides and grad_input.strides == x.strides
+        if layout == "cut-grid":  # channels-last, with no gaps
+            assert np.moveaxis(output, 1, -1).flags.c_contiguous
+            assert np.moveaxis(grad_input, 1, -1).flags.c_contiguous
     for one, two in zip(*results):
         assert np.array_equal(one, two)
+
+
+@pytest.mark.parametrize("relu", [False, True], ids=["alone", "with-relu"])
+def test_batch_norm_gives_the_same_results_in_every_layout(relu, small_tiles, attrs_for,
+                                                          context):
+    """The layouts sum in different orders, so float64 agrees to rounding; a cut grid is read
+    in place, never copied."""
+    from graphnet_plugins import _batch_norm
+    from graphnet_plugins.activations import RELU_EPILOGUE
+    epilogue = RELU_EPILOGUE if relu else None
+    x = random((5, 3, 4, 6), seed=8) * 2 - 1
+    grad = random(x.shape, seed=9)
+    results = {}
+    for layout in LAYOUTS:
+        params = batch_norm_params(3)
+        laid = laid_out(x, layout)
+        output, saved = BatchNorm().forward_with_epilogue(
+            [laid], params, attrs_for(BatchNorm), context(training=True), epilogue)
+        (grad_input,), param_grads = BatchNorm().backward_with_epilogue(
+            laid_out(grad, layout), saved, params, attrs_for(BatchNorm), context(), epilogue)
+        results[layout] = [output, grad_input, *param_grads.values(), params["running_var"]]
+    for layout in LAYOUTS[1:]:
+        for one, two in zip(results[LAYOUTS[0]], results[layout], strict=True):
+            np.testing.assert_allclose(two, one, rtol=1e-12, atol=1e-13)
+    laid = laid_out(x, "cut-grid")
+    layout, _, view = _batch_norm.viewed(laid)
+    assert layout.channels_last and np.shares_memory(view, laid)
 
 
 def test_batch_norm_statistics_hold_far_from_zero(attrs_for, context):
