@@ -18,11 +18,9 @@ def register(subparsers, common) -> None:
 
 
 def run(args) -> int:
-    from rich.markup import escape
-
     from .. import checks, limits
     from ..errors import GraphnetError
-    from ..render import print_error, print_warning, stdout
+    from ..render import print_error, print_result, print_warning
 
     limits.memory_limit(args.memory_limit)  # a bad --memory-limit is reported before any spec
     status = 0
@@ -43,5 +41,5 @@ def run(args) -> int:
         if problems:
             status = 2
             continue
-        stdout().print(f"[green]ok[/] {escape(f'{path}: {graph.summary()}')}", soft_wrap=True)
+        print_result("ok", "green", f"{path}: {graph.summary()}")
     return status
