@@ -21,7 +21,6 @@ import math
 from dataclasses import dataclass
 from types import SimpleNamespace
 
-import networkx as nx
 import numpy as np
 
 from .analysis import memory_estimate
@@ -197,6 +196,8 @@ def _contracted(graph, depth: int | None):
     """(order, inputs of each row, representative) of the DAG with each block instance (at
     ``depth``) contracted to one row; None when a contraction would form a cycle (blocks of
     several inputs wired around each other), so the caller shows the nodes themselves."""
+    import networkx as nx  # here, not at the top: `graphnet ops` needs no graph
+
     representative = _representative(graph, depth)
     first: dict[str, int] = {}
     inputs: dict[str, list[str]] = {}
@@ -437,6 +438,8 @@ def field_view(graph, node_name: str, unit: tuple[int, int] | None = None) -> di
     ``neighbours`` are the centres of the adjacent units' fields, ``jump`` pixels apart;
     ``path`` is the field size of every node on the way from the image, to show its growth.
     """
+    import networkx as nx
+
     node_name = resolve_name(graph, node_name)
     if node_name not in graph.nodes:
         raise UsageError("unknown node", field="--rf", expected="a node of the graph",
@@ -483,6 +486,8 @@ def field_view(graph, node_name: str, unit: tuple[int, int] | None = None) -> di
 def _field_path(graph, node_name: str) -> list[dict]:
     """The field size of each ancestor that changes it (and of the node), in topological order;
     None where the field is the whole input."""
+    import networkx as nx
+
     wanted = nx.ancestors(graph.dag, node_name) | {node_name}
     path = []
     for name in graph.order:
