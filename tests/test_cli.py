@@ -1,4 +1,5 @@
 """The command line as a whole: help for every command, exit codes for bad arguments."""
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -75,19 +76,86 @@ def test_each_command_is_the_module_of_its_name(command):
     assert sorted(action.choices) == [command]
 
 
+def modules_after(code: str, *args: str, env=None) -> tuple[list[str], set[str]]:
+    """Run ``code`` in a fresh interpreter, its output piped; (its output lines, the modules
+    loaded at the end). ``code`` may print; the modules go to stderr, last."""
+    code += "\nimport sys; print(*sorted(sys.modules), file=sys.stderr)"
+    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                            check=True, env=env)
+    return result.stdout.splitlines(), set(result.stderr.splitlines()[-1].split())
+
+
 def test_checking_a_spec_loads_neither_training_nor_torch():
     """What `graphnet check` imports (its start-up time is mostly imports); networkx it needs,
-    for the graph's topological sort."""
-    code = ("import sys; from graphnet.cli import main; status = main(['check', sys.argv[1]]); "
-            "print(status, *sorted(sys.modules))")
-    output = subprocess.run([sys.executable, "-c", code, str(SPECS / "lenet5.toml")],
-                            capture_output=True, text=True, check=True).stdout
-    status, *modules = output.splitlines()[-1].split()
-    assert status == "0"
-    loaded = set(modules)
-    for heavy in ("torch", "graphnet.train", "graphnet.engine", "graphnet.inspection",
-                  "graphnet.export.torch", "onnx", "rich.progress", "urllib.request"):
+    for the graph's topological sort. Its "ok" line going to a pipe needs no rich either."""
+    output, loaded = modules_after("import sys; from graphnet.cli import main; "
+                                   "print(main(['check', sys.argv[1]]))",
+                                   str(SPECS / "lenet5.toml"))
+    assert output == [f"ok {SPECS / 'lenet5.toml'}: lenet5: 13 nodes, 61,706 parameters, "
+                      "416,520 MACs per sample", "0"]
+    assert {"numpy", "networkx"} <= loaded
+    for heavy in ("torch", "onnx", "ray", "sklearn", "PIL", "rich", "threadpoolctl",
+                  "graphnet.train", "graphnet.training", "graphnet.engine", "graphnet.bench",
+                  "graphnet.inspection", "graphnet.export.torch", "graphnet.distributed",
+                  "urllib.request"):
         assert heavy not in loaded, heavy
+
+
+def test_the_op_catalogue_builds_no_graph():
+    """`graphnet ops` lists what the plugins registered: no networkx, no training."""
+    output, loaded = modules_after("from graphnet.cli import main; main(['ops', '--format', "
+                                   "'json'])")
+    assert '"name": "conv2d",' in "\n".join(output)
+    for heavy in ("networkx", "torch", "onnx", "ray", "graphnet.graph", "graphnet.engine",
+                  "graphnet.train"):
+        assert heavy not in loaded, heavy
+
+
+@pytest.mark.parametrize("argv", [["--help"], [], ["frobnicate"]])
+def test_listing_the_commands_loads_none_of_their_dependencies(argv):
+    """`graphnet --help` (and a command line naming no command) lists every command by its
+    one line without building their parsers: nothing but the standard library and graphnet's
+    command modules, numpy not even."""
+    output, loaded = modules_after(f"from graphnet.cli import main\ntry: main({argv!r})\n"
+                                   "except SystemExit: pass")
+    if argv == ["--help"]:
+        listed = "\n".join(output)
+        for command in subcommands():
+            assert f"    {command} " in listed or f"    {command}\n" in listed, command
+    for heavy in ("numpy", "networkx", "rich", "pluggy", "graphnet.op", "graphnet.limits",
+                  "graphnet.registry"):
+        assert heavy not in loaded, heavy
+
+
+BLAS_THREADS = ("from threadpoolctl import threadpool_info; "
+                "print([pool['num_threads'] for pool in threadpool_info() "
+                "if pool['internal_api'] == 'openblas'])")
+
+
+def blas_run(code: str, **env_changes) -> list[str]:
+    """``code`` run with the environment's BLAS thread counts replaced by ``env_changes``; its
+    output after check's "ok" line: the exit status, OPENBLAS_NUM_THREADS, OpenBLAS's threads."""
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS")}
+    env.update(env_changes)
+    code = ("import os, sys; from graphnet.cli import main; " + code
+            + "; print(os.environ.get('OPENBLAS_NUM_THREADS')); " + BLAS_THREADS)
+    return subprocess.run([sys.executable, "-c", code, str(SPECS / "lenet5.toml")],
+                          capture_output=True, text=True, check=True, env=env).stdout.split("\n")[1:]
+
+
+def test_a_command_that_computes_nothing_starts_no_blas_threads():
+    """Run as the program, `graphnet check` loads numpy with OpenBLAS on one thread (its
+    worker threads would only spin); the environment a child process would see is the user's,
+    a thread count the user set is obeyed, and a call from Python changes nothing."""
+    default = subprocess.run([sys.executable, "-c", "import numpy; " + BLAS_THREADS],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    if default in ("[]", "[1]"):
+        pytest.skip(f"numpy's BLAS here is not a multi-threaded OpenBLAS ({default})")
+    as_program = "sys.argv = ['graphnet', 'check', sys.argv[1]]; print(main())"
+    assert blas_run(as_program)[:3] == ["0", "None", "[1]"]
+    assert blas_run(as_program, OPENBLAS_NUM_THREADS="2")[:3] == ["0", "2", "[2]"]
+    assert blas_run("print(main(['check', sys.argv[1]]))")[:3] == ["0", "None", default]
 
 
 def test_building_the_full_parser_loads_no_command_dependencies():

@@ -9,8 +9,6 @@ import shlex
 from pathlib import Path
 
 from ..errors import UsageError
-from ..options import literal
-from ..checkpoint import CHECKPOINT_NAME, checkpoint_in, find_checkpoint, run_dir_of
 
 SETTING_FLAGS = {
     # flag: (setting, type, help)
@@ -72,6 +70,8 @@ def overrides_from_args(args, flags=tuple(SETTING_FLAGS)) -> tuple[dict, dict]:
 
 def dataset_options(items: list[str]) -> dict:
     """``--dataset-option KEY=VALUE`` flags → {key: value as a spec would give it}."""
+    from ..options import literal
+
     options = {}
     for item in items:
         key, equals, value = item.partition("=")
@@ -117,6 +117,8 @@ def worker_settings(args) -> dict:
 
 
 def add_checkpoint_flag(parser) -> None:
+    from ..checkpoint import CHECKPOINT_NAME
+
     parser.add_argument("--checkpoint", metavar="PATH", default=None,
                         help=f"checkpoint to use, or a run dir holding one (default: <run "
                         f"dir>/{CHECKPOINT_NAME}, the run dir being --run-dir, [train] run_dir or "
@@ -128,6 +130,8 @@ def add_checkpoint_flag(parser) -> None:
 def checkpoint_path(args, graph) -> Path:
     """``--checkpoint`` (a file, or a run directory standing for its checkpoint), else the
     checkpoint in ``--run-dir``, ``[train] run_dir`` or ``runs/<spec name>``."""
+    from ..checkpoint import checkpoint_in, find_checkpoint, run_dir_of
+
     if args.checkpoint:
         return find_checkpoint(args.checkpoint)
     return checkpoint_in(run_dir_of(graph, args.run_dir, graph.spec.train.get("run_dir")))

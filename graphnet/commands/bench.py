@@ -6,12 +6,12 @@ from ._common import load_graph
 from ._training import add_worker_flags, worker_settings
 
 ORDER = 80
+HELP = "time training and inference, per node; compare with PyTorch"
 
 
 def register(subparsers, common) -> None:
     parser = subparsers.add_parser(
-        "bench", parents=[common], help="time training and inference, per node; compare with "
-        "PyTorch",
+        "bench", parents=[common], help=HELP,
         description="Time a training step (forward, loss, backward, SGD with momentum) and "
         "inference on a random batch: the median of --steps steps after --warmup, per node and "
         "in total, with GFLOP/s of the weighted layers next to numpy's matrix-product rate, and "

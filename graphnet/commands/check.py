@@ -4,10 +4,12 @@ from __future__ import annotations
 from ._common import add_memory_limit_argument, load_graph, warn_about
 
 ORDER = 10
+COMPUTES = False
+HELP = "validate graph specs"
 
 
 def register(subparsers, common) -> None:
-    parser = subparsers.add_parser("check", parents=[common], help="validate graph specs",
+    parser = subparsers.add_parser("check", parents=[common], help=HELP,
                                    description="Validate graph specs, the whole file: the graph, "
                                    "its [train] section and [outputs]; exit 0 when all are "
                                    "valid, 2 when any is not (one message per problem).")

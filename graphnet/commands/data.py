@@ -5,18 +5,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..data.cache import CACHE_ENV, checked_cache_dir, dataset_folder
-from ..data.fetch import MIRROR_ENV
 from ..errors import UsageError
 from ._common import registry_from_args
 
 SPLITS = ("train", "test")
 
 ORDER = 60
+HELP = "list and download datasets"
 
 
 def register(subparsers, common) -> None:
-    parser = subparsers.add_parser("data", parents=[common], help="list and download datasets",
+    from ..data.cache import CACHE_ENV
+    from ..data.fetch import MIRROR_ENV
+
+    parser = subparsers.add_parser("data", parents=[common], help=HELP,
                                    description="List the registered datasets, or download "
                                    "datasets into the cache.")
     actions = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
@@ -59,6 +61,7 @@ def run(args) -> int:
 
 
 def run_list(args) -> int:
+    from ..data.cache import checked_cache_dir
     from ..render.data import render_dataset_table
 
     registry = registry_from_args(args)
@@ -72,6 +75,7 @@ def run_list(args) -> int:
 
 
 def run_fetch(args) -> int:
+    from ..data.cache import checked_cache_dir, dataset_folder
     from ..data.fetch import fetch
     from ..render.data import download_progress, render_fetch_results
 
@@ -93,6 +97,7 @@ def run_fetch(args) -> int:
 
 
 def run_sample(args) -> int:
+    from ..data.cache import checked_cache_dir
     from ..data.sample import sample_dataset, write_sample
     from ._training import dataset_options
     from ..render.data import render_sample

@@ -6,11 +6,12 @@ from ._training import (EVAL_FLAGS, add_checkpoint_flag, add_setting_flags, chec
                         overrides_from_args)
 
 ORDER = 40
+HELP = "evaluate a checkpoint on the test split"
 
 
 def register(subparsers, common) -> None:
     parser = subparsers.add_parser(
-        "eval", parents=[common], help="evaluate a checkpoint on the test split",
+        "eval", parents=[common], help=HELP,
         description="Report the test loss, accuracy and per-class confusion matrix of a "
         "checkpoint, in eval mode, on the dataset it was trained on (or --dataset).")
     parser.add_argument("spec", metavar="SPEC",

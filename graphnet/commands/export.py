@@ -9,6 +9,7 @@ from ..errors import UsageError
 from ._common import load_graph, non_negative_int
 
 ORDER = 85
+HELP = "write the graph as PyTorch source or an ONNX model"
 TARGETS = ("onnx", "torch")
 METADATA = ("standardise", "class_names")
 """The checkpoint metadata an ONNX export carries as ``graphnet.<key>`` (JSON) properties."""
@@ -16,7 +17,7 @@ METADATA = ("standardise", "class_names")
 
 def register(subparsers, common) -> None:
     parser = subparsers.add_parser(
-        "export", parents=[common], help="write the graph as PyTorch source or an ONNX model",
+        "export", parents=[common], help=HELP,
         description="--to torch (the default) translates a spec into a Python module holding "
         "an nn.Module class: layers in __init__, forward() in the graph's order, and "
         "load_graphnet_params() to copy a graphnet network's or checkpoint's parameters in; "

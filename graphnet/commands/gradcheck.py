@@ -1,15 +1,17 @@
 """``graphnet gradcheck SPEC``: compare every gradient with central differences in float64."""
 from __future__ import annotations
 
-from ..gradcheck import DEFAULT_TOLERANCE
 from ._common import load_graph, non_negative_int, positive_float, positive_int
 
 ORDER = 20
+HELP = "check gradients against finite differences"
 
 
 def register(subparsers, common) -> None:
+    from ..gradcheck import DEFAULT_TOLERANCE
+
     parser = subparsers.add_parser(
-        "gradcheck", parents=[common], help="check gradients against finite differences",
+        "gradcheck", parents=[common], help=HELP,
         description="Check every parameter's and input's gradient against central differences "
         "in float64 on a small random batch. Exit 0 when all agree within the tolerance, 1 when not.")
     parser.add_argument("spec", metavar="SPEC",

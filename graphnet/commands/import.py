@@ -6,12 +6,13 @@ from pathlib import Path
 from ..errors import UsageError
 
 ORDER = 84
+HELP = "turn an ONNX model into a spec and a checkpoint"
 SPEC_SUFFIXES = (".toml", ".json")
 
 
 def register(subparsers, common) -> None:
     parser = subparsers.add_parser(
-        "import", parents=[common], help="turn an ONNX model into a spec and a checkpoint",
+        "import", parents=[common], help=HELP,
         description="Read an ONNX model (onnx's loader and checker; external data from the "
         "model's folder) and write a spec (TOML, or JSON for a .json name) whose nodes are "
         "named after the ONNX nodes, and beside it the weights as a checkpoint (NET.npz) that "

@@ -10,12 +10,14 @@ from ..errors import UsageError
 from ._common import add_memory_limit_argument, load_graph, warn_about
 
 ORDER = 15
+COMPUTES = False
+HELP = "shapes, parameters, MACs and receptive fields"
 FORMATS = ("table", "json", "dot", "mermaid")
 
 
 def register(subparsers, common) -> None:
     parser = subparsers.add_parser(
-        "inspect", parents=[common], help="shapes, parameters, MACs and receptive fields",
+        "inspect", parents=[common], help=HELP,
         description="Show every node of a graph spec in topological order with its output "
         "shape, parameters, multiply-accumulates and receptive field (size, jump, start in "
         "input pixels), the DAG's branches and merges, and totals. Nothing is run.")

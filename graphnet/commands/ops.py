@@ -8,11 +8,13 @@ import sys
 from ._common import registry_from_args
 
 ORDER = 16
+COMPUTES = False
+HELP = "list the registered ops (layers)"
 
 
 def register(subparsers, common) -> None:
     parser = subparsers.add_parser(
-        "ops", parents=[common], help="list the registered ops (layers)",
+        "ops", parents=[common], help=HELP,
         description="List every registered op with the plugin it came from, its attributes "
         "(with defaults) and its one-line doc; name one op to see it in full.")
     parser.add_argument("name", nargs="?", metavar="NAME", help="show this op in full")

@@ -6,11 +6,12 @@ from ._common import load_graph
 from ._training import add_checkpoint_flag, checkpoint_path
 
 ORDER = 50
+HELP = "class probabilities of images"
 
 
 def register(subparsers, common) -> None:
     parser = subparsers.add_parser(
-        "predict", parents=[common], help="class probabilities of images",
+        "predict", parents=[common], help=HELP,
         description="Print each image's class probabilities, most likely first, one line per "
         "image (\".80 cat, .15 dog, .05 bird\"). INPUT is an .npz of images (key 'images' or "
         "its single array), an .npy, or an image file (needs Pillow). No labels are needed.")

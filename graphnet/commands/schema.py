@@ -6,11 +6,13 @@ import json
 import sys
 
 ORDER = 12
+COMPUTES = False
+HELP = "print the JSON Schema of the spec format"
 
 
 def register(subparsers, common) -> None:
     parser = subparsers.add_parser(
-        "schema", parents=[common], help="print the JSON Schema of the spec format",
+        "schema", parents=[common], help=HELP,
         description="Print a JSON Schema (draft-07) of the spec format: every registered op "
         "with its attributes, types, ranges, defaults and docs (plugins' ops too), blocks and "
         "[train]. Save it (graphnet schema > graphnet-schema.json) and start a TOML spec with "

@@ -7,11 +7,12 @@ from ..errors import UsageError
 from ._common import load_graph
 
 ORDER = 70
+HELP = "filters and activation maps as terminal heatmaps"
 
 
 def register(subparsers, common) -> None:
     parser = subparsers.add_parser(
-        "show", parents=[common], help="filters and activation maps as terminal heatmaps",
+        "show", parents=[common], help=HELP,
         description="Draw the first convolution layer's filters (or --node's) as heatmaps: "
         "colour for filters over three input channels, a diverging blue-white-red map "
         "otherwise. With --input, draw each convolution layer's activation maps for one image.")

@@ -6,12 +6,13 @@ from ._training import (add_setting_flags, add_worker_flags, command_line, overr
                         worker_settings)
 
 ORDER = 30
+HELP = "train a graph on a dataset"
 INTERRUPTED = 130
 
 
 def register(subparsers, common) -> None:
     parser = subparsers.add_parser(
-        "train", parents=[common], help="train a graph on a dataset",
+        "train", parents=[common], help=HELP,
         description="Train a graph spec with its [train] settings, each overridable by a flag. "
         "A checkpoint and history.json are written to the run directory after every epoch, and "
         "best.npz holds the epoch with the lowest validation loss; the test split is evaluated "
