@@ -211,6 +211,18 @@ def test_the_op_takes_the_first_kernel_that_fits(input_shape, raw, chosen, epilo
     assert [k.name for k in KERNELS][-1] == "direct"  # the last resort fits everything
 
 
+def test_a_kept_choice_follows_the_shape_and_attribute_values():
+    """The op keeps its choice per input shape and attribute object: the same answer as
+    choosing afresh, and a new one when the shape or an attribute's value changes."""
+    op, attrs = Conv2d(), make_attrs(filters=32, kernel=3, padding=1)
+    assert op.choose_kernel((32, 16, 16), attrs)[0].name == "taps"
+    assert op.choose_kernel((32, 16, 16), attrs) == Conv2d().choose_kernel((32, 16, 16), attrs)
+    assert op.choose_kernel((3, 16, 16), attrs)[0].name == "tiled"
+    attrs.stride = (2, 2)
+    kernel, window = op.choose_kernel((32, 16, 16), attrs)
+    assert kernel.name == "tiled" and window.output_hw == (8, 8)
+
+
 def test_a_kernel_list_that_cannot_compute_a_conv_says_so():
     with pytest.raises(ValueError, match="none of the conv kernels"):
         Conv2d(kernels=[TapKernel()]).choose_kernel((8, 8, 8), make_attrs(filters=8, kernel=3,
