@@ -26,6 +26,7 @@ contiguous memory. Over fewer channels or with more waste, see TapKernel.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,7 +59,7 @@ class TapKernel:
     def fits(self, window: SlidingWindow, channels: int, filters: int, groups: int) -> bool:
         if groups != 1 or window.stride != (1, 1) or min(channels, filters) < self.min_channels:
             return False
-        return TapGrid(channels, window).waste <= self.max_waste
+        return tap_grid(channels, window).waste <= self.max_waste
 
     def takes_epilogue(self, window, channels, filters, groups) -> bool:
         """Always: each tile's products are still in cache."""
@@ -79,9 +80,16 @@ class TapKernel:
 
     def grid(self, images, weight, window: SlidingWindow) -> tuple[TapGrid, int]:
         """The batch's grid and samples per tile."""
-        grid = TapGrid(images.shape[1], window)
+        grid = tap_grid(images.shape[1], window)
         return grid, self.tile or grid.tile(len(weight), images.itemsize, len(images),
                                             self.tile_bytes)
+
+
+@functools.lru_cache(maxsize=256)
+def tap_grid(channels: int, window: SlidingWindow) -> TapGrid:
+    """The TapGrid of a layer, made once (it is only read): making it took ~4 µs, asked for
+    by fits and again by each forward and backward."""
+    return TapGrid(channels, window)
 
 
 class TapGrid:
