@@ -16,11 +16,8 @@ from graphnet.data import Dataset, DatasetSource, Split
 from graphnet.text import install_hint
 from graphnet.data.cache import dataset_folder, find_file
 from graphnet.data.fetch import Remote, RemoteFile
-from graphnet.data.readers import (check_labels, concatenate, npz_images, npz_labels,
-                                   read_cifar10_batch, read_idx_split, read_npz_arrays,
-                                   read_sklearn_digits)
-from graphnet.data.shapes import CLASS_NAMES, generate
-from graphnet.data.split import stratified_split
+# The readers, the shapes generator and the splitter are imported where a dataset is loaded:
+# registering the datasets (every command does) needs none of them.
 from graphnet.errors import DataError
 from graphnet.hookspecs import hookimpl
 from graphnet.op import Attr
@@ -48,6 +45,8 @@ class Shapes(DatasetSource):
         return "generated, no files"
 
     def load(self, options, *, seed, cache_dir=None):
+        from graphnet.data.shapes import CLASS_NAMES, generate
+
         if options.channels not in (1, 3):
             raise DataError("bad dataset option", field="channels", expected="1 or 3",
                             found=str(options.channels))
@@ -88,6 +87,8 @@ class IdxDataset(Downloaded):
     """Base of the MNIST-layout datasets: four IDX files, gzipped or not."""
 
     def load(self, options, *, seed, cache_dir=None):
+        from graphnet.data.readers import read_idx_split
+
         folder = self.folder(cache_dir)
         train_images, train_labels, test_images, test_labels = (
             find_file(folder, f.name) for f in self.remote.files)
@@ -142,6 +143,8 @@ class Cifar10(Downloaded):
         unpack=("cifar-10-binary.tar.gz",), provides=CIFAR_TRAIN + (CIFAR_TEST,))
 
     def load(self, options, *, seed, cache_dir=None):
+        from graphnet.data.readers import concatenate, read_cifar10_batch
+
         folder = self.folder(cache_dir)
         train = concatenate([read_cifar10_batch(folder / name) for name in CIFAR_TRAIN])
         return Dataset(self.name, train, read_cifar10_batch(folder / CIFAR_TEST),
@@ -181,6 +184,9 @@ class Npz(DatasetSource):
         return "reads the file its 'path' option names"
 
     def load(self, options, *, seed, cache_dir=None):
+        from graphnet.data.readers import check_labels, read_npz_arrays
+        from graphnet.data.split import stratified_split
+
         path = Path(options.path).expanduser()
         split_keys = [options.train_images, options.train_labels, options.test_images,
                       options.test_labels]
@@ -212,6 +218,8 @@ class Npz(DatasetSource):
 
 
 def _npz_split(path, arrays, images_key, labels_key, layout) -> Split:
+    from graphnet.data.readers import check_labels, npz_images, npz_labels
+
     images = npz_images(arrays[images_key], layout=layout, file=path, field=images_key)
     labels = npz_labels(arrays[labels_key], file=path, field=labels_key)
     return Split(images, check_labels(labels, images=len(images), num_classes=None, file=path,
@@ -231,6 +239,9 @@ class Digits(DatasetSource):
         return "ships with scikit-learn"
 
     def load(self, options, *, seed, cache_dir=None):
+        from graphnet.data.readers import read_sklearn_digits
+        from graphnet.data.split import stratified_split
+
         images, labels = read_sklearn_digits()
         train, test = stratified_split(images, labels, test_fraction=options.test_fraction,
                                        rng=np.random.default_rng(seed))

@@ -97,7 +97,7 @@ def test_checking_a_spec_loads_neither_training_nor_torch():
     for heavy in ("torch", "onnx", "ray", "sklearn", "PIL", "rich", "threadpoolctl",
                   "graphnet.train", "graphnet.training", "graphnet.engine", "graphnet.bench",
                   "graphnet.inspection", "graphnet.export.torch", "graphnet.distributed",
-                  "urllib.request"):
+                  "graphnet.data.readers", "graphnet.files", "urllib.request"):
         assert heavy not in loaded, heavy
 
 
