@@ -102,12 +102,13 @@ def test_checking_a_spec_loads_neither_training_nor_torch():
 
 
 def test_the_op_catalogue_builds_no_graph():
-    """`graphnet ops` lists what the plugins registered: no networkx, no training."""
+    """`graphnet ops` lists what the plugins registered: no networkx, no training; and as JSON
+    (like `inspect --format json`) it draws no table, so no rich."""
     output, loaded = modules_after("from graphnet.cli import main; main(['ops', '--format', "
                                    "'json'])")
     assert '"name": "conv2d",' in "\n".join(output)
-    for heavy in ("networkx", "torch", "onnx", "ray", "graphnet.graph", "graphnet.engine",
-                  "graphnet.train"):
+    for heavy in ("networkx", "rich", "torch", "onnx", "ray", "graphnet.graph",
+                  "graphnet.engine", "graphnet.train"):
         assert heavy not in loaded, heavy
 
 

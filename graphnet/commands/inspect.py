@@ -41,7 +41,6 @@ def register(subparsers, common) -> None:
 
 def run(args) -> int:
     from .. import inspection, limits
-    from ..render.inspect import render_field, render_inspect
 
     if args.batch_size < 1:
         raise UsageError("bad argument", field="--batch-size", expected="an integer >= 1",
@@ -60,6 +59,8 @@ def run(args) -> int:
         if args.format == "json":
             sys.stdout.write(json.dumps(view, indent=2) + "\n")
         else:
+            from ..render.inspect import render_field  # rich, for the tables only
+
             render_field(view)
         return 0
     if args.format == "json":
@@ -69,6 +70,8 @@ def run(args) -> int:
     elif args.format == "mermaid":
         sys.stdout.write(inspection.to_mermaid(graph))
     else:
+        from ..render.inspect import render_inspect
+
         render_inspect(inspection.figures(graph, args.batch_size, for_table=True, depth=depth),
                        inspection.lane_rows(graph, depth))
     return 0

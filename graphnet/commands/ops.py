@@ -25,7 +25,6 @@ def register(subparsers, common) -> None:
 
 def run(args) -> int:
     from .. import inspection
-    from ..render.inspect import render_catalogue, render_op
 
     registry = registry_from_args(args)
     if args.name:
@@ -33,11 +32,15 @@ def run(args) -> int:
         if args.format == "json":
             sys.stdout.write(json.dumps(detail, indent=2) + "\n")
         else:
+            from ..render.inspect import render_op  # rich, for the tables only
+
             render_op(detail)
         return 0
     catalogue = inspection.op_catalogue(registry)
     if args.format == "json":
         sys.stdout.write(json.dumps(catalogue, indent=2) + "\n")
     else:
+        from ..render.inspect import render_catalogue
+
         render_catalogue(catalogue)
     return 0
