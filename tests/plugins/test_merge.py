@@ -68,6 +68,41 @@ def test_add_float32_stays_float32(attrs_for, context):
     assert output.dtype == np.float32
 
 
+def cut_grid(x):
+    """``x`` as a tap conv hands it on: channels-last, cut from a grid one row and column
+    larger (the gap holds NaN, so reading it would show)."""
+    n, c, h, w = x.shape
+    grid = np.full((n, h + 1, w + 1, c), np.nan, x.dtype)
+    grid[:, :h, :w] = np.moveaxis(x, 1, -1)
+    return grid[:, :h, :w].transpose(0, 3, 1, 2)
+
+
+def channels_last(x):
+    return np.ascontiguousarray(np.moveaxis(x, 1, -1)).transpose(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize("layouts", [(channels_last, channels_last), (cut_grid, channels_last),
+                                     (channels_last, cut_grid), (np.asarray, channels_last)],
+                         ids=["channels-last", "cut-grid-first", "cut-grid-second", "mixed"])
+def test_add_with_its_relu_gives_the_same_bits_in_every_layout(layouts, attrs_for, context):
+    """A residual sum meets channels-last conv outputs, some cut from a larger grid: the
+    values never depend on the layout, and the output keeps the first input's channels-last
+    order so the conv after it reads it without a copy."""
+    from graphnet_plugins.activations import RELU_EPILOGUE
+    terms = [random((3, 4, 5, 6), seed, np.float32) for seed in (1, 2)]
+    grad = random((3, 4, 5, 6), 3, np.float32)
+    expected = np.maximum(terms[0] + terms[1], 0)
+    laid = [layout(term) for layout, term in zip(layouts, terms)]
+    output, saved = Add().forward_with_epilogue(laid, {}, attrs_for(Add),
+                                                context(dtype=np.float32), RELU_EPILOGUE)
+    grads, _ = Add().backward_with_epilogue(grad, saved, {}, attrs_for(Add),
+                                            context(dtype=np.float32), RELU_EPILOGUE)
+    assert np.array_equal(output, expected)
+    assert all(np.array_equal(g, grad * (expected > 0)) for g in grads)
+    if layouts[0] is not np.asarray:
+        assert np.moveaxis(output, 1, -1).flags.c_contiguous
+
+
 # --- concat ----------------------------------------------------------------------------------
 def test_concat_stacks_channels(attrs_for, context):
     inputs = [random((2, channels, 3, 3), channels) for channels in (1, 2, 4)]
