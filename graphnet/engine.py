@@ -341,6 +341,8 @@ class Network:
                                 expected=f"{batch} samples", found=f"{values[name].shape[0]}")
         prepared = self._prepared(output_names, capture, plan, batch, fold=fold)
         saved = self._saved
+        runtime = self.runtime
+        measured = len(self.choices.measured)
         for run in prepared.runs:
             node = run.step.node
             ctx.node = node.name
@@ -351,6 +353,13 @@ class Network:
                 saved[node.name] = saved_by_op
             for source in run.frees:
                 del values[source]  # free activations as soon as no consumer needs them
+            if len(self.choices.measured) == measured:
+                runtime.op_call_ended()  # its scratch memory may serve the next op
+            else:
+                # the op timed its candidate kernels: the scratch buffers of those it did not
+                # choose would stay at every later step's peak
+                runtime.release_scratch()
+                measured = len(self.choices.measured)
         self._ran = prepared
         self._ctx = ctx
         return {o: values[self.graph.outputs[o]] for o in output_names}
@@ -463,6 +472,7 @@ class Network:
                                      found=format_shape(grad.shape))
                 self._accumulate(grad_by_node, owned, target, grad)
         calls = OpBoundary(graph, self.dtype, profile=profile, check_finite=check_finite)
+        runtime = self.runtime
         ctx = self._ctx
         result = Gradients()
         for run in self._backward_schedule(prepared, input_grads):
@@ -479,6 +489,7 @@ class Network:
             source_grads, param_grads = calls.backward(node, grad, self._saved.pop(node.name),
                                                        self.params[node.name], ctx,
                                                        run.input_shapes)
+            runtime.op_call_ended()
             for source, source_grad in zip(node.inputs, source_grads):
                 if source_grad is not None:
                     self._accumulate(grad_by_node, owned, source, source_grad)

@@ -17,6 +17,7 @@ from threadpoolctl import ThreadpoolController, threadpool_info
 
 import graphnet
 from graphnet import allocator, parallel, runtime
+from graphnet.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 USER_BLAS_THREADS = 3  # what the user set: neither graphnet's 1 nor this machine's default
@@ -288,3 +289,115 @@ def _bounded_memory() -> None:
     """A subprocess's address space, capped: a regression fails the test, not the machine."""
     import resource
     resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+
+
+# --- scratch buffers: kept while asked for, shared among the op calls of a step ---------------
+MIB = 1 << 20
+
+
+def test_one_calls_buffers_are_distinct_and_the_next_call_reuses_their_memory():
+    """A runtime keeps the scratch of its most demanding op call, not of every op: a call's
+    buffers never overlap one another, the same name gives the same memory within a call,
+    and the next call's names reuse that memory."""
+    own = Runtime()
+    with own:
+        for _ in range(2):  # the first call's buffers make the arena the second one cuts
+            first = runtime.scratch("a", (MIB // 4,), np.float32)
+            second = runtime.scratch("b", (MIB // 8,), np.float64)
+            assert not np.shares_memory(first, second)
+            assert runtime.scratch("a", (256, 1024), np.float32).ctypes.data == first.ctypes.data
+            first[:] = 1
+            second[:] = 2
+            assert (first == 1).all() and (second == 2).all()
+            own.op_call_ended()
+        assert own.scratch_bytes() == 2 * MIB
+        for name in ("c", "d", "e"):  # other ops' names
+            other = runtime.scratch(name, (MIB // 4,), np.float32)
+            assert np.shares_memory(other, first)
+            own.op_call_ended()
+        assert own.scratch_bytes() == 2 * MIB
+        runtime.scratch("f", (MIB // 4,), np.float32)
+        runtime.scratch("g", (MIB,), np.float32)  # a call asking for more: a larger arena
+        own.op_call_ended()
+        assert own.scratch_bytes() == 5 * MIB
+    assert own.scratch_bytes() == 5 * MIB  # kept for the next entry
+
+
+def test_buffers_nobody_asks_for_are_freed_two_entries_later():
+    """Forward and backward called in turn (each an entry) keep each other's buffers; a
+    buffer that neither of the last two entries asked for is freed, a zeroed one too."""
+    own = Runtime()
+    with own:
+        runtime.scratch("plain", (MIB // 4,), np.float32)
+        runtime.scratch("border", (MIB // 4,), np.float32, zeroed=True)
+    assert own.scratch_bytes() == 2 * MIB
+    with own:  # another pass, asking for nothing
+        pass
+    assert own.scratch_bytes() == 2 * MIB
+    with own:
+        with own:  # nested: one entry
+            runtime.scratch("border", (MIB // 4,), np.float32, zeroed=True)
+    assert own.scratch_bytes() == MIB  # the plain buffer is gone
+    with own:
+        pass
+    assert own.scratch_bytes() == MIB
+    with own:
+        pass
+    assert own.scratch_bytes() == 0
+
+
+SMALL_CONVS = {
+    "inputs": {"image": {"shape": [4, 16, 16]}, "label": {"shape": [], "dtype": "int64"}},
+    "nodes": [
+        {"name": "conv1", "op": "conv2d", "inputs": ["image"], "filters": 8, "kernel": 3,
+         "padding": 1},
+        {"name": "relu1", "op": "relu"},
+        {"name": "conv2", "op": "conv2d", "filters": 8, "kernel": 3, "padding": 1},
+        {"name": "pool", "op": "max_pool2d", "kernel": 2},
+        {"name": "conv3", "op": "conv2d", "filters": 16, "kernel": 3, "stride": 2},
+        {"name": "fc", "op": "dense", "units": 4},
+        {"name": "loss", "op": "softmax_cross_entropy", "inputs": ["fc", "label"]}],
+    "outputs": {"logits": "fc", "loss": "loss"},
+}
+
+
+def test_a_network_run_at_a_smaller_batch_keeps_only_that_batchs_scratch(threads_one):
+    """After a training step at batch 64 and then steps at batch 4, a network keeps the
+    scratch a network run only at batch 4 keeps, not buffers sized for 64."""
+    graph = graphnet.load(SMALL_CONVS)
+    from graphnet.gradcheck import random_feeds
+    big, small = (random_feeds(graph, batch, 0, np.float32) for batch in (64, 4))
+    network, fresh = graphnet.Network(graph), graphnet.Network(graph)
+    network.forward(big, training=True)
+    network.backward()
+    large = network.runtime.scratch_bytes()
+    for net in (network, fresh):
+        for _ in range(2):
+            net.forward(small, training=True)
+            net.backward()
+    assert 0 < network.runtime.scratch_bytes() == fresh.runtime.scratch_bytes() < large
+
+
+@pytest.fixture
+def threads_one():
+    """One thread: which worker takes which tile (and so keeps which buffers) is then fixed."""
+    parallel.set_num_threads(1)
+    yield
+    parallel.set_num_threads(None)
+
+
+def test_kernels_measured_and_not_chosen_leave_no_buffers_behind(monkeypatch, threads_one):
+    """A network that timed its conv kernels keeps, after a step, the scratch of the kernels
+    it chose, as one told those kernels from the start does."""
+    monkeypatch.delenv("GRAPHNET_CONV_KERNEL")
+    graph = graphnet.load(SMALL_CONVS)
+    from graphnet.gradcheck import random_feeds
+    feeds = random_feeds(graph, 8, 0, np.float32)
+    measured = graphnet.Network(graph)
+    measured.forward(feeds, training=True)
+    measured.backward()
+    assert measured.choices.measured, "nothing was measured: the test shows nothing"
+    told = graphnet.Network(graph, choices=dict(measured.choices.by_node))
+    told.forward(feeds, training=True)
+    told.backward()
+    assert measured.runtime.scratch_bytes() == told.runtime.scratch_bytes()
