@@ -215,28 +215,69 @@ MALLOC_PROBE = textwrap.dedent("""
 """)
 
 
-def test_malloc_is_tuned_only_in_a_process_graphnet_owns(tmp_path):
-    """In a fresh process (malloc's settings are for its life): a 64 MiB block is still served
-    by its own mapping after graphnet's library calls, and no longer once a command that owns
-    the process has run a step (the same probe seeing the change shows it can fail)."""
+def run_glibc_probe(probe: str, needs: str, *args) -> str:
+    """The last line a probe prints, run on LeNet-5 in a fresh process (malloc's settings are
+    for its life) without GRAPHNET_NUM_THREADS or GRAPHNET_KEEP_FREED_MEMORY; skipped where
+    libc has no ``needs`` (not glibc)."""
     if not sys.platform.startswith("linux"):
         pytest.skip("glibc's malloc only")
     import ctypes
     try:
-        ctypes.CDLL("libc.so.6").mallinfo2
+        getattr(ctypes.CDLL("libc.so.6"), needs)
     except (OSError, AttributeError):
-        pytest.skip("no glibc with mallinfo2 here")
+        pytest.skip(f"no glibc with {needs} here")
     environment = {k: v for k, v in os.environ.items()
                    if k not in (allocator.ENV, runtime.THREADS_ENV)}
     completed = subprocess.run(
-        [sys.executable, "-c", MALLOC_PROBE, str(ROOT / "specs" / "lenet5.toml")],
+        [sys.executable, "-c", probe, str(ROOT / "specs" / "lenet5.toml"), *args],
         capture_output=True, text=True, timeout=120, env=environment,
         preexec_fn=_bounded_memory)
     assert completed.returncode == 0, completed.stderr
+    return completed.stdout.strip().splitlines()[-1]
+
+
+def test_malloc_is_tuned_only_in_a_process_graphnet_owns(tmp_path):
+    """In a fresh process (malloc's settings are for its life): a 64 MiB block is still served
+    by its own mapping after graphnet's library calls, and no longer once a command that owns
+    the process has run a step (the same probe seeing the change shows it can fail)."""
     import json
-    marks = json.loads(completed.stdout.strip().splitlines()[-1])
+    marks = json.loads(run_glibc_probe(MALLOC_PROBE, "mallinfo2"))
     assert marks == {"before graphnet": True, "after a library's steps": True,
                      "tuned by the library": False, "after an owning command's step": False}
+
+
+ARENA_PROBE = textwrap.dedent("""
+    import ctypes, re, sys
+    import numpy as np
+    import graphnet
+    from graphnet import parallel, runtime
+
+    if sys.argv[2] == "owned":
+        runtime.own_process()  # what graphnet's train, bench and eval commands do first
+    parallel.set_num_threads(2)
+    network = graphnet.Network(graphnet.load(sys.argv[1]))
+    network.forward({"image": np.ones((32, 1, 28, 28)), "label": np.zeros(32, int)},
+                    training=True)
+    network.backward()
+    libc = ctypes.CDLL("libc.so.6")
+    libc.open_memstream.restype = ctypes.c_void_p
+    libc.malloc_info.argtypes = (ctypes.c_int, ctypes.c_void_p)
+    libc.fclose.argtypes = (ctypes.c_void_p,)
+    text, size = ctypes.c_char_p(), ctypes.c_size_t()
+    stream = libc.open_memstream(ctypes.byref(text), ctypes.byref(size))
+    libc.malloc_info(0, stream)
+    libc.fclose(stream)
+    print(len(re.findall('<heap nr=', text.value.decode())))
+""")
+
+
+def test_an_owning_commands_worker_threads_share_one_malloc_arena():
+    """In a process graphnet owns, the worker threads allocate from the one heap (whose
+    freed memory every thread reuses) rather than each from an arena of its own, as they do
+    in a process graphnet is a guest in."""
+    arenas = {how: int(run_glibc_probe(ARENA_PROBE, "malloc_info", how))
+              for how in ("guest", "owned")}
+    assert arenas["owned"] == 1 < arenas["guest"], arenas
 
 
 def test_the_cli_called_from_python_leaves_malloc_alone(run_cli, specs_dir):
