@@ -301,3 +301,69 @@ def test_backward_after_a_failed_forward_is_a_usage_error():
         net.forward({"x": np.ones((2, 2, 6, 6)), "label": np.zeros(3, int)}, training=True)
     with pytest.raises(UsageError, match="needs a forward pass"):
         net.backward()
+
+
+# --- memory: what backward holds ------------------------------------------------------------
+PROBE_PLUGIN = '''
+import weakref
+import numpy as np
+from graphnet.hookspecs import hookimpl
+from graphnet.op import Op
+
+class Probe(Op):
+    """tanh, keeping weak references to what it saves and is given, and checking at each
+    backward that what the ones after it saved and were given is gone."""
+    name = "probe"
+    seen = []  # (node, what, weak reference), in the order they were made
+    gone_at_backward = {}  # node: whether everything of the nodes after it was freed
+
+    def shape(self, shapes, attrs):
+        return shapes[0]
+
+    def forward(self, inputs, params, attrs, ctx):
+        output = np.tanh(inputs[0])
+        saved = [output.copy(), ctx.node]  # its own copy: only its holder keeps it alive
+        Probe.seen.append((ctx.node, "saved", weakref.ref(saved[0])))
+        return output, saved
+
+    def backward(self, grad_output, saved, params, attrs, ctx):
+        node = saved[1]
+        Probe.gone_at_backward[node] = [
+            (earlier, what) for earlier, what, ref in Probe.seen
+            if earlier in Probe.backward_done and ref() is not None]
+        Probe.seen.append((node, "grad_output", weakref.ref(grad_output)))
+        grad_input = grad_output * (1 - saved[0] ** 2)
+        Probe.backward_done.append(node)
+        return [grad_input], {}
+
+    backward_done = []
+
+@hookimpl
+def graphnet_register_ops(registry):
+    registry.add_op(Probe)
+'''
+
+
+def test_backward_frees_each_gradient_and_saved_state_at_its_last_use(tmp_path):
+    """When a node's backward runs, the gradients and saved state of the nodes after it are
+    already freed; after backward, nothing of the pass is held but what it returns."""
+    plugin = tmp_path / "probe.py"
+    plugin.write_text(PROBE_PLUGIN)
+    graph = graphnet.load({
+        "inputs": {"x": {"shape": [4, 8, 8]}, "label": {"shape": [], "dtype": "int64"}},
+        "nodes": [
+            {"name": "c", "op": "conv2d", "filters": 4, "kernel": 3, "padding": 1,
+             "inputs": ["x"]},
+            {"name": "p1", "op": "probe"}, {"name": "p2", "op": "probe"},
+            {"name": "p3", "op": "probe"}, {"name": "fc", "op": "dense", "units": 3},
+            {"name": "loss", "op": "softmax_cross_entropy", "inputs": ["fc", "label"]}],
+        "outputs": {"loss": "loss"}}, plugins=[plugin])
+    probe = type(graph.nodes["p1"].op)
+    network = graphnet.Network(graph)
+    network.forward({"x": np.ones((2, 4, 8, 8), np.float32), "label": np.zeros(2, int)},
+                    training=True)
+    grads = network.backward()
+    assert probe.backward_done == ["p3", "p2", "p1"]
+    assert probe.gone_at_backward == {"p3": [], "p2": [], "p1": []}
+    assert [(node, what) for node, what, ref in probe.seen if ref() is not None] == []
+    assert set(grads.params) == {"c", "fc"}
