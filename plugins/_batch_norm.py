@@ -96,8 +96,10 @@ class ChannelView:
     def reduce(self, tile: np.ndarray) -> np.ndarray:
         if not self.channels_last:
             return tile.sum(axis=2).sum(axis=0)  # the contiguous axis first: pairwise, and fast
-        # a column sum as a product with ones: BLAS reads the rows at memory speed, where
-        # numpy's sum over axis 0 took twice as long (4 MiB of 16-channel rows, one thread)
+        # a column sum as a product with ones: on a cut grid's 2 MiB tile in cache (32 images
+        # of 32 rows of 512), 0.05 ms against numpy's 0.08 ms for sum(axis=(0, 1)); on the rows
+        # of a contiguous batch the two tie (0.07 ms). CPU time, one thread, BLAS limited to
+        # one thread as inside a network.
         rows = _ones(tile.shape[-2], tile.dtype) @ tile
         if rows.ndim == 2:  # one row per image of a cut grid
             rows = rows.sum(axis=0)

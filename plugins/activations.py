@@ -79,8 +79,8 @@ def _relu_in_place(values):
 def zeros_like_row(values: np.ndarray) -> np.ndarray:
     """Zeros of ``values``' last axis and dtype, for ``np.maximum(values, zeros)``: numpy's
     maximum against a scalar 0 runs its slow loop, against a row its vector one — a ReLU over a
-    2 MiB tile in cache took 0.39 ms against 0 and 0.15 ms against a row (float32, one thread;
-    the same bits: both give +0.0 for −0.0 and keep NaN)."""
+    2 MiB tile in cache took 0.25 ms of CPU against 0 and 0.13 ms against a row (float32, one
+    thread, numpy 2.4; the same bits: both give +0.0 for −0.0 and keep NaN)."""
     return _zero_row(values.shape[-1] if values.ndim else 1, values.dtype)
 
 
