@@ -125,6 +125,7 @@ class Runtime:
 
     def __init__(self):
         self._scratch: dict[int, _ThreadScratch] = {}  # by thread ident
+        self._asked = False  # whether a plain buffer was asked for since the last call ended
         self._entries = 0  # outermost entries so far, on any thread
 
     def __enter__(self) -> Runtime:
@@ -165,16 +166,19 @@ class Runtime:
         buffers = self._scratch.get(ident)
         if buffers is None:
             buffers = self._scratch.setdefault(ident, _ThreadScratch())
+        self._asked = True
         if zeroed:
             return buffers.zeroed_buffer(name, tuple(shape), np.dtype(dtype), self._entries)
-        return buffers.plain_buffer(name, tuple(shape), np.dtype(dtype), self._entries)
+        return buffers.plain_buffer(name, tuple(shape), dtype, self._entries)
 
     def op_call_ended(self) -> None:
         """Say that the op call which asked for scratch buffers has returned (with its worker
         threads): its plain buffers may serve the next call's names. The engine says so after
         every forward and backward of an op; leaving the outermost entry says so too."""
-        for buffers in list(self._scratch.values()):
-            buffers.end_call()
+        if self._asked:  # most op calls ask for none: then this costs one look
+            self._asked = False
+            for buffers in list(self._scratch.values()):
+                buffers.end_call()
 
     def release_scratch(self) -> None:
         """Free every scratch buffer now (those a caller still holds live on until it lets
@@ -212,14 +216,18 @@ class _ThreadScratch:
     def __init__(self):
         self.arena = _aligned(0)
         self.used = 0  # bytes of the arena cut so far in this call
-        self.lent: dict[str, np.ndarray] = {}  # this call's pieces, by name
+        self.lent: dict[str, tuple] = {}  # this call's (piece, last view of it), by name
         self.asked = 0  # bytes this call asked for
         self.asked_by_entry: dict[int, int] = {}  # the most one call asked for, per entry
         self.zeroed: dict[str, tuple[np.ndarray, int]] = {}
 
-    def plain_buffer(self, name: str, shape: tuple, dtype: np.dtype, entry: int) -> np.ndarray:
+    def plain_buffer(self, name: str, shape: tuple, dtype, entry: int) -> np.ndarray:
+        lent = self.lent.get(name)
+        if lent is not None and lent[1].shape == shape and lent[1].dtype == dtype:
+            return lent[1]  # asked for again, alike (a thread's next tile)
+        dtype = np.dtype(dtype)
         nbytes = math.prod(shape) * dtype.itemsize
-        piece = self.lent.get(name)
+        piece = lent[0] if lent is not None else None
         if piece is None or piece.nbytes < nbytes:
             size = -(-nbytes // ALIGNMENT) * ALIGNMENT
             self.asked += size
@@ -228,9 +236,10 @@ class _ThreadScratch:
                 self.used += size
             else:
                 piece = np.empty(size, np.uint8)  # beyond the arena: this call only
-            self.lent[name] = piece
             self.asked_by_entry[entry] = max(self.asked_by_entry.get(entry, 0), self.asked)
-        return piece[:nbytes].view(dtype).reshape(shape)
+        buffer = piece[:nbytes].view(dtype).reshape(shape)
+        self.lent[name] = (piece, buffer)
+        return buffer
 
     def zeroed_buffer(self, name: str, shape: tuple, dtype: np.dtype, entry: int) -> np.ndarray:
         kept = self.zeroed.get(name)
