@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import pkgutil
 import signal
 import sys
 
@@ -21,10 +20,9 @@ from . import __version__, commands
 from .errors import GraphnetError
 
 
-def command_names() -> list[str]:
+def command_names() -> tuple[str, ...]:
     """The commands: one module of :mod:`graphnet.commands` each, named after it."""
-    return [info.name for info in pkgutil.iter_modules(commands.__path__)
-            if not info.name.startswith("_")]
+    return commands.NAMES
 
 
 def command_module(name: str):

@@ -1,11 +1,13 @@
 """The command line as a whole: help for every command, exit codes for bad arguments."""
 import os
+import pkgutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from graphnet import commands
 from graphnet.cli import build_parser, main
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
@@ -28,6 +30,14 @@ def test_help_of_every_command(command, capsys):
         main([command, "--help"])
     assert exit_info.value.code == 0
     assert command in capsys.readouterr().out
+
+
+def test_every_command_module_is_a_command():
+    """graphnet.commands.NAMES lists the command modules (not discovered, for start-up's
+    sake): a module left out of it would be a command nobody can run."""
+    modules = {info.name for info in pkgutil.iter_modules(commands.__path__)
+               if not info.name.startswith("_")}
+    assert sorted(commands.NAMES) == sorted(modules)
 
 
 def test_no_command_prints_help_and_exits_2(capsys):

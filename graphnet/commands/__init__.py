@@ -1,4 +1,5 @@
-"""One module per ``graphnet`` subcommand, named after it; see :mod:`graphnet.cli`.
+"""One module per ``graphnet`` subcommand, named after it and listed in :data:`NAMES`; see
+:mod:`graphnet.cli`.
 
 A command module defines ``ORDER`` (its place in the help listing), ``HELP`` (the one line the
 listing shows), ``register(subparsers, common)`` (adds its parser, sets ``run``) and ``run``.
@@ -12,3 +13,8 @@ matrix product: it reads specs and prints figures) says ``COMPUTES = False``; ru
 :func:`graphnet.cli.main`). Shared plumbing for commands lives in
 :mod:`graphnet.commands._common`.
 """
+
+NAMES = ("bench", "check", "data", "eval", "export", "gradcheck", "import", "inspect", "ops",
+         "predict", "schema", "show", "train")
+"""The command modules (a test checks that it names every one): listed, not discovered, since
+discovering them (pkgutil) imports the standard library's inspect, a tenth of ``--help``."""

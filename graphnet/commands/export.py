@@ -2,7 +2,6 @@
 its inference graph with parameters as an ONNX model."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..errors import UsageError
@@ -65,6 +64,8 @@ def run(args) -> int:
 
 
 def _onnx(args) -> int:
+    import json
+
     from ..engine import Network
     from ..export.onnx import export_onnx, require_onnx
 

@@ -3,7 +3,6 @@ lanes, totals; ``--format json|dot|mermaid`` for scripts and diagram tools; ``--
 where one unit of NODE looks in the input image."""
 from __future__ import annotations
 
-import json
 import sys
 
 from ..errors import UsageError
@@ -40,6 +39,7 @@ def register(subparsers, common) -> None:
 
 
 def run(args) -> int:
+    import json
     from .. import inspection, limits
 
     if args.batch_size < 1:

@@ -2,7 +2,6 @@
 doc), or one op in full."""
 from __future__ import annotations
 
-import json
 import sys
 
 from ._common import registry_from_args
@@ -24,6 +23,7 @@ def register(subparsers, common) -> None:
 
 
 def run(args) -> int:
+    import json
     from .. import inspection
 
     registry = registry_from_args(args)

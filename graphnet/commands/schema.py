@@ -2,7 +2,6 @@
 included), for editors: save it and start a spec with ``#:schema PATH``."""
 from __future__ import annotations
 
-import json
 import sys
 
 ORDER = 12
@@ -22,6 +21,7 @@ def register(subparsers, common) -> None:
 
 
 def run(args) -> int:
+    import json
     from ..schema import spec_schema
     from ._common import registry_from_args
 
