@@ -1,12 +1,14 @@
 """The one-group kernels, called directly: outputs and gradients equal the direct kernel's in
 float64 for every memory layout, four-sided padding, stride and dilation, any tile size and
-thread count, by each of their methods (im2col, kernel-row products, kernel-tap products through
+thread count, by each of their methods (im2col, im2col grouped by 2-4 output columns,
+kernel-row products, kernel-tap products through
 BLAS or through numpy alone, Winograd F(2×2) and F(4×4) where they fit), with and without a
 fused ReLU. (tests/plugins/test_conv.py runs
 every kernel through the op over the conv test grid.)"""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 
 import numpy as np
@@ -18,7 +20,9 @@ from graphnet_plugins._conv_kernels import DirectKernel, TapKernel, TiledKernel,
 from graphnet_plugins._window import SlidingWindow
 
 METHODS = {
-    "im2col": TiledKernel(),
+    "im2col": TiledKernel(group_max_filters=0),
+    # a row per 4, 3 or 2 output columns, whichever divides the width, for any filter count
+    "grouped": TiledKernel(group_max_filters=1 << 30, column_groups=(4, 3, 2)),
     "kernel-rows": TiledKernel(row_min_columns=0),   # one product per kernel row at stride 1
     "taps": TapKernel(min_channels=1, max_waste=math.inf),
     "taps-numpy": TapKernel(min_channels=1, max_waste=math.inf),
@@ -135,7 +139,7 @@ def test_any_tile_size_and_thread_count_gives_the_same_result(method, threads):
                    if method.startswith("taps") else
                    WinogradKernel(kernel.size, min_channels=1, tile_bytes=1)
                    if method.startswith("winograd")
-                   else TiledKernel(row_min_columns=kernel.row_min_columns, tile_bytes=1))
+                   else dataclasses.replace(kernel, tile_bytes=1))
     with thread_count(threads):
         found = run(small_tiles, images, weight, None, window, grad_output)
     assert_matches_direct(found, images, weight, None, window, grad_output, rtol=1e-10)
