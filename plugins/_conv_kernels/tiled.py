@@ -52,11 +52,20 @@ class TiledKernel:
     """Output columns per row of a grouped matrix (see :class:`Columns`), the first that
     divides the output width: LeNet's first layer (1 → 6 filters, 5×5 over 28×28) gathered
     a quarter as much with 4 and its products ran 1.6x faster, 4 and 7 measured alike."""
-    group_max_filters: int = 8
+    group_max_filters: int = 16
     """Grouped matrices (see :class:`Columns`) only for at most this many filters: with 6, a
     product of 26 columns by 6 ran at a third of BLAS's speed on wider shapes (20 against
-    55 GFLOP/s), and 4 columns a row made it 40 by 24; with 32 filters grouping brought no
-    faster product (1.2-1.5x slower with 2-4 columns a row) for the gathering it saved."""
+    55 GFLOP/s), and 4 columns a row made it 40 by 24; LeNet's second layer (6 → 16 filters,
+    5×5 over 14×14, 2 columns a row) gathered in 0.16 ms instead of 0.29 per 32 samples, its
+    products as fast (one thread, batch 256); with 32 filters grouping brought no faster
+    product (1.2-1.5x slower with 2-4 columns a row) for the gathering it saved."""
+    grid_max_channels: int = 8
+    """Where col2im would compute the input gradient (stride 1, more filters than channels),
+    inputs of at most this many channels take the grid's products instead (see
+    :class:`InputGradient`): LeNet's second layer (6 channels, 16 filters, 5×5 over 14×14, so
+    twice the positions) measured 0.72 ms against col2im's 0.91 per 32 samples, one thread:
+    col2im's products of 6 columns ran at a third of BLAS's speed, and its scatter-adds copy
+    runs of 6 channels."""
     tile: int | None = None
     """Samples per tile, if fixed; by default from ``tile_bytes`` and the thread count."""
     name = "tiled"
@@ -74,7 +83,7 @@ class TiledKernel:
         """The NHWC output: per tile, im2col matrix × weight matrix (+ bias), written by BLAS
         straight into the output; tiles shared among the worker threads. An ``epilogue`` is
         applied to each tile's output in cache. Saved: the input itself, no copy."""
-        columns = Columns(images, window, self, len(weight))
+        columns = Columns(images, window, self, filters=len(weight))
         matrix = weight_matrix(weight, 1)[0]
         fill_weights = columns.with_bias(matrix, bias)
         filters = len(weight)
@@ -344,13 +353,33 @@ def padded_tile(source: np.ndarray, first: int, count: int, tile: int, window: S
 
 class InputGradient:
     """d loss / d input of a one-group conv, a tile at a time, NHWC, by the transposed
-    convolution or col2im, whichever :func:`.im2col.transposed_gradient` picks."""
+    convolution or col2im, whichever :func:`.im2col.transposed_gradient` picks, or, in
+    col2im's place for few channels at stride 1, by *grid* products.
+
+    The grid: each sample's output gradient sits at the top left of a zeroed grid the size of
+    the padded input, so that output position q feeds padded input position q + offset(tap),
+    the offset (r·dilation_h · padded width + c·dilation_w) the same for every position and
+    sample. One product, (taps·channels, filters) × the grid's gradient transposed, gives a
+    row per (tap, channel) over every grid position, and each tap's rows are added at its
+    offset into a channels-first sum: contiguous runs the length of the tile, where col2im
+    adds runs of one channel vector. The grid's gap positions hold zeros, so their products
+    add nothing; the products cost padded / output positions times more (twice for LeNet's
+    5×5 over 14×14), which the narrow products' speed repays where measured.
+    """
 
     def __init__(self, weight, input_shape, window: SlidingWindow, kernel: TiledKernel):
         filters, channels = weight.shape[:2]
         self.window, self.input_hw = window, tuple(input_shape[2:])
         self.transposed = transposed_gradient(window, filters, channels)
-        if self.transposed:
+        self.grid = (not self.transposed and window.stride == (1, 1)
+                     and channels <= kernel.grid_max_channels)
+        if self.grid:
+            # (taps·channels, filters): rows (kernel row, kernel column, channel)
+            self.matrix = np.ascontiguousarray(weight.transpose(2, 3, 1, 0)).reshape(
+                -1, filters)
+            width = len(self.matrix)
+            positions = window.padded_hw[0] * window.padded_hw[1]
+        elif self.transposed:
             # the padded output gradient read with the kernel flipped, by kernel rows
             self.matrix = flipped_weight_matrix(weight, 1)[0]
             self.unit = transposed_window(window)
@@ -372,6 +401,9 @@ class InputGradient:
         window, (height, width) = self.window, self.input_hw
         out_h, out_w = window.output_hw
         grad_tile = grad_rows.reshape(count, out_h, out_w, self.filters)
+        if self.grid:
+            self.write_by_grid(grad_tile, count, destination)
+            return
         if self.transposed:
             padded = padded_tile(grad_tile, 0, count, self.tile, self.unit, planes=False)
             row_products(padded, count, self.unit,
@@ -392,6 +424,38 @@ class InputGradient:
         scatter_taps(grad_padded[:count], window,
                      grad_columns.reshape(taps, count, out_h, out_w, self.channels))
         destination[...] = grad_padded[:count, top:top + height, left:left + width]
+
+
+    def write_by_grid(self, grad_tile, count: int, destination) -> None:
+        """:meth:`write` by the grid's products (see the class)."""
+        window, (height, width) = self.window, self.input_hw
+        (out_h, out_w), (padded_h, padded_w) = window.output_hw, window.padded_hw
+        top, _, left, _ = window.pads
+        channels, dtype = self.channels, grad_tile.dtype
+        # keyed by the geometry: only the top-left out_h × out_w of each sample is ever
+        # written, so the rest stays zero as long as no other layer shares the buffer
+        grid = parallel.scratch(f"conv_grad_grid{window.output_hw}{window.padded_hw}",
+                                (self.tile, padded_h, padded_w, self.filters), dtype,
+                                zeroed=True)
+        grid[:count, :out_h, :out_w] = grad_tile
+        cells = count * padded_h * padded_w
+        products = parallel.scratch("conv_grad_grid_products",
+                                    (len(self.matrix) * self.tile * padded_h * padded_w,),
+                                    dtype)[:len(self.matrix) * cells].reshape(-1, cells)
+        np.matmul(self.matrix, grid[:count].reshape(cells, self.filters).T, out=products)
+        (dilation_h, dilation_w), (kernel_h, kernel_w) = window.dilation, window.kernel
+        offsets = [row * dilation_h * padded_w + col * dilation_w
+                   for row in range(kernel_h) for col in range(kernel_w)]
+        # a gap position's products are zeros, added past the end for the last sample's
+        total = parallel.scratch("conv_grad_grid_sum",
+                                 (channels, self.tile * padded_h * padded_w + max(offsets)),
+                                 dtype)[:, :cells + max(offsets)]
+        total[...] = 0
+        for tap, offset in enumerate(offsets):
+            total[:, offset:offset + cells] += products[tap * channels:(tap + 1) * channels]
+        padded = total[:, :cells].reshape(channels, count, padded_h, padded_w)
+        destination[...] = padded[:, :, top:top + height, left:left + width].transpose(
+            1, 2, 3, 0)
 
 
 def kernel_row_columns(padded: np.ndarray, count: int, window) -> np.ndarray:

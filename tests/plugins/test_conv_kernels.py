@@ -1,10 +1,10 @@
 """The one-group kernels, called directly: outputs and gradients equal the direct kernel's in
 float64 for every memory layout, four-sided padding, stride and dilation, any tile size and
-thread count, by each of their methods (im2col, im2col grouped by 2-4 output columns,
-kernel-row products, kernel-tap products through
-BLAS or through numpy alone, Winograd F(2×2) and F(4×4) where they fit), with and without a
-fused ReLU. (tests/plugins/test_conv.py runs
-every kernel through the op over the conv test grid.)"""
+thread count, by each of their methods (im2col with col2im, im2col grouped by 2-4 output
+columns with the input gradient's grid products, kernel-row products, kernel-tap products
+through BLAS or through numpy alone, Winograd F(2×2) and F(4×4) where they fit), with and
+without a fused ReLU. (tests/plugins/test_conv.py runs every kernel through the op over the
+conv test grid.)"""
 from __future__ import annotations
 
 import contextlib
@@ -20,7 +20,7 @@ from graphnet_plugins._conv_kernels import DirectKernel, TapKernel, TiledKernel,
 from graphnet_plugins._window import SlidingWindow
 
 METHODS = {
-    "im2col": TiledKernel(group_max_filters=0),
+    "im2col": TiledKernel(group_max_filters=0, grid_max_channels=0),  # and col2im
     # a row per 4, 3 or 2 output columns, whichever divides the width, for any filter count
     "grouped": TiledKernel(group_max_filters=1 << 30, column_groups=(4, 3, 2)),
     "kernel-rows": TiledKernel(row_min_columns=0),   # one product per kernel row at stride 1
