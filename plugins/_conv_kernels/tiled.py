@@ -356,15 +356,16 @@ class InputGradient:
     convolution or col2im, whichever :func:`.im2col.transposed_gradient` picks, or, in
     col2im's place for few channels at stride 1, by *grid* products.
 
-    The grid: each sample's output gradient sits at the top left of a zeroed grid the size of
-    the padded input, so that output position q feeds padded input position q + offset(tap),
-    the offset (r·dilation_h · padded width + c·dilation_w) the same for every position and
-    sample. One product, (taps·channels, filters) × the grid's gradient transposed, gives a
-    row per (tap, channel) over every grid position, and each tap's rows are added at its
-    offset into a channels-first sum: contiguous runs the length of the tile, where col2im
-    adds runs of one channel vector. The grid's gap positions hold zeros, so their products
-    add nothing; the products cost padded / output positions times more (twice for LeNet's
-    5×5 over 14×14), which the narrow products' speed repays where measured.
+    The grid: each sample's output gradient rows sit at the left of zeroed rows as wide as
+    the padded input, so that output position q of a sample feeds that sample's padded input
+    position q + offset(tap), the offset (r·dilation_h · padded width + c·dilation_w) the same
+    for every position. One product, (taps·channels, filters) × the grid's gradient
+    transposed, gives a row per (tap, channel) over every grid position, and each tap's rows
+    are added at its offset into a channels-first sum, sample by sample: contiguous runs of
+    out_h · padded width, where col2im adds runs of one channel vector. The grid's gap
+    positions hold zeros, so their products add nothing; the products cost padded / output
+    width times more (1.4x for LeNet's 5×5 over 14×14), which the narrow products' speed
+    repays where measured.
     """
 
     def __init__(self, weight, input_shape, window: SlidingWindow, kernel: TiledKernel):
@@ -378,7 +379,7 @@ class InputGradient:
             self.matrix = np.ascontiguousarray(weight.transpose(2, 3, 1, 0)).reshape(
                 -1, filters)
             width = len(self.matrix)
-            positions = window.padded_hw[0] * window.padded_hw[1]
+            positions = window.output_hw[0] * window.padded_hw[1]
         elif self.transposed:
             # the padded output gradient read with the kernel flipped, by kernel rows
             self.matrix = flipped_weight_matrix(weight, 1)[0]
@@ -432,28 +433,32 @@ class InputGradient:
         (out_h, out_w), (padded_h, padded_w) = window.output_hw, window.padded_hw
         top, _, left, _ = window.pads
         channels, dtype = self.channels, grad_tile.dtype
-        # keyed by the geometry: only the top-left out_h × out_w of each sample is ever
-        # written, so the rest stays zero as long as no other layer shares the buffer
+        # keyed by the geometry: only the left out_w columns of each row are ever written, so
+        # the rest stay zero as long as no other layer shares the buffer
         grid = parallel.scratch(f"conv_grad_grid{window.output_hw}{window.padded_hw}",
-                                (self.tile, padded_h, padded_w, self.filters), dtype,
+                                (self.tile, out_h, padded_w, self.filters), dtype,
                                 zeroed=True)
-        grid[:count, :out_h, :out_w] = grad_tile
-        cells = count * padded_h * padded_w
+        grid[:count, :, :out_w] = grad_tile
+        rows = out_h * padded_w  # grid positions per sample
         products = parallel.scratch("conv_grad_grid_products",
-                                    (len(self.matrix) * self.tile * padded_h * padded_w,),
-                                    dtype)[:len(self.matrix) * cells].reshape(-1, cells)
-        np.matmul(self.matrix, grid[:count].reshape(cells, self.filters).T, out=products)
+                                    (len(self.matrix) * self.tile * rows,),
+                                    dtype)[:len(self.matrix) * count * rows]
+        products = products.reshape(-1, count * rows)
+        np.matmul(self.matrix, grid[:count].reshape(count * rows, self.filters).T,
+                  out=products)
         (dilation_h, dilation_w), (kernel_h, kernel_w) = window.dilation, window.kernel
         offsets = [row * dilation_h * padded_w + col * dilation_w
                    for row in range(kernel_h) for col in range(kernel_w)]
-        # a gap position's products are zeros, added past the end for the last sample's
-        total = parallel.scratch("conv_grad_grid_sum",
-                                 (channels, self.tile * padded_h * padded_w + max(offsets)),
-                                 dtype)[:, :cells + max(offsets)]
+        # a last row's gap positions reach past the padded input (their products are zeros)
+        total = parallel.scratch(
+            "conv_grad_grid_sum",
+            (channels, self.tile, padded_h * padded_w + (kernel_w - 1) * dilation_w),
+            dtype)[:, :count]
         total[...] = 0
         for tap, offset in enumerate(offsets):
-            total[:, offset:offset + cells] += products[tap * channels:(tap + 1) * channels]
-        padded = total[:, :cells].reshape(channels, count, padded_h, padded_w)
+            total[:, :, offset:offset + rows] += products[
+                tap * channels:(tap + 1) * channels].reshape(channels, count, rows)
+        padded = total[:, :, :padded_h * padded_w].reshape(channels, count, padded_h, padded_w)
         destination[...] = padded[:, :, top:top + height, left:left + width].transpose(
             1, 2, 3, 0)
 
