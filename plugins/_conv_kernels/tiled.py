@@ -53,9 +53,10 @@ class TiledKernel:
     divides the output width: LeNet's first layer (1 → 6 filters, 5×5 over 28×28) gathered
     a quarter as much with 4 and its products ran 1.6x faster, 4 and 7 measured alike."""
     group_max_filters: int = 16
-    """Grouped matrices (see :class:`Columns`) only for at most this many filters: with 6, a
-    product of 26 columns by 6 ran at a third of BLAS's speed on wider shapes (20 against
-    55 GFLOP/s), and 4 columns a row made it 40 by 24; LeNet's second layer (6 → 16 filters,
+    """Grouped matrices (see :class:`Columns`) only for at most this many filters, over one
+    channel or channels-last memory (not colour planes, see Columns): with 6, a product of
+    26 columns by 6 ran at a third of BLAS's speed on wider shapes (20 against 55 GFLOP/s),
+    and 4 columns a row made it 40 by 24; LeNet's second layer (6 → 16 filters,
     5×5 over 14×14, 2 columns a row) gathered in 0.16 ms instead of 0.29 per 32 samples, its
     products as fast (one thread, batch 256); with 32 filters grouping brought no faster
     product (1.2-1.5x slower with 2-4 columns a row) for the gathering it saved."""
@@ -211,7 +212,11 @@ class Columns:
         self.rows = (window.stride == (1, 1) and not self.planes
                      and window.kernel[1] * channels >= kernel.row_min_columns)
         self.group = 1
+        # colour planes gather their channel vectors of 3 slowly: grouped, an RGB image's
+        # 3×3 conv into 6 or 16 filters measured 1.2-1.6x slower (gathering 0.9 against 0.5
+        # ms per 32 samples); one channel, or channels-last memory, paid (see the kernel)
         if (not self.rows and filters <= kernel.group_max_filters
+                and (channels == 1 or not self.planes)
                 and window.stride == (1, 1) and window.dilation == (1, 1)):
             self.group = next((group for group in kernel.column_groups
                                if window.output_hw[1] % group == 0), 1)
