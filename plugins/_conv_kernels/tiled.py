@@ -60,13 +60,15 @@ class TiledKernel:
     5×5 over 14×14, 2 columns a row) gathered in 0.16 ms instead of 0.29 per 32 samples, its
     products as fast (one thread, batch 256); with 32 filters grouping brought no faster
     product (1.2-1.5x slower with 2-4 columns a row) for the gathering it saved."""
-    grid_max_channels: int = 8
+    grid_max_channels: int = 6
     """Where col2im would compute the input gradient (stride 1, more filters than channels),
     inputs of at most this many channels take the grid's products instead (see
     :class:`InputGradient`): LeNet's second layer (6 channels, 16 filters, 5×5 over 14×14, so
     1.4x the positions) measured 10.7 ms against col2im's 18.0 at batch 256, one thread (best
-    of 10, interleaved): col2im's products of 6 columns ran at a third of BLAS's speed, and
-    its scatter-adds copy runs of 6 channels."""
+    of 10, interleaved), an RGB image's 3×3 "same" conv into 16 filters 1.2-1.9x faster:
+    col2im's products of so few columns run at a third of BLAS's speed, and its scatter-adds
+    copy runs of one short channel vector. With 8 channels (5×5 over 14×14 into 16) the grid
+    was 1.1x slower."""
     tile: int | None = None
     """Samples per tile, if fixed; by default from ``tile_bytes`` and the thread count."""
     name = "tiled"
