@@ -23,6 +23,17 @@ on the bench's 32-channel 3×3 layer over 32×32: forward and input gradient 1.3
 gradient 5% slower, a whole backward 1.1x faster; the output and input gradient are views of
 the grid the products wrote (no copy out), which consumers read about 1.2x slower than
 contiguous memory. Over fewer channels or with more waste, see TapKernel.
+
+Measured not to pay, on the two-core machine the figures come from (interleaved A/B in one
+process, CPU time where other processes held the cores): splitting one image's grid positions
+between the two threads (the pool's hand-off and join took 80-200 µs even at real-time
+priority, against some 300 µs of products in the classic net's batch-1 layer); copying the
+output out of the grid contiguous (0-5% on the forward, no gain downstream once batch norm
+reads the grid's view as rows); products over a copy three pixels wide (inner dimension three
+times the channels: -3% to +20% per layer, copies included, as noisy as the machine); strided
+convs as taps over the input's phases (stride 2, 16-64 channels: forward 1.2-1.4x slower than
+im2col, backward within 15% either way); Winograd F(2×2) at 16 channels (forward and backward
+2-2.5x slower).
 """
 from __future__ import annotations
 
