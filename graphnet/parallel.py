@@ -32,9 +32,9 @@ __all__ = ["THREADS_ENV", "available_cores", "num_threads", "requested_threads",
 
 Result = TypeVar("Result")
 
-_pool: ThreadPoolExecutor | None = None
-_pool_threads = 1
-_current: tuple[ThreadPoolExecutor | None, int] = (None, 1)  # both, swapped in one assignment
+_current: tuple[ThreadPoolExecutor | None, int] = (None, 1)
+"""The worker pool (None for one thread) and the thread count it serves: one tuple, replaced
+whole, so a reader without the lock never sees a pool beside another pool's count."""
 _lock = threading.Lock()
 
 
@@ -91,20 +91,19 @@ def _workers() -> tuple[ThreadPoolExecutor | None, int]:
     together: set_num_threads in another thread may replace them at any moment. The common
     case, the pool already of that size, reads them without the lock (one tuple, assigned
     whole); a pool shut down meanwhile makes the work run on the caller's thread."""
-    global _pool, _pool_threads, _current
+    global _current
     threads = num_threads()
     current = _current
     if current[1] == threads:
         return current
     with _lock:
-        if threads != _pool_threads:
+        if threads != _current[1]:
             _shutdown()
-            if threads > 1:
-                _pool = ThreadPoolExecutor(max_workers=threads - 1,
-                                           thread_name_prefix="graphnet-worker")
-            _pool_threads = threads
-            _current = (_pool, _pool_threads)
-        return _pool, _pool_threads
+            pool = (ThreadPoolExecutor(max_workers=threads - 1,
+                                       thread_name_prefix="graphnet-worker")
+                    if threads > 1 else None)
+            _current = (pool, threads)
+        return _current
 
 
 def _in_runtime(call: Callable[[runtime.Runtime], Result]) -> Result:
@@ -193,8 +192,7 @@ MIN_TILE_BYTES = 2 << 20
 
 def _shutdown() -> None:
     """Stop the pool (after the work it holds); the next parallel call starts one again."""
-    global _pool, _pool_threads, _current
-    _current = (None, 1)
-    if _pool is not None:
-        _pool.shutdown(wait=True)
-    _pool, _pool_threads = None, 1
+    global _current
+    pool, _current = _current[0], (None, 1)
+    if pool is not None:
+        pool.shutdown(wait=True)
