@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from graphnet import blas
+
 from .._window import SlidingWindow
 from .im2col import (flipped_weight_matrix, im2col, padded_channels_last, scatter_taps,
                      torch_layout, transposed_gradient, transposed_window, weight_matrix,
@@ -54,10 +56,7 @@ class GroupedKernel:
         if param_grads:
             grad_weight = self.weight_gradient(padded, grad_nhwc, window, groups)
             if bias:
-                # a product with ones, not .sum(axis=0): BLAS measured 3x faster (and its
-                # blocked sums round less than numpy's row-by-row accumulation)
-                grad_rows = grad_nhwc.reshape(-1, len(weight))
-                grad_bias = np.ones(len(grad_rows), dtype=grad_rows.dtype) @ grad_rows
+                grad_bias = blas.column_sums(grad_nhwc.reshape(-1, len(weight)))
         return grad_input, grad_weight, grad_bias
 
     # --- im2col ----------------------------------------------------------------------------

@@ -236,8 +236,7 @@ def tap_backward(grad_output, images, weight, grid: TapGrid, tile: int, *, input
                 inputs, [grid.before + offset for offset in grid.offsets], grad_rows,
                 np.empty((len(taps), channels, filters), dtype=images.dtype))
             if bias:
-                # a product with ones: BLAS measured 3x faster than .sum(axis=0)
-                bias_parts[index] = np.ones(positions, images.dtype) @ grad_rows
+                bias_parts[index] = blas.column_sums(grad_rows)
         if input_grad:
             blas.sum_products(grads, [grid.after - offset for offset in grid.offsets], taps,
                               grad_input_grid[part.start * grid.per_sample:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from graphnet import parallel
+from graphnet import blas, parallel
 
 from .._window import SlidingWindow
 from .im2col import (flipped_weight_matrix, im2col, scatter_taps, torch_layout,
@@ -163,8 +163,7 @@ class TiledKernel:
                     if columns.ones:
                         bias_parts[index] = products[columns.width]
                 if bias and bias_parts[index] is None:
-                    # a product with ones: BLAS measured 3x faster than .sum(axis=0)
-                    bias_parts[index] = np.ones(len(rows), rows.dtype) @ rows
+                    bias_parts[index] = blas.column_sums(rows)
 
             parallel.run_tiles(weight_work, len(images), columns.tile)
             # summed in tile order: the same result whichever thread took which tile
@@ -432,7 +431,6 @@ class InputGradient:
         scatter_taps(grad_padded[:count], window,
                      grad_columns.reshape(taps, count, out_h, out_w, self.channels))
         destination[...] = grad_padded[:count, top:top + height, left:left + width]
-
 
     def write_by_grid(self, grad_tile, count: int, destination) -> None:
         """:meth:`write` by the grid's products (see the class)."""

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from graphnet import parallel
+from graphnet import blas, parallel
 
 from .._window import SlidingWindow
 from .im2col import transposed_fits, transposed_window
@@ -172,10 +172,8 @@ class WinogradKernel:
             grads, padded = grid.output_gradient_tiles(grad_nhwc[part], tile, inverse)
             weight_parts[index] = np.matmul(tiles.transpose(0, 2, 1), grads)
             if bias:
-                # a product with ones (BLAS measured 3x faster than .sum(axis=0)) over the
-                # padded gradient, zeros past the edge included
-                rows = padded.reshape(-1, filters)
-                bias_parts[index] = np.ones(len(rows), dtype) @ rows
+                # over the padded gradient, zeros past the edge included
+                bias_parts[index] = blas.column_sums(padded.reshape(-1, filters))
 
         parallel.run_tiles(work, len(source), tile)
         alpha = grid.alpha
