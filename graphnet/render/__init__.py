@@ -55,26 +55,20 @@ def one_line(console: Console) -> bool:
 
 def print_error(error) -> None:
     """One line per problem, ``error: file: node 'x', field 'y': ...``, on stderr."""
-    from rich.markup import escape
-
     problems = getattr(error, "errors", None) or [error]
     for problem in problems:
-        stderr().print(f"[bold red]error:[/] {escape(str(problem))}",
+        stderr().print(_labelled("bold red", "error:", str(problem)),
                        soft_wrap=one_line(stderr()))
 
 
 def print_warning(text: str) -> None:
-    from rich.markup import escape
-
-    stderr().print(f"[yellow]warning:[/] {escape(text)}", soft_wrap=one_line(stderr()))
+    stderr().print(_labelled("yellow", "warning:", text), soft_wrap=one_line(stderr()))
 
 
 def print_note(text: str) -> None:
     """Something done on the user's behalf that they should know of (an image resized), on
     stderr so that results stay clean for a pipe."""
-    from rich.markup import escape
-
-    stderr().print(f"[cyan]note:[/] {escape(text)}", soft_wrap=one_line(stderr()))
+    stderr().print(_labelled("cyan", "note:", text), soft_wrap=one_line(stderr()))
 
 
 def print_result(label: str, style: str, text: str) -> None:
@@ -82,9 +76,14 @@ def print_result(label: str, style: str, text: str) -> None:
     if "out" not in _consoles and _plain_is_rich_output(sys.stdout, text):
         print(f"{label} {text}")
         return
+    stdout().print(_labelled(style, label, text), soft_wrap=True)
+
+
+def _labelled(style: str, label: str, text: str) -> str:
+    """rich markup for ``label text``, the label in ``style`` and the text taken literally."""
     from rich.markup import escape
 
-    stdout().print(f"[{style}]{label}[/] {escape(text)}", soft_wrap=True)
+    return f"[{style}]{label}[/] {escape(text)}"
 
 
 _EMOJI_CODE = re.compile(r":\S*?:")  # what rich may replace by an emoji (a wider net than its own)
