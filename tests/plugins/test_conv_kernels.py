@@ -219,3 +219,55 @@ def test_layers_whose_grids_share_a_pitch_do_not_share_stale_gaps():
         kernel.backward(grad_output, large_saved, weight, first, 1, **options)
         grads = kernel.backward(grad_output, small_saved, weight, second, 1, **options)
     assert_matches_direct((output, *grads), small, weight, bias, second, grad_output, rtol=1e-9)
+
+
+# --- channel planes a chunk of samples at a time (the first layer: grey or colour images) ---
+RELU = Epilogue(lambda values: np.maximum(values, 0, out=values),
+                lambda grad, output, out: np.multiply(grad, output > 0, out=out))
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: ",".join(
+    f"{name}={setting}" for name, setting in case.items()))
+@pytest.mark.parametrize("channels, filters", [(1, 17), (2, 5), (3, 16), (3, 32)])
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-10), (np.float32, 2e-4)])
+def test_channel_planes_in_chunks_equal_the_direct_kernel(case, channels, filters, dtype,
+                                                          rtol):
+    """Chunks of one sample, of a few (one short, where the tile does not divide), and as many
+    as the tile holds, on one thread and on two; a batch of one and an odd one; odd image
+    sizes; with and without a bias and a fused ReLU: outputs and gradients equal the direct
+    kernel's (the ReLU's applied after it)."""
+    rng = np.random.default_rng(7)
+    window = SlidingWindow((9, 7), **case)
+    positions = window.output_hw[0] * window.output_hw[1]
+    settings = [  # (batch, samples per chunk, samples per tile, threads, bias and ReLU)
+        (1, 1, None, 1, False), (7, 2, 5, 2, True), (7, 1, 3, 1, True),
+        (5, 1 << 20, None, 2, False), (6, 3, 6, 1, True)]
+    for batch, chunk, tile, threads, fused in settings:
+        kernel = TiledKernel(plane_chunk_rows=chunk * positions, tile=tile)
+        images = rng.standard_normal((batch, channels, 9, 7)).astype(dtype)
+        weight = rng.standard_normal((filters, channels, *case["kernel"])).astype(dtype)
+        bias = rng.standard_normal(filters).astype(dtype) if fused else None
+        grad_output = rng.standard_normal((batch, filters, *window.output_hw)).astype(dtype)
+        epilogue = RELU if fused else None
+        with thread_count(threads):
+            output, saved = kernel.forward(images, weight, bias, window, 1, epilogue=epilogue)
+            output = output.transpose(0, 3, 1, 2)
+            found = [kernel.backward(grad_output, saved, weight, window, 1,
+                                     input_grad=input_grad, param_grads=True,
+                                     bias=fused, epilogue=epilogue, output=output)
+                     for input_grad in (True, False)]
+        assert output.dtype == dtype
+        expected_output, _ = DirectKernel().forward(images, weight, bias, window, 1)
+        expected_output = expected_output.transpose(0, 3, 1, 2)
+        if fused:
+            expected_output = np.maximum(expected_output, 0)
+            grad_output = grad_output * (output > 0)
+        expected = run(DirectKernel(), images, weight, bias, window, grad_output)[1:]
+        scale = max(np.abs(expected_output).max(), 1)
+        np.testing.assert_allclose(output, expected_output, rtol=rtol, atol=rtol * scale)
+        for grads in found:
+            for value, wanted in zip(grads, expected):
+                if value is not None:
+                    assert value.dtype == dtype
+                    np.testing.assert_allclose(value, wanted, rtol=rtol,
+                                               atol=rtol * max(np.abs(wanted).max(), 1))
