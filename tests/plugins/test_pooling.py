@@ -298,6 +298,26 @@ def test_macs():
     assert AvgPool2d().macs([(4, 8, 8)], output_shape, avg_attrs) == 4 * 4 * 4 * 3 * 3
 
 
+@pytest.mark.parametrize("op_class", [MaxPool2d, AvgPool2d])
+def test_a_kept_window_follows_the_shape_and_attribute_values(op_class, context):
+    """The op keeps its window per input shape and attribute object: the same output as an op
+    that never ran, and a new window when the shape or an attribute's value changes (a bad
+    one refused every time, never kept)."""
+    op, attrs = op_class(), make_attrs(op_class, kernel=2)
+    x = random((2, 3, 8, 10))
+    reduce = "max" if op_class is MaxPool2d else "avg"
+    for _ in range(2):
+        assert np.allclose(op.forward([x], {}, attrs, context)[0], naive_pool(x, attrs, reduce))
+    assert op.shape([(3, 6, 4)], attrs) == (3, 3, 2)
+    attrs.stride = (1, 1)
+    assert np.allclose(op.forward([x], {}, attrs, context)[0], naive_pool(x, attrs, reduce))
+    assert op.shape([(3, 6, 4)], attrs) == (3, 5, 3) == op_class().shape([(3, 6, 4)], attrs)
+    attrs.padding = (2, 2)
+    for _ in range(2):
+        with pytest.raises(ShapeError, match="only padding"):
+            op.forward([x], {}, attrs, context)
+
+
 @pytest.mark.parametrize("raw", [{"kernel": 0}, {"kernel": 2, "stride": 0},
                                  {"kernel": 2, "padding": "full"}, {"kernel": 2, "padding": -1},
                                  {"kernel": [2, 2, 2]}])
