@@ -9,10 +9,14 @@ network ran once. So a :class:`Runtime` holds them, and a :class:`graphnet.engin
 enters its own runtime around its forward and its backward only:
 
 - **the BLAS limit**: while the pool has more than one thread, BLAS runs one thread per call,
-  set on entering and restored on leaving (exceptions included) through threadpoolctl's
-  limiter used as a context manager, on a controller found once per process (finding the
-  libraries takes milliseconds; entering and leaving a limit, tens of microseconds). The limit
-  is process-wide by nature: while a network runs, another thread's BLAS is limited too.
+  set on entering and restored on leaving (exceptions included), through the library
+  controllers threadpoolctl finds once per process (finding them takes milliseconds). Each
+  library is asked its thread count and set to one only if it runs more, then set back:
+  threadpoolctl's own limiter also reads every library's version and settings and costs
+  14 µs per entry and exit where this costs 3 (CPU time, one thread), paid at every forward
+  and backward (a batch-1 forward of the benchmark's classic net takes 1.1 ms); a BLAS the
+  user already runs on one thread is left untouched. The limit is process-wide by nature: while a network runs,
+  another thread's BLAS is limited too.
 - **scratch buffers** (:meth:`Runtime.scratch`): per runtime and per thread, reused from step
   to step while the steps ask for them; one that no work asked for during the last
   SCRATCH_KEPT_ENTRIES entries is freed on leaving (a kernel measured and not chosen, a shape
@@ -60,9 +64,9 @@ _from_env: tuple[str, int] | None = None  # (the variable's text, its count), pa
 _own_process = False
 _local = threading.local()  # .stack: the runtimes this thread is inside, innermost last
 _limit_lock = threading.Lock()
-_blas_controller = None
-_blas_limit = None  # threadpoolctl's limiter while a thread holds the BLAS limit
-_blas_holder: int | None = None  # that thread's ident
+_blas_libraries = None  # threadpoolctl's controllers of the BLAS libraries, found once
+_blas_restore: list = []  # (library, its thread count) to set back when the limit ends
+_blas_holder: int | None = None  # the ident of the thread holding the limit
 
 
 # --- the thread count --------------------------------------------------------------------------
@@ -348,25 +352,35 @@ def _stack() -> list:
 
 def _hold_blas_limit() -> None:
     """Limit BLAS to one thread per call unless a thread already holds that limit."""
-    global _blas_controller, _blas_limit, _blas_holder
+    global _blas_libraries, _blas_restore, _blas_holder
     if _blas_holder is not None:
         return
     with _limit_lock:
         if _blas_holder is not None:
             return
-        if _blas_controller is None:
+        if _blas_libraries is None:
             from threadpoolctl import ThreadpoolController
-            _blas_controller = ThreadpoolController().select(user_api="blas")
-        limit = _blas_controller.limit(limits=1)
-        limit.__enter__()
-        _blas_limit, _blas_holder = limit, threading.get_ident()
+            _blas_libraries = ThreadpoolController().select(user_api="blas").lib_controllers
+        restore = []
+        for library in _blas_libraries:
+            count = library.get_num_threads()
+            if count is not None and count > 1:
+                library.set_num_threads(1)
+                restore.append((library, count))
+        _blas_restore, _blas_holder = restore, threading.get_ident()
 
 
 def _release_blas_limit() -> None:
-    """Restore BLAS's thread count, if this thread set the limit."""
-    global _blas_limit, _blas_holder
+    """Restore BLAS's thread count, if this thread set the limit; then let any thread set it
+    again (threadpoolctl gives OpenBLAS's process-wide setting to the thread that last set
+    it and keeps it there until that thread lets go, as its own limiter does on leaving)."""
+    global _blas_restore, _blas_holder
     if _blas_holder != threading.get_ident():
         return
     with _limit_lock:
-        limit, _blas_limit, _blas_holder = _blas_limit, None, None
-        limit.__exit__(None, None, None)
+        restore, _blas_restore, _blas_holder = _blas_restore, [], None
+        for library, count in restore:
+            library.set_num_threads(count)
+            let_go = getattr(library, "clear_controlling_thread", None)
+            if let_go is not None:
+                let_go()

@@ -158,6 +158,15 @@ def test_networks_in_several_threads_leave_blas_as_found(user_blas, lenet):
     assert not runtime.blas_limited()
 
 
+def test_another_thread_sets_blas_after_a_network_ran(user_blas, lenet):
+    """Leaving the limit lets go of OpenBLAS's process-wide setting: a user's thread that sets
+    BLAS's threads afterwards is heard, not silently ignored."""
+    graph, feeds = lenet
+    graphnet.Network(graph, seed=0).forward(feeds)
+    set_blas_threads(2)
+    assert numpy_blas_threads() == 2
+
+
 def test_one_thread_leaves_blas_its_own_threads(user_blas, lenet):
     graph, feeds = lenet
     parallel.set_num_threads(1)
