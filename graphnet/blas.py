@@ -91,6 +91,68 @@ def window_products(source: np.ndarray, starts, matrix: np.ndarray,
     return outs
 
 
+def strided_products(a: np.ndarray, b: np.ndarray, c: np.ndarray, terms, *,
+                     accumulate: bool = False) -> np.ndarray:
+    """Run gemm ``terms`` on sub-matrices of three C-contiguous arrays, each seen as flat:
+    a term ``(trans_a, m, n, k, a_offset, lda, b_offset, ldb, c_offset, ldc, beta)`` computes
+    ``C = op(A) @ B + beta · C`` (row-major; op(A) is m×k, B k×n, C m×n; beta 0 or 1) with
+    each matrix at that element offset and leading dimension. Products over a column range
+    or every other row of a buffer (a conv's taps over pairs of pixels), which
+    ``sum_products``' contiguous windows cannot express. With ``accumulate`` every beta is
+    1. ``terms`` is a tuple of tuples, each term's shape checked once per distinct tuple and
+    its reach checked against the arrays' sizes at every call."""
+    a_need, b_need, c_need = _extents(terms)
+    dtype = c.dtype
+    if dtype.char not in "fd" or a.dtype != dtype or b.dtype != dtype:
+        raise TypeError(f"products need one float dtype, found {a.dtype}, {b.dtype}, {dtype}")
+    for array in (a, b, c):
+        if not array.flags.c_contiguous:
+            raise ValueError("products need C-contiguous arrays")
+    if a.size < a_need or b.size < b_need or c.size < c_need:
+        raise ValueError(f"strided_products: terms reach {a_need}, {b_need}, {c_need} elements "
+                         f"of arrays of {a.size}, {b.size}, {c.size}")
+    routine = _routine(dtype)
+    if routine is None:
+        flat = [array.reshape(-1) for array in (a, b, c)]
+        for trans_a, m, n, k, a_offset, lda, b_offset, ldb, c_offset, ldc, beta in terms:
+            left = _strided(flat[0], a_offset, (k, m) if trans_a else (m, k), lda)
+            right = _strided(flat[1], b_offset, (k, n), ldb)
+            _numpy_product(left.T if trans_a else left, right,
+                           _strided(flat[2], c_offset, (m, n), ldc),
+                           accumulate=accumulate or beta != 0)
+        return c
+    itemsize = dtype.itemsize
+    a_base, b_base, c_base = a.ctypes.data, b.ctypes.data, c.ctypes.data
+    for trans_a, m, n, k, a_offset, lda, b_offset, ldb, c_offset, ldc, beta in terms:
+        routine(_ROW_MAJOR, _TRANS if trans_a else _NO_TRANS, _NO_TRANS, m, n, k, 1.0,
+                a_base + a_offset * itemsize, lda, b_base + b_offset * itemsize, ldb,
+                1.0 if accumulate else beta, c_base + c_offset * itemsize, ldc)
+    return c
+
+
+@functools.lru_cache(maxsize=256)
+def _extents(terms) -> tuple[int, int, int]:
+    """Elements of A, B and C that ``terms`` reach, after checking each term's shape."""
+    needs = [0, 0, 0]
+    for trans_a, m, n, k, a_offset, lda, b_offset, ldb, c_offset, ldc, _ in terms:
+        a_rows, a_columns = (k, m) if trans_a else (m, k)
+        for index, (offset, rows, columns, leading) in enumerate(
+                ((a_offset, a_rows, a_columns, lda), (b_offset, k, n, ldb),
+                 (c_offset, m, n, ldc))):
+            if min(rows, columns) < 1 or offset < 0 or leading < columns:
+                raise ValueError(f"strided_products: a {rows}×{columns} matrix at {offset} "
+                                 f"with leading dimension {leading}")
+            needs[index] = max(needs[index], offset + (rows - 1) * leading + columns)
+    return tuple(needs)
+
+
+def _strided(flat: np.ndarray, offset: int, shape, leading: int) -> np.ndarray:
+    """The (rows, columns) view of a flat array at ``offset``, rows ``leading`` apart (bounds
+    checked by the caller)."""
+    return np.lib.stride_tricks.as_strided(flat[offset:], shape,
+                                           (leading * flat.itemsize, flat.itemsize))
+
+
 def column_sums(rows: np.ndarray) -> np.ndarray:
     """The sums of ``rows``' columns (over its next-to-last axis, a stack of matrices each on
     its own) as a product with a row of ones: BLAS's blocked sums, measured 3x faster than

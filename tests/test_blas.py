@@ -87,3 +87,46 @@ def test_refuses_a_source_narrower_or_wider_than_the_matrices(route):
     for width in (2, 5):
         with pytest.raises(ValueError, match="do not give"):
             blas.sum_products(np.ones((10, width)), [0], matrices, out)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_strided_products_on_column_ranges_and_row_strides(route, dtype, accumulate):
+    """Products of sub-matrices given by offsets and leading dimensions: rows at a stride,
+    column ranges, transposed or not, into a part of the output's columns."""
+    rng = np.random.default_rng(2)
+    source = rng.standard_normal((12, 6)).astype(dtype)   # seen flat: 6 pairs of 3-wide rows
+    matrices = rng.standard_normal(48).astype(dtype)
+    out = rng.standard_normal((4, 8)).astype(dtype)
+    before = out.astype(np.float64)
+    terms = ((False, 4, 8, 2, 0, 12, 12, 8, 0, 8, 0.0),    # a 2-deep left part, all columns
+             (False, 4, 4, 3, 3, 12, 0, 4, 4, 8, 1.0),     # rows 1, 5, 9, 13 of (24, 3): right
+             (True, 3, 4, 5, 1, 6, 28, 4, 0, 8, 1.0))      # 5×3 taken transposed
+    blas.strided_products(source, matrices, out, terms, accumulate=accumulate)
+    flat = source.reshape(-1).astype(np.float64)
+    first = flat[3:3 + 4 * 12].reshape(4, 12)[:, :3] @ matrices[:12].reshape(3, 4)
+    second = flat[:4 * 12].reshape(4, 12)[:, :2] @ matrices[12:28].reshape(2, 8)
+    third = flat[1:1 + 5 * 6].reshape(5, 6)[:, :3].T @ matrices[28:48].reshape(5, 4)
+    expected = (before if accumulate else np.zeros_like(before)) + second
+    expected[:, 4:] += first
+    expected[:3, :4] += third
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(out, expected, rtol=tolerance, atol=tolerance)
+
+
+def test_strided_products_refuse_terms_beyond_their_arrays(route):
+    a, b, c = np.ones((4, 3)), np.ones(6), np.ones((2, 2))
+    fits = (False, 2, 2, 3, 0, 6, 0, 2, 0, 2, 0.0)
+    blas.strided_products(a, b, c, (fits,))
+    for term, match in [((False, 2, 2, 3, 4, 6, 0, 2, 0, 2, 0.0), "reach"),   # a's end
+                        ((False, 2, 2, 3, 0, 6, 1, 2, 0, 2, 0.0), "reach"),   # b's end
+                        ((False, 2, 2, 3, 0, 6, 0, 2, 1, 2, 0.0), "reach"),   # c's end
+                        ((False, 2, 2, 3, -1, 6, 0, 2, 0, 2, 0.0), "leading"),
+                        ((False, 2, 2, 3, 0, 2, 0, 2, 0, 2, 0.0), "leading"),  # lda < k
+                        ((False, 0, 2, 3, 0, 6, 0, 2, 0, 2, 0.0), "leading")]:
+        with pytest.raises(ValueError, match=match):
+            blas.strided_products(a, b, c, (term,))
+    with pytest.raises(ValueError, match="contiguous"):
+        blas.strided_products(np.ones((4, 6))[:, ::2], b, c, (fits,))
+    with pytest.raises(TypeError, match="dtype"):
+        blas.strided_products(a.astype(np.float32), b, c, (fits,))
