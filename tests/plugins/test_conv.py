@@ -24,6 +24,9 @@ VARIANTS = {
     "tiled-kernel-rows": TiledKernel(row_min_columns=0),
     "tiled-channel-planes": TiledKernel(plane_channels=1 << 30),
     "taps-wherever-they-compute": TapKernel(min_channels=1, max_waste=math.inf),
+    "taps-over-pairs-wherever-they-pay": TapKernel(min_channels=1, max_waste=math.inf,
+                                                   pair_channels=(1, 1 << 30),
+                                                   pair_max_growth=math.inf),
     "winograd2-tile-per-sample": WinogradKernel(2, min_channels=1, tile=1),
     "winograd4-wherever-it-computes": WinogradKernel(4, min_channels=1),
 }

@@ -2,7 +2,8 @@
 float64 for every memory layout, four-sided padding, stride and dilation, any tile size and
 thread count, by each of their methods (im2col with col2im, im2col grouped by 2-4 output
 columns with the input gradient's grid products, kernel-row products, kernel-tap products
-through BLAS or through numpy alone, Winograd F(2×2) and F(4×4) where they fit), with and
+through BLAS or through numpy alone, tap products over pairs of pixels, Winograd F(2×2) and
+F(4×4) where they fit), with and
 without a fused ReLU. (tests/plugins/test_conv.py runs every kernel through the op over the
 conv test grid.)"""
 from __future__ import annotations
@@ -26,6 +27,9 @@ METHODS = {
     "kernel-rows": TiledKernel(row_min_columns=0),   # one product per kernel row at stride 1
     "taps": TapKernel(min_channels=1, max_waste=math.inf),
     "taps-numpy": TapKernel(min_channels=1, max_waste=math.inf),
+    # products over pairs of pixels wherever the taps pay for them (3×3 with padding 1, ...)
+    "taps-pairs": TapKernel(min_channels=1, max_waste=math.inf, pair_channels=(1, 1 << 30),
+                            pair_max_growth=math.inf),
     "winograd2": WinogradKernel(2, min_channels=1),  # 3×3 stride 1 only
     "winograd4": WinogradKernel(4, min_channels=1),
 }
@@ -135,9 +139,7 @@ def test_any_tile_size_and_thread_count_gives_the_same_result(method, threads):
     window = SlidingWindow((6, 6), (3, 3), pads=(1, 1, 1, 1))
     grad_output = rng.standard_normal((7, 8, 6, 6))
     kernel = METHODS[method]
-    small_tiles = (TapKernel(min_channels=1, max_waste=math.inf, tile_bytes=1)
-                   if method.startswith("taps") else
-                   WinogradKernel(kernel.size, min_channels=1, tile_bytes=1)
+    small_tiles = (WinogradKernel(kernel.size, min_channels=1, tile_bytes=1)
                    if method.startswith("winograd")
                    else dataclasses.replace(kernel, tile_bytes=1))
     with thread_count(threads):
@@ -271,3 +273,75 @@ def test_channel_planes_in_chunks_equal_the_direct_kernel(case, channels, filter
                     assert value.dtype == dtype
                     np.testing.assert_allclose(value, wanted, rtol=rtol,
                                                atol=rtol * max(np.abs(wanted).max(), 1))
+
+
+# Tap products over pairs of neighbouring pixels (pairs.py), beyond the tests above that run
+# them as the "taps-pairs" method: taken where the layer's taps pay for them (3×3 and wider
+# kernels with an odd left padding); the other cases run the plain taps on the same kernel.
+
+PAIRS = METHODS["taps-pairs"]
+
+PAIR_CASES = [
+    dict(kernel=(3, 3), pads=(1, 1, 1, 1)),                      # the ResNet's convs: pairs
+    dict(kernel=(3, 3), pads=(0, 0, 0, 0)),                      # left padding 0 and 2: plain
+    dict(kernel=(3, 3), pads=(2, 2, 2, 2)),
+    dict(kernel=(3, 3), dilation=(2, 1), pads=(2, 2, 1, 1)),     # rows dilated: pairs
+    dict(kernel=(3, 3), dilation=(2, 2), pads=(2, 2, 2, 2)),     # columns dilated: plain
+    dict(kernel=(5, 5), pads=(1, 3, 1, 3)),                      # odd left padding: pairs
+    dict(kernel=(2, 3), pads=(0, 1, 1, 1)),                      # "same", asymmetric: pairs
+]
+
+
+@pytest.fixture(params=["blas", "numpy"])
+def pair_route(request, monkeypatch):
+    """Pair products through BLAS and through blas's numpy route."""
+    if request.param == "numpy":
+        monkeypatch.setattr(blas, "_routines", {})
+    return request.param
+
+
+@pytest.mark.parametrize("case", PAIR_CASES, ids=lambda case: ",".join(
+    f"{name}={setting}" for name, setting in case.items()))
+@pytest.mark.parametrize("hw", [(9, 8), (7, 9), (6, 1)])        # even and odd widths
+@pytest.mark.parametrize("channels,filters,batch", [(16, 16, 3), (5, 7, 1), (3, 2, 2)])
+def test_pair_products_equal_the_direct_kernel(pair_route, case, hw, channels, filters, batch):
+    rng = np.random.default_rng(11)
+    window = SlidingWindow(hw, **case)
+    if min(window.output_hw) < 1:
+        pytest.skip("no output")
+    images = rng.standard_normal((batch, channels, *hw))
+    weight = rng.standard_normal((filters, channels, *case["kernel"]))
+    bias = rng.standard_normal(filters)
+    grad_output = rng.standard_normal((batch, filters, *window.output_hw))
+    assert_matches_direct(run(PAIRS, images, weight, bias, window, grad_output), images,
+                          weight, bias, window, grad_output, rtol=1e-10)
+
+
+def test_pairs_serve_the_resnets_convs_and_only_where_their_taps_pay():
+    same = SlidingWindow((32, 32), (3, 3), pads=(1, 1, 1, 1))
+    taps = TapKernel()
+    assert taps.layer_grid(same, 16, 16).pairs is not None
+    assert taps.layer_grid(same, 16, 16).pitch % 2 == 0
+    assert taps.layer_grid(same, 64, 64).pairs is None    # above pair_channels
+    unpadded = SlidingWindow((32, 32), (3, 3), pads=(1, 1, 0, 0))
+    assert taps.layer_grid(unpadded, 16, 16).pairs is None
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float32, 2e-5), (np.float64, 1e-10)])
+def test_pair_products_keep_the_dtype_and_the_plain_taps_accuracy(dtype, rtol):
+    """float32 pair products are as close to the float64 direct kernel as the plain taps."""
+    rng = np.random.default_rng(12)
+    window = SlidingWindow((10, 11), (3, 3), pads=(1, 1, 1, 1))
+    images = rng.standard_normal((3, 16, 10, 11))
+    weight, bias = rng.standard_normal((16, 16, 3, 3)), rng.standard_normal(16)
+    grad_output = rng.standard_normal((3, 16, 10, 11))
+    expected = run(DirectKernel(), images, weight, bias, window, grad_output)
+    plain = TapKernel(pair_channels=(1, 0))
+    found = {kernel: run(kernel, *(array.astype(dtype) for array in (images, weight, bias)),
+                         window, grad_output.astype(dtype)) for kernel in (PAIRS, plain)}
+    for index, wanted in enumerate(expected):
+        scale = np.max(np.abs(wanted))
+        errors = [np.max(np.abs(found[kernel][index] - wanted)) / scale
+                  for kernel in (PAIRS, plain)]
+        assert found[PAIRS][index].dtype == dtype
+        assert errors[0] <= max(rtol, 4 * errors[1])
