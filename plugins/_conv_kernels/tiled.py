@@ -217,9 +217,12 @@ class Columns:
     conv's output is); or, for images of at most ``plane_channels`` channels (grey or colour
     images fed to the graph), the transposed matrix, each tap a copy of contiguous image rows:
     measured 2x faster for 1 and 3 channels, whose channel vectors are too short to copy well.
-    (The product's other orientation, weights × the chunk's matrix as it lies, gives the
-    output channels-first: transposed back within the ReLU's pass, an RGB image's 3×3 conv at
-    batch 256 measured 2.3x slower into 32 filters and 1.4x into 16, one thread.)
+    Measured for RGB images and not taken: rows of 27 gathered from a padded channels-last
+    copy in runs of kernel width × channels (9 values), per output position or over a padded
+    grid of positions, 169-189 µs for 8 32×32 samples plus 46 for the channels-last copy,
+    against 62 µs for the planes' matrix; the product's other orientation, weights × the
+    planes' matrix as it lies, whose channels-first output transposed back within the ReLU's
+    pass made a 3×3 conv at batch 256 2.3x slower into 32 filters and 1.4x into 16.
     The layout follows the channel count alone, never the input's memory layout, so any memory
     layout gives bit-identical results. Either way the product has a row per output position:
     the output is channels-last.
