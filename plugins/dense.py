@@ -147,15 +147,19 @@ def split_matmul(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     all of ``left`` (the batch's rows or gradients) and its own slice of ``right`` (the weight,
     or the activations for the weight's gradient). Once the pool runs, BLAS is single-threaded
     (see graphnet.parallel), so a large layer would otherwise use one core; splitting the rows
-    instead measured slower, every thread then packing all of the weight."""
-    output = np.empty((left.shape[0], right.shape[1]), dtype=np.result_type(left, right))
+    instead measured slower, every thread then packing all of the weight. A product too
+    small for two parts is one call on this thread, without the split's bookkeeping (9.7 →
+    5.1 µs for the classic net's batch-1 dense layer, CPU time, one thread)."""
     column_macs = left.shape[0] * left.shape[1]
+    min_part = parallel.tile_items(column_macs, PART_MACS)
+    if right.shape[1] < 2 * min_part:
+        return np.matmul(left, right)
+    output = np.empty((left.shape[0], right.shape[1]), dtype=np.result_type(left, right))
 
     def work(start, stop):
         np.matmul(left, right[:, start:stop], out=output[:, start:stop])
 
-    parallel.run_split(work, right.shape[1],
-                       min_part=parallel.tile_items(column_macs, PART_MACS))
+    parallel.run_split(work, right.shape[1], min_part=min_part)
     return output
 
 
