@@ -9,6 +9,7 @@ output in cache.
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 
@@ -42,7 +43,8 @@ class Relu(_Elementwise):
         positive = np.empty_like(x, dtype=bool) if training else None
 
         def work(part):
-            np.maximum(x[part], zeros_like_row(x), out=output[part])
+            source, target = long_rows(x[part], output[part])
+            np.maximum(source, zeros_like_row(source), out=target)
             if positive is not None:
                 np.greater(x[part], 0, out=positive[part])
 
@@ -73,7 +75,41 @@ class Relu(_Elementwise):
 
 
 def _relu_in_place(values):
-    np.maximum(values, zeros_like_row(values), out=values)
+    rows, = long_rows(values)
+    np.maximum(rows, zeros_like_row(rows), out=rows)
+
+
+LONG_ROW_VALUES = 8192
+"""Most values in a row that :func:`long_rows` makes."""
+SHORTEST_LONG_ROW = 256
+"""Fewer values than this in a row: :func:`long_rows` leaves the arrays as they are."""
+LONG_ROWS_MIN_VALUES = 1 << 15
+"""Smaller arrays are left as they are: finding their rows (2-5 µs) would cost about what it
+saves."""
+
+
+def long_rows(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Arrays of one shape whose memory is one contiguous block in the same axis order (a conv's
+    channels-last output seen as NCHW, say) as views of rows of up to LONG_ROW_VALUES values,
+    for an elementwise op against a broadcast row (:func:`zeros_like_row`): numpy runs that
+    loop once per row, and a row of a layer's 16 or 32 filters is short. A ReLU over 1 MiB in
+    cache (float32, one thread) took 150 µs against rows of 16 values, 104 against 32 and 54
+    against rows of 4096. Arrays that are not such blocks, or small, are returned as they are."""
+    first = arrays[0]
+    if first.size < LONG_ROWS_MIN_VALUES:
+        return arrays
+    if all(array.flags.c_contiguous for array in arrays):
+        in_memory_order = arrays
+    else:  # the axes from the largest stride down: C order in memory, whatever the shape's
+        axes = sorted(range(first.ndim), key=lambda axis: -first.strides[axis])
+        in_memory_order = [array.transpose(axes) for array in arrays]
+    if any(array.strides != in_memory_order[0].strides or not array.flags.c_contiguous
+           for array in in_memory_order):
+        return arrays
+    length = math.gcd(first.size, LONG_ROW_VALUES)
+    if length < max(SHORTEST_LONG_ROW, first.shape[-1]):
+        return arrays
+    return tuple(array.reshape(-1, length) for array in in_memory_order)
 
 
 def zeros_like_row(values: np.ndarray) -> np.ndarray:

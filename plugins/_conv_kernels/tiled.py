@@ -30,8 +30,6 @@ PLANE_ROW_PAD = 16
 apart in memory (8192 floats, a chunk of 32×32 samples) made BLAS's reads of the transposed
 matrix collide in cache, the product 1.1-1.25x slower than with rows a cache line longer."""
 
-EPILOGUE_ROW_VALUES = 8192
-"""At most this many values in a row that :func:`long_rows` gives an epilogue."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +56,8 @@ class TiledKernel:
     time, so that the chunk's matrix and its product are still in cache when the next step
     reads them; a tile (the threads' unit of work) only pads its samples once. An RGB
     image's 3×3 "same" conv, one thread, CPU time, interleaved, against one matrix per tile
-    (both with PLANE_ROW_PAD, neither with :func:`long_rows`): into 32 filters with a fused
+    (both with PLANE_ROW_PAD, neither with a ReLU over long rows, see
+    :func:`graphnet_plugins.activations.long_rows`): into 32 filters with a fused
     ReLU at batch 256, forward 23.6 → 18.1 ms, weight gradient 22.7 → 16.9 ms; into 16
     filters, 10.3 → 8.6 and 8.1 → 7.9 ms; at batch 64, whose tiles fit the L3 cache,
     1.0-1.1x. 4096 and 16384 rows measured alike within 5 %, 2048 (two 32×32 samples) 5-10 %
@@ -112,7 +111,7 @@ class TiledKernel:
             if bias is not None and not columns.ones:
                 product += bias
             if epilogue is not None:
-                epilogue.forward(long_rows(product, window, filters))
+                epilogue.forward(product)
 
         def work(index, part):
             count = part.stop - part.start
@@ -377,23 +376,6 @@ class Columns:
         np.copyto(columns, views)
         buffer[:, -1] = 1
         return buffer
-
-
-def long_rows(output: np.ndarray, window: SlidingWindow, filters: int) -> np.ndarray:
-    """Whole samples' contiguous ``output`` as rows of whole output rows, as many as fit in
-    EPILOGUE_ROW_VALUES values, for an elementwise epilogue: numpy's binary ops run their
-    slow loop against a short broadcast row. A ReLU over 1 MiB in cache (float32, one thread)
-    took 104-110 µs against a zero row of 32 filters and 147 µs against one of 16, 45-73 µs
-    against rows of 1024 values and 30-33 µs against rows of 8192 or more. The classic net's
-    conv1 (3 → 32, fused ReLU) forward, one thread: 18.1 → 14.8 ms at batch 256, 4.3 → 3.8
-    ms at 64; LeNet's conv1 (1 → 6, 5×5) 4.8 → 4.4 and 1.16 → 1.05 ms."""
-    out_h, out_w = window.output_hw
-    lines = min(out_h, max(1, EPILOGUE_ROW_VALUES // (out_w * filters)))
-    while out_h % lines:  # whole samples: rows must divide them
-        lines -= 1
-    rows = output.view()
-    rows.shape = (-1, lines * out_w * filters)  # raises rather than copy
-    return rows
 
 
 def padded_tile(source: np.ndarray, first: int, count: int, tile: int, window: SlidingWindow,
