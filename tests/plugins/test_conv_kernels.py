@@ -345,3 +345,51 @@ def test_pair_products_keep_the_dtype_and_the_plain_taps_accuracy(dtype, rtol):
                   for kernel in (PAIRS, plain)]
         assert found[PAIRS][index].dtype == dtype
         assert errors[0] <= max(rtol, 4 * errors[1])
+
+
+# --- a fused ReLU beyond channel planes (channels-last im2col, grouped and kernel-row
+# matrices), strides 1 and 2: forward and each combination of gradients asked for ---
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: ",".join(
+    f"{name}={setting}" for name, setting in case.items()))
+@pytest.mark.parametrize("method", ["im2col", "grouped", "kernel-rows"])
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-10), (np.float32, 2e-4)])
+def test_a_fused_relu_on_channels_last_layouts_equals_relu_after_the_direct_kernel(
+        case, method, dtype, rtol):
+    """Batches of one and odd ones, odd sizes, tiles of one sample and of several (a short
+    last tile), one thread and two, with and without a bias: the output is the direct
+    kernel's through a ReLU, and the gradients, whichever are asked for, the direct kernel's
+    of the output gradient masked where the output is not positive."""
+    rng = np.random.default_rng(11)
+    window = SlidingWindow((9, 7), **case)
+    settings = [(1, None, 1, True), (5, 2, 2, False), (6, 1, 1, True), (7, 3, 2, True)]
+    for batch, tile, threads, with_bias in settings:
+        kernel = dataclasses.replace(METHODS[method], tile=tile)
+        channels, filters = 6, 5
+        images = rng.standard_normal((batch, 9, 7, channels)).astype(dtype).transpose(0, 3, 1, 2)
+        weight = rng.standard_normal((filters, channels, *case["kernel"])).astype(dtype)
+        bias = rng.standard_normal(filters).astype(dtype) if with_bias else None
+        grad_output = rng.standard_normal((batch, filters, *window.output_hw)).astype(dtype)
+        assert kernel.takes_epilogue(window, channels, filters, 1)
+        with thread_count(threads):
+            output, saved = kernel.forward(images, weight, bias, window, 1, epilogue=RELU)
+            output = output.transpose(0, 3, 1, 2)
+            found = {asked: kernel.backward(grad_output, saved, weight, window, 1,
+                                            input_grad=asked[0], param_grads=asked[1],
+                                            bias=with_bias, epilogue=RELU, output=output)
+                     for asked in ((True, True), (True, False), (False, True))}
+        plain, _ = DirectKernel().forward(images, weight, bias, window, 1)
+        expected_output = np.maximum(plain.transpose(0, 3, 1, 2), 0)
+        assert output.dtype == dtype
+        np.testing.assert_allclose(output, expected_output, rtol=rtol,
+                                   atol=rtol * max(np.abs(expected_output).max(), 1))
+        expected = run(DirectKernel(), images, weight, bias, window,
+                       grad_output * (output > 0))[1:]
+        for (input_grad, param_grads), grads in found.items():
+            for value, wanted, asked in zip(grads, expected,
+                                            (input_grad, param_grads, param_grads and with_bias)):
+                assert (value is not None) == asked
+                if asked:
+                    assert value.dtype == dtype
+                    np.testing.assert_allclose(value, wanted, rtol=rtol,
+                                               atol=rtol * max(np.abs(wanted).max(), 1))
