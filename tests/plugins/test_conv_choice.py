@@ -88,7 +88,9 @@ def test_alike_layers_are_measured_once_and_each_node_keeps_the_winner(graph, me
     grads = [n.backward().params["conv1"]["weight"] for n in (net, default)]
     assert default.choices.by_node["conv1"] == "taps" and len(measured) == 1
     np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-5)
-    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-4, atol=1e-6)
+    # float32 F(4×4) against the taps: F(4×4) is off the float64 gradient by up to 1.7e-6
+    # here (values up to 1.6), the taps by 2.6e-7
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-4, atol=5e-6)
 
 
 def test_float64_and_ops_outside_a_network_keep_the_default(graph, measured):

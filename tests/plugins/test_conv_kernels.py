@@ -300,12 +300,10 @@ def pair_route(request, monkeypatch):
     return request.param
 
 
-@pytest.mark.parametrize("case", PAIR_CASES, ids=lambda case: ",".join(
-    f"{name}={setting}" for name, setting in case.items()))
-@pytest.mark.parametrize("hw", [(9, 8), (7, 9), (6, 1)])        # even and odd widths
-@pytest.mark.parametrize("channels,filters,batch", [(16, 16, 3), (5, 7, 1), (3, 2, 2)])
-def test_pair_products_equal_the_direct_kernel(pair_route, case, hw, channels, filters, batch):
-    rng = np.random.default_rng(11)
+def assert_random_case_matches_direct(kernel, hw, case, channels, filters, batch, seed):
+    """``kernel``'s output and gradients on random arrays equal the direct kernel's (float64),
+    a window of ``case`` over ``hw`` images (skipped where it has no output)."""
+    rng = np.random.default_rng(seed)
     window = SlidingWindow(hw, **case)
     if min(window.output_hw) < 1:
         pytest.skip("no output")
@@ -313,8 +311,16 @@ def test_pair_products_equal_the_direct_kernel(pair_route, case, hw, channels, f
     weight = rng.standard_normal((filters, channels, *case["kernel"]))
     bias = rng.standard_normal(filters)
     grad_output = rng.standard_normal((batch, filters, *window.output_hw))
-    assert_matches_direct(run(PAIRS, images, weight, bias, window, grad_output), images,
+    assert_matches_direct(run(kernel, images, weight, bias, window, grad_output), images,
                           weight, bias, window, grad_output, rtol=1e-10)
+
+
+@pytest.mark.parametrize("case", PAIR_CASES, ids=lambda case: ",".join(
+    f"{name}={setting}" for name, setting in case.items()))
+@pytest.mark.parametrize("hw", [(9, 8), (7, 9), (6, 1)])        # even and odd widths
+@pytest.mark.parametrize("channels,filters,batch", [(16, 16, 3), (5, 7, 1), (3, 2, 2)])
+def test_pair_products_equal_the_direct_kernel(pair_route, case, hw, channels, filters, batch):
+    assert_random_case_matches_direct(PAIRS, hw, case, channels, filters, batch, seed=11)
 
 
 def test_pairs_serve_the_resnets_convs_and_only_where_their_taps_pay():
@@ -393,3 +399,64 @@ def test_a_fused_relu_on_channels_last_layouts_equals_relu_after_the_direct_kern
                     assert value.dtype == dtype
                     np.testing.assert_allclose(value, wanted, rtol=rtol,
                                                atol=rtol * max(np.abs(wanted).max(), 1))
+
+
+# The tap kernel's backward through the output gradient copied kernel-width pixels wide
+# (taps.WideGradient), taken up to TapKernel.wide_filters filters where the grid has no pairs:
+# against the direct kernel and against the taps one at a time (wide_filters=0).
+
+WIDE = TapKernel(min_channels=1, max_waste=math.inf, pair_channels=(1, 0),
+                 wide_filters=1 << 30)
+ONE_TAP_AT_A_TIME = dataclasses.replace(WIDE, wide_filters=0)
+
+WIDE_CASES = [case for case in CASES if case.get("stride", (1, 1)) == (1, 1)] + [
+    dict(kernel=(3, 3), pads=(2, 2, 2, 2)),
+    dict(kernel=(3, 3), dilation=(1, 2), pads=(1, 1, 2, 2)),     # columns dilated
+    dict(kernel=(2, 4), pads=(0, 1, 1, 2)),                      # even width, asymmetric
+]
+
+
+@pytest.mark.parametrize("kernel", [WIDE, ONE_TAP_AT_A_TIME], ids=["wide", "one-tap"])
+@pytest.mark.parametrize("case", WIDE_CASES, ids=lambda case: ",".join(
+    f"{name}={setting}" for name, setting in case.items()))
+@pytest.mark.parametrize("hw", [(9, 8), (7, 9), (5, 3)])
+@pytest.mark.parametrize("channels,filters,batch", [(32, 32, 2), (5, 7, 1), (3, 2, 3)])
+def test_wide_gradient_products_equal_the_direct_kernel(pair_route, kernel, case, hw, channels,
+                                                        filters, batch):
+    assert_random_case_matches_direct(kernel, hw, case, channels, filters, batch, seed=13)
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float32, 2e-4), (np.float64, 1e-10)])
+def test_wide_gradients_with_a_fused_relu_in_any_tiles_and_threads(dtype, rtol):
+    """A fused ReLU and a bias, tiles of one sample, of a few (the last short) and of the
+    whole batch, on one thread and on three, each gradient alone and all together: the direct
+    kernel's gradients of the ReLU's result, float32 as float32."""
+    rng = np.random.default_rng(14)
+    window = SlidingWindow((11, 10), (3, 3), pads=(1, 1, 1, 1))
+    images = rng.standard_normal((5, 32, 11, 10)).astype(dtype)
+    weight = rng.standard_normal((24, 32, 3, 3)).astype(dtype) / 10
+    bias = rng.standard_normal(24).astype(dtype)
+    grad_output = rng.standard_normal((5, 24, 11, 10)).astype(dtype)
+    output, saved = WIDE.forward(images, weight, bias, window, 1, epilogue=RELU)
+    output = output.transpose(0, 3, 1, 2)
+    expected = run(DirectKernel(), images, weight, bias, window, grad_output * (output > 0))[1:]
+    for tile, threads in [(1, 1), (2, 3), (None, 1), (3, 3)]:
+        kernel = dataclasses.replace(WIDE, tile=tile)
+        for input_grad, param_grads in [(True, True), (True, False), (False, True)]:
+            with thread_count(threads):
+                found = kernel.backward(grad_output, saved, weight, window, 1,
+                                        input_grad=input_grad, param_grads=param_grads,
+                                        bias=True, epilogue=RELU, output=output)
+            for value, wanted, asked in zip(found, expected,
+                                            (input_grad, param_grads, param_grads)):
+                assert (value is not None) == asked
+                if asked:
+                    assert value.dtype == dtype
+                    np.testing.assert_allclose(value, wanted, rtol=rtol,
+                                               atol=rtol * np.abs(wanted).max())
+
+
+def test_wide_gradients_serve_the_classic_nets_32_filter_convs_only():
+    same = SlidingWindow((32, 32), (3, 3), pads=(1, 1, 1, 1))
+    taps = TapKernel()
+    assert taps.layer_grid(same, 32, 32).pairs is None and 32 <= taps.wide_filters < 64
