@@ -8,7 +8,7 @@ group is the same memory with that axis of length 1.
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
 from .._window import SlidingWindow
 
@@ -18,12 +18,28 @@ def window_view(padded: np.ndarray, window: SlidingWindow, axes=(1, 2)) -> np.nd
     dilation applied: the output's positions replace the spatial axes, the kernel's two axes
     come last. One copy of it (measured 1.5-4x faster than one copy per kernel tap, whose
     calls cost more than they copy for small images) builds an im2col matrix."""
-    (stride_h, stride_w), (dilation_h, dilation_w) = window.stride, window.dilation
-    views = sliding_window_view(padded, window.extent, axis=axes)
-    index = [slice(None)] * views.ndim
-    index[axes[0]], index[axes[1]] = slice(None, None, stride_h), slice(None, None, stride_w)
-    index[-2], index[-1] = slice(None, None, dilation_h), slice(None, None, dilation_w)
-    return views[tuple(index)]
+    return strided_windows(padded, axes, window.kernel, window.stride, window.dilation)
+
+
+def strided_windows(padded: np.ndarray, axes, kernel, stride, dilation) -> np.ndarray:
+    """:func:`window_view` from the window's numbers, made from the strides directly: numpy's
+    sliding_window_view and the slicing of its result cost some 20 µs a call, against an
+    RGB image's whole 3×3 gather and product of about 45 at batch 1."""
+    first, second = axes
+    shape, strides = list(padded.shape), list(padded.strides)
+    for axis, size, step, spacing in zip(axes, kernel, stride, dilation):
+        shape[axis] = (padded.shape[axis] - (size - 1) * spacing - 1) // step + 1
+        strides[axis] *= step
+    if min(shape[first], shape[second]) < 1:  # no window fits: numpy says why
+        return sliding_window_view(padded, [(size - 1) * spacing + 1 for size, spacing
+                                            in zip(kernel, dilation)], axis=axes)
+    shape += kernel
+    strides += (padded.strides[first] * dilation[0], padded.strides[second] * dilation[1])
+    if not padded.flags.c_contiguous:
+        return as_strided(padded, shape, strides, writeable=False)
+    views = np.ndarray(shape, padded.dtype, padded, 0, strides)  # 1 µs, as_strided 4
+    views.flags.writeable = False
+    return views
 
 
 def im2col(padded: np.ndarray, window: SlidingWindow, groups: int,

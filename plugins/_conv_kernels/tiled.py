@@ -22,8 +22,9 @@ from numpy.lib.stride_tricks import sliding_window_view
 from graphnet import blas, parallel
 
 from .._window import SlidingWindow
-from .im2col import (flipped_weight_matrix, im2col, scatter_taps, torch_layout,
-                     transposed_gradient, transposed_window, weight_matrix, window_view)
+from .im2col import (flipped_weight_matrix, im2col, scatter_taps, strided_windows,
+                     torch_layout, transposed_gradient, transposed_window, weight_matrix,
+                     window_view)
 
 PLANE_ROW_PAD = 16
 """Values of padding after each row of a channel-plane matrix's buffer: rows a power of two
@@ -292,10 +293,13 @@ class Columns:
         if not self.ones:
             return weight_matrix
         filters = weight_matrix.shape[1]
+        if self.group == 1:  # filled in place: vstack and tile cost 5 of 2 µs at batch 1
+            weights = np.empty((len(weight_matrix) + 1, filters), weight_matrix.dtype)
+            weights[:-1] = weight_matrix
+            weights[-1] = 0 if bias is None else bias
+            return weights
         last = np.zeros(filters, weight_matrix.dtype) if bias is None else bias
         last = np.tile(last.astype(weight_matrix.dtype, copy=False), self.group)
-        if self.group == 1:
-            return np.vstack([weight_matrix, last[None]])
         kernel_h, kernel_w = self.window.kernel
         group = self.group
         taps = weight_matrix.reshape(kernel_h, kernel_w, -1, filters)
@@ -379,11 +383,12 @@ class Columns:
         buffer = parallel.scratch("conv_columns_grouped", (self.tile * rows, self.matrix_width),
                                   padded.dtype)[:count * rows]
         spatial = (2, 3) if self.planes else (1, 2)
-        views = sliding_window_view(padded, (kernel_h, kernel_w + group - 1), axis=spatial)
-        if self.planes:  # (count, channels, out_h, windows, kh, kw + group − 1)
-            views = views[:, :, :, ::group].transpose(0, 2, 3, 4, 5, 1)
-        else:            # (count, out_h, windows, channels, kh, kw + group − 1)
-            views = views[:, :, ::group].transpose(0, 1, 2, 4, 5, 3)
+        views = strided_windows(padded, spatial, (kernel_h, kernel_w + group - 1), (1, group),
+                                (1, 1))
+        if self.planes:  # (count, channels, out_h, out_w / group, kh, kw + group − 1)
+            views = views.transpose(0, 2, 3, 4, 5, 1)
+        else:            # (count, out_h, out_w / group, channels, kh, kw + group − 1)
+            views = views.transpose(0, 1, 2, 4, 5, 3)
         # (count, out_h, out_w / group, kh, kw + group − 1, channels): a view of the buffer
         columns = buffer.reshape(count, out_h, out_w // group, -1)[..., :-1].view()
         columns.shape = views.shape  # raises rather than copy

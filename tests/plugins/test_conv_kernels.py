@@ -460,3 +460,25 @@ def test_wide_gradients_serve_the_classic_nets_32_filter_convs_only():
     same = SlidingWindow((32, 32), (3, 3), pads=(1, 1, 1, 1))
     taps = TapKernel()
     assert taps.layer_grid(same, 32, 32).pairs is None and 32 <= taps.wide_filters < 64
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: ",".join(
+    f"{name}={setting}" for name, setting in case.items()))
+@pytest.mark.parametrize("layout", ["contiguous", "strided"])
+def test_window_views_are_numpys_sliding_windows_and_read_only(case, layout):
+    """The im2col gathers' window views, made from strides directly, are numpy's sliding
+    windows with stride and dilation applied, over contiguous memory or a strided view, and
+    cannot write into the images they view."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    from graphnet_plugins._conv_kernels.im2col import window_view
+    window = SlidingWindow((9, 7), **case)
+    images = np.random.default_rng(3).standard_normal((2, *window.padded_hw, 4))
+    if layout == "strided":
+        images = np.ascontiguousarray(images.transpose(0, 3, 1, 2)).transpose(0, 2, 3, 1)
+    (stride_h, stride_w), (dilation_h, dilation_w) = window.stride, window.dilation
+    expected = sliding_window_view(images, window.extent, axis=(1, 2))[
+        :, ::stride_h, ::stride_w, :, ::dilation_h, ::dilation_w]
+    found = window_view(images, window)
+    np.testing.assert_array_equal(found, expected)
+    assert found.shape[1:3] == window.output_hw and not found.flags.writeable
