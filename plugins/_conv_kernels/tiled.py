@@ -224,7 +224,15 @@ class Columns:
     (:func:`graphnet.parallel.scratch`), never for the whole batch.
 
     At stride 1 in channels-last memory (``rows``), the convolution is instead one product per
-    kernel row (:func:`row_products`), whose matrices gather a third as much. Otherwise the
+    kernel row (:func:`row_products`), whose matrices gather a third as much. Measured at
+    stride 2 and not taken: kernel-row matrices of the padded rows grouped by stride phase,
+    runs of kernel width × channels, for the CIFAR ResNet's 3×3 stride-2 convs at batch 64
+    (one thread, tiles of 16, gather and products): 16 → 32 over 32×32 3.5-3.6 ms against
+    im2col's 2.9, 32 → 64 over 16×16 2.7-2.9 against 2.4, whether the products were per
+    sample with the kernel rows summed by numpy or one per kernel row over the tile (BLAS
+    summing, the output transposed back): the gather, 2.1 padded rows per output row in runs
+    of 48-96 values, was no faster than im2col's runs of 16-32, and K = 3·channels products
+    ran slower than one of 9·channels. Otherwise the
     columns are (kernel row, kernel column, channel), in one of two memory layouts: a row per
     output position, each tap a copy of contiguous channel vectors (channels-last memory, as a
     conv's output is); or, for images of at most ``plane_channels`` channels (grey or colour
