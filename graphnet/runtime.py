@@ -15,8 +15,8 @@ enters its own runtime around its forward and its backward only:
   threadpoolctl's own limiter also reads every library's version and settings and costs
   14 µs per entry and exit where this costs 3 (CPU time, one thread), paid at every forward
   and backward (a batch-1 forward of the benchmark's classic net takes 1.1 ms); a BLAS the
-  user already runs on one thread is left untouched. The limit is process-wide by nature: while a network runs,
-  another thread's BLAS is limited too.
+  user already runs on one thread is left untouched. The limit is process-wide by nature:
+  while a network runs, another thread's BLAS is limited too.
 - **scratch buffers** (:meth:`Runtime.scratch`): per runtime and per thread, reused from step
   to step while the steps ask for them; one that no work asked for during the last
   SCRATCH_KEPT_ENTRIES entries is freed on leaving (a kernel measured and not chosen, a shape
