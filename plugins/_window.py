@@ -170,3 +170,30 @@ def onnx_pads(window: SlidingWindow) -> list[int]:
     (top, left, bottom, right)."""
     top, bottom, left, right = window.pads
     return [top, left, bottom, right]
+
+
+class KeptPerShape:
+    """What follows from a per-sample input shape and an op's attributes alone (a conv's
+    kernel choice, a pool's checked window), kept per input shape and attribute object — a
+    node's attributes are one object from call to call — and checked against the attribute
+    values it was made from, so a changed value makes it anew. Working it out again took
+    15-38 µs per call, a tenth to a half of a batch-1 conv or pool."""
+
+    most = 256
+    """Entries kept before all are forgotten (ops called on ever new shapes)."""
+
+    def __init__(self):
+        self._kept: dict = {}
+
+    def get(self, input_shape, attrs, make):
+        """The value for ``input_shape`` and ``attrs``: kept, or ``make()``'s (kept unless it
+        raises)."""
+        key = (tuple(input_shape), id(attrs))
+        kept = self._kept.get(key)
+        if kept is not None and kept[0] is attrs and kept[1] == vars(attrs):
+            return kept[2]
+        value = make()
+        if len(self._kept) >= self.most:
+            self._kept.clear()
+        self._kept[key] = (attrs, dict(vars(attrs)), value)
+        return value

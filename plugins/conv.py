@@ -35,7 +35,7 @@ from graphnet.hookspecs import hookimpl
 from graphnet.op import Attr, Op, Param, Window, shape_error
 
 from ._conv_kernels import ALTERNATIVES, KERNELS, ConvKernel
-from ._window import SlidingWindow, check_image, onnx_pads
+from ._window import KeptPerShape, SlidingWindow, check_image, onnx_pads
 
 INITS = ("he_normal", "he_uniform", "glorot_uniform", "glorot_normal")
 KERNEL_ENV = "GRAPHNET_CONV_KERNEL"
@@ -43,8 +43,6 @@ KERNEL_ENV = "GRAPHNET_CONV_KERNEL"
 MEASURE_ROUNDS = 3
 """Rounds of timing per candidate kernel (each kernel once per round, the best round counts:
 the first pays for scratch buffers, and another process may take a core during any one)."""
-CHOSEN_KEPT = 256
-"""Kernel choices an op keeps (see Conv2d.choose_kernel) before it forgets them all."""
 DROP_AFTER = 2.5
 """A candidate this many times slower than the best after a round is not timed again."""
 
@@ -78,7 +76,7 @@ class Conv2d(Op):
         to test it); by default :data:`KERNELS`, with :data:`ALTERNATIVES` measured."""
         self.kernels = KERNELS if kernels is None else tuple(kernels)
         self.alternatives = ALTERNATIVES if kernels is None else ()
-        self._chosen: dict = {}  # see choose_kernel
+        self._chosen = KeptPerShape()  # see choose_kernel
 
     # --- static analysis -------------------------------------------------------------------
     def _window(self, input_shape, attrs) -> SlidingWindow:
@@ -121,21 +119,15 @@ class Conv2d(Op):
     def choose_kernel(self, input_shape, attrs) -> tuple[ConvKernel, SlidingWindow]:
         """The first of this op's kernels that fits a per-sample ``input_shape``, and the
         window. The choice follows from shapes and attributes alone: the same in analysis,
-        forward and backward, so it is kept per input shape and attribute object (a node's
-        attributes are one object from call to call), checked against the values it was
-        made from: resolving the window and asking each kernel took some 15 µs per call, a
-        tenth of a small batch's conv."""
-        key = (tuple(input_shape), id(attrs))
-        kept = self._chosen.get(key)
-        if (kept is not None and kept[0] is attrs and kept[1] is self.kernels
-                and kept[2] == vars(attrs)):
-            return kept[3]
+        forward and backward, so it is kept per shape and attributes (resolving the window
+        and asking each kernel took some 15 µs per call, a tenth of a small batch's conv)."""
+        return self._chosen.get(input_shape, attrs,
+                                lambda: self._first_fit(input_shape, attrs))
+
+    def _first_fit(self, input_shape, attrs) -> tuple[ConvKernel, SlidingWindow]:
         window = self._window(input_shape, attrs)
         for kernel in self.kernels:
             if kernel.fits(window, input_shape[0], attrs.filters, attrs.groups):
-                if len(self._chosen) >= CHOSEN_KEPT:
-                    self._chosen.clear()
-                self._chosen[key] = (attrs, self.kernels, dict(vars(attrs)), (kernel, window))
                 return kernel, window
         raise ValueError(f"none of the conv kernels {[k.name for k in self.kernels]} fits "
                          f"{attrs.groups} group(s) of {input_shape[0]} channels → "

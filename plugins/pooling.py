@@ -29,7 +29,7 @@ from graphnet import parallel
 from graphnet.hookspecs import hookimpl
 from graphnet.op import GLOBAL, Attr, Op, Window, format_shape, shape_error
 
-from ._window import SlidingWindow, check_image
+from ._window import KeptPerShape, SlidingWindow, check_image
 
 POOL_ATTRS = {
     "kernel": Attr("pair", minimum=1, doc="window height and width"),
@@ -52,23 +52,14 @@ class _Pool2d(Op):
     attrs = POOL_ATTRS
 
     def __init__(self):
-        self._windows: dict = {}  # see _window
+        self._windows = KeptPerShape()
 
     def _window(self, input_shape, attrs) -> SlidingWindow:
         """The window over a per-sample ``input_shape``, checked to keep a pixel of the input
-        in every window. It follows from the shape and attributes alone, so it is kept per
-        input shape and attribute object (a node's attributes are one object from call to
-        call), checked against the values it was made from: resolving and checking it took
-        38 µs per forward, half of a batch-1 pool's 79 µs on the benchmark's classic net."""
-        key = (tuple(input_shape), id(attrs))
-        kept = self._windows.get(key)
-        if kept is not None and kept[0] is attrs and kept[1] == vars(attrs):
-            return kept[2]
-        window = self._checked_window(input_shape, attrs)
-        if len(self._windows) >= WINDOWS_KEPT:
-            self._windows.clear()
-        self._windows[key] = (attrs, dict(vars(attrs)), window)
-        return window
+        in every window; kept per shape and attributes (resolving and checking it took 38 µs
+        per forward, half of a batch-1 pool's 79 µs on the benchmark's classic net)."""
+        return self._windows.get(input_shape, attrs,
+                                 lambda: self._checked_window(input_shape, attrs))
 
     def _checked_window(self, input_shape, attrs) -> SlidingWindow:
         check_image(input_shape, self.name)
@@ -414,9 +405,6 @@ def _torch_window(window: SlidingWindow, source: str, fill: str) -> tuple[str, s
         ceil_mode=True if symmetric and window.ceil_mode else None)
     return source, options
 
-
-WINDOWS_KEPT = 256
-"""Windows a pooling op keeps (see _Pool2d._window) before it forgets them all."""
 
 TILE_BYTES = 1 << 20
 """Input bytes per tile of samples, the tiles shared among graphnet's worker threads: every
