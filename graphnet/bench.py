@@ -382,10 +382,31 @@ def _load_average() -> float | None:
         return None
 
 
+BLAS_NAMES = {"openblas": "OpenBLAS", "mkl": "MKL", "blis": "BLIS"}
+
+
 def _blas_description() -> str:
+    """Which BLAS numpy's products run on, with which kernels (``OpenBLAS 0.3.31, Haswell
+    kernels``, and whether OPENBLAS_CORETYPE chose them: OpenBLAS's AVX2 kernels multiply at
+    about half the rate of its AVX-512 ones on a CPU that has both), and on how many threads."""
+    from threadpoolctl import threadpool_info
+
+    libraries = []
+    for pool in threadpool_info():
+        if pool["user_api"] != "blas":
+            continue
+        name = BLAS_NAMES.get(pool["internal_api"], pool["internal_api"])
+        described = f"{name} {pool.get('version') or ''}".strip()
+        if pool.get("architecture"):
+            described += f", {pool['architecture']} kernels"
+            if pool["internal_api"] == "openblas" and os.environ.get("OPENBLAS_CORETYPE"):
+                described += " (as OPENBLAS_CORETYPE says)"
+        libraries.append(described)
     if parallel.num_threads() > 1:  # graphnet.runtime limits BLAS while a network runs
-        return "1 thread per graphnet worker (limited through threadpoolctl)"
-    return "BLAS's own threading (graphnet's pool is off)"
+        threading = "1 thread per graphnet worker (limited through threadpoolctl)"
+    else:
+        threading = "BLAS's own threading (graphnet's pool is off)"
+    return "; ".join([*libraries, threading])
 
 
 # --- memory, in a fresh process --------------------------------------------------------------

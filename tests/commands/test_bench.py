@@ -29,6 +29,11 @@ def test_json_report_has_the_figures(run_cli, specs_dir):
         assert NODE_FIELDS <= set(node)
     assert report["nodes"]["conv2"]["forward_gflops"] > 0 and report["gemm_gflops"] > 0
     assert "torch" not in report and "ratio" not in report
+    # which BLAS the products ran on, and with which kernels where it says (OpenBLAS does)
+    from threadpoolctl import threadpool_info
+    for pool in threadpool_info():
+        if pool["user_api"] == "blas" and pool.get("architecture"):
+            assert f"{pool['architecture']} kernels" in report["blas"]
     # the ReLUs after the convs and the dense layers run inside them: named, not timed
     fused = {name: node["fused_into"] for name, node in report["nodes"].items()
              if "fused_into" in node}
