@@ -447,20 +447,47 @@ def maximum_and_first_winner(padded, window: SlidingWindow, maximum: np.ndarray,
     indices only grow, the winner is the running maximum of the winning taps' indices.
 
     Branch-free, four passes per tap (masked writes under such unpredictable masks measured
-    4-5x slower); 1.2-1.3x faster than the maximum first and a search for it after.
+    4-5x slower); 1.2-1.3x faster than the maximum first and a search for it after. Each tap
+    is copied out first: a pass over a strided tap slice (in a channels-last image, runs of
+    only C values) costs numpy several times one over a contiguous array, and the copy makes
+    both of the tap's float passes contiguous (forward 1.2-1.3x faster at C = 6-64, before
+    :func:`copy_pixels`).
     """
     better = np.empty_like(maximum, dtype=bool)
     bid = np.empty_like(winner)
+    values = np.empty_like(maximum)
     for tap, (_, _, rows, cols) in enumerate(window.taps()):
-        values = padded[:, :, rows, cols]
         if tap == 0:
-            np.copyto(maximum, values)
+            copy_pixels(maximum, padded[:, :, rows, cols])
             winner[...] = 0
             continue
+        copy_pixels(values, padded[:, :, rows, cols])
         np.greater(values, maximum, out=better)
         np.maximum(maximum, values, out=maximum)
         np.multiply(better.view(np.uint8), winner.dtype.type(tap), out=bid)
         np.maximum(winner, bid, out=winner)
+
+
+def copy_pixels(destination: np.ndarray, source: np.ndarray) -> None:
+    """``np.copyto(destination, source)`` for NCHW-shaped arrays of one dtype. Where both are
+    channels-last, each pixel's channels are copied as one item of C values: numpy then runs
+    one copy loop over the pixels, not a loop of C values per pixel (a tap slice's copy
+    measured 1.2-2x faster at C = 64-6)."""
+    destination_pixels, source_pixels = pixel_items(destination), pixel_items(source)
+    if destination_pixels is None or source_pixels is None:
+        np.copyto(destination, source)
+    else:
+        np.copyto(destination_pixels, source_pixels)
+
+
+def pixel_items(images: np.ndarray) -> np.ndarray | None:
+    """An NCHW-shaped ``images`` as an (N, H, W) array of pixels, each one item holding its
+    C values, when its memory is channels-last; else None."""
+    channels = images.shape[1]
+    if channels < 2 or images.strides[1] != images.itemsize:
+        return None
+    pixels = images.transpose(0, 2, 3, 1).view(np.dtype((np.void, channels * images.itemsize)))
+    return pixels[..., 0]
 
 
 def tiles_input(window: SlidingWindow, input_shape) -> bool:

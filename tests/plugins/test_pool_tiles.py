@@ -53,3 +53,25 @@ def test_a_gradient_in_another_memory_layout_gives_the_same_result(context):
     (from_nchw,), _ = MaxPool2d().backward(grad_nchw, saved, {}, attrs, context())
     (from_nhwc,), _ = MaxPool2d().backward(grad_nhwc, saved, {}, attrs, context())
     assert np.array_equal(from_nchw, from_nhwc) and from_nchw.strides == from_nhwc.strides
+
+
+
+@pytest.mark.parametrize("options", [dict(kernel=2), dict(kernel=3, stride=2, padding=1)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_channels_last_pixels_pick_the_same_winners_as_nchw(context, options, dtype):
+    """A channels-last input's taps are copied a pixel (C values) at a time, an NCHW input's
+    value by value: the same maxima, winners and gradient, ties after ReLU included."""
+    raw = {"stride": None, "padding": 0, **options}
+    attrs = SimpleNamespace(**{name: value if value is None else
+                               MaxPool2d.attrs[name].parse(value, name)
+                               for name, value in raw.items()})
+    rng = np.random.default_rng(2)
+    nchw = np.maximum(rng.standard_normal((3, 6, 9, 8)), 0).astype(dtype)
+    channels_last = np.ascontiguousarray(nchw.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    output, saved = MaxPool2d().forward([nchw], {}, attrs, context(training=True))
+    output_cl, saved_cl = MaxPool2d().forward([channels_last], {}, attrs, context(training=True))
+    assert np.array_equal(output, output_cl) and np.array_equal(saved[0], saved_cl[0])
+    grad_output = rng.standard_normal(output.shape).astype(dtype)
+    (grad_input,), _ = MaxPool2d().backward(grad_output, saved, {}, attrs, context())
+    (grad_input_cl,), _ = MaxPool2d().backward(grad_output, saved_cl, {}, attrs, context())
+    assert np.array_equal(grad_input, grad_input_cl)
