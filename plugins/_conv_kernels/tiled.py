@@ -74,15 +74,19 @@ class TiledKernel:
     5×5 over 14×14, 2 columns a row) gathered in 0.16 ms instead of 0.29 per 32 samples, its
     products as fast (one thread, batch 256); with 32 filters grouping brought no faster
     product (1.2-1.5x slower with 2-4 columns a row) for the gathering it saved."""
-    grid_max_channels: int = 6
-    """Where col2im would compute the input gradient (stride 1, more filters than channels),
-    inputs of at most this many channels take the grid's products instead (see
-    :class:`InputGradient`): LeNet's second layer (6 channels, 16 filters, 5×5 over 14×14, so
-    1.4x the positions) measured 10.7 ms against col2im's 18.0 at batch 256, one thread (best
-    of 10, interleaved), an RGB image's 3×3 "same" conv into 16 filters 1.2-1.9x faster:
-    col2im's products of so few columns run at a third of BLAS's speed, and its scatter-adds
-    copy runs of one short channel vector. With 8 channels (5×5 over 14×14 into 16) the grid
-    was 1.1x slower."""
+    samples_last_max_channels: int = 16
+    """Where col2im computes the input gradient at stride 1 (more filters than channels),
+    inputs of at most this many channels take it with the samples innermost (see
+    :class:`InputGradient`). One thread, CPU time, best of 7 interleaved, against col2im
+    channels-last: LeNet's second layer (6 → 16, 5×5 over 14×14) 1.18 → 0.78 ms at batch
+    64, 4.85 → 2.88 at 256; 8 → 16 there 1.12 → 0.95; 12 → 24 (3×3 over 12×12, batch 256)
+    3.22 → 3.14; 16 → 32 (5×5 over 14×14, batch 256) 11.2 → 10.7-10.9; 32 → 64 (3×3 over
+    16×16) 5.83 → 6.10, slower. Against the grid products it replaces (each sample's
+    gradient at the left of rows as wide as the padded input, each tap an offset along them,
+    the gaps' products computed for nothing): LeNet's second layer 0.99 → 0.78 ms at batch
+    64, 4.08 → 2.88 at 256 (the grid had 1.4x its positions); where the grid wasted little,
+    slower: an RGB image's 3×3 "same" into 16 filters 2.09 → 2.17 ms, a grey image's 5×5
+    "same" into 8 0.95 → 1.03 ms (batch 64), input gradients a first layer rarely needs."""
     tile: int | None = None
     """Samples per tile, if fixed; by default from ``tile_bytes`` and the thread count."""
     name = "tiled"
@@ -432,33 +436,33 @@ def padded_tile(source: np.ndarray, first: int, count: int, tile: int, window: S
 
 class InputGradient:
     """d loss / d input of a one-group conv, a tile at a time, NHWC, by the transposed
-    convolution or col2im, whichever :func:`.im2col.transposed_gradient` picks, or, in
-    col2im's place for few channels at stride 1, by *grid* products.
+    convolution or col2im, whichever :func:`.im2col.transposed_gradient` picks; at stride 1
+    with few channels (:attr:`TiledKernel.samples_last_max_channels`), col2im with the
+    samples innermost.
 
-    The grid: each sample's output gradient rows sit at the left of zeroed rows as wide as
-    the padded input, so that output position q of a sample feeds that sample's padded input
-    position q + offset(tap), the offset (r·dilation_h · padded width + c·dilation_w) the same
-    for every position. One product, (taps·channels, filters) × the grid's gradient
-    transposed, gives a row per (tap, channel) over every grid position, and each tap's rows
-    are added at its offset into a channels-first sum, sample by sample: contiguous runs of
-    out_h · padded width, where col2im adds runs of one channel vector. The grid's gap
-    positions hold zeros, so their products add nothing; the products cost padded / output
-    width times more (1.4x for LeNet's 5×5 over 14×14), which the narrow products' speed
-    repays where measured.
+    Samples innermost: the output gradient copied to (out_h, out_w, samples, filters), one
+    product, (taps·channels, filters) × its transpose, gives a row per (tap, channel) over
+    (position, sample), and each tap's rows are added into a channels-first sum laid out
+    (channels, padded_h, padded_w, samples): the tap's block is a window of whole rows of
+    it, each a contiguous run of out_w · samples values (290 for LeNet's second layer in
+    tiles of 29), where channels-last col2im adds runs of out_w · channels and its products
+    of so few columns run at a third of BLAS's speed.
     """
 
     def __init__(self, weight, input_shape, window: SlidingWindow, kernel: TiledKernel):
         filters, channels = weight.shape[:2]
         self.window, self.input_hw = window, tuple(input_shape[2:])
         self.transposed = transposed_gradient(window, filters, channels)
-        self.grid = (not self.transposed and window.stride == (1, 1)
-                     and channels <= kernel.grid_max_channels)
-        if self.grid:
+        self.samples_last = (not self.transposed and window.stride == (1, 1)
+                             and channels <= kernel.samples_last_max_channels)
+        if self.samples_last:
             # (taps·channels, filters): rows (kernel row, kernel column, channel)
             self.matrix = np.ascontiguousarray(weight.transpose(2, 3, 1, 0)).reshape(
                 -1, filters)
-            width = len(self.matrix)
-            positions = window.output_hw[0] * window.padded_hw[1]
+            positions = window.output_hw[0] * window.output_hw[1]
+            # a tile's scratch per sample: the products, the gradient's copy and the sum
+            width = (len(self.matrix) + filters
+                     + channels * window.padded_hw[0] * window.padded_hw[1] // positions)
         elif self.transposed:
             # the padded output gradient read with the kernel flipped, by kernel rows
             self.matrix = flipped_weight_matrix(weight, 1)[0]
@@ -481,8 +485,8 @@ class InputGradient:
         window = self.window
         out_h, out_w = window.output_hw
         grad_tile = grad_rows.reshape(count, out_h, out_w, self.filters)
-        if self.grid:
-            self.write_by_grid(grad_tile, count, destination)
+        if self.samples_last:
+            self.write_samples_last(grad_tile, count, destination)
             return
         if self.transposed:
             padded = padded_tile(grad_tile, 0, count, self.tile, self.unit, planes=False)
@@ -540,40 +544,37 @@ class InputGradient:
                                      first_row:first_row + target.shape[1],
                                      first_col:first_col + target.shape[2]]
 
-    def write_by_grid(self, grad_tile, count: int, destination) -> None:
-        """:meth:`write` by the grid's products (see the class)."""
+    def write_samples_last(self, grad_tile, count: int, destination) -> None:
+        """:meth:`write` by col2im with the samples innermost (see the class)."""
         window, (height, width) = self.window, self.input_hw
         (out_h, out_w), (padded_h, padded_w) = window.output_hw, window.padded_hw
+        (dilation_h, dilation_w), kernel_w = window.dilation, window.kernel[1]
         top, _, left, _ = window.pads
-        channels, dtype = self.channels, grad_tile.dtype
-        # keyed by the geometry: only the left out_w columns of each row are ever written, so
-        # the rest stay zero as long as no other layer shares the buffer
-        grid = parallel.scratch(f"conv_grad_grid{window.output_hw}{window.padded_hw}",
-                                (self.tile, out_h, padded_w, self.filters), dtype,
-                                zeroed=True)
-        grid[:count, :, :out_w] = grad_tile
-        rows = out_h * padded_w  # grid positions per sample
-        products = parallel.scratch("conv_grad_grid_products",
-                                    (len(self.matrix) * self.tile * rows,),
-                                    dtype)[:len(self.matrix) * count * rows]
-        products = products.reshape(-1, count * rows)
-        np.matmul(self.matrix, grid[:count].reshape(count * rows, self.filters).T,
-                  out=products)
-        (dilation_h, dilation_w), (kernel_h, kernel_w) = window.dilation, window.kernel
-        offsets = [row * dilation_h * padded_w + col * dilation_w
-                   for row in range(kernel_h) for col in range(kernel_w)]
-        # a last row's gap positions reach past the padded input (their products are zeros)
-        total = parallel.scratch(
-            "conv_grad_grid_sum",
-            (channels, self.tile, padded_h * padded_w + (kernel_w - 1) * dilation_w),
-            dtype)[:, :count]
+        channels, filters, dtype = self.channels, self.filters, grad_tile.dtype
+        positions, taps = out_h * out_w, len(self.matrix)
+        grad_last = parallel.scratch(
+            "conv_grad_samples_last", (positions * self.tile * filters,),
+            dtype)[:positions * count * filters].reshape(out_h, out_w, count, filters)
+        # each position's filter vector as one void value (the rows are contiguous): numpy's
+        # transposing copy of those ran 2-3x faster than of their floats (16 filters)
+        vectors = np.dtype((np.void, filters * dtype.itemsize))
+        np.copyto(grad_last.view(vectors)[..., 0],
+                  grad_tile.view(vectors)[..., 0].transpose(1, 2, 0))
+        products = parallel.scratch("conv_grad_samples_last_products",
+                                    (taps * positions * self.tile,),
+                                    dtype)[:taps * positions * count].reshape(taps, -1)
+        np.matmul(self.matrix, grad_last.reshape(-1, filters).T, out=products)
+        tap_grads = products.reshape(-1, channels, out_h, out_w, count)
+        total = parallel.scratch("conv_grad_samples_last_sum",
+                                 (channels * padded_h * padded_w * self.tile,),
+                                 dtype)[:channels * padded_h * padded_w * count]
+        total = total.reshape(channels, padded_h, padded_w, count)
         total[...] = 0
-        for tap, offset in enumerate(offsets):
-            total[:, :, offset:offset + rows] += products[
-                tap * channels:(tap + 1) * channels].reshape(channels, count, rows)
-        padded = total[:, :, :padded_h * padded_w].reshape(channels, count, padded_h, padded_w)
-        destination[...] = padded[:, :, top:top + height, left:left + width].transpose(
-            1, 2, 3, 0)
+        for tap, tap_grad in enumerate(tap_grads):
+            row, col = divmod(tap, kernel_w)
+            down, across = row * dilation_h, col * dilation_w
+            total[:, down:down + out_h, across:across + out_w] += tap_grad
+        destination[...] = total[:, top:top + height, left:left + width].transpose(3, 1, 2, 0)
 
 
 def kernel_row_columns(padded: np.ndarray, count: int, window) -> np.ndarray:

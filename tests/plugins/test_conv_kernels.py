@@ -1,7 +1,7 @@
 """The one-group kernels, called directly: outputs and gradients equal the direct kernel's in
 float64 for every memory layout, four-sided padding, stride and dilation, any tile size and
 thread count, by each of their methods (im2col with col2im, im2col grouped by 2-4 output
-columns with the input gradient's grid products, kernel-row products, kernel-tap products
+columns with col2im over samples innermost, kernel-row products, kernel-tap products
 through BLAS or through numpy alone, tap products over pairs of pixels, Winograd F(2×2) and
 F(4×4) where they fit), with and
 without a fused ReLU. (tests/plugins/test_conv.py runs every kernel through the op over the
@@ -21,7 +21,7 @@ from graphnet_plugins._conv_kernels import DirectKernel, TapKernel, TiledKernel,
 from graphnet_plugins._window import SlidingWindow
 
 METHODS = {
-    "im2col": TiledKernel(group_max_filters=0, grid_max_channels=0),  # and col2im
+    "im2col": TiledKernel(group_max_filters=0, samples_last_max_channels=0),  # and col2im
     # a row per 4, 3 or 2 output columns, whichever divides the width, for any filter count
     "grouped": TiledKernel(group_max_filters=1 << 30, column_groups=(4, 3, 2)),
     "kernel-rows": TiledKernel(row_min_columns=0),   # one product per kernel row at stride 1
@@ -85,7 +85,7 @@ CASES = [  # four-sided pads, as the kernels take them
     if METHODS[method].fits(SlidingWindow((9, 8), **case), 1, 1, 1)  # taps: stride 1 only
 ], indirect=["method"], ids=lambda value: value if isinstance(value, str) else ",".join(
     f"{name}={setting}" for name, setting in value.items()))
-@pytest.mark.parametrize("channels,filters", [(5, 7), (6, 3), (1, 4), (3, 3)])
+@pytest.mark.parametrize("channels,filters", [(5, 7), (6, 3), (1, 4), (3, 3), (12, 16)])
 @pytest.mark.parametrize("layout", ["nchw", "nhwc"])
 def test_each_method_equals_the_direct_kernel(method, case, channels, filters, layout):
     kernel = METHODS[method]
