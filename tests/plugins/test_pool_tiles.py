@@ -56,12 +56,16 @@ def test_a_gradient_in_another_memory_layout_gives_the_same_result(context):
 
 
 
-@pytest.mark.parametrize("options", [dict(kernel=2), dict(kernel=3, stride=2, padding=1)])
+@pytest.mark.parametrize("options", [
+    dict(kernel=2), dict(kernel=3, stride=2, padding=1), dict(kernel=2, stride=1),
+    dict(kernel=2, stride=3), dict(kernel=3, stride=2, padding=1, dilation=2)],
+    ids=["tiling", "padded", "stride1", "gaps", "dilated"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_channels_last_pixels_pick_the_same_winners_as_nchw(context, options, dtype):
-    """A channels-last input's taps are copied a pixel (C values) at a time, an NCHW input's
-    value by value: the same maxima, winners and gradient, ties after ReLU included."""
-    raw = {"stride": None, "padding": 0, **options}
+    """A channels-last input's taps (and gradient shares) are copied a pixel (C values) at a
+    time, an NCHW input's value by value: the same maxima, winners and gradient, ties after
+    ReLU included."""
+    raw = {"stride": None, "padding": 0, "dilation": 1, **options}
     attrs = SimpleNamespace(**{name: value if value is None else
                                MaxPool2d.attrs[name].parse(value, name)
                                for name, value in raw.items()})
