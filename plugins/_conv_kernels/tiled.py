@@ -394,16 +394,31 @@ class Columns:
         buffer = parallel.scratch("conv_columns_grouped", (self.tile * rows, self.matrix_width),
                                   padded.dtype)[:count * rows]
         spatial = (2, 3) if self.planes else (1, 2)
-        views = strided_windows(padded, spatial, (kernel_h, kernel_w + group - 1), (1, group),
-                                (1, 1))
-        if self.planes:  # (count, channels, out_h, out_w / group, kh, kw + group − 1)
-            views = views.transpose(0, 2, 3, 4, 5, 1)
-        else:            # (count, out_h, out_w / group, channels, kh, kw + group − 1)
-            views = views.transpose(0, 1, 2, 4, 5, 3)
-        # (count, out_h, out_w / group, kh, kw + group − 1, channels): a view of the buffer
-        columns = buffer.reshape(count, out_h, out_w // group, -1)[..., :-1].view()
-        columns.shape = views.shape  # raises rather than copy
-        np.copyto(columns, views)
+        # (count, out_h, out_w / group, kh, (kw + group − 1) · channels): a view of the buffer
+        columns = buffer.reshape(count, out_h, out_w // group, -1)[..., :-1].reshape(
+            count, out_h, out_w // group, kernel_h, -1)
+        if padded.flags.c_contiguous:
+            # a matrix row reads, per kernel row, one contiguous run of (kw + group − 1) ·
+            # channels values (one channel if planes): copied as one void value each, one
+            # copy loop over the runs rather than a loop of their few floats per run, 1.7x
+            # faster (LeNet's first layer: runs of 8 floats)
+            run = np.dtype((np.void, columns.shape[-1] * padded.itemsize))
+            row_stride, column_stride = (padded.strides[axis] for axis in spatial)
+            runs = np.ndarray(columns.shape[:-1], run, padded, 0,
+                              (padded.strides[0], row_stride, group * column_stride,
+                               row_stride))
+            runs.flags.writeable = False
+            np.copyto(columns.view(run)[..., 0], runs)
+        else:
+            views = strided_windows(padded, spatial, (kernel_h, kernel_w + group - 1),
+                                    (1, group), (1, 1))
+            if self.planes:  # (count, channels, out_h, out_w / group, kh, kw + group − 1)
+                views = views.transpose(0, 2, 3, 4, 5, 1)
+            else:            # (count, out_h, out_w / group, channels, kh, kw + group − 1)
+                views = views.transpose(0, 1, 2, 4, 5, 3)
+            taps = columns.view()
+            taps.shape = views.shape  # raises rather than copy
+            np.copyto(taps, views)
         buffer[:, -1] = 1
         return buffer
 
