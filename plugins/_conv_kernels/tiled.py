@@ -78,15 +78,19 @@ class TiledKernel:
     """Where col2im computes the input gradient at stride 1 (more filters than channels),
     inputs of at most this many channels take it with the samples innermost (see
     :class:`InputGradient`). One thread, CPU time, best of 7 interleaved, against col2im
-    channels-last: LeNet's second layer (6 → 16, 5×5 over 14×14) 1.18 → 0.78 ms at batch
-    64, 4.85 → 2.88 at 256; 8 → 16 there 1.12 → 0.95; 12 → 24 (3×3 over 12×12, batch 256)
-    3.22 → 3.14; 16 → 32 (5×5 over 14×14, batch 256) 11.2 → 10.7-10.9; 32 → 64 (3×3 over
-    16×16) 5.83 → 6.10, slower. Against the grid products it replaces (each sample's
-    gradient at the left of rows as wide as the padded input, each tap an offset along them,
-    the gaps' products computed for nothing): LeNet's second layer 0.99 → 0.78 ms at batch
-    64, 4.08 → 2.88 at 256 (the grid had 1.4x its positions); where the grid wasted little,
-    slower: an RGB image's 3×3 "same" into 16 filters 2.09 → 2.17 ms, a grey image's 5×5
-    "same" into 8 0.95 → 1.03 ms (batch 64), input gradients a first layer rarely needs."""
+    channels-last and against the grid products it replaced (each sample's gradient at the
+    left of rows as wide as the padded input, each tap an offset along them, the gaps'
+    products computed for nothing): LeNet's second layer (6 → 16, 5×5 over 14×14) 1.19 and
+    1.01 → 0.59 ms at batch 64, 4.57 and 3.71 → 2.31 at 256; 8 → 16 there 1.10 → 0.73;
+    12 → 24 (3×3 over 12×12, batch 256) 2.83 → 2.17; 16 → 32 (5×5, batch 256) 10.2 →
+    8.5; an RGB image's 3×3 "same" into 16 filters 3.39 and 2.06 → 1.97, a grey image's
+    5×5 "same" into 8 2.21 and 0.96 → 0.76. With more channels, 0.89-1.13x col2im's time
+    (64 → 128 3×3 over 8×8 slower, 24 → 48 3×3 over 28×28 faster)."""
+    samples_last_tile_bytes: int = 8 << 20
+    """Most scratch memory of one tile of the input gradient with the samples innermost, whose
+    tiles are as few as this allows (see :class:`InputGradient`): LeNet's second layer at
+    batch 256 (one thread, 75 KB a sample) took 2.45 ms in tiles of 32 samples, 2.20 in 64,
+    2.05 in 86 (6.4 MB) and 2.17 in 128."""
     tile: int | None = None
     """Samples per tile, if fixed; by default from ``tile_bytes`` and the thread count."""
     name = "tiled"
@@ -457,11 +461,13 @@ class InputGradient:
 
     Samples innermost: the output gradient copied to (out_h, out_w, samples, filters), one
     product, (taps·channels, filters) × its transpose, gives a row per (tap, channel) over
-    (position, sample), and each tap's rows are added into a channels-first sum laid out
-    (channels, padded_h, padded_w, samples): the tap's block is a window of whole rows of
-    it, each a contiguous run of out_w · samples values (290 for LeNet's second layer in
-    tiles of 29), where channels-last col2im adds runs of out_w · channels and its products
-    of so few columns run at a third of BLAS's speed.
+    (position, sample). Each kernel column's taps are summed into a (channels, padded_h,
+    out_w, samples) array, where a tap's rows are a block, one contiguous run per channel;
+    the kernel columns' sums are then added, each shifted by its column, into the
+    channels-first sum (channels, padded_h, padded_w, samples), in runs of out_w · samples
+    values (320-640 for LeNet's second layer at batch 64). Channels-last col2im
+    adds runs of out_w · channels, and its products of so few columns run at a third of
+    BLAS's speed.
     """
 
     def __init__(self, weight, input_shape, window: SlidingWindow, kernel: TiledKernel):
@@ -475,9 +481,10 @@ class InputGradient:
             self.matrix = np.ascontiguousarray(weight.transpose(2, 3, 1, 0)).reshape(
                 -1, filters)
             positions = window.output_hw[0] * window.output_hw[1]
-            # a tile's scratch per sample: the products, the gradient's copy and the sum
+            padded_h, padded_w = window.padded_hw
+            # a tile's scratch per sample: products, gradient copy, a kernel column's sum, sum
             width = (len(self.matrix) + filters
-                     + channels * window.padded_hw[0] * window.padded_hw[1] // positions)
+                     + channels * padded_h * (window.output_hw[1] + padded_w) // positions)
         elif self.transposed:
             # the padded output gradient read with the kernel flipped, by kernel rows
             self.matrix = flipped_weight_matrix(weight, 1)[0]
@@ -491,8 +498,18 @@ class InputGradient:
             width = channels * window.kernel[0] * window.kernel[1]
             positions = window.output_hw[0] * window.output_hw[1]
         self.filters, self.channels = filters, channels
-        self.tile = parallel.tile_items(positions * width * weight.itemsize, kernel.tile_bytes,
-                                        total=input_shape[0])
+        sample_bytes, batch = positions * width * weight.itemsize, input_shape[0]
+        if self.samples_last:
+            # as few tiles as samples_last_tile_bytes allows, as many per thread, even: its
+            # adds run over out_w · samples values, and LeNet's second layer at batch 64 (one
+            # thread) took 0.65 ms in tiles of 29, 29 and 6 samples, 0.58 in two of 32, 0.52
+            # in one
+            threads = parallel.num_threads()
+            most = max(1, kernel.samples_last_tile_bytes // sample_bytes)
+            tiles = max(1, threads * -(-batch // (threads * most)))
+            self.tile = max(1, -(-batch // tiles))
+        else:
+            self.tile = parallel.tile_items(sample_bytes, kernel.tile_bytes, total=batch)
 
     def write(self, grad_rows, first: int, count: int, destination) -> None:
         """Write the input gradient of samples first … first + count − 1 (their output
@@ -563,7 +580,7 @@ class InputGradient:
         """:meth:`write` by col2im with the samples innermost (see the class)."""
         window, (height, width) = self.window, self.input_hw
         (out_h, out_w), (padded_h, padded_w) = window.output_hw, window.padded_hw
-        (dilation_h, dilation_w), kernel_w = window.dilation, window.kernel[1]
+        (dilation_h, dilation_w), (kernel_h, kernel_w) = window.dilation, window.kernel
         top, _, left, _ = window.pads
         channels, filters, dtype = self.channels, self.filters, grad_tile.dtype
         positions, taps = out_h * out_w, len(self.matrix)
@@ -579,16 +596,31 @@ class InputGradient:
                                     (taps * positions * self.tile,),
                                     dtype)[:taps * positions * count].reshape(taps, -1)
         np.matmul(self.matrix, grad_last.reshape(-1, filters).T, out=products)
-        tap_grads = products.reshape(-1, channels, out_h, out_w, count)
+        tap_grads = products.reshape(kernel_h, kernel_w, channels, out_h, out_w, count)
         total = parallel.scratch("conv_grad_samples_last_sum",
                                  (channels * padded_h * padded_w * self.tile,),
                                  dtype)[:channels * padded_h * padded_w * count]
         total = total.reshape(channels, padded_h, padded_w, count)
-        total[...] = 0
-        for tap, tap_grad in enumerate(tap_grads):
-            row, col = divmod(tap, kernel_w)
-            down, across = row * dilation_h, col * dilation_w
-            total[:, down:down + out_h, across:across + out_w] += tap_grad
+        # a kernel column's sum, as wide as the output: a tap's rows are a block of it, one
+        # contiguous run per channel (numpy adds a block 3x faster than the same values in
+        # runs of out_w · samples); each column's sum is then added shifted into the total
+        column_sum = parallel.scratch(
+            "conv_grad_samples_last_column", (channels * padded_h * out_w * self.tile,),
+            dtype)[:channels * padded_h * out_w * count].reshape(
+                channels, padded_h, out_w, count)
+        for col in range(kernel_w):
+            # the first tap copied rather than added to zeros: a pass fewer
+            np.copyto(column_sum[:, :out_h], tap_grads[0, col])
+            column_sum[:, out_h:] = 0
+            for row in range(1, kernel_h):
+                down = row * dilation_h
+                column_sum[:, down:down + out_h] += tap_grads[row, col]
+            if col == 0:
+                np.copyto(total[:, :, :out_w], column_sum)
+                total[:, :, out_w:] = 0
+            else:
+                across = col * dilation_w
+                total[:, :, across:across + out_w] += column_sum
         destination[...] = total[:, top:top + height, left:left + width].transpose(3, 1, 2, 0)
 
 
