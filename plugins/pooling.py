@@ -177,15 +177,18 @@ class MaxPool2d(_Pool2d):
         grad_padded = np.empty_like(winning_tap, dtype=grad_output.dtype,
                                     shape=(*input_shape[:2], *window.read_hw))
 
+        no_tap = window.kernel[0] * window.kernel[1]
+
         def work(part):
-            is_winner = np.empty_like(winning_tap[part], dtype=bool)
-            routed = np.empty_like(grad_output[part])
             phases = StridePhases(window, grad_padded[part])
+            winners = phases.widened(winning_tap[part], fill=no_tap)
+            grads = phases.widened(grad_output[part], fill=0)
+            is_winner = np.empty_like(winners, dtype=bool)
+            shares = np.empty_like(grads)
             for tap, (row, col, _, _) in enumerate(window.taps()):
-                np.equal(winning_tap[part], tap, out=is_winner)
-                np.multiply(grad_output[part], is_winner, out=routed)
-                tap_sums = phases.tap_slice(row, col)
-                tap_sums += routed  # overlapping windows accumulate, in tap order as ever
+                np.equal(winners, tap, out=is_winner)
+                np.multiply(grads, is_winner, out=shares)
+                phases.add(row, col, shares)  # overlapping windows accumulate, in tap order
             phases.copy_out()
 
         parallel.run_batch_tiles(work, grad_padded, TILE_BYTES)
@@ -565,39 +568,56 @@ class StridePhases:
 
     A tap's positions in the padded input are a strided slice, in a channels-last image runs
     of only C values, and a numpy pass over them costs several times one over contiguous
-    values; within its phase they are a block, runs of out_w · C values. The phases go to the
-    padded gradient a pixel at a time at the end (:func:`copy_pixels`). Every position still
-    adds its taps' shares to +0 in tap order: the sums are bitwise those of adding into the
-    padded gradient directly. With stride 1 there is one phase, the padded gradient itself.
+    values. Within its phase they are a block; the phases are channels-last rows of
+    ``phase_w`` pixels (whatever the input's layout), and the taps' shares come as rows of
+    the same width (:meth:`widened`), +0 past the last window, so a tap adds into its phase
+    as one run per sample. The phases go to the padded gradient a pixel at a time at the end
+    (:func:`copy_pixels`). Every position still adds its taps' shares to +0 in tap order, and
+    no sum is ever −0, so the +0s change no bit: the sums are bitwise those of adding into
+    the padded gradient directly.
     """
 
     def __init__(self, window: SlidingWindow, padded: np.ndarray):
         self.window, self.padded = window, padded
-        stride_h, stride_w = window.stride
-        read_h, read_w = window.read_hw
-        if window.stride == (1, 1):
-            padded.fill(0)
-            self.sums = {(0, 0): padded}
-            return
-        shape = (*padded.shape[:2], -(-read_h // stride_h), -(-read_w // stride_w))
-        self.sums = {(row, col): np.zeros_like(padded, shape=shape)
-                     for row in range(stride_h) for col in range(stride_w)}
+        samples, channels = padded.shape[:2]
+        (stride_h, stride_w), (read_h, read_w) = window.stride, window.read_hw
+        phase_h, self.phase_w = -(-read_h // stride_h), -(-read_w // stride_w)
+        self.sums = {}
+        for phase_row in range(stride_h):
+            for phase_col in range(stride_w):
+                # a spare row: a tap's run goes on past its last row's windows
+                sums = np.empty((samples, phase_h + 1, self.phase_w, channels), padded.dtype)
+                sums.fill(0)
+                self.sums[phase_row, phase_col] = sums
 
-    def tap_slice(self, row: int, col: int) -> np.ndarray:
-        """The sums the kernel tap at (``row``, ``col``) adds into, one per window."""
+    def widened(self, values: np.ndarray, fill) -> np.ndarray:
+        """``values`` (NCHW-shaped, one per window) as channels-last rows of ``phase_w``
+        pixels, those past the last window set to ``fill``."""
+        samples, channels, out_h, out_w = values.shape
+        rows = np.empty((samples, out_h, self.phase_w, channels), values.dtype)
+        rows[:, :, out_w:] = fill
+        copy_pixels(rows[:, :, :out_w].transpose(0, 3, 1, 2), values)
+        return rows
+
+    def add(self, row: int, col: int, shares: np.ndarray) -> None:
+        """Add the kernel tap at (``row``, ``col``)'s ``shares`` (rows from :meth:`widened`,
+        +0 past the last window) into its phase, one run per sample; the +0s land on the
+        next row's first pixels or the spare row."""
         (stride_h, stride_w), (dilation_h, dilation_w) = self.window.stride, self.window.dilation
-        (out_h, out_w), top, left = self.window.output_hw, row * dilation_h, col * dilation_w
+        top, left = row * dilation_h, col * dilation_w
         sums = self.sums[top % stride_h, left % stride_w]
-        return sums[:, :, top // stride_h:top // stride_h + out_h,
-                    left // stride_w:left // stride_w + out_w]
+        start = ((top // stride_h) * self.phase_w + left // stride_w) * sums.shape[3]
+        shares_run = shares.reshape(len(shares), -1)
+        sums_run = sums.reshape(len(sums), -1)[:, start:start + shares_run.shape[1]]
+        sums_run += shares_run
 
     def copy_out(self) -> None:
         """Write every phase's sums to its positions in the padded gradient."""
         stride_h, stride_w = self.window.stride
         for (row, col), sums in self.sums.items():
-            if sums is not self.padded:
-                positions = self.padded[:, :, row::stride_h, col::stride_w]
-                copy_pixels(positions, sums[:, :, :positions.shape[2], :positions.shape[3]])
+            positions = self.padded[:, :, row::stride_h, col::stride_w]
+            copy_pixels(positions, sums.transpose(0, 3, 1, 2)[:, :, :positions.shape[2],
+                                                               :positions.shape[3]])
 
 
 def zeros_padded(layout_like: np.ndarray, input_shape, window: SlidingWindow, dtype):
