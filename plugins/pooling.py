@@ -156,7 +156,9 @@ class MaxPool2d(_Pool2d):
 
             # Small channels-last pixels: a multiply into a contiguous buffer and a copy of its
             # pixels out beat one multiply into the strided tap slice (1.15-1.3x at 6 float32s;
-            # none from 16, where the extra pass costs what the copy saves).
+            # none from 16, where the extra pass costs what the copy saves). Not taken,
+            # measured: whole input rows at once (grad_output repeated kernel_w times into
+            # rows of (out_w, kernel_w, C), times a winner mask in that layout): 0.7-0.8x.
             via_buffer = has_small_pixels(grad_input)
 
             def work(part):
@@ -438,8 +440,8 @@ buffer in max pooling's tiling backward and :func:`window_maximum` (see both).""
 def has_small_pixels(images: np.ndarray) -> bool:
     """Whether the NCHW-shaped ``images`` is channels-last with pixels of at most
     SMALL_PIXEL_BYTES."""
-    return (pixel_items(images) is not None
-            and images.shape[1] * images.itemsize <= SMALL_PIXEL_BYTES)
+    return (images.shape[1] * images.itemsize <= SMALL_PIXEL_BYTES
+            and pixel_items(images) is not None)
 
 
 def same_layout(array: np.ndarray, like: np.ndarray) -> np.ndarray:
@@ -485,10 +487,13 @@ def maximum_and_first_winner(padded, window: SlidingWindow, maximum: np.ndarray,
 
     Branch-free, four passes per tap (masked writes under such unpredictable masks measured
     4-5x slower); 1.2-1.3x faster than the maximum first and a search for it after. Each tap
-    is copied out first: a pass over a strided tap slice (in a channels-last image, runs of
-    only C values) costs numpy several times one over a contiguous array, and the copy makes
-    both of the tap's float passes contiguous (forward 1.2-1.3x faster at C = 6-64, before
-    :func:`copy_pixels`).
+    is copied out first (:func:`copied_taps`): a pass over a strided tap slice (in a
+    channels-last image, runs of only C values) costs numpy several times one over a
+    contiguous array, and the copy makes both of the tap's float passes contiguous (1.2-1.3x
+    faster at C = 6-64 with plain copies; 1.1-1.8x with pixels copied as items). Not taken,
+    measured: scanning whole rows at once (the taps as shifted views of a row, every
+    stride-th pixel's result kept) and, for overlapping windows, scanning the taps in place
+    in stride phases of the input (as the backward sums) were 0.5-0.9x of this.
     """
     better = np.empty_like(maximum, dtype=bool)
     bid = np.empty_like(winner)
@@ -522,7 +527,7 @@ def copy_pixels(destination: np.ndarray, source: np.ndarray) -> None:
     """``np.copyto(destination, source)`` for NCHW-shaped arrays of one dtype. Where both are
     channels-last, each pixel's channels are copied as one item of C values: numpy then runs
     one copy loop over the pixels, not a loop of C values per pixel (a tap slice's copy
-    measured 1.2-2x faster at C = 64-6)."""
+    measured 1.5-2x faster at C = 32-6, about even at 64)."""
     destination_pixels, source_pixels = pixel_items(destination), pixel_items(source)
     if destination_pixels is None or source_pixels is None:
         np.copyto(destination, source)
