@@ -175,19 +175,31 @@ def run_batch_tiles(work: Callable[[slice], None], batch: np.ndarray, tile_bytes
 
 def tile_items(bytes_per_item: int, tile_bytes: int, total: int | None = None) -> int:
     """How many items of ``bytes_per_item`` make a tile of about ``tile_bytes`` (at least 1).
+
     With ``total``, fewer if that leaves every thread TILES_PER_THREAD tiles, so that threads
     finishing at different times still share the work evenly, but never tiles under
-    MIN_TILE_BYTES, whose calls would cost more than they save."""
+    MIN_TILE_BYTES, whose calls would cost more than they save — unless that floor would
+    leave a thread idle: a total of at least MIN_THREAD_BYTES per thread is split into at
+    least one tile per thread. The tiles are then as even as their count allows. LeNet-5's
+    first conv at batch 64 (2 MiB of grouped im2col rows) ran as one tile on one thread;
+    split in two, its training step took 4.89 against 5.66 ms (two threads, median of 150
+    interleaved steps), and the classic net, the ResNet and LeNet-5 at 256 ran as before."""
     per_item = max(1, bytes_per_item)
     items = max(1, tile_bytes // per_item)
-    if total is not None:
-        balanced = -(-total // (TILES_PER_THREAD * num_threads()))
-        items = max(min(items, balanced), MIN_TILE_BYTES // per_item, 1)
-    return items
+    if total is None:
+        return items
+    threads = num_threads()
+    balanced = -(-total // (TILES_PER_THREAD * threads))
+    items = max(min(items, balanced), MIN_TILE_BYTES // per_item, 1)
+    if -(-total // items) < threads and total * per_item >= threads * MIN_THREAD_BYTES:
+        items = -(-total // threads)
+    tiles = -(-total // items)
+    return -(-total // tiles) if tiles else items  # as many tiles, evened out
 
 
 TILES_PER_THREAD = 4
 MIN_TILE_BYTES = 2 << 20
+MIN_THREAD_BYTES = 256 << 10
 
 
 def _shutdown() -> None:

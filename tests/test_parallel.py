@@ -148,3 +148,23 @@ def test_batch_tiles_are_as_even_as_their_count_allows(threads, batch, tiles):
     samples = np.empty((batch, sample_bytes), dtype=np.uint8)
     parallel.run_batch_tiles(work, samples, 1 << 20)
     assert sorted(seen) == [(sum(tiles[:i]), sum(tiles[:i + 1])) for i in range(len(tiles))]
+
+
+@pytest.mark.parametrize("count, batch, item_bytes, expected", [
+    (2, 64, 32 << 10, 32),     # 2 MiB in all: above the tile floor as one tile, yet one a thread
+    (2, 64, 1 << 10, 64),      # 64 KiB in all: too little to share
+    (1, 64, 32 << 10, 64),     # one thread: one tile
+    (2, 100, 96 << 10, 20),    # 9.4 MiB: tiles of at least 2 MiB (21 items), five, evened to 20
+    (2, 57, 32 << 10, 29),     # uneven totals split as evenly as they go: 29 + 28
+])
+def test_work_tiles_leave_no_thread_idle_and_come_out_even(threads, count, batch, item_bytes,
+                                                           expected):
+    """A layer's batch in tiles (parallel.tile_items): at least one tile per thread once each
+    thread would get MIN_THREAD_BYTES, and tiles of nearly equal size."""
+    threads(count)
+    assert parallel.tile_items(item_bytes, 12 << 20, total=batch) == expected
+
+
+def test_an_empty_batch_has_a_tile_size_too(threads):
+    threads(2)
+    assert parallel.tile_items(1 << 10, 12 << 20, total=0) >= 1
