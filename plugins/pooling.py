@@ -591,9 +591,8 @@ class StridePhases:
         for phase_row in range(stride_h):
             for phase_col in range(stride_w):
                 # a spare row: a tap's run goes on past its last row's windows
-                sums = np.empty((samples, phase_h + 1, self.phase_w, channels), padded.dtype)
-                sums.fill(0)
-                self.sums[phase_row, phase_col] = sums
+                self.sums[phase_row, phase_col] = np.zeros(
+                    (samples, phase_h + 1, self.phase_w, channels), padded.dtype)
 
     def widened(self, values: np.ndarray, fill) -> np.ndarray:
         """``values`` (NCHW-shaped, one per window) as channels-last rows of ``phase_w``

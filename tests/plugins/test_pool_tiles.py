@@ -55,7 +55,6 @@ def test_a_gradient_in_another_memory_layout_gives_the_same_result(context):
     assert np.array_equal(from_nchw, from_nhwc) and from_nchw.strides == from_nhwc.strides
 
 
-
 @pytest.mark.parametrize("options", [
     dict(kernel=2), dict(kernel=3, stride=2, padding=1), dict(kernel=2, stride=1),
     dict(kernel=2, stride=3), dict(kernel=3, stride=2, padding=1, dilation=2)],
