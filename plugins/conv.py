@@ -9,7 +9,7 @@ Which kernel: the default is the first of :data:`._conv_kernels.KERNELS` that fi
 one of :data:`._conv_kernels.ALTERNATIVES` fits too (Winograd, for 3×3 stride-1 convs), a
 network measures them the first time a node runs — forward and backward of each, interleaved,
 on that batch, the fastest of three rounds — and the node keeps the fastest from then on
-(alike layers are measured once). The choice is recorded in the network's
+(alike layers are measured once; an alternative must beat the default by LEAST_GAIN). The choice is recorded in the network's
 :class:`graphnet.op.Choices`, which checkpoints keep, so a resumed run computes exactly as
 before. float64 keeps the default (its gradient checks and figures stay as they were), and so
 does an op called outside a network. To pin: ``Network(choices={node: kernel name})`` or
@@ -45,6 +45,11 @@ MEASURE_ROUNDS = 3
 the first pays for scratch buffers, and another process may take a core during any one)."""
 DROP_AFTER = 2.5
 """A candidate this many times slower than the best after a round is not timed again."""
+LEAST_GAIN = 1.05
+"""An alternative replaces the default only if the default takes at least this many times
+its time: Winograd rounds 3-30x more than the default kernels, a gain of a percent or two is
+not worth that, and between two kernels that close the machine's noise picks the winner (one
+side's rounds spread by 4-8 % on an idle two-core machine)."""
 
 
 class Conv2d(Op):
@@ -268,7 +273,8 @@ class Conv2d(Op):
 def fastest(candidates, images, weight, bias, window: SlidingWindow, groups: int):
     """The candidate kernel whose forward and backward (both gradients) take least time on
     these arrays: each timed once per round, interleaved, the best of MEASURE_ROUNDS rounds;
-    a tie goes to the earlier (the default comes first). A candidate taking more than
+    the default (first) stays unless another is LEAST_GAIN times faster, and a tie goes to the
+    earlier. A candidate taking more than
     DROP_AFTER times the best is not timed again: a first step of a wide network would
     otherwise spend seconds re-timing kernels that cannot win."""
     best = [math.inf] * len(candidates)
@@ -285,7 +291,8 @@ def fastest(candidates, images, weight, bias, window: SlidingWindow, groups: int
             best[position] = min(best[position], time.perf_counter() - start)
             del output, saved  # before the next candidate makes its own: two at once were
             # the first step's peak (34 + 36 MiB at batch 256 on the classic net's conv2)
-    return candidates[best.index(min(best))]
+    handicapped = [best[0]] + [time_taken * LEAST_GAIN for time_taken in best[1:]]
+    return candidates[handicapped.index(min(handicapped))]
 
 
 @hookimpl

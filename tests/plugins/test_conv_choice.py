@@ -178,25 +178,42 @@ def test_choices_from_a_checkpoint():
     assert error.value.field == "choices.conv1"
 
 
-def test_the_measurement_keeps_the_fastest_and_stops_timing_clear_losers(monkeypatch):
-    """On a clock the kernels advance themselves (no real timing): every candidate is timed in
-    the first round, one more than DROP_AFTER times slower than the best never again."""
-    clock = [0.0]
-    monkeypatch.setattr(conv.time, "perf_counter", lambda: clock[0])
+class Costly:
+    """A kernel that advances a fake clock by its cost at each forward (no real timing)."""
 
-    class Costly:
-        def __init__(self, name, seconds):
-            self.name, self.seconds, self.calls = name, seconds, 0
+    def __init__(self, name, seconds, clock):
+        self.name, self.seconds, self.clock, self.calls = name, seconds, clock, 0
 
-        def forward(self, images, *args):
-            self.calls += 1
-            clock[0] += self.seconds
-            return np.zeros((1, 2, 2, 1)), None
+    def forward(self, images, *args):
+        self.calls += 1
+        self.clock[0] += self.seconds
+        return np.zeros((1, 2, 2, 1)), None
 
-        def backward(self, *args, **options):
-            return None, None, None
+    def backward(self, *args, **options):
+        return None, None, None
 
-    candidates = [Costly("default", 1.0), Costly("quick", 0.5),
-                  Costly("slow", 0.5 * conv.DROP_AFTER + 0.1)]
+
+@pytest.fixture
+def clock(monkeypatch):
+    """The measurement's clock, advanced only by Costly kernels."""
+    now = [0.0]
+    monkeypatch.setattr(conv.time, "perf_counter", lambda: now[0])
+    return now
+
+
+def test_the_measurement_keeps_the_fastest_and_stops_timing_clear_losers(clock):
+    """Every candidate is timed in the first round, one more than DROP_AFTER times slower than
+    the best never again."""
+    candidates = [Costly("default", 1.0, clock), Costly("quick", 0.5, clock),
+                  Costly("slow", 0.5 * conv.DROP_AFTER + 0.1, clock)]
     assert conv.fastest(candidates, None, None, None, None, 1).name == "quick"
     assert [kernel.calls for kernel in candidates] == [conv.MEASURE_ROUNDS] * 2 + [1]
+
+
+@pytest.mark.parametrize("alternative_seconds, chosen", [(0.97, "default"), (0.9, "alternative")])
+def test_an_alternative_must_win_clearly_to_replace_the_default(clock, alternative_seconds,
+                                                                 chosen):
+    """A kernel a few percent faster than the default, within the machine's noise, does not
+    replace it (nor bring its larger rounding); one LEAST_GAIN faster does."""
+    candidates = [Costly("default", 1.0, clock), Costly("alternative", alternative_seconds, clock)]
+    assert conv.fastest(candidates, None, None, None, None, 1).name == chosen
