@@ -29,6 +29,7 @@ from graphnet import parallel
 from graphnet.hookspecs import hookimpl
 from graphnet.op import GLOBAL, Attr, Op, Window, format_shape, shape_error
 
+from ._pixels import pixel_items
 from ._window import KeptPerShape, SlidingWindow, check_image
 
 POOL_ATTRS = {
@@ -441,7 +442,7 @@ def has_small_pixels(images: np.ndarray) -> bool:
     """Whether the NCHW-shaped ``images`` is channels-last with pixels of at most
     SMALL_PIXEL_BYTES."""
     return (images.shape[1] * images.itemsize <= SMALL_PIXEL_BYTES
-            and pixel_items(images) is not None)
+            and nchw_pixel_items(images) is not None)
 
 
 def same_layout(array: np.ndarray, like: np.ndarray) -> np.ndarray:
@@ -512,8 +513,8 @@ def copied_taps(padded, window: SlidingWindow, first: np.ndarray, rest: np.ndarr
     copied into ``first``, each other into ``rest``, yielded once copied. Channels-last
     pixels are copied as items, as :func:`copy_pixels` does, their views made once per call,
     not per tap (a few µs a tap, on every tile)."""
-    padded_pixels = pixel_items(padded)
-    targets = (pixel_items(first), pixel_items(rest))
+    padded_pixels = nchw_pixel_items(padded)
+    targets = (nchw_pixel_items(first), nchw_pixel_items(rest))
     as_items = padded_pixels is not None and all(pixels is not None for pixels in targets)
     if not as_items:
         targets = (first, rest)
@@ -528,21 +529,19 @@ def copy_pixels(destination: np.ndarray, source: np.ndarray) -> None:
     channels-last, each pixel's channels are copied as one item of C values: numpy then runs
     one copy loop over the pixels, not a loop of C values per pixel (a tap slice's copy
     measured 1.5-2x faster at C = 32-6, about even at 64)."""
-    destination_pixels, source_pixels = pixel_items(destination), pixel_items(source)
+    destination_pixels, source_pixels = nchw_pixel_items(destination), nchw_pixel_items(source)
     if destination_pixels is None or source_pixels is None:
         np.copyto(destination, source)
     else:
         np.copyto(destination_pixels, source_pixels)
 
 
-def pixel_items(images: np.ndarray) -> np.ndarray | None:
+def nchw_pixel_items(images: np.ndarray) -> np.ndarray | None:
     """An NCHW-shaped ``images`` as an (N, H, W) array of pixels, each one item holding its
-    C values, when its memory is channels-last; else None."""
-    channels = images.shape[1]
-    if channels < 2 or images.strides[1] != images.itemsize:
+    C values (:func:`._pixels.pixel_items`), when its memory is channels-last; else None."""
+    if images.shape[1] < 2:
         return None
-    pixels = images.transpose(0, 2, 3, 1).view(np.dtype((np.void, channels * images.itemsize)))
-    return pixels[..., 0]
+    return pixel_items(images.transpose(0, 2, 3, 1))
 
 
 def tiles_input(window: SlidingWindow, input_shape) -> bool:

@@ -55,6 +55,7 @@ import numpy as np
 
 from graphnet import blas, parallel
 
+from .._pixels import pixel_items
 from .._window import SlidingWindow
 from .im2col import transposed_fits, transposed_window
 
@@ -367,14 +368,6 @@ def copy_by_phase(samples: np.ndarray, phases: np.ndarray, left: int) -> None:
         columns = len(range(first, width, size))
         offset = (left + first) // size
         np.copyto(target[:, :, phase, offset:offset + columns], source[:, :, first::size])
-
-
-def pixel_items(array: np.ndarray) -> np.ndarray | None:
-    """A channels-last ``array`` (…, channels) seen as one void item per pixel (…), when
-    its channels are contiguous; else None."""
-    if array.strides[-1] != array.itemsize:
-        return None
-    return array.view(np.dtype((np.void, array.shape[-1] * array.itemsize)))[..., 0]
 
 
 def transformed_weight(weight: np.ndarray, spread: np.ndarray) -> np.ndarray:
