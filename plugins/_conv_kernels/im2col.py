@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
+from graphnet import parallel
+
 from .._window import SlidingWindow
 
 
@@ -124,11 +126,50 @@ def flipped_weight_matrix(weight: np.ndarray, groups: int) -> np.ndarray:
     return np.ascontiguousarray(flipped).reshape(groups, -1, channels_per_group)
 
 
-def scatter_taps(grad_padded: np.ndarray, window: SlidingWindow, tap_grads) -> None:
-    """col2im: add each tap's gradient ``tap_grads[tap]`` (shaped like the output positions,
-    channels-last) onto the padded input positions that tap read. Overlapping windows add."""
-    for tap, (_, _, rows, cols) in enumerate(window.taps()):
-        grad_padded[:, rows, cols] += tap_grads[tap]
+def scatter_taps(tap_grads, window: SlidingWindow, destination: np.ndarray, *,
+                 capacity: int | None = None) -> None:
+    """col2im: add each tap's gradient ``tap_grads[tap]`` (count, out_h, out_w, channels…,
+    channels-last) onto the padded input positions that tap read (overlapping windows add),
+    and write the sums inside the padding into ``destination`` (count, height, width,
+    channels…).
+
+    The sums are kept as the padded gradient's stride_h × stride_w *phases*: phase (p, q)
+    holds the padded positions (stride_h·i + p, stride_w·j + q), so that every tap, whose
+    positions are one phase's, is added over a contiguous block of whole rows of it rather
+    than at every stride-th position; the phases' interiors are then copied into the input's
+    rows and columns they hold. At stride 1 this is one phase, the padded gradient itself.
+    Against adds at every stride-th position of the padded gradient, the CIFAR ResNet's 3×3
+    stride-2 convs' input gradients (one thread, CPU time, interleaved): 16 → 32 over 32×32
+    6.8 → 5.6 ms at batch 64, 35.7 → 27.3 at 256; 32 → 64 over 16×16 3.7 → 3.4 and 19.5 →
+    18.9 ms. Each position sums its taps in tap order from zero either way: the same bits.
+    The phases are this thread's scratch memory, sized for ``capacity`` samples (a tile's;
+    by default ``count``)."""
+    (stride_h, stride_w), (dilation_h, dilation_w) = window.stride, window.dilation
+    (out_h, out_w), (padded_h, padded_w) = window.output_hw, window.padded_hw
+    top, _, left, _ = window.pads
+    count, kernel_w = tap_grads.shape[1], window.kernel[1]
+    phases = parallel.scratch(
+        "conv_grad_phases", (stride_h, stride_w, capacity or count, -(-padded_h // stride_h),
+                             -(-padded_w // stride_w), *tap_grads.shape[4:]),
+        tap_grads.dtype)[:, :, :count]
+    phases[...] = 0
+    for tap, tap_grad in enumerate(tap_grads):
+        row, col = divmod(tap, kernel_w)
+        # the padded row stride_h·o + row·dilation_h is phase row (row·dilation_h) % stride_h
+        (down, phase_row), (across, phase_col) = (divmod(row * dilation_h, stride_h),
+                                                  divmod(col * dilation_w, stride_w))
+        phases[phase_row, phase_col, :, down:down + out_h, across:across + out_w] += tap_grad
+    for phase_row in range(stride_h):
+        # the input rows this phase holds: padded rows stride_h·i + phase_row from top on
+        first_row = -(-(top - phase_row) // stride_h)
+        start_row = stride_h * first_row + phase_row - top
+        for phase_col in range(stride_w):
+            first_col = -(-(left - phase_col) // stride_w)
+            start_col = stride_w * first_col + phase_col - left
+            target = destination[:, start_row::stride_h, start_col::stride_w]
+            target[...] = phases[phase_row, phase_col, :,
+                                 first_row:first_row + target.shape[1],
+                                 first_col:first_col + target.shape[2]]
 
 
 def padded_channels_last(images: np.ndarray, window: SlidingWindow) -> np.ndarray:

@@ -23,14 +23,14 @@ from graphnet import blas, parallel
 
 from .._pixels import pixel_items
 from .._window import SlidingWindow
-from .im2col import (flipped_weight_matrix, im2col, strided_windows, torch_layout,
-                     transposed_gradient, transposed_window, weight_matrix, window_view)
+from .im2col import (flipped_weight_matrix, im2col, scatter_taps, strided_windows,
+                     torch_layout, transposed_gradient, transposed_window, weight_matrix,
+                     window_view)
 
 PLANE_ROW_PAD = 16
 """Values of padding after each row of a channel-plane matrix's buffer: rows a power of two
 apart in memory (8192 floats, a chunk of 32×32 samples) made BLAS's reads of the transposed
 matrix collide in cache, the product 1.1-1.25x slower than with rows a cache line longer."""
-
 
 
 @dataclass(frozen=True)
@@ -534,48 +534,8 @@ class InputGradient:
             "conv_grad_columns_col2im", (taps, self.tile * out_h * out_w, self.channels),
             grad_rows.dtype)[:, :len(grad_rows)]
         np.matmul(grad_rows, self.matrix, out=grad_columns)
-        self.scatter_by_phases(grad_columns.reshape(taps, count, out_h, out_w, self.channels),
-                               count, destination)
-
-    def scatter_by_phases(self, tap_grads, count: int, destination) -> None:
-        """col2im's scatter-adds of ``tap_grads`` (taps, count, out_h, out_w, channels) into
-        the padded input's gradient, kept as its stride_h × stride_w *phases*: phase (p, q)
-        holds the padded positions (stride_h·i + p, stride_w·j + q), so that every tap, whose
-        positions are one phase's, is added over a contiguous block of whole rows of it rather
-        than at every stride-th position; the phases' interiors are then copied into the
-        input's rows and columns they hold. At stride 1 this is one phase, the padded
-        gradient itself. Against adds at every stride-th position of the padded gradient,
-        the CIFAR ResNet's 3×3 stride-2 convs' input gradients (one thread, CPU time,
-        interleaved): 16 → 32 over 32×32 6.8 → 5.6 ms at batch 64, 35.7 → 27.3 at 256; 32 →
-        64 over 16×16 3.7 → 3.4 and 19.5 → 18.9 ms. Each position sums its taps in tap order
-        either way: the same bits."""
-        window = self.window
-        (stride_h, stride_w), (dilation_h, dilation_w) = window.stride, window.dilation
-        (out_h, out_w), (padded_h, padded_w) = window.output_hw, window.padded_hw
-        top, _, left, _ = window.pads
-        phases = parallel.scratch(
-            "conv_grad_padded", (stride_h, stride_w, self.tile, -(-padded_h // stride_h),
-                                 -(-padded_w // stride_w), self.channels),
-            tap_grads.dtype)[:, :, :count]
-        phases[...] = 0
-        kernel_w = window.kernel[1]
-        for tap, tap_grad in enumerate(tap_grads):
-            row, col = divmod(tap, kernel_w)
-            # the padded row stride_h·o + row·dilation_h is phase row (row·dilation_h) % stride_h
-            (down, phase_row), (across, phase_col) = (divmod(row * dilation_h, stride_h),
-                                                      divmod(col * dilation_w, stride_w))
-            phases[phase_row, phase_col, :, down:down + out_h, across:across + out_w] += tap_grad
-        for phase_row in range(stride_h):
-            # the input rows this phase holds: padded rows stride_h·i + phase_row from top on
-            first_row = -(-(top - phase_row) // stride_h)
-            start_row = stride_h * first_row + phase_row - top
-            for phase_col in range(stride_w):
-                first_col = -(-(left - phase_col) // stride_w)
-                start_col = stride_w * first_col + phase_col - left
-                target = destination[:, start_row::stride_h, start_col::stride_w]
-                target[...] = phases[phase_row, phase_col, :,
-                                     first_row:first_row + target.shape[1],
-                                     first_col:first_col + target.shape[2]]
+        scatter_taps(grad_columns.reshape(taps, count, out_h, out_w, self.channels), window,
+                     destination, capacity=self.tile)
 
     def write_samples_last(self, grad_tile, count: int, destination) -> None:
         """:meth:`write` by col2im with the samples innermost (see the class)."""

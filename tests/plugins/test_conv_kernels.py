@@ -17,7 +17,8 @@ import pytest
 
 from graphnet import blas, parallel
 from graphnet.fusion import Epilogue
-from graphnet_plugins._conv_kernels import DirectKernel, TapKernel, TiledKernel, WinogradKernel
+from graphnet_plugins._conv_kernels import (DirectKernel, GroupedKernel, TapKernel, TiledKernel,
+                                            WinogradKernel)
 from graphnet_plugins._window import SlidingWindow
 
 METHODS = {
@@ -487,9 +488,10 @@ def test_window_views_are_numpys_sliding_windows_and_read_only(case, layout):
     assert found.shape[1:3] == window.output_hw and not found.flags.writeable
 
 
-# col2im's scatter-adds into the padded gradient's stride phases (InputGradient.
-# scatter_by_phases): strides that divide the kernel's reach or not, that leave input rows
-# no tap reads (their gradient zero), with dilation, asymmetric and wide padding.
+# col2im's scatter-adds into the padded gradient's stride phases (im2col.scatter_taps, which
+# the tiled and the grouped kernels share): strides that divide the kernel's reach or not, that
+# leave input rows no tap reads (their gradient zero), with dilation, asymmetric and wide
+# padding.
 PHASE_CASES = CASES + [
     dict(kernel=(3, 3), stride=(2, 3), dilation=(2, 1), pads=(2, 1, 0, 2)),
     dict(kernel=(2, 2), stride=(3, 3), pads=(0, 0, 1, 1)),      # rows and columns skipped
@@ -501,23 +503,29 @@ PHASE_CASES = CASES + [
 @pytest.mark.parametrize("case", PHASE_CASES, ids=lambda case: ",".join(
     f"{name}={setting}" for name, setting in case.items()))
 @pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-10), (np.float32, 2e-4)])
-def test_col2im_by_stride_phases_equals_the_direct_kernel(case, dtype, rtol):
+@pytest.mark.parametrize("groups", [1, 2])
+def test_col2im_by_stride_phases_equals_the_direct_kernel(case, dtype, rtol, groups):
     """The input gradient by col2im (more filters than channels, or any stride but 1) over
     odd image sizes, a batch of one and odd ones, tiles of one sample and of a few (the last
-    short), one thread and two: the direct kernel's, float32 as float32."""
+    short), one thread and two, by the tiled kernel (one group) and the grouped one (two):
+    the direct kernel's, float32 as float32."""
     rng = np.random.default_rng(17)
     for hw, batch, tile, threads in [((9, 7), 1, None, 1), ((8, 11), 5, 2, 2),
                                      ((7, 6), 3, 1, 1)]:
         window = SlidingWindow(hw, **case)
-        kernel = dataclasses.replace(METHODS["im2col"], tile=tile)
+        kernel = (dataclasses.replace(METHODS["im2col"], tile=tile) if groups == 1
+                  else GroupedKernel(block_bytes=1 if tile else 1 << 20))
         images = rng.standard_normal((batch, 4, *hw)).astype(dtype)
-        weight = rng.standard_normal((6, 4, *case["kernel"])).astype(dtype)
+        weight = rng.standard_normal((6, 4 // groups, *case["kernel"])).astype(dtype)
         grad_output = rng.standard_normal((batch, 6, *window.output_hw)).astype(dtype)
         with thread_count(threads):
-            _, saved = kernel.forward(images, weight, None, window, 1)
-            found, _, _ = kernel.backward(grad_output, saved, weight, window, 1,
+            _, saved = kernel.forward(images, weight, None, window, groups)
+            found, _, _ = kernel.backward(grad_output, saved, weight, window, groups,
                                           input_grad=True, param_grads=False, bias=False)
-        expected = run(DirectKernel(), images, weight, None, window, grad_output)[1]
+        _, direct_saved = DirectKernel().forward(images, weight, None, window, groups)
+        expected, _, _ = DirectKernel().backward(grad_output, direct_saved, weight, window,
+                                                 groups, input_grad=True, param_grads=False,
+                                                 bias=False)
         assert found.dtype == dtype
         np.testing.assert_allclose(found, expected, rtol=rtol,
                                    atol=rtol * max(np.abs(expected).max(), 1))
