@@ -169,8 +169,8 @@ def run_batch_tiles(work: Callable[[slice], None], batch: np.ndarray, tile_bytes
     work while the other waited; now 32 and 32."""
     sample_bytes = batch.itemsize * math.prod(batch.shape[1:])
     total = len(batch)
-    count = -(-total // tile_items(sample_bytes, tile_bytes))
-    run_tiles(lambda index, part: work(part), total, -(-total // max(count, 1)))
+    run_tiles(lambda index, part: work(part), total,
+              _evened(total, tile_items(sample_bytes, tile_bytes)))
 
 
 def tile_items(bytes_per_item: int, tile_bytes: int, total: int | None = None) -> int:
@@ -193,8 +193,14 @@ def tile_items(bytes_per_item: int, tile_bytes: int, total: int | None = None) -
     items = max(min(items, balanced), MIN_TILE_BYTES // per_item, 1)
     if -(-total // items) < threads and total * per_item >= threads * MIN_THREAD_BYTES:
         items = -(-total // threads)
+    return _evened(total, items)
+
+
+def _evened(total: int, items: int) -> int:
+    """Items per tile for as many tiles of ``items`` as ``total`` needs, made as even as their
+    count allows (100 in tiles of 32: four of 25, not 32, 32, 32 and 4)."""
     tiles = -(-total // items)
-    return -(-total // tiles) if tiles else items  # as many tiles, evened out
+    return -(-total // tiles) if tiles else items
 
 
 TILES_PER_THREAD = 4

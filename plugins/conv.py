@@ -9,9 +9,9 @@ Which kernel: the default is the first of :data:`._conv_kernels.KERNELS` that fi
 one of :data:`._conv_kernels.ALTERNATIVES` fits too (Winograd, for 3×3 stride-1 convs), a
 network measures them the first time a node runs — forward and backward of each, interleaved,
 on that batch, the fastest of three rounds — and the node keeps the fastest from then on
-(alike layers are measured once; an alternative must beat the default by LEAST_GAIN). The choice is recorded in the network's
-:class:`graphnet.op.Choices`, which checkpoints keep, so a resumed run computes exactly as
-before. float64 keeps the default (its gradient checks and figures stay as they were), and so
+(alike layers are measured once; an alternative must beat the default by LEAST_GAIN). The
+choice is recorded in the network's :class:`graphnet.op.Choices`, which checkpoints keep, so a
+resumed run computes exactly as before. float64 keeps the default (its gradient checks and figures stay as they were), and so
 does an op called outside a network. To pin: ``Network(choices={node: kernel name})`` or
 ``choices="default"``, or the environment variable ``GRAPHNET_CONV_KERNEL`` (``default``, or
 a kernel name: that kernel wherever it fits, the default elsewhere). Kernels given to the op
@@ -274,9 +274,9 @@ def fastest(candidates, images, weight, bias, window: SlidingWindow, groups: int
     """The candidate kernel whose forward and backward (both gradients) take least time on
     these arrays: each timed once per round, interleaved, the best of MEASURE_ROUNDS rounds;
     the default (first) stays unless another is LEAST_GAIN times faster, and a tie goes to the
-    earlier. A candidate taking more than
-    DROP_AFTER times the best is not timed again: a first step of a wide network would
-    otherwise spend seconds re-timing kernels that cannot win."""
+    earlier. A candidate taking more than DROP_AFTER times the best is not timed again: a
+    first step of a wide network would otherwise spend seconds re-timing kernels that cannot
+    win."""
     best = [math.inf] * len(candidates)
     for _ in range(MEASURE_ROUNDS):
         leader = min(best)
