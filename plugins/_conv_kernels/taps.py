@@ -127,11 +127,10 @@ class TapKernel:
     def backward(self, grad_output, images, weight, window: SlidingWindow, groups: int = 1, *,
                  input_grad: bool, param_grads: bool, bias: bool, epilogue=None, output=None):
         grid, tile = self.grid(images, weight, window)
-        wide = (grid.pairs is None and window.kernel[1] > 1
-                and len(weight) <= self.wide_filters)
+        products = grid.gradient_products(wide=len(weight) <= self.wide_filters)
         return tap_backward(grad_output, images, weight, grid, tile, input_grad=input_grad,
                             param_grads=param_grads, bias=bias, epilogue=epilogue,
-                            output=output, wide=wide)
+                            output=output, products=products)
 
     def grid(self, images, weight, window: SlidingWindow) -> tuple[TapGrid, int]:
         """The batch's grid and samples per tile."""
@@ -173,8 +172,20 @@ class TapGrid:
         self.before = max(0, -min(self.offsets))
         self.after = max(0, max(self.offsets))
         self.pairs = pair_plan(tuple(self.offsets)) if pairs else None
-        self.input_pairs = pair_plan(tuple(-offset for offset in self.offsets)) if pairs else None
-        self.wide = WideGradient(self)
+        self._gradients = ((PairGradient(self),) if pairs
+                           else (TapGradient(self), WideGradient(self)))
+
+    def gradient_products(self, wide: bool = False):
+        """How the backward's products run on this grid: over pixel pairs on a grid of pairs,
+        else one kernel row at a time through a widened gradient if ``wide`` (and the kernel
+        is wider than one pixel), else one tap at a time. Each of :class:`TapGradient`,
+        :class:`PairGradient` and :class:`WideGradient` gives the gradient buffer's zero
+        ``margins``, the ``source`` the products read, a tile's weight gradient ``part``, the
+        input gradient's ``matrices`` and products (``add_input``), and ``taps`` from the sum
+        of the parts."""
+        if wide and self.pairs is None and self.window.kernel[1] > 1:
+            return self._gradients[1]
+        return self._gradients[0]
 
     @property
     def waste(self) -> float:
@@ -221,20 +232,92 @@ class TapGrid:
         return blocks[:, :hw[0], :hw[1] * columns].reshape(count, *hw, columns)
 
 
+class TapGradient:
+    """The backward's products one kernel tap at a time: tap t's weight gradient is (the input
+    rows it read)ᵀ × the output gradient, its input gradient the output gradient × tapᵀ added
+    at those rows. The gradient's buffer has the grid's ``after`` zero rows before it and
+    ``before`` after it, as far as the input gradient's products read."""
+
+    def __init__(self, grid: TapGrid):
+        self.margins = (grid.after, grid.before)
+        self.tap_count = len(grid.offsets)
+        self.input_starts = [grid.before + offset for offset in grid.offsets]
+        self.grad_starts = [grid.after - offset for offset in grid.offsets]
+
+    def source(self, grads: np.ndarray, positions: int, capacity: int) -> np.ndarray:
+        """What the products read: the gradient's buffer itself."""
+        return grads
+
+    def part_shape(self, channels: int, filters: int) -> tuple:
+        return (self.tap_count, channels, filters)
+
+    def weight_part(self, inputs, grads, channels: int, filters: int, positions: int):
+        """A tile's weight gradient, (taps, channels, filters)."""
+        grad_rows = grads[self.margins[0]:self.margins[0] + positions]
+        return blas.window_products(inputs, self.input_starts, grad_rows,
+                                    np.empty(self.part_shape(channels, filters), grads.dtype))
+
+    def matrices(self, taps: np.ndarray) -> np.ndarray:
+        """The input gradient's matrices: the taps, transposed by the products."""
+        return taps
+
+    def add_input(self, grads, matrices, grad_inputs, channels: int, filters: int,
+                  positions: int) -> None:
+        blas.sum_products(grads, self.grad_starts, matrices, grad_inputs, trans_b=True)
+
+    def taps(self, total: np.ndarray, channels: int, filters: int) -> np.ndarray:
+        """(taps, channels, filters) from the sum of the tiles' parts."""
+        return total
+
+
+class PairGradient(TapGradient):
+    """The backward's products over pairs of pixels (:mod:`.pairs`), on a grid of even pitch:
+    the weight gradient is the forward's pair products taken as (input)ᵀ × (output gradient),
+    each tap's two blocks (one per output parity) summed once, after the tiles; the input
+    gradient runs the pair products of the transposed taps at the negated offsets."""
+
+    def __init__(self, grid: TapGrid):
+        super().__init__(grid)
+        self.before, self.after = grid.before, grid.after
+        self.plan = grid.pairs
+        self.input_plan = pair_plan(tuple(-offset for offset in grid.offsets))
+
+    def part_shape(self, channels: int, filters: int) -> tuple:
+        return (2 * self.tap_count * channels * filters,)
+
+    def weight_part(self, inputs, grads, channels: int, filters: int, positions: int):
+        """A tile's weight gradient blocks, packed as the pair products' matrices."""
+        return blas.strided_products(
+            inputs, grads, np.empty(self.part_shape(channels, filters), grads.dtype),
+            self.plan.gradient_terms(channels, filters, positions, self.before, self.after))
+
+    def matrices(self, taps: np.ndarray) -> np.ndarray:
+        return self.input_plan.pack(np.ascontiguousarray(taps.transpose(0, 2, 1)))
+
+    def add_input(self, grads, matrices, grad_inputs, channels: int, filters: int,
+                  positions: int) -> None:
+        blas.strided_products(grads, matrices, grad_inputs, self.input_plan.product_terms(
+            filters, channels, positions, self.after))
+
+    def taps(self, total: np.ndarray, channels: int, filters: int) -> np.ndarray:
+        return self.plan.unpack_sum(total, channels, filters)
+
+
 class WideGradient:
     """The backward's products one kernel row at a time, through the output gradient copied
     ``kw`` pixels wide (``kw`` the kernel's width, ``d`` its column dilation).
 
     Row q of the copy holds the gradient of grid positions q, q + d, …, q + (kw−1)·d side by
-    side (overlapping rows of the gradient's grid, one numpy copy). The taps of kernel row r
-    sit at offset(r, 0) + c·d, so block b of the copy pairs with tap (r, kw−1−b) when the
-    copy is read ``reach`` = (kw−1)·d rows early, and each kernel row is one product each way:
+    side (overlapping rows of the gradient's grid, one numpy copy: :meth:`source`). The taps of
+    kernel row r sit at offset(r, 0) + c·d, so block b of the copy pairs with tap (r, kw−1−b)
+    when the copy is read ``reach`` = (kw−1)·d rows early, and each kernel row is one product
+    each way:
 
     - weight gradient: (input buffer from offset(r, 0))ᵀ × copy, (channels × kw·filters),
       block b tap (r, kw−1−b)'s gradient; the sum runs over ``reach`` more rows than the
       tile's positions, whose extra terms meet the gradient's zero margins;
     - input gradient: copy × the row's taps transposed and stacked right to left
-      (kw·filters × channels), added at each position.
+      (kw·filters × channels, :meth:`matrices`), added at each position.
 
     The products are kw times wider (weight gradient) and deeper (input gradient) than one
     tap's. 32 channels and filters, 3×3, a tile of four 32×32 samples in cache, one thread,
@@ -265,9 +348,12 @@ class WideGradient:
         self.bases = tuple(grid.offsets[::self.kernel_w])  # offset(r, 0) of each kernel row
         self.before = grid.before
 
-    def widen(self, grads: np.ndarray, rows: int, capacity: int) -> np.ndarray:
-        """This thread's copy of the first ``rows`` rows of ``grads`` kw pixels wide (a
-        scratch buffer of ``capacity`` rows, so that a short last tile reuses it)."""
+    def source(self, grads: np.ndarray, positions: int, capacity: int) -> np.ndarray:
+        """What the products read: this thread's copy of the gradient's buffer kw pixels wide,
+        its ``positions`` rows and the margins but ``reach`` (a scratch buffer for
+        ``capacity`` positions, so that a short last tile reuses it)."""
+        extra = sum(self.margins) - self.reach
+        rows, capacity = positions + extra, capacity + extra
         filters, itemsize = grads.shape[1], grads.itemsize
         wide = parallel.scratch("conv_taps_grad_wide", (capacity, self.kernel_w * filters),
                                 grads.dtype)[:rows]
@@ -276,6 +362,20 @@ class WideGradient:
             (filters * itemsize, self.dilation * filters * itemsize, itemsize))
         np.copyto(wide.reshape(rows, self.kernel_w, filters), overlapping)
         return wide
+
+    def part_shape(self, channels: int, filters: int) -> tuple:
+        return (len(self.bases) * self.kernel_w * channels * filters,)
+
+    def weight_part(self, inputs, wide, channels: int, filters: int, positions: int):
+        """A tile's weight gradient, each kernel row's (channels × kw·filters) blocks."""
+        return blas.strided_products(inputs, wide,
+                                     np.empty(self.part_shape(channels, filters), wide.dtype),
+                                     self.weight_terms(channels, filters, positions))
+
+    def add_input(self, wide, matrices, grad_inputs, channels: int, filters: int,
+                  positions: int) -> None:
+        blas.strided_products(wide, matrices, grad_inputs,
+                              self.input_terms(channels, filters, positions))
 
     @functools.lru_cache(maxsize=64)
     def weight_terms(self, channels: int, filters: int, positions: int) -> tuple:
@@ -296,14 +396,14 @@ class WideGradient:
                       row * wide * channels, channels, 0, channels, float(row > 0))
                      for row, base in enumerate(self.bases))
 
-    def pack(self, taps: np.ndarray) -> np.ndarray:
+    def matrices(self, taps: np.ndarray) -> np.ndarray:
         """The input gradient's matrices, flat: per kernel row the taps (channels × filters)
         transposed and stacked, right to left."""
         _, channels, filters = taps.shape
         rows = taps.reshape(-1, self.kernel_w, channels, filters)[:, ::-1]
         return np.ascontiguousarray(rows.transpose(0, 1, 3, 2)).reshape(-1)
 
-    def unpack(self, total: np.ndarray, channels: int, filters: int) -> np.ndarray:
+    def taps(self, total: np.ndarray, channels: int, filters: int) -> np.ndarray:
         """(taps, channels, filters) from the weight products' blocks."""
         blocks = total.reshape(-1, channels, self.kernel_w, filters)[:, :, ::-1]
         return blocks.transpose(0, 2, 1, 3).reshape(-1, channels, filters)
@@ -346,14 +446,15 @@ def tap_forward(images: np.ndarray, weight: np.ndarray, bias, grid: TapGrid, til
 
 
 def tap_backward(grad_output, images, weight, grid: TapGrid, tile: int, *, input_grad: bool,
-                 param_grads: bool, bias: bool, epilogue=None, output=None, wide: bool = False):
+                 param_grads: bool, bias: bool, epilogue=None, output=None, products=None):
     """(input gradient NHWC or None, weight gradient or None, bias gradient or None) of
     :func:`tap_forward`'s conv, in one pass over the tiles. Each tile's parameter gradients are
     kept and summed in tile order, so the result does not depend on the thread count. With an
     ``epilogue``, ``grad_output`` is the gradient of its result, ``output``, and each tile's
-    gradient goes through the epilogue as it is copied onto the grid. With ``wide`` (on a grid
-    without pairs), the products run through the gradient copied kw pixels wide
-    (:class:`WideGradient`)."""
+    gradient goes through the epilogue as it is copied onto the grid. ``products`` says how
+    the products run (:meth:`TapGrid.gradient_products`; by default tap by tap, or over pairs
+    on a grid of pairs)."""
+    products = products or grid.gradient_products()
     taps = tap_weights(weight)
     filters, channels = weight.shape[:2]
     source = images.transpose(0, 2, 3, 1)
@@ -365,69 +466,39 @@ def tap_backward(grad_output, images, weight, grid: TapGrid, tile: int, *, input
                        if input_grad else None)
     weight_parts = [None] * tiles
     bias_parts = [None] * tiles
-    pairs = grid.pairs
-    packed_input = (None if pairs is None or not input_grad else grid.input_pairs.pack(
-        np.ascontiguousarray(taps.transpose(0, 2, 1))))
-    widened = grid.wide if wide else None
-    if widened is not None and input_grad:
-        packed_input = widened.pack(taps)
-    margins = widened.margins if widened is not None else (grid.after, grid.before)
+    matrices = products.matrices(taps) if input_grad else None
+    margin_before, margin_after = products.margins
 
     def work(index, part):
         count = part.stop - part.start
         positions = count * grid.per_sample
-        # the output gradient on the grid, zero at the gap positions: the input gradient reads
-        # it up to ``after`` rows before a position and ``before`` rows after
+        # the output gradient on the grid, zero at the gap positions and in margins as wide as
+        # the products read past the tile's positions
         fill = None if epilogue is None else (
             lambda grad, view: epilogue.backward(grad, output_nhwc[part], view))
-        grads = grid.buffer("grad", tile, grad_nhwc[part], count, *margins, fill)
-        grad_rows = grads[margins[0]:margins[0] + positions]
-        if widened is not None:
-            extra = sum(margins) - widened.reach
-            grads = widened.widen(grads, positions + extra, tile * grid.per_sample + extra)
+        grads = grid.buffer("grad", tile, grad_nhwc[part], count, margin_before, margin_after,
+                            fill)
+        read = products.source(grads, positions, tile * grid.per_sample)
         if param_grads:
             inputs = grid.buffer("input", tile, source[part], count, grid.before, grid.after)
-            if widened is not None:
-                weight_parts[index] = blas.strided_products(
-                    inputs, grads, np.empty(taps.size, dtype=images.dtype),
-                    widened.weight_terms(channels, filters, positions))
-            elif pairs is None:
-                weight_parts[index] = blas.window_products(
-                    inputs, [grid.before + offset for offset in grid.offsets], grad_rows,
-                    np.empty((len(taps), channels, filters), dtype=images.dtype))
-            else:  # each tap's two blocks are summed once, after the tiles
-                weight_parts[index] = blas.strided_products(
-                    inputs, grads, np.empty(2 * taps.size, dtype=images.dtype),
-                    pairs.gradient_terms(channels, filters, positions, grid.before, grid.after))
+            weight_parts[index] = products.weight_part(inputs, read, channels, filters,
+                                                       positions)
             if bias:
-                bias_parts[index] = blas.column_sums(grad_rows)
+                bias_parts[index] = blas.column_sums(
+                    grads[margin_before:margin_before + positions])
         if input_grad:
             grad_inputs = grad_input_grid[part.start * grid.per_sample:
                                           part.stop * grid.per_sample]
-            if widened is not None:
-                blas.strided_products(grads, packed_input, grad_inputs,
-                                      widened.input_terms(channels, filters, positions))
-            elif pairs is None:
-                blas.sum_products(grads, [grid.after - offset for offset in grid.offsets], taps,
-                                  grad_inputs, trans_b=True)
-            else:
-                blas.strided_products(grads, packed_input, grad_inputs,
-                                      grid.input_pairs.product_terms(filters, channels,
-                                                                     positions, grid.after))
+            products.add_input(read, matrices, grad_inputs, channels, filters, positions)
 
     parallel.run_tiles(work, len(images), tile)
     grad_weight = grad_bias = None
     if param_grads:
-        parts_shape = ((taps.size,) if widened is not None else
-                       taps.shape if pairs is None else (2 * taps.size,))
-        total = parallel.ordered_sum(weight_parts, parts_shape, images.dtype)
-        if widened is not None:
-            total = widened.unpack(total, channels, filters)
-        elif pairs is not None:
-            total = pairs.unpack_sum(total, channels, filters)
+        total = parallel.ordered_sum(weight_parts, products.part_shape(channels, filters),
+                                     images.dtype)
         kernel_h, kernel_w = grid.window.kernel
-        grad_weight = np.ascontiguousarray(
-            total.reshape(kernel_h, kernel_w, channels, filters).transpose(3, 2, 0, 1))
+        grad_weight = np.ascontiguousarray(products.taps(total, channels, filters).reshape(
+            kernel_h, kernel_w, channels, filters).transpose(3, 2, 0, 1))
         if bias:
             grad_bias = parallel.ordered_sum(bias_parts, (filters,), images.dtype)
     grad_input = (grid.valid(grad_input_grid, len(images), grid.input_hw) if input_grad
