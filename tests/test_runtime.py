@@ -256,7 +256,7 @@ def test_malloc_is_tuned_only_in_a_process_graphnet_owns(tmp_path):
 
 
 ARENA_PROBE = textwrap.dedent("""
-    import ctypes, re, sys
+    import ctypes, re, sys, threading
     import numpy as np
     import graphnet
     from graphnet import parallel, runtime
@@ -268,6 +268,17 @@ ARENA_PROBE = textwrap.dedent("""
     network.forward({"image": np.ones((32, 1, 28, 28)), "label": np.zeros(32, int)},
                     training=True)
     network.backward()
+    # and, whatever the layers' tiling, tiles that allocate on both threads: the first two
+    # wait for each other, so the worker takes one
+    both_threads = threading.Barrier(2, timeout=60)
+
+    def allocate(index, part):
+        if index < 2:
+            both_threads.wait()
+        np.ones(1024).sum()
+
+    with runtime.Runtime():
+        parallel.run_tiles(allocate, 8, 1)
     libc = ctypes.CDLL("libc.so.6")
     libc.open_memstream.restype = ctypes.c_void_p
     libc.malloc_info.argtypes = (ctypes.c_int, ctypes.c_void_p)
