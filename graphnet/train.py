@@ -189,7 +189,7 @@ def _train_claimed(graph, data, dataset_options, config, bindings, train_split, 
         init_path = find_checkpoint(init_from)
         restore_params(init_path, network)
         emit(Notice(f"starting from the parameters in {init_path} (a new run, a fresh "
-                    "optimizer)"))
+                    "optimizer)", warning=False))
     optimizer, schedule = _build_optimizer(graph, config,
                                            math.ceil(len(train_split) / config.batch_size))
     step = TrainStep(network, optimizer, loss=bindings.loss,

@@ -19,7 +19,7 @@ from rich.text import Text
 
 from ..training.events import (EpochDone, EpochStarted, Finished, Interrupted, Notice, RunStarted,
                      StepDone, WorkersStarted)
-from . import one_line, print_warning, stderr, stdout
+from . import one_line, print_note, print_warning, stderr, stdout
 
 MARKERS = {"train": ("●", "cyan"), "val": ("◆", "magenta"), "test": ("○", "yellow")}
 PLOT_HEIGHT = 8
@@ -54,7 +54,7 @@ class TrainingView:
     # --- events ------------------------------------------------------------------------------
     def _on_Notice(self, event: Notice) -> None:
         self._stop_progress()
-        print_warning(event.text)
+        (print_warning if event.warning else print_note)(event.text)
 
     def _on_RunStarted(self, event: RunStarted) -> None:
         split = f"{event.train_samples:,} train"

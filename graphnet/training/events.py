@@ -34,10 +34,13 @@ class RunStarted:
 
 @dataclass
 class Notice:
-    """Something the user should know that does not stop training (e.g. settings changed
-    between a run and its resumption)."""
+    """Something the user should know that does not stop training: a warning (settings changed
+    between a run and its resumption) or, with ``warning`` False, a note of what was done as
+    asked or on the user's behalf (parameters taken from ``--init-from``, an earlier run's
+    files kept, early stopping)."""
 
     text: str
+    warning: bool = True
 
 
 @dataclass

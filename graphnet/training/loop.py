@@ -227,7 +227,7 @@ class Loop:
         self.emit(Notice(f"stopping early after epoch {history[-1]['epoch']}: {MONITOR} has not "
                          f"improved for {waited} epochs (early_stop = {patience}); the best was "
                          f"{history[best - 1][MONITOR]:.4f} at epoch {best}, kept in "
-                         f"{self.best_path}"))
+                         f"{self.best_path}", warning=False))
         return True
 
     def _check_growth(self, loss: float) -> None:

@@ -98,7 +98,7 @@ def keep_previous_run(run_dir: Path, emit) -> None:
             kept.append(previous.name)
     if kept:
         emit(Notice(f"{run_dir} held an earlier run; starting anew and keeping it as "
-                    f"{_and(kept)} (use --resume to continue a run instead)"))
+                    f"{_and(kept)} (use --resume to continue a run instead)", warning=False))
 
 
 def _and(words: list[str]) -> str:

@@ -119,6 +119,7 @@ def test_early_stop_flag_stops_training(run_cli, spec, tmp_path):
                                "--early-stop", 1, "--run-dir", tmp_path)
     assert status == 0, err
     assert "stopping early after epoch 2" in err and "epoch 3/20" not in out
+    assert "note: stopping early" in err and "warning:" not in err  # it did as asked
     assert "test: loss" in out
 
 
@@ -137,3 +138,19 @@ def test_adam_without_a_rate_uses_its_own_default(run_cli, tmp_path):
                                "--epochs", 1, "--limit-train", 64, "--run-dir", tmp_path)
     assert status == 0, err
     assert "adam lr 0.001;" in out
+
+
+def test_init_from_and_a_kept_earlier_run_are_notes_not_warnings(run_cli, spec, tmp_path):
+    """Starting from --init-from's parameters and keeping an earlier run's files are what the
+    user asked for: said as notes, so that a "warning:" still means something went amiss."""
+    first = tmp_path / "first"
+    assert run_cli("train", spec, "--plugin", TOY, "--epochs", 1, "--limit-train", 64,
+                   "--run-dir", first)[0] == 0
+    for _ in range(2):  # the second time into a folder holding the first one's files
+        status, out, err = run_cli("train", spec, "--plugin", TOY, "--epochs", 1,
+                                   "--limit-train", 64, "--init-from", first,
+                                   "--run-dir", tmp_path / "tuned")
+        assert status == 0, err
+        assert f"note: starting from the parameters in {first / 'checkpoint.npz'}" in err
+        assert "warning:" not in err, err
+    assert "note: " + str(tmp_path / "tuned") + " held an earlier run" in err

@@ -38,6 +38,20 @@ def test_a_piped_log_keeps_one_line_per_epoch():
     assert all(figure in line for figure in FIGURES)
 
 
+def test_a_notice_is_a_warning_unless_it_says_otherwise(monkeypatch):
+    from graphnet import render
+    from graphnet.train import Notice
+
+    stream = io.StringIO()
+    console = Console(width=200, file=stream, color_system=None)
+    monkeypatch.setitem(render._consoles, "err", console)
+    with TrainingView(console) as view:
+        view(Notice("settings differ"))
+        view(Notice("starting from the parameters in x.npz", warning=False))
+    assert stream.getvalue().splitlines() == [
+        "warning: settings differ", "note: starting from the parameters in x.npz"]
+
+
 def watch_text(rows) -> str:
     console = Console(width=80, record=True, file=io.StringIO(), color_system=None)
     console.print(watch_table(rows, 1))
@@ -81,7 +95,7 @@ def test_the_first_command_breaks_no_word_at_80_100_or_160_columns(run_cli, monk
                                                                   tmp_path):
     piped = train_shapes_cnn(run_cli, monkeypatch, tmp_path, 80, terminal=False)
     messages = [line for line in piped.splitlines()
-                if line.startswith(("training ", "warning:", "checkpoint:", "Δw/w"))]
+                if line.startswith(("training ", "warning:", "note:", "checkpoint:", "Δw/w"))]
     assert len(messages) == 5, piped  # run, earlier run kept, 2 watch legends, checkpoint
     assert any("19,466 parameters" in line for line in messages)
     assert any("checkpoint.previous.npz" in line for line in messages)
