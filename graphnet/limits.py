@@ -131,13 +131,7 @@ def window_scratch_bytes(graph, batch_size: int, itemsize: int, training: bool) 
         node = graph.nodes[name]
         channels, *input_hw = graph.nodes[node.inputs[0]].shape
         output_hw = node.shape[1:]
-        padded = 0
-        if any(window.padding):
-            padded = channels * math.prod(
-                max(size + 2 * pad, (out - 1) * step + dilation * (kernel - 1) + 1)
-                for size, pad, out, step, dilation, kernel in zip(
-                    input_hw, window.padding, output_hw, window.stride, window.dilation,
-                    window.kernel))
+        padded = channels * math.prod(_padded_sizes(window, input_hw, output_hw))
         gathered = (channels * math.prod(window.kernel) * math.prod(output_hw) * threads
                     if node.params else 0)
         padded *= batch_size
@@ -147,6 +141,30 @@ def window_scratch_bytes(graph, batch_size: int, itemsize: int, training: bool) 
         else:
             transient = max(transient, padded + gathered)
     return (kept + transient) * itemsize
+
+
+def _padded_sizes(window: Window, input_hw, output_hw) -> tuple[int, ...]:
+    """Rows and columns of the padded copy a window reads (all 0 when it makes none): the input
+    with its padding on both sides, or as far as the last window reaches if that is further
+    (pooling's ceil_mode). Where the window leaves its end padding unstated, a window ending
+    in the input hides how much follows it (up to a stride's worth: a 100000-stride window
+    over 8 pixels may pad them to 100007), so the most the output's size allows is taken:
+    with n windows of stride s spanning e, n·s + e. Where nothing before the input is padded,
+    no window reaches past it and windows skip no pixels, at most a kernel's span can follow,
+    taken as no copy (as ever: most such layers pad nothing)."""
+    sizes, padded = [], False
+    for size, before, after, out, step, dilation, kernel in zip(
+            input_hw, window.padding, window.padding_end or (None, None), output_hw,
+            window.stride, window.dilation, window.kernel):
+        span = dilation * (kernel - 1) + 1
+        reach = (out - 1) * step + span
+        if after is None:
+            padded |= bool(before) or reach > size + before or step > span
+            after = max(out * step + span - size - before, 0)
+        else:
+            padded |= max(size + before + after, reach) > size
+        sizes.append(max(size + before + after, reach))
+    return tuple(sizes) if padded else (0,)
 
 
 def _window_of(graph, name: str):

@@ -262,12 +262,17 @@ class Window:
     """How one sliding-window layer changes the receptive field, per spatial axis (height, width).
 
     ``padding`` is the padding before the first element (top, left): it moves the field's start.
+    ``padding_end`` is the padding after the last (bottom, right), which may differ (four sides,
+    "same", ONNX's ``pads``): the field does not need it, the memory estimate does (the padded
+    copy a layer makes). None leaves it unstated, and the estimate then takes the most that the
+    output's size allows.
     """
 
     kernel: tuple[int, int]
     stride: tuple[int, int] = (1, 1)
     padding: tuple[int, int] = (0, 0)
     dilation: tuple[int, int] = (1, 1)
+    padding_end: tuple[int, int] | None = None
 
 
 POINTWISE = "pointwise"

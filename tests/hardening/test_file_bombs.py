@@ -70,15 +70,26 @@ def _zip_bomb(path, member: str, shape, real_members=None) -> None:
 
 
 # --- class 3: the memory limit holds for everything that allocates -------------------------------
-def test_a_padded_window_that_dodges_the_activation_estimate_is_refused(tmp_path, bounded_cli):
-    pool = {"name": "pool", "op": "max_pool2d", "inputs": ["image"], "kernel": 6001, "stride": 1,
-            "padding": 3000}  # 16×8×8 in and out, a 16×6008×6008 padded copy (2.2 GiB)
-    spec = _spec(tmp_path / "pad.json", shape=(16, 8, 8), extra_nodes=[pool])
+PADDED_WINDOWS = {
+    # 16×8×8 in and out, a 16×6008×6008 padded copy (2.2 GiB)
+    "pool": ((16, 8, 8), {"op": "max_pool2d", "kernel": 6001, "stride": 1, "padding": 3000}),
+    # padding only at the end, past a stride of 20000: 1×2×2 out, a 20007×20007 copy (1.5 GiB)
+    "end": ((1, 8, 8), {"op": "conv2d", "filters": 1, "kernel": 1, "stride": 20000,
+                        "padding": [0, 0, 19999, 19999]}),
+}
+
+
+@pytest.mark.parametrize("layer", sorted(PADDED_WINDOWS))
+def test_a_padded_window_that_dodges_the_activation_estimate_is_refused(tmp_path, bounded_cli,
+                                                                        layer):
+    shape, node = PADDED_WINDOWS[layer]
+    spec = _spec(tmp_path / f"{layer}.json", shape=shape,
+                 extra_nodes=[{"name": layer, "inputs": ["image"], **node}])
     for command in (["gradcheck", spec],
                     ["bench", spec, "--batch-size", "1", "--steps", "1", "--no-memory"]):
         result = bounded_cli(*command)
-        assert result.refused("pad.json", "padded and gathered windows", "memory limit of 256.0 MiB"), \
-            (command, result)
+        assert result.refused(f"{layer}.json", "padded and gathered windows",
+                              "memory limit of 256.0 MiB"), (command, result)
         assert result.peak < 256 * MiB, result
 
 

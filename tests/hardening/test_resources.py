@@ -195,3 +195,69 @@ def test_thousands_of_unknown_names_are_reported_quickly():
     with pytest.raises(graphnet.SpecErrors) as caught:
         graphnet.load(spec)
     assert len(caught.value.errors) == 3000 and time.perf_counter() - started < 5
+
+
+def _padded_copy_sizes(window) -> tuple[int, ...]:
+    """What a layer over this SlidingWindow really pads its input to (pooling and conv read
+    ``read_hw``: the padding and the ceil_mode overhang), or (0,) when it pads nothing."""
+    return tuple(window.read_hw) if any(window.read_pads) else (0,)
+
+
+def _windows():
+    """Every combination of four-sided padding, stride, dilation and ceil_mode over a 7×9 input
+    that makes a window of at least one output (as SlidingWindow.of would accept)."""
+    from itertools import product
+
+    from plugins._window import SlidingWindow
+
+    for pads, stride, dilation, kernel, ceil_mode in product(
+            [(0, 0, 0, 0), (1, 1, 1, 1), (0, 0, 5, 3), (4, 2, 0, 0), (3, 0, 1, 6), (0, 0, 30, 30)],
+            [1, 2, 3, 40], [1, 2], [1, 2, 3], [False, True]):
+        window = SlidingWindow.resolve((7, 9), kernel, stride=stride, padding=list(pads),
+                                       dilation=dilation, ceil_mode=ceil_mode)
+        if all(extent <= size for extent, size in zip(window.extent, window.padded_hw)) and \
+                min(window.output_hw) >= 1:
+            yield window
+
+
+def test_a_window_s_padded_copy_is_estimated_exactly_when_it_states_its_end_padding():
+    from graphnet.op import Window
+
+    for window in _windows():
+        stated = Window(window.kernel, window.stride, window.before, window.dilation,
+                        padding_end=(window.pads[1], window.pads[3]))
+        assert limits._padded_sizes(stated, window.input_hw, window.output_hw) == \
+            _padded_copy_sizes(window), window
+
+
+def test_a_window_that_leaves_its_end_padding_unstated_is_never_underestimated_by_much():
+    """Without the end padding the estimate takes the most the output's size allows: never
+    less than the copy, so an end padding cannot slip a padded copy past the memory limit.
+    The one case it counts no copy (nothing before the input, no window past it, no pixel
+    skipped) pads at most a kernel's span."""
+    from graphnet.op import Window
+
+    for window in _windows():
+        unstated = Window(window.kernel, window.stride, window.before, window.dilation)
+        estimated = limits._padded_sizes(unstated, window.input_hw, window.output_hw)
+        real = _padded_copy_sizes(window)
+        if estimated == (0,):
+            assert all(size <= hw + extent for size, hw, extent in
+                       zip(real, window.input_hw, window.extent)) or real == (0,), window
+        else:
+            assert all(guess >= size for guess, size in zip(estimated, real)), window
+
+
+def test_end_padding_past_a_huge_stride_counts_against_the_limit(no_limit_env):
+    """A 1×8×8 input padded only at its end by 99999 under a stride of 100000: two outputs a
+    side, a 100007×100007 padded copy (37 GiB). The estimate missed it (296 bytes) and the
+    layer's first call asked numpy for the 37 GiB."""
+    graph = graphnet.load({"inputs": {"x": {"shape": [1, 8, 8]}},
+                           "nodes": [{"name": "c", "op": "conv2d", "filters": 1, "kernel": 1,
+                                      "stride": 100000, "padding": [0, 0, 99999, 99999]}]})
+    assert graph.nodes["c"].shape == (1, 2, 2)
+    found = limits.estimate(graph, batch_size=1, limit="16GiB")
+    assert found.scratch_bytes >= 100007 ** 2 * 4 and found.exceeds
+    network = graphnet.Network(graph, memory_limit="16GiB")
+    with pytest.raises(graphnet.ResourceError, match="padded and gathered windows"):
+        network.forward({"x": np.zeros((1, 1, 8, 8), np.float32)})
