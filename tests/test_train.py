@@ -391,6 +391,29 @@ def test_a_new_run_keeps_the_previous_runs_checkpoint_instead_of_overwriting_it(
     assert any("earlier run" in text and "checkpoint.previous.npz" in text for text in notices)
 
 
+def test_a_third_run_keeps_both_earlier_runs(tmp_path):
+    """The folder keeps one earlier run as *.previous.*; a third run used to replace it, so the
+    first run's finished checkpoint was deleted without a word. Each run now keeps its own."""
+    from graphnet.data import Dataset, Split
+    graph = _three_class_dense_graph()
+    images = np.random.default_rng(0).standard_normal((6, 1, 4, 4)).astype(np.float32)
+    labels = np.array([0, 1, 2, 0, 1, 2])
+    dataset = Dataset("tiny", Split(images, labels), Split(images, labels), ["a", "b", "c"])
+    written = []
+    for seed in (1, 2, 3):
+        notices = []
+        graphnet.train.train(graph, dataset=dataset, epochs=1, run_dir=tmp_path, seed=seed,
+                             on_event=lambda event: notices.append(getattr(event, "text", "")))
+        written.append({name: (tmp_path / f"{name}.{suffix}").read_bytes()
+                        for name, suffix in (("checkpoint", "npz"), ("history", "json"))})
+    for name, suffix in (("checkpoint", "npz"), ("history", "json")):
+        assert (tmp_path / f"{name}.previous.{suffix}").read_bytes() == written[0][name]
+        assert (tmp_path / f"{name}.previous-2.{suffix}").read_bytes() == written[1][name]
+        assert (tmp_path / f"{name}.{suffix}").read_bytes() == written[2][name]
+    assert any("checkpoint.previous-2.npz and history.previous-2.json" in text
+               for text in notices)
+
+
 def test_training_on_arrays_in_memory(registry, tmp_path):
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 4, 250)

@@ -88,17 +88,29 @@ def write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
 
 def keep_previous_run(run_dir: Path, emit) -> None:
     """A new run in a folder that holds one: keep the earlier run's checkpoint and history as
-    ``*.previous.*`` instead of overwriting them at the first epoch (one generation is kept)."""
+    ``*.previous.*`` instead of overwriting them at the first epoch. A folder that keeps one
+    already keeps this one beside it as ``*.previous-2.*`` (``-3``, …): a finished run is
+    never deleted to make room for another, and a run's files share one suffix."""
+    names = (CHECKPOINT_NAME, BEST_NAME, HISTORY_NAME)
+    current = [run_dir / name for name in names if (run_dir / name).is_file()]
+    if not current:
+        return
+    generation = 1
+    while any(_kept_as(run_dir / name, generation).exists() for name in names):
+        generation += 1
     kept = []
-    for name in (CHECKPOINT_NAME, BEST_NAME, HISTORY_NAME):
-        current = run_dir / name
-        if current.is_file():
-            previous = current.with_name(f"{current.stem}.previous{current.suffix}")
-            os.replace(current, previous)
-            kept.append(previous.name)
-    if kept:
-        emit(Notice(f"{run_dir} held an earlier run; starting anew and keeping it as "
-                    f"{_and(kept)} (use --resume to continue a run instead)", warning=False))
+    for path in current:
+        previous = _kept_as(path, generation)
+        os.replace(path, previous)
+        kept.append(previous.name)
+    emit(Notice(f"{run_dir} held an earlier run; starting anew and keeping it as "
+                f"{_and(kept)} (use --resume to continue a run instead)", warning=False))
+
+
+def _kept_as(path: Path, generation: int) -> Path:
+    """``checkpoint.npz`` → ``checkpoint.previous.npz`` (generation 1), ``….previous-2.npz``, …"""
+    tag = "previous" if generation == 1 else f"previous-{generation}"
+    return path.with_name(f"{path.stem}.{tag}{path.suffix}")
 
 
 def _and(words: list[str]) -> str:
