@@ -31,10 +31,11 @@ def is_onnx_path(path) -> bool:
 
 
 def supported_ops() -> list[str]:
-    """The ONNX op types the importer converts."""
+    """The ONNX op types the importer converts or folds (evaluates on constants)."""
+    from .fold import FOLDERS
     from .ops import CONVERTERS
 
-    return sorted(CONVERTERS)
+    return sorted(CONVERTERS.keys() | FOLDERS.keys())
 
 
 def import_spec(path, *, registry=None, add_loss: bool = False):
@@ -44,6 +45,7 @@ def import_spec(path, *, registry=None, add_loss: bool = False):
     cross-entropy ``loss`` on the class scores, so that ``graphnet train`` can fine-tune it."""
     from ..registry import get_registry
     from .convert import Converter
+    from .fold import FOLDERS
     from .model import model_label, read_model
     from .ops import CONVERTERS
 
@@ -53,7 +55,8 @@ def import_spec(path, *, registry=None, add_loss: bool = False):
         name = _graph_name(model.graph.name or "imported")
     else:
         name = _graph_name(Path(path).stem)
-    imported = Converter(model, path, registry or get_registry(), CONVERTERS).run(name)
+    imported = Converter(model, path, registry or get_registry(), CONVERTERS,
+                         FOLDERS).run(name)
     if add_loss:
         _add_loss(imported.spec, path)
     return imported

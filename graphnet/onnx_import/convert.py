@@ -26,6 +26,10 @@ from .model import DEFAULT_DOMAINS, opset_of
 
 FLOAT_TYPES = {1: "float32", 11: "float64", 10: "float16"}
 """ONNX element types of graph inputs graphnet reads (as float32)."""
+TYPE_ONLY = {"Shape": 0, "CastLike": 1}
+"""ONNX op type → the input it reads for its static shape or element type only: a network
+value there is not computed with, so that read does not count as a use (a bias folded into
+the conv before it needs the conv's output to have one reader)."""
 
 
 @dataclass
@@ -38,6 +42,18 @@ class Tensor:
     entry: dict | None = None
     flattens_to_global_pool: bool = False
     """An average pool over the whole image: a flatten after it makes it ``global_avg_pool``."""
+    pad: tuple | None = None
+    """An ONNX ``Pad`` of ``source`` not applied yet: (top, left, bottom, right, value). Only a
+    Conv or pool reads it, as its own padding (``shape`` is the padded one)."""
+
+
+@dataclass
+class BatchShape:
+    """A ``Shape`` of a network value: its sizes, where it holds the batch size marked (held
+    as 0, which a Reshape with ``allowzero = 0`` reads as "keep this size")."""
+
+    dims: np.ndarray
+    mark: np.ndarray
 
 
 @dataclass
@@ -62,22 +78,27 @@ class Unsupported(SpecError):
 class Converter:
     """One model's conversion; :meth:`run` returns an :class:`Imported`."""
 
-    def __init__(self, model, file: str | Path, registry, converters: dict):
+    def __init__(self, model, file: str | Path, registry, converters: dict, folders: dict):
         """``converters``: ONNX op type → function(converter, node) (see
-        :data:`graphnet.onnx_import.ops.CONVERTERS`)."""
+        :data:`graphnet.onnx_import.ops.CONVERTERS`); ``folders``: the ops evaluated on
+        constant inputs (:data:`graphnet.onnx_import.fold.FOLDERS`)."""
         from onnx import numpy_helper
 
-        self.converters = converters
+        self.converters, self.folders = converters, folders
         self.model, self.graph, self.file, self.registry = model, model.graph, str(file), registry
         self.to_array = numpy_helper.to_array
         self.opset = opset_of(model)
+        self.initializers = {init.name for init in self.graph.initializer}
+        """The model's stored tensors (its parameters); other constants are computed by nodes."""
         self.constants: dict[str, np.ndarray] = {
             init.name: self.to_array(init) for init in self.graph.initializer}
         self.values: dict[str, Tensor] = {}
-        self.shapes = _inferred_shapes(model)
-        # how many nodes read each value (a Shape reads only its static size: not counted)
-        self.uses = Counter(name for node in self.graph.node if node.op_type != "Shape"
-                            for name in node.input if name)
+        self.shapes, self.element_types = _inferred_types(model)
+        self.batch_entries: dict[str, np.ndarray] = {}
+        """Constant → where it holds the batch size (see :mod:`graphnet.onnx_import.fold`)."""
+        self.uses = Counter(name for node in self.graph.node
+                            for position, name in enumerate(node.input)
+                            if name and TYPE_ONLY.get(node.op_type) != position)
         self.uses.update(output.name for output in self.graph.output)
         self.readers: dict[str, list] = {}  # value → the nodes reading it
         for node in self.graph.node:
@@ -92,10 +113,18 @@ class Converter:
 
     # --- the walk -----------------------------------------------------------------------------
     def run(self, name: str) -> Imported:
-        self._refuse_unsupported_types(self.converters)
+        self._refuse_unsupported_types(self.converters.keys() | self.folders.keys())
         inputs = self._inputs()
         for node in self.graph.node:
             self.node = node
+            if self.fold(node):
+                continue
+            if node.op_type not in self.converters:
+                raise self.refuse(f"{node.op_type} is imported only when all its inputs are "
+                                  "constants: graphnet has no op computing it on the network's "
+                                  "values", field="inputs",
+                                  found=", ".join(repr(name) for name in node.input
+                                                  if name in self.values))
             self.converters[node.op_type](self, node)
         self.node = None
         outputs = {}
@@ -114,6 +143,47 @@ class Converter:
         flat = {f"{node}/{param}": np.ascontiguousarray(array, dtype=np.float32)
                 for node, arrays in self.params.items() for param, array in arrays.items()}
         return Imported(spec, flat, self.notes, self.opset, self.file, self.expected_shapes)
+
+    def fold(self, node) -> bool:
+        """Evaluate ``node`` when its inputs are constants (``Shape`` and ``CastLike`` may read
+        a network value's static size or type) and bind its output; False when it computes on
+        the network's values (its converter takes it, if there is one).
+
+        The batch size is not static: a ``Shape`` of a network value holds it as an entry
+        marked in :attr:`batch_entries`; ops that only move elements carry the mark along, only
+        ``Reshape`` may read it (as "the batch axis"), and computing with it is refused."""
+        if node.op_type not in self.folders:
+            return False
+        function, moved = self.folders[node.op_type]
+        inputs = []
+        for position, name in enumerate(node.input):
+            if not name:
+                inputs.append(None)
+            elif name in self.constants:
+                inputs.append(self.constants[name])
+            elif name in self.values and TYPE_ONLY.get(node.op_type) == position:
+                inputs.append(self.values[name])
+            else:
+                return False
+        marks = [self.batch_entries.get(name) for name in node.input]
+        for position, mark in enumerate(marks):
+            if mark is not None and mark.any() and position not in moved:
+                raise self.refuse("the batch size is computed with: graphnet's networks take "
+                                  "any batch size, so only a Reshape may read it",
+                                  field=f"input {position + 1}",
+                                  found=f"{node.input[position]!r}, which holds the batch size")
+        result = function(self, node, inputs)
+        if isinstance(result, BatchShape):
+            self.constants[node.output[0]] = result.dims
+            self.batch_entries[node.output[0]] = result.mark
+            return True
+        self.constants[node.output[0]] = result
+        if any(mark is not None for mark in marks):
+            # the same op over the marks (False where an input has none) marks what it moved
+            as_marks = [marks[i] if marks[i] is not None else np.zeros(np.shape(value), bool)
+                        if i in moved else value for i, value in enumerate(inputs)]
+            self.batch_entries[node.output[0]] = np.asarray(function(self, node, as_marks), bool)
+        return True
 
     def _refuse_unsupported_types(self, converters) -> None:
         """One error per unsupported op type (its first node named), listing what is supported."""
@@ -135,8 +205,18 @@ class Converter:
             problems.append(Unsupported(
                 f"ONNX op {op_type} (opset {opset}) is not supported{more}", file=self.file,
                 node=_display_name(nodes[0]), field="op_type",
-                expected=f"one of the ops graphnet imports: {supported}", found=op_type))
+                expected=f"one of the ops graphnet imports: {supported}", found=op_type,
+                hint=self._hint(op_type, nodes)))
         SpecErrors.raise_any(problems)
+
+    def _hint(self, op_type: str, nodes) -> str | None:
+        inputs = {value.name for value in self.graph.input}
+        if op_type == "Transpose" and any(node.input[0] in inputs for node in nodes):
+            # tf2onnx's channels-last input, turned to channels-first for the convs
+            return ("a Transpose of a graph input is how tf2onnx feeds a channels-last (NHWC) "
+                    "input to channels-first convs: export with tf2onnx's --inputs-as-nchw "
+                    "INPUT, and the model takes NCHW images as graphnet does")
+        return None
 
     def _inputs(self) -> dict[str, dict]:
         inputs = {}
@@ -181,11 +261,19 @@ class Converter:
                 return value
         return default
 
-    def tensor(self, node, position: int) -> Tensor:
-        """Input ``position`` of ``node``, which must be computed by the network."""
+    def tensor(self, node, position: int, *, padded: bool = False) -> Tensor:
+        """Input ``position`` of ``node``, which must be computed by the network; a value
+        padded by a ``Pad`` only when ``padded`` (the node takes the padding as its own)."""
         name = node.input[position] if position < len(node.input) else ""
         if name in self.values:
-            return self.values[name]
+            value = self.values[name]
+            if value.pad is not None and not padded:
+                raise self.refuse("the Pad before it is imported only as the padding of a "
+                                  "Conv, MaxPool or AveragePool reading it: graphnet has no "
+                                  "pad op", field=f"input {position + 1}",
+                                  found=f"{name!r}, padded by (top, left, bottom, right, "
+                                        f"value) {value.pad}")
+            return value
         if name in self.constants:
             raise self.refuse(f"input {position + 1} is a constant, where graphnet needs a "
                               "value computed by the network", field=f"input {position + 1}",
@@ -194,12 +282,17 @@ class Converter:
         raise self.refuse(f"input {position + 1} is missing", field=f"input {position + 1}")
 
     def constant(self, node, position: int, *, optional: bool = False):
-        """Input ``position`` of ``node`` as a numpy array (None when absent and optional)."""
+        """Input ``position`` of ``node`` as a numpy array (None when absent and optional); a
+        constant holding the batch size is refused (only Reshape reads one, as the batch axis)."""
         name = node.input[position] if position < len(node.input) else ""
         if not name:
             if optional:
                 return None
             raise self.refuse(f"input {position + 1} is missing", field=f"input {position + 1}")
+        if name in self.batch_entries and self.batch_entries[name].any():
+            raise self.refuse(f"input {position + 1} holds the batch size, which graphnet "
+                              "leaves open (any batch runs)", field=f"input {position + 1}",
+                              found=repr(name))
         if name in self.constants:
             return self.constants[name]
         raise self.refuse(f"input {position + 1} must be a constant (an initializer): graphnet "
@@ -269,17 +362,19 @@ def _op_class(registry, op: str):
     return entry.value if entry is not None else None
 
 
-def _inferred_shapes(model) -> dict[str, list]:
-    """Value name → full shape (batch first; None for a symbolic size) from the model's
-    value_info, inputs and outputs."""
-    shapes = {}
+def _inferred_types(model) -> tuple[dict[str, list], dict[str, int]]:
+    """Value name → full shape (batch first; None for a symbolic size), and value name → ONNX
+    element type, from the model's value_info, inputs and outputs."""
+    shapes, element_types = {}, {}
     for value in [*model.graph.value_info, *model.graph.input, *model.graph.output]:
         tensor_type = value.type.tensor_type
+        if tensor_type.elem_type:
+            element_types[value.name] = tensor_type.elem_type
         if not tensor_type.HasField("shape"):
             continue
         shapes[value.name] = [d.dim_value if d.HasField("dim_value") else None
                               for d in tensor_type.shape.dim]
-    return shapes
+    return shapes, element_types
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]+")

@@ -32,11 +32,13 @@ def _number(value) -> float:
 
 
 # --- windows ------------------------------------------------------------------------------------
-def _window_attrs(conv: Converter, node, op: str, input_shape, kernel, *, ceil_mode=False):
+def _window_attrs(conv: Converter, node, op: str, input_shape, kernel, *, ceil_mode=False,
+                  pad=(0, 0, 0, 0)):
     """kernel, stride, dilation and explicit padding (top, left, bottom, right) of a Conv or
-    pool node, ``auto_pad`` resolved against the static input size; and the output's height
-    and width by ONNX's formula (onnx's own shape inference leaves out ceil_mode's rule that
-    drops a last window starting in the end padding, which onnxruntime and PyTorch apply)."""
+    pool node, ``auto_pad`` resolved against the static input size, ``pad`` (an ONNX Pad's
+    sides before it, its input size ``input_shape``) added; and the output's height and width
+    by ONNX's formula (onnx's own shape inference leaves out ceil_mode's rule that drops a last
+    window starting in the end padding, which onnxruntime and PyTorch apply)."""
     if len(input_shape) != 3 or len(kernel) != 2:
         raise conv.refuse("graphnet imports 2-D windows over (channels, height, width) images",
                           field="kernel_shape", expected="a 2-D kernel",
@@ -62,7 +64,8 @@ def _window_attrs(conv: Converter, node, op: str, input_shape, kernel, *, ceil_m
     if len(pads) != 4 or len(stride) != 2 or len(dilation) != 2:
         raise conv.refuse("graphnet imports 2-D windows", field="pads",
                           found=f"pads {pads}, strides {stride}, dilations {dilation}")
-    top, left, bottom, right = (int(p) for p in pads)
+    top, left, bottom, right = (int(p) + extra for p, extra in zip(pads, pad))
+    output_pads = [int(p) for p in pads]
     if top == bottom and left == right:
         padding = top if top == left else [top, left]
     else:
@@ -75,7 +78,7 @@ def _window_attrs(conv: Converter, node, op: str, input_shape, kernel, *, ceil_m
     if list(dilation) != [1, 1]:
         attrs["dilation"] = _pair(dilation)
     output_hw = []
-    for size, before, after, k, s, d in zip(input_shape[1:], (top, left), (bottom, right),
+    for size, before, after, k, s, d in zip(input_shape[1:], output_pads[:2], output_pads[2:],
                                             kernel, stride, dilation):
         windows = (size + before + after - d * (k - 1) - 1) / s
         count = (math.ceil(windows) if ceil_mode else math.floor(windows)) + 1
@@ -90,9 +93,21 @@ def _pair(values):
     return values[0] if values[0] == values[1] else values
 
 
+def _pad_of(conv: Converter, x: Tensor, op: str, exact: bool, what: str):
+    """The sides of the Pad before a Conv or pool (zeros when there is none), refused unless
+    its value pads as ``op`` itself does (``exact``; ``what`` says what that needs)."""
+    if x.pad is None:
+        return (0, 0, 0, 0)
+    if not exact:
+        raise conv.refuse(f"a Pad before {op} is imported as its padding only {what}",
+                          field="input 1", found=f"pads (top, left, bottom, right, value) "
+                                                 f"{x.pad}")
+    return x.pad[:4]
+
+
 @converts("Conv")
 def conv_op(conv: Converter, node):
-    x = conv.tensor(node, 0)
+    x = conv.tensor(node, 0, padded=True)
     weight = conv.constant(node, 1)
     bias = conv.constant(node, 2, optional=True)
     if weight.ndim != 4:
@@ -102,13 +117,16 @@ def conv_op(conv: Converter, node):
     groups = int(conv.attr(node, "group", 1))
     kernel = list(conv.attr(node, "kernel_shape", weight.shape[2:]))
     attrs = {"filters": int(weight.shape[0])}
-    window, output_hw = _window_attrs(conv, node, "conv2d", x.shape, kernel)
+    pad = _pad_of(conv, x, "Conv", x.pad is None or x.pad[4] == 0, "with zeros")
+    window, output_hw = _window_attrs(conv, node, "conv2d", x.shape, kernel, pad=pad)
     attrs.update(window)
     if attrs["stride"] == 1:  # conv2d's default (a pool's is its kernel: always written)
         del attrs["stride"]
     if groups != 1:
         attrs["groups"] = groups
     params = {"weight": weight}
+    if bias is not None and node.input[2] not in conv.initializers and not bias.any():
+        bias = None  # not a parameter: PyTorch's dynamo writes a bias-less conv's as Expand(0)
     if bias is None:
         attrs["bias"] = False
     else:
@@ -122,18 +140,66 @@ def pool_op(conv: Converter, node):
     op = "avg_pool2d" if average else "max_pool2d"
     if len(node.output) > 1 and conv.used(node.output[1]):
         raise conv.refuse("the indices output of MaxPool is not supported", field="output 2")
-    x = conv.tensor(node, 0)
+    x = conv.tensor(node, 0, padded=True)
     kernel = list(conv.attr(node, "kernel_shape"))
     ceil_mode = bool(conv.attr(node, "ceil_mode", 0))
-    attrs, output_hw = _window_attrs(conv, node, op, x.shape, kernel, ceil_mode=ceil_mode)
+    own_pads = any(conv.attr(node, "pads", [0])) or conv.attr(node, "auto_pad", "NOTSET") \
+        not in ("NOTSET", "VALID")
+    include_pad = bool(conv.attr(node, "count_include_pad", 0))
+    if average:  # zeros it divides by: its own padding must count too
+        pad = _pad_of(conv, x, node.op_type, x.pad is None or not ceil_mode and x.pad[4] == 0
+                      and (include_pad or not own_pads),
+                      "with zeros, without ceil_mode, and with count_include_pad = 1 when the "
+                      "pool pads too")
+        include_pad = include_pad or x.pad is not None
+    else:  # max pooling pads with -inf; zeros are the same over values that are not negative
+        pad = _pad_of(conv, x, node.op_type, x.pad is None or not ceil_mode and (
+            x.pad[4] == -np.inf or x.pad[4] == 0 and _not_negative(conv, x)),
+            "with -inf, or zeros after a ReLU, ReLU6 or sigmoid, and without ceil_mode")
+    attrs, output_hw = _window_attrs(conv, node, op, x.shape, kernel, ceil_mode=ceil_mode,
+                                     pad=pad)
     if "dilation" in attrs:
         conv.require_attribute(op, "dilation", attrs["dilation"], "pooling with dilations")
     if ceil_mode:
         conv.require_attribute(op, "ceil_mode", True, "ceil_mode")
         attrs["ceil_mode"] = True
     if average:  # ONNX's default leaves padding out of the divisor; graphnet's depends
-        attrs["count_include_pad"] = bool(conv.attr(node, "count_include_pad", 0))
+        attrs["count_include_pad"] = include_pad
     conv.emit(node, op, [x], attrs, shape=(x.shape[0], *output_hw))
+
+
+def _not_negative(conv: Converter, x: Tensor) -> bool:
+    entry = x.entry or {}
+    return entry.get("op") in ("relu", "relu6", "sigmoid") or \
+        entry.get("op") == "clip" and entry.get("min", -1) >= 0
+
+
+@converts("Pad")
+def pad_op(conv: Converter, node):
+    """Held on the value (:attr:`Tensor.pad`) for the Conv or pool reading it to take as its
+    padding: graphnet has no pad op."""
+    x = conv.tensor(node, 0)
+    mode = conv.attr(node, "mode", "constant")
+    if conv.opset >= 11:
+        pads, value = conv.constant(node, 1), conv.constant(node, 2, optional=True)
+        axes = conv.constant(node, 3, optional=True)
+    else:
+        pads, value, axes = conv.attr(node, "pads"), conv.attr(node, "value", 0.0), None
+    pads = [int(p) for p in np.ravel(pads)]
+    rank = len(x.shape) + 1
+    axes = range(rank) if axes is None else [int(a) % rank for a in np.ravel(axes)]
+    before, after = [0] * rank, [0] * rank
+    for index, axis in enumerate(axes):
+        before[axis], after[axis] = pads[index], pads[index + len(pads) // 2]
+    if mode != "constant" or rank != 4 or any(before[:2] + after[:2]) or min(pads) < 0:
+        raise conv.refuse("Pad is imported as the constant padding of a Conv or pool's image "
+                          "only", field="pads", expected="mode constant, over height and "
+                          "width, none negative", found=f"mode {mode}, pads {pads}")
+    value = 0.0 if value is None else float(np.ravel(value)[0])
+    shape = (x.shape[0], x.shape[1] + before[2] + after[2], x.shape[2] + before[3] + after[3])
+    conv.alias(node, Tensor(x.source, shape, x.entry, pad=(before[2], before[3], after[2],
+                                                            after[3], value))
+               if any(pads) else x)
 
 
 @converts("GlobalAveragePool")
@@ -187,16 +253,36 @@ def flatten(conv: Converter, node):
 @converts("Reshape")
 def reshape(conv: Converter, node):
     x = conv.tensor(node, 0)
-    target = conv.constant(node, 1) if conv.opset >= 5 else conv.attr(node, "shape")
+    # a size taken from a Shape of a network value is marked (see fold.py): the batch size
+    marks = np.ravel(conv.batch_entries.get(node.input[1], False)) if conv.opset >= 5 else [False]
+    if marks[0] and not any(marks[1:]):
+        target = conv.constants[node.input[1]]
+    else:
+        target = conv.constant(node, 1) if conv.opset >= 5 else conv.attr(node, "shape")
     target = [int(v) for v in np.ravel(target)]
     features = math.prod(x.shape)
     batch = (conv.shapes.get(node.input[0]) or [None])[0]
     allow_zero = bool(conv.attr(node, "allowzero", 0))
-    batch_ok = (target[0] == 0 and not allow_zero) or (batch is not None and target[0] == batch) \
+    batch_ok = marks[0] or (target[0] == 0 and not allow_zero) \
+        or (batch is not None and target[0] == batch) \
         or (target[0] == -1 and len(target) == 2 and target[1] == features)
     if len(target) != 2 or not batch_ok or target[1] not in (-1, features):
         raise conv.refuse("Reshape is imported as a flatten of each sample, to (N, -1), only",
                           field="input 2", expected="the shape (N, -1)", found=str(target))
+    _flatten(conv, node, x)
+
+
+@converts("Squeeze")
+def squeeze(conv: Converter, node):
+    x = conv.tensor(node, 0)
+    axes = conv.constant(node, 1, optional=True) if conv.opset >= 13 else conv.attr(node, "axes")
+    rank = len(x.shape) + 1
+    axes = None if axes is None else sorted(int(a) % rank for a in np.ravel(axes))
+    if rank != 4 or x.shape[1:] != (1, 1) or axes not in ([2, 3], None):
+        raise conv.refuse("Squeeze is imported as the flatten of a (C, 1, 1) sample to (C,), "
+                          "as a pooled image's, only", field="axes", expected="axes [2, 3] of "
+                          "an N×C×1×1 value", found=f"axes {axes} of a sample of shape "
+                                                    f"{list(x.shape)}")
     _flatten(conv, node, x)
 
 
@@ -220,42 +306,9 @@ def _flatten(conv: Converter, node, x: Tensor):
     conv.emit(node, "flatten", [x], shape=(math.prod(x.shape),))
 
 
-# --- shapes as values: `x.view(x.size(0), -1)` (TorchScript: Shape, Gather, Unsqueeze, Concat) ---
-BATCH = 0
-"""How a Shape's batch size is held: 0, which Reshape reads as "keep this size" (allowzero = 0),
-so ``Reshape(x, Concat(Unsqueeze(Gather(Shape(x), 0)), [-1]))`` is the flatten it means. The
-constant feeds only Gather, Unsqueeze, Concat and Reshape: any other use is an unsupported op."""
-
-
-@converts("Shape")
-def shape(conv: Converter, node):
-    x = conv.tensor(node, 0)
-    dims = np.array([BATCH, *x.shape], dtype=np.int64)
-    start, end = conv.attr(node, "start", 0), conv.attr(node, "end")
-    conv.alias(node, dims[start:end])
-
-
-@converts("Gather")
-def gather(conv: Converter, node):
-    data = conv.constant(node, 0)
-    indices = conv.constant(node, 1)
-    conv.alias(node, np.take(data, indices, axis=conv.attr(node, "axis", 0)))
-
-
-@converts("Unsqueeze")
-def unsqueeze(conv: Converter, node):
-    data = conv.constant(node, 0)
-    axes = conv.constant(node, 1) if conv.opset >= 13 else conv.attr(node, "axes")
-    result = np.asarray(data)
-    for axis in sorted(int(a) % (result.ndim + len(np.ravel(axes))) for a in np.ravel(axes)):
-        result = np.expand_dims(result, axis)
-    conv.alias(node, result)
-
-
 @converts("Identity")
 def identity(conv: Converter, node):
-    name = node.input[0]
-    conv.alias(node, conv.values[name] if name in conv.values else conv.constant(node, 0))
+    conv.alias(node, conv.tensor(node, 0))  # of a constant: folded
 
 
 @converts("Dropout")
@@ -275,16 +328,6 @@ def dropout(conv: Converter, node):
         conv.alias(node, x)
         return
     conv.emit(node, "dropout", [x], {"rate": _number(ratio)}, shape=x.shape)
-
-
-@converts("Constant")
-def constant(conv: Converter, node):
-    for name in ("value", "value_float", "value_floats", "value_int", "value_ints"):
-        value = conv.attr(node, name)
-        if value is not None:
-            conv.alias(node, conv.to_array(value) if name == "value" else np.asarray(value))
-            return
-    raise conv.refuse("Constant is imported with a dense numeric value only", field="value")
 
 
 # --- layers -------------------------------------------------------------------------------------
@@ -362,10 +405,7 @@ def _bias_vector(conv: Converter, bias, units: int, field: str):
 # --- merges -------------------------------------------------------------------------------------
 @converts("Add")
 def add(conv: Converter, node):
-    names = list(node.input)
-    if all(name in conv.constants for name in names):
-        conv.alias(node, conv.constants[names[0]] + conv.constants[names[1]])
-        return
+    names = list(node.input)  # two constants: folded
     if any(name in conv.constants for name in names):
         x = conv.tensor(node, 0 if names[0] in conv.values else 1)
         bias = conv.constants[names[1] if names[0] in conv.values else names[0]]
@@ -409,10 +449,6 @@ def _fold_bias(conv: Converter, node, x: Tensor, bias):
 
 @converts("Concat")
 def concat(conv: Converter, node):
-    if all(name in conv.constants for name in node.input):  # a shape being put together
-        conv.alias(node, np.concatenate([np.atleast_1d(conv.constants[name])
-                                         for name in node.input], axis=conv.attr(node, "axis")))
-        return
     tensors = [conv.tensor(node, i) for i in range(len(node.input))]
     rank = len(tensors[0].shape) + 1
     axis = int(conv.attr(node, "axis"))
