@@ -147,10 +147,18 @@ def read_spec_file(path: str | Path) -> dict:
     else:
         try:
             parsed = json.loads(text, parse_constant=_reject_constant,
-                                parse_int=lambda digits: _parse_json_int(digits, text))
+                                parse_int=lambda digits: _parse_json_int(digits, text),
+                                object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as error:
             raise SpecError(f"JSON syntax error: {error.msg} (at line {error.lineno}, "
                             f"column {error.colno})", file=path) from None
+        except _RepeatedKey as error:
+            where = f" in the object named {error.object_name!r}" if error.object_name else ""
+            raise SpecError(f"a key given twice{where}", file=path, field=error.key,
+                            expected="each key once (JSON readers keep only the last; TOML "
+                                     "refuses it)",
+                            found=" and ".join(json.dumps(value, default=str)[:60]
+                                               for value in error.values)) from None
         except RecursionError:
             raise SpecError("JSON syntax error: arrays or objects nested too deeply",
                             file=path) from None
@@ -164,6 +172,24 @@ def read_spec_file(path: str | Path) -> dict:
 
 def _reject_constant(name: str):
     raise ValueError(f"{name} is not a number a spec may hold")
+
+
+def _unique_keys(pairs: list) -> dict:
+    """A JSON object whose keys are unique. json.loads keeps the last of a repeated key, so
+    ``"kernel": 3, "kernel": 5`` built a 5×5 conv without a word; TOML refuses the same."""
+    seen: dict = {}
+    for key, value in pairs:
+        if key in seen:
+            name = dict(pairs).get("name")
+            raise _RepeatedKey(key, [seen[key], value], name if isinstance(name, str) else None)
+        seen[key] = value
+    return seen
+
+
+class _RepeatedKey(Exception):
+    def __init__(self, key: str, values: list, object_name: str | None):
+        super().__init__(key)
+        self.key, self.values, self.object_name = key, values, object_name
 
 
 def _position(text: str, offset: int) -> str:

@@ -49,6 +49,24 @@ def test_syntax_errors_name_line_and_column(tmp_path, text, suffix, where):
     assert str(path) in str(caught.value) and where in str(caught.value)
 
 
+@pytest.mark.parametrize("text, message", [
+    ('{"inputs": {"x": {"shape": [1, 8, 8]}}, "nodes": [{"name": "c", "op": "conv2d", '
+     '"filters": 2, "kernel": 3, "kernel": 5}]}',
+     "field 'kernel': a key given twice in the object named 'c': expected each key once "
+     "(JSON readers keep only the last; TOML refuses it), found 3 and 5"),
+    ('{"inputs": {"x": {"shape": [4]}}, "nodes": [], "inputs": {}}',
+     "field 'inputs': a key given twice: expected each key once"),
+])
+def test_a_json_key_given_twice_is_refused_as_toml_refuses_it(tmp_path, run_cli, text, message):
+    """JSON readers keep the last of a repeated key: the spec above built a 5×5 conv and
+    `graphnet check` said ok; the same spec in TOML is a syntax error."""
+    path = tmp_path / "twice.json"
+    path.write_text(text)
+    status, out, err = run_cli("check", path)
+    assert status == 2 and "Traceback" not in err
+    assert err.count("error:") == 1 and f"{path}: {message}" in err
+
+
 def test_empty_file(tmp_path):
     path = tmp_path / "empty.toml"
     path.write_text("  \n")
