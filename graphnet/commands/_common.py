@@ -57,6 +57,30 @@ def registry_from_args(args) -> Registry:
     return _registries[key]
 
 
+def output_path(args, path, *, field: str = "-o", reads=()) -> Path:
+    """A file the command is asked to write, checked before any work: a folder there is
+    refused, and so is a file the command reads — ``reads``, (what, path) pairs such as
+    ``("spec", args.spec)``, and the plugin files — which writing would replace: ``graphnet
+    export net.toml -o net.toml`` replaced the spec by its PyTorch translation."""
+    from ..errors import UsageError
+    from ..registry import plugin_paths_from_env
+
+    output = Path(path)
+    if output.is_dir():
+        raise UsageError("cannot write the output", file=output, field=field,
+                         expected="a file name", found="a directory")
+    plugins = [("plugin", plugin) for plugin in
+               [*getattr(args, "plugin", ()), *plugin_paths_from_env()]]
+    for what, source in [*reads, *plugins]:
+        if source is not None and output.exists() and Path(source).exists() and \
+                os.path.samefile(output, source):
+            raise UsageError("the output is a file this command reads", file=output,
+                             field=field, expected=f"a file other than the {what}",
+                             found=str(source),
+                             hint="writing it would replace the input")
+    return output
+
+
 LOSS_COMMANDS = ("train", "eval", "bench")
 """Commands that need a loss output; an ``.onnx`` SPEC gets one (see :func:`load_graph`)."""
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UsageError
-from ._common import registry_from_args
+from ._common import output_path, registry_from_args
 
 SPLITS = ("train", "test")
 
@@ -107,6 +107,10 @@ def run_sample(args) -> int:
     if args.output.suffix.lower() != ".npz":
         raise UsageError("bad argument", field="--output", expected="a file name ending .npz",
                          found=repr(str(args.output)))
+    # a dataset read from a file (npz's path=) must not be sampled over itself
+    output_path(args, args.output, field="--output",
+                reads=[(f"dataset's file (--dataset-option {key})", value)
+                       for key, value in options.items() if isinstance(value, str)])
     dataset, indices = sample_dataset(registry_from_args(args), args.name, count=count,
                                       split=args.split, seed=seed, options=options,
                                       cache_dir=checked_cache_dir(args.cache_dir))

@@ -2,10 +2,8 @@
 its inference graph with parameters as an ONNX model."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from ..errors import UsageError
-from ._common import load_graph, non_negative_int
+from ._common import load_graph, non_negative_int, output_path
 
 ORDER = 85
 HELP = "write the graph as PyTorch source or an ONNX model"
@@ -38,10 +36,8 @@ def register(subparsers, common) -> None:
 
 
 def run(args) -> int:
-    if args.output and Path(args.output).is_dir():
-        # else the atomic write fails renaming its temp file, and names that temp file
-        raise UsageError("cannot write the export", file=args.output, field="-o",
-                         expected="a file name", found="a directory")
+    if args.output:
+        output_path(args, args.output, reads=_reads(args))
     if args.to == "onnx":
         return _onnx(args)
     for flag, value in (("--checkpoint", args.checkpoint), ("--seed", args.seed)):
@@ -89,6 +85,16 @@ def _onnx(args) -> int:
     export_onnx(network, args.output, metadata=metadata)
     _wrote(args.output)
     return 0
+
+
+def _reads(args) -> list[tuple[str, str]]:
+    """The files export reads: the spec and the checkpoint (in a run folder, the one used)."""
+    reads = [("spec", args.spec)]
+    if args.checkpoint is not None:
+        from ..checkpoint import find_checkpoint
+
+        reads.append(("checkpoint", find_checkpoint(args.checkpoint)))
+    return reads
 
 
 def _wrote(path) -> None:

@@ -35,7 +35,7 @@ def run(args) -> int:
     from ..onnx_import import SUFFIX, build, import_spec
     from ..onnx_import.spec_text import spec_to_toml, spec_to_json
     from ..render import print_note, stdout
-    from ._common import registry_from_args
+    from ._common import output_path, registry_from_args
 
     model = Path(args.model)
     if model.suffix.lower() != SUFFIX:
@@ -47,13 +47,12 @@ def run(args) -> int:
         raise UsageError("cannot write the spec", file=output, field="-o",
                          expected="a name ending in .toml or .json",
                          found=repr(output.suffix or "no suffix"))
-    if output.is_dir():
-        raise UsageError("cannot write the spec", file=output, field="-o",
-                         expected="a file name", found="a directory")
+    checkpoint = output.with_suffix(".npz")
+    for written in (output, checkpoint):  # the weights beside the spec are written too
+        output_path(args, written, reads=[("model", model)])
     registry = registry_from_args(args)
     imported = import_spec(model, registry=registry, add_loss=args.add_loss)
     graph = build(imported, output, registry)  # the spec as written must load: checked first
-    checkpoint = output.with_suffix(".npz")
     meta = {"graph": graph.name, "spec_hash": spec_hash(graph), "imported_from": model.name,
             # the model's inputs are used as given: its own preprocessing is the user's
             "standardise": {"mean": [0.0], "std": [1.0]}}

@@ -143,3 +143,17 @@ def test_sample_refuses_bad_arguments_naming_the_flag(run_cli, tmp_path, args, w
     assert status == 2 and "Traceback" not in err
     assert all(word in err for word in words), err
     assert not (tmp_path / "images.npz").exists()
+
+
+def test_sample_refuses_to_write_over_the_file_it_samples(run_cli, tmp_path):
+    """`data sample npz --dataset-option path=data.npz -o data.npz` replaced the dataset by
+    eight of its images."""
+    data = tmp_path / "data.npz"
+    np.savez(data, images=np.zeros((40, 1, 16, 16), np.float32), labels=np.arange(40) % 10)
+    before = data.read_bytes()
+    status, out, err = run_cli("data", "sample", "npz", "--dataset-option", f"path={data}",
+                               "-o", data)
+    assert status == 2 and "Traceback" not in err
+    assert (f"{data}: field '--output': the output is a file this command reads: expected a "
+            "file other than the dataset's file (--dataset-option path)") in err
+    assert data.read_bytes() == before

@@ -187,6 +187,17 @@ def test_import_refuses_what_is_not_a_model_or_a_spec_name(run_cli, model_path, 
     assert status == 2 and "not found" in err
 
 
+def test_import_never_writes_its_weights_over_a_folder(run_cli, model_path, tmp_path):
+    """NET.npz is written beside NET.toml: a folder of that name is refused before anything
+    is written (the spec too), naming it."""
+    (tmp_path / "net.npz").mkdir()
+    status, _, err = run_cli("import", model_path, "-o", tmp_path / "net.toml")
+    assert status == 2 and "Traceback" not in err
+    assert f"{tmp_path / 'net.npz'}: field '-o': cannot write the output: expected a file " \
+           "name, found a directory" in err
+    assert not (tmp_path / "net.toml").exists()
+
+
 def test_a_toml_spec_loads_no_onnx():
     """onnx is an extra: only an .onnx file (or graphnet import) imports it."""
     import subprocess
