@@ -296,6 +296,10 @@ def read_images(path: str | Path, shape: tuple[int, ...],
         raise DataError("images do not fit the spec's image input", file=path,
                         expected=f"N×{format_shape(shape)} or {format_shape(shape)}",
                         found=format_shape(array.shape))
+    if not len(array):  # else predict printed nothing and exited 0
+        raise DataError("the file holds no images", file=path,
+                        expected=f"N×{format_shape(shape)} with N >= 1",
+                        found=format_shape(array.shape))
     return array.astype(np.float32, copy=False)
 
 

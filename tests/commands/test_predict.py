@@ -74,6 +74,9 @@ def test_one_image_one_line_without_label(run_cli, trained, tmp_path):
 @pytest.mark.parametrize("arrays, words", [
     ({"a": np.zeros((2, 1, 6, 6)), "b": np.zeros(2)}, "cannot tell which array"),
     ({"images": np.zeros((2, 3, 6, 6))}, "1×6×6"),
+    # no images at all: predict printed nothing and exited 0
+    ({"images": np.zeros((0, 1, 6, 6))},
+     "bad.npz: the file holds no images: expected N×1×6×6 with N >= 1, found 0×1×6×6"),
 ])
 def test_unusable_inputs(run_cli, trained, tmp_path, arrays, words):
     spec, checkpoint = trained

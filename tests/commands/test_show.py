@@ -127,6 +127,16 @@ def test_activation_maps_of_every_conv_layer(run_cli, screen, specs_dir, tmp_pat
     assert status == 0 and "wide_1x1 (conv2d)" in text and "stem (conv2d)" not in text
 
 
+def test_an_input_file_without_images_is_named(run_cli, specs_dir, tmp_path):
+    """It was refused as "field '--index': expected 0..-1, found 0"."""
+    data = tmp_path / "images.npz"
+    np.savez(data, images=np.zeros((0, 3, 32, 32), np.float32))
+    status, _, err = run_cli("show", specs_dir / "branching.json", "--input", data)
+    assert status == 2 and "Traceback" not in err
+    assert f"{data}: the file holds no images: expected N×3×32×32 with N >= 1" in err
+    assert "--index" not in err
+
+
 def test_one_channel_filters_use_a_diverging_map():
     console = terminal()
     weights = np.zeros((2, 1, 3, 3))
