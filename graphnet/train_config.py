@@ -280,19 +280,35 @@ def load_dataset(graph, config: TrainConfig, bindings: Bindings) -> tuple[Datase
     source_class = entry.value
     options = dict(config.dataset_options)
     shape = graph.nodes[bindings.image].shape
+    followed = set()  # options taken from the image input's shape
     if len(shape) == 3:
         channels, height, width = shape
         if "channels" in source_class.options and "channels" not in options:
             options["channels"] = channels
+            followed.add("channels")
         if "size" in source_class.options and "size" not in options and height == width:
             options["size"] = height
+            followed.add("size")
+    def located(error: GraphnetError) -> GraphnetError:
+        """A refused option, said where its value came from: the image input's shape, or
+        [train] and the flags."""
+        if error.field in followed:
+            return SpecError(f"dataset {config.dataset!r} cannot make images of this input's "
+                             f"shape: its {error.field!r}", file=config.file,
+                             field=f"inputs.{bindings.image}.shape", expected=error.expected,
+                             found=f"{error.found} (the shape is {list(shape)})",
+                             hint="change the input's shape, or train on another dataset")
+        if isinstance(error, SpecError) or (error.field in options and error.file is None):
+            return config.error(f"dataset.{error.field}", error.message, expected=error.expected,
+                                found=error.found, hint=error.hint)
+        return error
+
     try:
         parsed = parse_options(source_class.options, options, what=f"dataset {config.dataset!r}")
-    except SpecError as error:
-        raise config.error(f"dataset.{error.field}", error.message, expected=error.expected,
-                           found=error.found, hint=error.hint) from None
-    dataset = load_from(entry, SimpleNamespace(**parsed), seed=config.seed,
-                        cache_dir=default_cache_dir())
+        dataset = load_from(entry, SimpleNamespace(**parsed), seed=config.seed,
+                            cache_dir=default_cache_dir())
+    except GraphnetError as error:
+        raise located(error) from None
     return dataset, parsed
 
 

@@ -154,3 +154,32 @@ def test_init_from_and_a_kept_earlier_run_are_notes_not_warnings(run_cli, spec, 
         assert f"note: starting from the parameters in {first / 'checkpoint.npz'}" in err
         assert "warning:" not in err, err
     assert "note: " + str(tmp_path / "tuned") + " held an earlier run" in err
+
+
+def _shapes_spec(path, shape):
+    path.write_text(json.dumps({
+        "inputs": {"image": {"shape": shape}, "label": {"shape": [], "dtype": "int64"}},
+        "nodes": [{"name": "flat", "op": "flatten", "inputs": ["image"]},
+                  {"name": "fc", "op": "dense", "units": 10},
+                  {"name": "loss", "op": "softmax_cross_entropy", "inputs": ["fc", "label"]}],
+        "outputs": {"logits": "fc", "loss": "loss"}}))
+    return path
+
+
+@pytest.mark.parametrize("shape, option, found", [
+    ([1, 8, 8], "size", "expected an integer >= 16 and <= 256, found 8 (the shape is [1, 8, 8])"),
+    ([2, 16, 16], "channels", "expected 1 or 3, found 2 (the shape is [2, 16, 16])"),
+])
+def test_a_dataset_option_that_follows_the_input_is_said_of_the_input(run_cli, tmp_path, shape,
+                                                                      option, found):
+    """shapes renders at the input's size and channels; one it cannot render was reported as
+    "field 'train.dataset.name'" (a spec without [train]) or "field 'channels'", no file."""
+    spec = _shapes_spec(tmp_path / "small.json", shape)
+    status, out, err = run_cli("train", spec, "--run-dir", tmp_path / "run")
+    assert status == 2 and "Traceback" not in err
+    assert (f"{spec}: field 'inputs.image.shape': dataset 'shapes' cannot make images of this "
+            f"input's shape: its '{option}': {found}") in err
+    status, out, err = run_cli("train", _shapes_spec(tmp_path / "ok.json", [1, 16, 16]),
+                               "--dataset-option", "channels=2", "--run-dir", tmp_path / "run")
+    assert status == 2
+    assert "field '--dataset-option channels': bad dataset option: expected 1 or 3" in err
