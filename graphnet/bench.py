@@ -389,10 +389,10 @@ def _blas_description() -> str:
     """Which BLAS numpy's products run on, with which kernels (``OpenBLAS 0.3.31, Haswell
     kernels``, and whether OPENBLAS_CORETYPE chose them: OpenBLAS's AVX2 kernels multiply at
     about half the rate of its AVX-512 ones on a CPU that has both), and on how many threads."""
-    from threadpoolctl import threadpool_info
+    from .blas import threadpoolctl
 
     libraries = []
-    for pool in threadpool_info():
+    for pool in threadpoolctl().threadpool_info():
         if pool["user_api"] != "blas":
             continue
         name = BLAS_NAMES.get(pool["internal_api"], pool["internal_api"])

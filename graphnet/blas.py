@@ -208,13 +208,36 @@ def _routine(dtype: np.dtype):
     return _routines.get(np.dtype(dtype).char)
 
 
+OPENMP_ENV = "KMP_DUPLICATE_LIB_OK"
+"""What threadpoolctl sets in os.environ as it is imported (to "True": Intel's OpenMP then
+loads a second copy of itself where it would stop the process), for the rest of the process."""
+
+
+def threadpoolctl():
+    """The threadpoolctl module, imported as a guest: the environment variable its import
+    sets (:data:`OPENMP_ENV`) is put back as the caller had it. Every import of it in graphnet
+    goes through here."""
+    import sys
+
+    module = sys.modules.get("threadpoolctl")
+    if module is None:
+        before = os.environ.get(OPENMP_ENV)
+        try:
+            import threadpoolctl as module
+        finally:
+            if before is None:
+                os.environ.pop(OPENMP_ENV, None)
+            else:
+                os.environ[OPENMP_ENV] = before
+    return module
+
+
 def _load() -> dict:
     """{dtype char: routine} for the BLAS numpy loaded, each checked against numpy once."""
     if os.environ.get(NUMPY_ENV, "").strip() not in ("", "0"):
         return {}
-    from threadpoolctl import threadpool_info  # a dependency; imported when first needed
-
-    paths = [info["filepath"] for info in threadpool_info() if info.get("user_api") == "blas"]
+    paths = [info["filepath"] for info in threadpoolctl().threadpool_info()
+             if info.get("user_api") == "blas"]
     # the one numpy's wheel carries first (numpy.libs/, numpy/.libs/): PyTorch or SciPy may
     # have loaded BLAS libraries of their own
     site = os.path.dirname(os.path.dirname(os.path.abspath(np.__file__)))

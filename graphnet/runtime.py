@@ -359,8 +359,9 @@ def _hold_blas_limit() -> None:
         if _blas_holder is not None:
             return
         if _blas_libraries is None:
-            from threadpoolctl import ThreadpoolController
-            _blas_libraries = ThreadpoolController().select(user_api="blas").lib_controllers
+            from .blas import threadpoolctl
+            _blas_libraries = threadpoolctl().ThreadpoolController().select(
+                user_api="blas").lib_controllers
         restore = []
         for library in _blas_libraries:
             count = library.get_num_threads()

@@ -462,3 +462,32 @@ def test_kernels_measured_and_not_chosen_leave_no_buffers_behind(monkeypatch, th
     told.forward(feeds, training=True)
     told.backward()
     assert measured.runtime.scratch_bytes() == told.runtime.scratch_bytes()
+
+
+GUEST_ENV_PROBE = textwrap.dedent("""
+    import os, sys
+    import numpy as np
+    import graphnet
+
+    network = graphnet.Network(graphnet.load(sys.argv[1]))
+    network.forward({"image": np.ones((8, 1, 28, 28)), "label": np.zeros(8, int)},
+                    training=True)
+    network.backward()
+    print(repr(os.environ.get("KMP_DUPLICATE_LIB_OK")))
+""")
+
+
+@pytest.mark.parametrize("before", [None, "FALSE"])
+def test_a_network_leaves_the_environment_as_it_found_it(before):
+    """The BLAS limit imports threadpoolctl, which sets KMP_DUPLICATE_LIB_OK=True in the
+    process's environment as it is imported (letting a second OpenMP runtime load where Intel's
+    would stop): a library's forward and backward changed the environment of its host."""
+    environment = {k: v for k, v in os.environ.items() if k != "KMP_DUPLICATE_LIB_OK"}
+    environment[runtime.THREADS_ENV] = "2"  # the BLAS limit is held with a pool of threads
+    if before is not None:
+        environment["KMP_DUPLICATE_LIB_OK"] = before
+    completed = subprocess.run(
+        [sys.executable, "-c", GUEST_ENV_PROBE, str(ROOT / "specs" / "lenet5.toml")],
+        capture_output=True, text=True, timeout=120, env=environment)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip().splitlines()[-1] == repr(before)

@@ -88,12 +88,11 @@ class Worker:
         """Compute with ``threads`` threads. This process is the worker's alone: its share of
         the node's cores for graphnet's threads and for BLAS, so N workers on a machine never
         oversubscribe it."""
-        from threadpoolctl import threadpool_limits
-
         from .. import runtime
+        from ..blas import threadpoolctl
 
         runtime.set_num_threads(threads)
-        threadpool_limits(threads)
+        threadpoolctl().threadpool_limits(threads)
         self.threads = threads
 
     def where(self) -> tuple[int, str]:
