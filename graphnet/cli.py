@@ -101,6 +101,26 @@ def _status_after_plugin_problems(args) -> int:
     return 2
 
 
+def _refuse_empty_arguments(parser: argparse.ArgumentParser, args) -> None:
+    """An empty argument is refused naming its flag: it is most often a shell variable that
+    was never set, and as a path it meant the current folder (``--checkpoint "$CKPT"``
+    evaluated the newest .npz there; ``--run-dir ""`` trained into the default folder)."""
+    from .errors import UsageError
+
+    actions, parsers = [], [parser]
+    while parsers:  # the command's, and those of its subcommands (data sample …)
+        for action in parsers.pop()._actions:
+            actions.append(action)
+            if isinstance(action, argparse._SubParsersAction):
+                parsers.extend(action.choices.values())
+    for action in actions:
+        value = getattr(args, action.dest, None)
+        if value == "" or (isinstance(value, list) and "" in value):
+            name = action.option_strings[-1] if action.option_strings else action.metavar
+            raise UsageError("empty argument", field=name or action.dest,
+                             expected="a value (is a shell variable unset?)", found="''")
+
+
 def print_error(error) -> None:
     from .render import print_error as render_error  # rich, only when there is an error
 
@@ -129,6 +149,7 @@ def main(argv=None) -> int:
     from .commands._common import begin_command
     begin_command()
     try:
+        _refuse_empty_arguments(args.command_parsers[args.command], args)
         status = int(args.run(args) or 0)
         return status or _status_after_plugin_problems(args)
     except GraphnetError as error:

@@ -57,6 +57,29 @@ def test_bad_arguments_exit_2_without_a_traceback(argv, capsys):
     assert "Traceback" not in err and err.strip()
 
 
+@pytest.mark.parametrize("argv, flag", [
+    (["eval", SPECS / "lenet5.toml", "--checkpoint", ""], "--checkpoint"),
+    (["train", SPECS / "lenet5.toml", "--init-from", ""], "--init-from"),
+    (["train", SPECS / "lenet5.toml", "--run-dir", ""], "--run-dir"),
+    (["export", SPECS / "lenet5.toml", "-o", ""], "--output"),
+    (["data", "sample", "shapes", "-o", ""], "--output"),
+    (["check", SPECS / "lenet5.toml", "--plugin", ""], "--plugin"),
+    (["check", ""], "SPEC"),
+])
+def test_an_empty_argument_is_refused_naming_its_flag(argv, flag, capsys, tmp_path, monkeypatch):
+    """An empty argument is mostly an unset shell variable. As a path it was the current
+    folder: `eval --checkpoint "$CKPT"` evaluated the newest .npz there (here a decoy),
+    `--run-dir ""` trained into runs/, `export -o ""` printed to stdout and exited 0."""
+    import numpy as np
+
+    monkeypatch.chdir(tmp_path)
+    np.savez(tmp_path / "decoy.npz", images=np.zeros(3))
+    assert main([str(word) for word in argv]) == 2
+    err = capsys.readouterr().err
+    assert f"error: field '{flag}': empty argument: expected a value" in err
+    assert "decoy" not in err and sorted(path.name for path in tmp_path.iterdir()) == ["decoy.npz"]
+
+
 def test_an_unknown_flag_shows_the_usage_of_its_command(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["inspect", "specs/lenet5.toml", "--bogus"])

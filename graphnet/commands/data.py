@@ -25,14 +25,14 @@ def register(subparsers, common) -> None:
     cache_help = f"dataset cache folder (default: {CACHE_ENV}, else ~/.cache/graphnet)"
 
     listing = actions.add_parser("list", parents=[common], help="show datasets and cache status")
-    listing.add_argument("--cache-dir", type=Path, default=None, help=cache_help)
+    listing.add_argument("--cache-dir", default=None, help=cache_help)
 
     fetching = actions.add_parser("fetch", parents=[common], help="download datasets",
                                   description="Download datasets into the cache, checking each "
                                   "file's SHA-256; an interrupted download resumes.")
     fetching.add_argument("names", nargs="+", metavar="NAME",
                           help="dataset to download, e.g. mnist, fashion-mnist or cifar10")
-    fetching.add_argument("--cache-dir", type=Path, default=None, help=cache_help)
+    fetching.add_argument("--cache-dir", default=None, help=cache_help)
     fetching.add_argument("--mirror", default=None, metavar="URL",
                           help=f"fetch MIRROR/NAME/FILE instead (default: {MIRROR_ENV})")
 
@@ -43,7 +43,7 @@ def register(subparsers, common) -> None:
         "images, labels, class_names).")
     sampling.add_argument("name", metavar="NAME", help="dataset, e.g. shapes or mnist")
     sampling.add_argument("--count", default="8", metavar="N", help="images to write (default 8)")
-    sampling.add_argument("-o", "--output", required=True, type=Path, metavar="PATH",
+    sampling.add_argument("-o", "--output", required=True, metavar="PATH",
                           help="the .npz to write (atomically)")
     sampling.add_argument("--split", choices=SPLITS, default="test",
                           help="which split to draw from (default: test, never trained on)")
@@ -52,7 +52,7 @@ def register(subparsers, common) -> None:
     sampling.add_argument("--dataset-option", dest="dataset_options", action="append",
                           default=[], metavar="KEY=VALUE",
                           help="an option of the dataset (repeatable), e.g. size=28")
-    sampling.add_argument("--cache-dir", type=Path, default=None, help=cache_help)
+    sampling.add_argument("--cache-dir", default=None, help=cache_help)
     parser.set_defaults(run=run)
 
 
@@ -102,6 +102,7 @@ def run_sample(args) -> int:
     from ._training import dataset_options
     from ..render.data import render_sample
 
+    args.output = Path(args.output)  # not argparse's type: "" would become "." unseen
     count, seed = _whole_number(args.count, "--count", 1), _whole_number(args.seed, "--seed", 0)
     options = dataset_options(args.dataset_options)
     if args.output.suffix.lower() != ".npz":
