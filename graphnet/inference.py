@@ -368,10 +368,24 @@ def _read_picture(path: Path, shape: tuple[int, ...],
                         conversions.setdefault(kind, []).append(f"{path}{detail}")
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise DataError(f"image is too large to decode safely: {error}", file=path) from None
+    except Image.UnidentifiedImageError:  # its words name Pillow's stream object, not the file
+        raise DataError("cannot read image: not a picture in a format Pillow knows", file=path,
+                        expected=f"a {path.suffix.lstrip('.').upper() or 'picture'} file",
+                        found=_first_bytes(path)) from None
     except (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error) as error:
         # ValueError: e.g. a PNG text chunk past Pillow's size limit; SyntaxError: bad headers
         raise DataError(f"cannot read image: {error}", file=path) from None
     return pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
+
+
+def _first_bytes(path: Path) -> str:
+    """How a file that should be a picture starts (``b'not a jpeg'``), for a message."""
+    try:
+        with open(path, "rb") as stream:
+            start = stream.read(16)
+    except OSError:
+        return "a file that cannot be read again"
+    return f"a file starting {start!r}" if start else "an empty file"
 
 
 def describe_probabilities(row: np.ndarray, names: list[str], top: int | None = None) -> list[

@@ -146,14 +146,23 @@ def test_a_backslash_in_a_class_name_is_printed_once(run_cli, trained, tmp_path)
     assert out.splitlines()[1].endswith(" a [bold]b[/]")
 
 
-def test_an_unreadable_image_file_is_a_data_error(run_cli, trained, tmp_path):
+@pytest.mark.parametrize("name, content, words", [
+    ("broken.png", b"\x89PNG\r\n\x1a\n not the rest of a png", "cannot read image"),
+    # Pillow's own words were "cannot identify image file <_io.BufferedReader name=3>"
+    ("photo.jpg", b"not a jpeg", "photo.jpg: cannot read image: not a picture in a format "
+                                 "Pillow knows: expected a JPG file, found a file starting "
+                                 "b'not a jpeg'"),
+])
+def test_an_unreadable_image_file_is_a_data_error(run_cli, trained, tmp_path, name, content,
+                                                  words):
     pytest.importorskip("PIL", reason="Pillow is not installed (the image extra, part of the test extra)")
     spec, checkpoint = trained
-    path = tmp_path / "broken.png"
-    path.write_bytes(b"\x89PNG\r\n\x1a\n not the rest of a png")
+    path = tmp_path / name
+    path.write_bytes(content)
     status, out, err = run_cli("predict", spec, "--plugin", TOY, "--checkpoint", checkpoint,
                                path)
-    assert status == 2 and "cannot read image" in err and "Traceback" not in err
+    assert status == 2 and words in err and "Traceback" not in err
+    assert "BufferedReader" not in err
 
 
 def test_bad_top(run_cli, trained, tmp_path):
