@@ -460,7 +460,7 @@ def test_supported_ops_are_listed():
             "Dropout", "Identity", "Constant", "Relu", "LeakyRelu", "Sigmoid", "Tanh",
             # folded: evaluated when their inputs are constants
             "Shape", "Gather", "Unsqueeze", "Squeeze", "Cast", "CastLike", "Expand", "Slice",
-            "ConstantOfShape", "Sub", "Mul", "Div", "Pad"} == set(supported_ops())
+            "ConstantOfShape", "Sub", "Mul", "Div", "Pad", "Transpose"} == set(supported_ops())
 
 
 def test_a_flatten_and_gemm_named_as_one_layer_become_one_dense():
@@ -667,6 +667,77 @@ def test_tf2onnxs_channels_last_input_is_refused_with_the_export_option_that_avo
     nodes = [helper.make_node("Transpose", ["x"], ["t"], name="to_nchw", perm=[0, 3, 1, 2]),
              helper.make_node("Relu", ["t"], ["y"])]
     model = _model(nodes, [_value("x", ["N", 4, 4, 3])], [_value("y", ["N", 3, 4, 4])])
-    with pytest.raises(SpecError, match="Transpose") as raised:
+    with pytest.raises(SpecError, match="the Transpose before it is imported only as the "
+                                        "order of a flatten's features") as raised:
         import_onnx(model)
-    assert "node 'to_nchw'" in str(raised.value) and "--inputs-as-nchw" in str(raised.value)
+    message = str(raised.value)
+    assert "node 'y'" in message and "from 'to_nchw'" in message and "--inputs-as-nchw" in message
+
+
+def _conv_model(nodes, initializers, output_shape, opset=17):
+    graph = helper.make_graph(nodes, "arithmetic", [_value("x", ["N", 2, 5, 5])],
+                              [_value("y", output_shape)],
+                              [numpy_helper.from_array(np.asarray(a, np.float32), name)
+                               for name, a in initializers])
+    return helper.make_model(graph, opset_imports=[helper.make_operatorsetid("", opset)])
+
+
+def test_constant_factors_and_terms_go_into_the_layers_weights():
+    """x / 255 before a padded conv (0 / 255 is 0 at the border: exact), a per-channel factor
+    and a subtracted term after a conv, x + 0 and x · 1: one conv and a relu, as written."""
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Div", ["x", "255"], ["scaled"], name="rescale"),
+             helper.make_node("Add", ["scaled", "zero"], ["offset"], name="no_offset"),
+             helper.make_node("Conv", ["offset", "w", "b"], ["c"], name="conv", pads=[1] * 4),
+             helper.make_node("Mul", ["gamma", "c"], ["g"], name="gamma_mul"),
+             helper.make_node("Sub", ["g", "beta"], ["s"], name="beta_sub"),
+             helper.make_node("Mul", ["s", "one"], ["m"], name="times_one"),
+             helper.make_node("Relu", ["m"], ["y"], name="relu")]
+    model = _conv_model(nodes, [("255", 255.0), ("zero", np.zeros((1, 1, 1))),
+                                ("w", rng.standard_normal((3, 2, 3, 3))),
+                                ("b", rng.standard_normal(3)),
+                                ("gamma", rng.standard_normal((1, 3, 1, 1))),
+                                ("beta", rng.standard_normal((3, 1, 1))), ("one", 1.0)],
+                        ["N", 3, 5, 5])
+    x = rng.uniform(0, 255, (2, 2, 5, 5)).astype(np.float32)
+    graph = _equal_to_onnxruntime(model, x)
+    assert _ops(graph) == ["conv2d", "relu"]
+
+
+@pytest.mark.parametrize("node,why", [
+    (helper.make_node("Mul", ["x", "row"], ["y"], name="the_node"), "one per channel"),
+    (helper.make_node("Sub", ["c1", "x"], ["y"], name="the_node"), "a constant minus a value"),
+    (helper.make_node("Div", ["c1", "x"], ["y"], name="the_node"), "a constant over a value"),
+    (helper.make_node("Mul", ["x", "x"], ["y"], name="the_node"), "Mul of two values"),
+    (helper.make_node("Sub", ["x", "c1"], ["y"], name="the_node"), "Add of a constant is "
+                                                                   "imported only as the bias"),
+], ids=["mul-row", "const-minus-x", "const-over-x", "mul-two-values", "sub-from-an-input"])
+def test_arithmetic_that_no_layer_can_take_is_refused(node, why):
+    model = _conv_model([node], [("row", np.arange(1, 6)), ("c1", 2.0)], ["N", 2, 5, 5])
+    with pytest.raises(SpecError, match=why) as raised:
+        import_onnx(model)
+    assert "node 'the_node'" in str(raised.value)
+
+
+def test_a_scaled_value_read_by_anything_but_a_conv_is_refused():
+    nodes = [helper.make_node("Mul", ["x", "c1"], ["s"], name="scale"),
+             helper.make_node("Identity", ["s"], ["i"], name="same"),
+             helper.make_node("Relu", ["i"], ["y"], name="after")]
+    model = _conv_model(nodes, [("c1", 2.0)], ["N", 2, 5, 5])
+    with pytest.raises(SpecError, match="the Mul or Div by a constant before it") as raised:
+        import_onnx(model)
+    assert "node 'after'" in str(raised.value) and "from 'scale'" in str(raised.value)
+    # nor may it be what the model gives
+    model = _conv_model(nodes[:1], [("c1", 2.0)], ["N", 2, 5, 5])
+    model.graph.output[0].name = "s"
+    with pytest.raises(SpecError, match="a graph output is the Mul or Div by a constant 'scale'"):
+        import_onnx(model)
+
+
+def test_a_grouped_conv_takes_a_per_channel_factor_for_each_of_its_groups():
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Mul", ["x", "factor"], ["s"], name="scale"),
+             helper.make_node("Conv", ["s", "w"], ["y"], name="conv", group=2)]
+    model = _conv_model(nodes, [("factor", rng.standard_normal((2, 1, 1))),
+                                ("w", rng.standard_normal((4, 1, 3, 3)))], ["N", 4, 3, 3])
+    _equal_to_onnxruntime(model, rng.standard_normal((2, 2, 5, 5)).astype(np.float32))

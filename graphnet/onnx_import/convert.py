@@ -13,6 +13,7 @@ one ``global_avg_pool``.
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -42,9 +43,27 @@ class Tensor:
     entry: dict | None = None
     flattens_to_global_pool: bool = False
     """An average pool over the whole image: a flatten after it makes it ``global_avg_pool``."""
-    pad: tuple | None = None
-    """An ONNX ``Pad`` of ``source`` not applied yet: (top, left, bottom, right, value). Only a
-    Conv or pool reads it, as its own padding (``shape`` is the padded one)."""
+    held: tuple | None = None
+    """``(kind, data, ONNX node)``: an ONNX node on ``source`` that graphnet has no op for,
+    held for the node reading it to take into its own attributes or weights (``shape`` is the
+    value's after it); which nodes take each kind is :data:`HELD_FOR`."""
+
+    def holds(self, kind: str):
+        """The data held of ``kind``, or None."""
+        return self.held[1] if self.held is not None and self.held[0] == kind else None
+
+
+NHWC_HINT = ("a Transpose of a graph input is how tf2onnx feeds a channels-last (NHWC) input "
+             "to channels-first convs: export with tf2onnx's --inputs-as-nchw INPUT, and the "
+             "model takes NCHW images as graphnet does")
+HELD_FOR = {  # kind held on a Tensor: (the ONNX node that made it, what may read it)
+    "pad": ("Pad", "the padding of a Conv, MaxPool or AveragePool"),
+    "scale": ("Mul or Div by a constant", "scaled weights of a Conv (or of the Conv or Gemm "
+                                          "before it)"),
+    "transpose": ("Transpose", "the order of a flatten's features, taken into the weights of "
+                               "the Gemm or MatMul reading that flatten (Keras' Flatten)"),
+    "order": ("Transpose", "the order of the weights of the Gemm or MatMul reading it"),
+}
 
 
 @dataclass
@@ -134,6 +153,11 @@ class Converter:
                 raise SpecError("a graph output is a constant, not computed from the inputs",
                                 file=self.file, field=f"outputs.{output.name}",
                                 expected="an output computed by the network")
+            if value.held is not None:
+                made_by, reader = HELD_FOR[value.held[0]]
+                raise Unsupported(f"a graph output is the {made_by} {value.held[2]!r}, "
+                                  f"imported only as {reader}: graphnet has no op for it",
+                                  file=self.file, field=f"outputs.{output.name}")
             outputs[output.name] = value.source
         producer = " ".join(filter(None, (self.model.producer_name, self.model.producer_version)))
         description = f"imported from {Path(self.file).name} (ONNX opset {self.opset}" + \
@@ -205,18 +229,8 @@ class Converter:
             problems.append(Unsupported(
                 f"ONNX op {op_type} (opset {opset}) is not supported{more}", file=self.file,
                 node=_display_name(nodes[0]), field="op_type",
-                expected=f"one of the ops graphnet imports: {supported}", found=op_type,
-                hint=self._hint(op_type, nodes)))
+                expected=f"one of the ops graphnet imports: {supported}", found=op_type))
         SpecErrors.raise_any(problems)
-
-    def _hint(self, op_type: str, nodes) -> str | None:
-        inputs = {value.name for value in self.graph.input}
-        if op_type == "Transpose" and any(node.input[0] in inputs for node in nodes):
-            # tf2onnx's channels-last input, turned to channels-first for the convs
-            return ("a Transpose of a graph input is how tf2onnx feeds a channels-last (NHWC) "
-                    "input to channels-first convs: export with tf2onnx's --inputs-as-nchw "
-                    "INPUT, and the model takes NCHW images as graphnet does")
-        return None
 
     def _inputs(self) -> dict[str, dict]:
         inputs = {}
@@ -261,18 +275,20 @@ class Converter:
                 return value
         return default
 
-    def tensor(self, node, position: int, *, padded: bool = False) -> Tensor:
-        """Input ``position`` of ``node``, which must be computed by the network; a value
-        padded by a ``Pad`` only when ``padded`` (the node takes the padding as its own)."""
+    def tensor(self, node, position: int, *, takes: tuple[str, ...] = ()) -> Tensor:
+        """Input ``position`` of ``node``, which must be computed by the network; a value with
+        a node held on it (:attr:`Tensor.held`) only when ``node`` takes that kind."""
         name = node.input[position] if position < len(node.input) else ""
         if name in self.values:
             value = self.values[name]
-            if value.pad is not None and not padded:
-                raise self.refuse("the Pad before it is imported only as the padding of a "
-                                  "Conv, MaxPool or AveragePool reading it: graphnet has no "
-                                  "pad op", field=f"input {position + 1}",
-                                  found=f"{name!r}, padded by (top, left, bottom, right, "
-                                        f"value) {value.pad}")
+            if value.held is not None and value.held[0] not in takes:
+                (kind, _, maker), (made_by, reader) = value.held, HELD_FOR[value.held[0]]
+                inputs = {graph_input.name for graph_input in self.graph.input}
+                raise self.refuse(f"the {made_by} before it is imported only as {reader}: "
+                                  "graphnet has no op for it", field=f"input {position + 1}",
+                                  found=f"{name!r} from {maker!r}, read by {node.op_type}",
+                                  hint=NHWC_HINT if kind == "transpose"
+                                  and value.source in inputs else None)
             return value
         if name in self.constants:
             raise self.refuse(f"input {position + 1} is a constant, where graphnet needs a "
@@ -316,6 +332,12 @@ class Converter:
         tensor = Tensor(name, shape, entry)
         self.values[node.output[0]] = tensor
         return tensor
+
+    def hold(self, node, x: Tensor, shape, kind: str, data) -> None:
+        """Bind ``node``'s output to ``x`` with ``node`` held on it (:attr:`Tensor.held`), its
+        shape after the node ``shape`` (None: ``x``'s)."""
+        self.values[node.output[0]] = dataclasses.replace(
+            x, shape=x.shape if shape is None else shape, held=(kind, data, _display_name(node)))
 
     def alias(self, node, value) -> None:
         """ONNX ``node``'s first output is ``value`` (a Tensor or a constant array)."""

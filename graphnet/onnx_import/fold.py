@@ -127,6 +127,11 @@ def reshape(conv: Converter, node, inputs):
                          for i, size in enumerate(target)])
 
 
+@folds("Transpose", moves=(0,))
+def transpose(conv: Converter, node, inputs):
+    return np.transpose(inputs[0], conv.attr(node, "perm"))
+
+
 @folds("Slice", moves=(0,))
 def slice_(conv: Converter, node, inputs):
     data = np.asarray(inputs[0])

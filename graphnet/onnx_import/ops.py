@@ -8,11 +8,12 @@ are checked against the registered op's schema, so the import follows the ops it
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 
-from .convert import Converter, Tensor, node_name
+from .convert import HELD_FOR, Converter, Tensor, node_name
 
 CONVERTERS = {}
 
@@ -96,18 +97,18 @@ def _pair(values):
 def _pad_of(conv: Converter, x: Tensor, op: str, exact: bool, what: str):
     """The sides of the Pad before a Conv or pool (zeros when there is none), refused unless
     its value pads as ``op`` itself does (``exact``; ``what`` says what that needs)."""
-    if x.pad is None:
+    if x.holds("pad") is None:
         return (0, 0, 0, 0)
     if not exact:
         raise conv.refuse(f"a Pad before {op} is imported as its padding only {what}",
                           field="input 1", found=f"pads (top, left, bottom, right, value) "
-                                                 f"{x.pad}")
-    return x.pad[:4]
+                                                 f"{x.holds('pad')}")
+    return x.holds("pad")[:4]
 
 
 @converts("Conv")
 def conv_op(conv: Converter, node):
-    x = conv.tensor(node, 0, padded=True)
+    x = conv.tensor(node, 0, takes=("pad", "scale"))
     weight = conv.constant(node, 1)
     bias = conv.constant(node, 2, optional=True)
     if weight.ndim != 4:
@@ -115,9 +116,15 @@ def conv_op(conv: Converter, node):
                           expected="a 4-D weight (filters, channels/groups, kh, kw)",
                           found=f"a {weight.ndim}-D weight")
     groups = int(conv.attr(node, "group", 1))
+    scale = x.holds("scale")
+    if scale is not None:  # conv(x · s) is conv(x) with weights · s, whatever the padding
+        filters, per_group = weight.shape[:2]
+        by_filter = scale.reshape(groups, per_group)[np.arange(filters) // (filters // groups)]
+        weight = weight * by_filter[:, :, None, None]
     kernel = list(conv.attr(node, "kernel_shape", weight.shape[2:]))
     attrs = {"filters": int(weight.shape[0])}
-    pad = _pad_of(conv, x, "Conv", x.pad is None or x.pad[4] == 0, "with zeros")
+    pad = _pad_of(conv, x, "Conv", x.holds("pad") is None or x.holds("pad")[4] == 0,
+                  "with zeros")
     window, output_hw = _window_attrs(conv, node, "conv2d", x.shape, kernel, pad=pad)
     attrs.update(window)
     if attrs["stride"] == 1:  # conv2d's default (a pool's is its kernel: always written)
@@ -140,21 +147,22 @@ def pool_op(conv: Converter, node):
     op = "avg_pool2d" if average else "max_pool2d"
     if len(node.output) > 1 and conv.used(node.output[1]):
         raise conv.refuse("the indices output of MaxPool is not supported", field="output 2")
-    x = conv.tensor(node, 0, padded=True)
+    x = conv.tensor(node, 0, takes=("pad",))
+    padding = x.holds("pad")
     kernel = list(conv.attr(node, "kernel_shape"))
     ceil_mode = bool(conv.attr(node, "ceil_mode", 0))
     own_pads = any(conv.attr(node, "pads", [0])) or conv.attr(node, "auto_pad", "NOTSET") \
         not in ("NOTSET", "VALID")
     include_pad = bool(conv.attr(node, "count_include_pad", 0))
     if average:  # zeros it divides by: its own padding must count too
-        pad = _pad_of(conv, x, node.op_type, x.pad is None or not ceil_mode and x.pad[4] == 0
-                      and (include_pad or not own_pads),
+        pad = _pad_of(conv, x, node.op_type, padding is None or not ceil_mode
+                      and padding[4] == 0 and (include_pad or not own_pads),
                       "with zeros, without ceil_mode, and with count_include_pad = 1 when the "
                       "pool pads too")
-        include_pad = include_pad or x.pad is not None
+        include_pad = include_pad or padding is not None
     else:  # max pooling pads with -inf; zeros are the same over values that are not negative
-        pad = _pad_of(conv, x, node.op_type, x.pad is None or not ceil_mode and (
-            x.pad[4] == -np.inf or x.pad[4] == 0 and _not_negative(conv, x)),
+        pad = _pad_of(conv, x, node.op_type, padding is None or not ceil_mode and (
+            padding[4] == -np.inf or padding[4] == 0 and _not_negative(conv, x)),
             "with -inf, or zeros after a ReLU, ReLU6 or sigmoid, and without ceil_mode")
     attrs, output_hw = _window_attrs(conv, node, op, x.shape, kernel, ceil_mode=ceil_mode,
                                      pad=pad)
@@ -176,7 +184,7 @@ def _not_negative(conv: Converter, x: Tensor) -> bool:
 
 @converts("Pad")
 def pad_op(conv: Converter, node):
-    """Held on the value (:attr:`Tensor.pad`) for the Conv or pool reading it to take as its
+    """Held on the value (:attr:`Tensor.held`) for the Conv or pool reading it to take as its
     padding: graphnet has no pad op."""
     x = conv.tensor(node, 0)
     mode = conv.attr(node, "mode", "constant")
@@ -197,9 +205,10 @@ def pad_op(conv: Converter, node):
                           "width, none negative", found=f"mode {mode}, pads {pads}")
     value = 0.0 if value is None else float(np.ravel(value)[0])
     shape = (x.shape[0], x.shape[1] + before[2] + after[2], x.shape[2] + before[3] + after[3])
-    conv.alias(node, Tensor(x.source, shape, x.entry, pad=(before[2], before[3], after[2],
-                                                            after[3], value))
-               if any(pads) else x)
+    if any(pads):
+        conv.hold(node, x, shape, "pad", (before[2], before[3], after[2], after[3], value))
+    else:
+        conv.alias(node, x)
 
 
 @converts("GlobalAveragePool")
@@ -241,7 +250,7 @@ def _whole_image_mean(conv: Converter, node, x: Tensor, *, keepdims: bool):
 # --- shapes -------------------------------------------------------------------------------------
 @converts("Flatten")
 def flatten(conv: Converter, node):
-    x = conv.tensor(node, 0)
+    x = conv.tensor(node, 0, takes=("transpose",))
     axis = int(conv.attr(node, "axis", 1))
     rank = len(x.shape) + 1
     if axis % rank != 1:
@@ -252,7 +261,7 @@ def flatten(conv: Converter, node):
 
 @converts("Reshape")
 def reshape(conv: Converter, node):
-    x = conv.tensor(node, 0)
+    x = conv.tensor(node, 0, takes=("transpose",))
     # a size taken from a Shape of a network value is marked (see fold.py): the batch size
     marks = np.ravel(conv.batch_entries.get(node.input[1], False)) if conv.opset >= 5 else [False]
     if marks[0] and not any(marks[1:]):
@@ -274,7 +283,7 @@ def reshape(conv: Converter, node):
 
 @converts("Squeeze")
 def squeeze(conv: Converter, node):
-    x = conv.tensor(node, 0)
+    x = conv.tensor(node, 0, takes=("transpose",))
     axes = conv.constant(node, 1, optional=True) if conv.opset >= 13 else conv.attr(node, "axes")
     rank = len(x.shape) + 1
     axes = None if axes is None else sorted(int(a) % rank for a in np.ravel(axes))
@@ -287,6 +296,21 @@ def squeeze(conv: Converter, node):
 
 
 def _flatten(conv: Converter, node, x: Tensor):
+    transposed = x.holds("transpose")
+    if transposed is None:
+        _flatten_in_order(conv, node, x)
+        return
+    # Keras' Flatten, channels-last: the features of the value before the Transpose, in the
+    # order the Transpose gives them; the dense layer reading them takes that order instead
+    perm, before = transposed
+    order = np.arange(math.prod(before)).reshape(before).transpose(
+        [axis - 1 for axis in perm[1:]]).ravel()
+    _flatten_in_order(conv, node, dataclasses.replace(x, shape=before, held=None))
+    if (order != np.arange(order.size)).any():
+        conv.hold(node, conv.values[node.output[0]], None, "order", order)
+
+
+def _flatten_in_order(conv: Converter, node, x: Tensor):
     readers = conv.readers.get(node.output[0], [])
     if conv.uses[node.output[0]] == 1 and len(readers) == 1 \
             and readers[0].op_type in ("Gemm", "MatMul") and node_name(readers[0]) == node_name(node):
@@ -308,7 +332,7 @@ def _flatten(conv: Converter, node, x: Tensor):
 
 @converts("Identity")
 def identity(conv: Converter, node):
-    conv.alias(node, conv.tensor(node, 0))  # of a constant: folded
+    conv.alias(node, conv.tensor(node, 0, takes=tuple(HELD_FOR)))  # of a constant: folded
 
 
 @converts("Dropout")
@@ -362,7 +386,7 @@ def batch_norm(conv: Converter, node):
 
 @converts("Gemm")
 def gemm(conv: Converter, node):
-    x = conv.tensor(node, 0)
+    x = conv.tensor(node, 0, takes=("order",))
     if conv.attr(node, "transA", 0):
         raise conv.refuse("Gemm with transA = 1 is not imported: the batch must be the first "
                           "axis of the input", field="transA", expected="0", found="1")
@@ -371,6 +395,7 @@ def gemm(conv: Converter, node):
                           found=str(list(x.shape)))
     matrix = conv.constant(node, 1)
     weight = (matrix if conv.attr(node, "transB", 0) else matrix.T) * conv.attr(node, "alpha", 1.0)
+    weight = _in_feature_order(x, weight)
     units = weight.shape[0]
     bias = conv.constant(node, 2, optional=True)
     params = {"weight": weight}
@@ -383,15 +408,26 @@ def gemm(conv: Converter, node):
 
 @converts("MatMul")
 def matmul(conv: Converter, node):
-    x = conv.tensor(node, 0)
+    x = conv.tensor(node, 0, takes=("order",))
     matrix = conv.constant(node, 1)
     if len(x.shape) != 1 or matrix.ndim != 2 or matrix.shape[0] != x.shape[0]:
         raise conv.refuse("MatMul is imported as a dense layer (a vector per sample times a "
                           "constant matrix) only", field="input 2",
                           found=f"{list(x.shape)} per sample times {list(matrix.shape)}")
     units = int(matrix.shape[1])
-    conv.emit(node, "dense", [x], {"units": units, "bias": False}, {"weight": matrix.T},
-              shape=(units,))
+    conv.emit(node, "dense", [x], {"units": units, "bias": False},
+              {"weight": _in_feature_order(x, matrix.T)}, shape=(units,))
+
+
+def _in_feature_order(x: Tensor, weight):
+    """A dense layer's (units, features) weight for the features as graphnet flattens them,
+    when a Transpose before the flatten ordered them otherwise (``Tensor.held``)."""
+    order = x.holds("order")
+    if order is None:
+        return weight
+    reordered = np.empty_like(weight)
+    reordered[:, order] = weight  # feature i of the transposed order is feature order[i]
+    return reordered
 
 
 def _bias_vector(conv: Converter, bias, units: int, field: str):
@@ -403,20 +439,41 @@ def _bias_vector(conv: Converter, bias, units: int, field: str):
 
 
 # --- merges -------------------------------------------------------------------------------------
-@converts("Add")
-def add(conv: Converter, node):
-    names = list(node.input)  # two constants: folded
-    if any(name in conv.constants for name in names):
-        x = conv.tensor(node, 0 if names[0] in conv.values else 1)
-        bias = conv.constants[names[1] if names[0] in conv.values else names[0]]
-        _fold_bias(conv, node, x, bias)
+@converts("Add", "Sub", "Mul", "Div")
+def arithmetic(conv: Converter, node):
+    """A residual sum; or a value and a constant (two constants are folded): adding zero or
+    multiplying by one is the value itself, an added constant is the bias of the layer before
+    it (:func:`_fold_bias`), a factor is taken into weights (:func:`_scale`)."""
+    names = list(node.input)
+    if not any(name in conv.constants for name in names):
+        if node.op_type != "Add":
+            raise conv.refuse(f"{node.op_type} of two values computed by the network is not "
+                              "imported: graphnet has no op for it", field="inputs")
+        first, second = conv.tensor(node, 0), conv.tensor(node, 1)
+        if first.shape != second.shape:
+            raise conv.refuse("Add is imported for values of one shape (a residual sum) only: "
+                              "graphnet's add does not broadcast", field="inputs",
+                              found=f"{list(first.shape)} and {list(second.shape)}")
+        conv.emit(node, "add", [first, second], shape=first.shape)
         return
-    first, second = conv.tensor(node, 0), conv.tensor(node, 1)
-    if first.shape != second.shape:
-        raise conv.refuse("Add is imported for values of one shape (a residual sum) only: "
-                          "graphnet's add does not broadcast", field="inputs",
-                          found=f"{list(first.shape)} and {list(second.shape)}")
-    conv.emit(node, "add", [first, second], shape=first.shape)
+    position = 0 if names[0] in conv.values else 1
+    if position == 1 and node.op_type in ("Sub", "Div"):
+        raise conv.refuse(f"a constant {'minus' if node.op_type == 'Sub' else 'over'} a value "
+                          "computed by the network is not imported: graphnet has no op for it",
+                          field="inputs", found=f"constant {names[0]!r} first")
+    constant = np.asarray(conv.constants[names[1 - position]])
+    value = conv.tensor(node, position, takes=tuple(HELD_FOR))
+    full = (1, *value.shape)
+    if np.all(constant == (0 if node.op_type in ("Add", "Sub") else 1)) \
+            and constant.ndim <= len(full) and np.broadcast_shapes(full, constant.shape) == full:
+        conv.alias(node, value)  # x + 0, x · 1 (Keras' Rescaling writes its offset of 0)
+        return
+    x = conv.tensor(node, position)
+    if node.op_type in ("Add", "Sub"):
+        _fold_bias(conv, node, x, constant if node.op_type == "Add" else -constant)
+    else:
+        _scale(conv, node, x, constant if node.op_type == "Mul" else 1 / constant.astype(
+            np.float64))
 
 
 def _fold_bias(conv: Converter, node, x: Tensor, bias):
@@ -433,18 +490,64 @@ def _fold_bias(conv: Converter, node, x: Tensor, bias):
                           f"to the output of {op or 'an input'}")
     units = x.shape[0]
     if op == "conv2d":  # per channel: (C, 1, 1) or (1, C, 1, 1) broadcasts over the image
-        per_channel = bias.ndim >= 3 and bias.shape[-3:] == (units, 1, 1)
-        if bias.size != 1 and not per_channel:
-            raise conv.refuse("a constant added after a Conv must be one value per channel",
-                              field="inputs", expected=f"shape [{units}, 1, 1]",
-                              found=str(list(bias.shape)))
-        bias = np.broadcast_to(bias.reshape(-1), (units,))
+        bias = _per_channel(conv, bias, x, "a constant added after a Conv")
     else:
         bias = _bias_vector(conv, bias, units, "inputs")
     params = conv.params[entry["name"]]
     params["bias"] = params.get("bias", 0) + bias
     entry.pop("bias", None)  # bias = true is the default
     conv.alias(node, x)
+
+
+def _per_channel(conv: Converter, constant, x: Tensor, what: str):
+    """A constant broadcast over ``x`` one value per channel (or one value): a vector of them."""
+    constant = np.asarray(constant)
+    channels, rest = x.shape[0], x.shape[1:]
+    expected = (channels, *[1] * len(rest))
+    if constant.size == 1:
+        return np.full(channels, constant.reshape(-1)[0], constant.dtype)
+    if constant.ndim >= len(expected) and constant.shape[-len(expected):] == expected \
+            and constant.size == channels:
+        return constant.reshape(-1)
+    raise conv.refuse(f"{what} must be one value, or one per channel", field="inputs",
+                      expected=f"shape {list(expected)}", found=str(list(constant.shape)))
+
+
+def _scale(conv: Converter, node, x: Tensor, factor):
+    """``x`` times a constant, one value or one per channel: a Conv or Gemm right before it,
+    read by nothing else, takes it into its weights and bias; else a Conv reading it takes it
+    into its weights (Keras' Rescaling before the first conv)."""
+    factor = _per_channel(conv, np.asarray(factor, np.float64), x,
+                          f"the constant of a {node.op_type}")
+    entry = x.entry or {}
+    producer = next(name for name in node.input if name in conv.values)
+    if entry.get("op") in ("conv2d", "dense") and conv.uses[producer] == 1:
+        params = conv.params[entry["name"]]
+        params["weight"] = params["weight"] * factor.reshape(-1, *[1] * (params["weight"].ndim
+                                                                          - 1))
+        if "bias" in params:
+            params["bias"] = params["bias"] * factor
+        conv.alias(node, x)
+        return
+    if len(x.shape) != 3:
+        raise conv.refuse(f"{node.op_type} by a constant is imported only folded into the "
+                          "weights of the Conv or Gemm before it or of the Conv after it",
+                          field="inputs", found=f"a value of shape {list(x.shape)} from "
+                                                f"{entry.get('op') or 'an input'}")
+    conv.hold(node, x, x.shape, "scale", factor)
+
+
+@converts("Transpose")
+def transpose(conv: Converter, node):
+    """Held on the value for a flatten to take (Keras' Flatten of a channels-last image)."""
+    x = conv.tensor(node, 0)
+    rank = len(x.shape) + 1
+    perm = [int(axis) for axis in conv.attr(node, "perm", range(rank - 1, -1, -1))]
+    if perm[0] != 0:
+        raise conv.refuse("a Transpose is imported only when it keeps the batch axis first",
+                          field="perm", expected="perm[0] = 0", found=str(perm))
+    conv.hold(node, x, tuple(x.shape[axis - 1] for axis in perm[1:]), "transpose",
+              (perm, x.shape))
 
 
 @converts("Concat")
