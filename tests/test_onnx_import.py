@@ -324,6 +324,11 @@ def _run_case(exported, net, how, *, gradients=True):
         assert len(convs) == 20 and ops[-2:] == ["global_avg_pool", "dense"]
         if how.endswith(("_bn", "_raw")):
             assert ops.count("batch_norm") == 20 and not any(n.attrs.bias for n in convs)
+            # both exporters' module paths name the nodes (dynamo's from its metadata)
+            names = [node.name for node in graph.op_nodes]
+            assert names[:8] == ["conv1", "bn1", "relu", "maxpool", "layer1.0.conv1",
+                                 "layer1.0.bn1", "layer1.0.relu", "layer1.0.conv2"], names
+            assert {"layer2.0.downsample.0", "layer2.0.downsample.1", "fc"} <= set(names)
     if net == "inception":
         kernels = {n.attrs.kernel for n in graph.op_nodes if n.op_name == "conv2d"}
         assert {(1, 3), (3, 1)} <= kernels and "concat" in ops

@@ -13,6 +13,7 @@ one ``global_avg_pool``.
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
 import re
 from collections import Counter
@@ -403,7 +404,8 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]+")
 
 
 def node_name(node) -> str:
-    """A spec name for an ONNX node: its name (else its first output's) less the dynamo
+    """A spec name for an ONNX node: the module path the dynamo exporter records with it
+    (:func:`_torch_scopes`), else its name (else its first output's) less the dynamo
     exporter's ``node_`` prefix; TorchScript's scopes (``/layer1/layer1.0/conv1/Conv``) become
     the module's path (``layer1.0.conv1``: a scope repeating its parent's path replaces it, a
     last part naming the op type goes, unless the path is only numbers, as in an
@@ -412,7 +414,7 @@ def node_name(node) -> str:
     raw = node.name or (node.output[0] if node.output else "") or node.op_type
     if raw.startswith("node_") and len(raw) > 5:  # the dynamo exporter's prefix says nothing
         raw = raw[5:]
-    parts = [part for part in raw.split("/") if part]
+    parts = _torch_scopes(node) or [part for part in raw.split("/") if part]
     kept: list[str] = []
     for part in parts:
         if kept and part.startswith(kept[-1] + "."):
@@ -426,6 +428,26 @@ def node_name(node) -> str:
         kept = [kept[-1], *kept[:-1]]  # nn.Sequential's "/0/Conv": Conv.0, not a bare 0
     name = _UNSAFE.sub("_", ".".join(kept)).strip("._") or node.op_type
     return name[:120]
+
+
+def _torch_scopes(node) -> list[str]:
+    """The module path the dynamo exporter records with a node (its ``name_scopes`` metadata:
+    ``layer1``, ``layer1.0``, ``layer1.0.conv1``, then the aten op's name, ``conv2d_1``), the
+    op's name left out where the module is one of torch.nn's layers (not a container, nor a
+    module of the user's own, whose ops the name tells apart: ``layer1.0.add``); [] without."""
+    metadata = {entry.key: entry.value for entry in node.metadata_props}
+    try:
+        scopes = ast.literal_eval(metadata["pkg.torch.onnx.name_scopes"])
+        classes = ast.literal_eval(metadata.get("pkg.torch.onnx.class_hierarchy", "[]"))
+    except (KeyError, ValueError, SyntaxError, MemoryError, RecursionError):
+        return []
+    if not isinstance(scopes, list) or not all(isinstance(scope, str) for scope in scopes):
+        return []
+    layer = classes[-2] if isinstance(classes, list) and len(classes) == len(scopes) >= 3 else ""
+    if isinstance(layer, str) and layer.startswith("torch.nn.modules.") \
+            and ".container." not in layer and not re.fullmatch(r"[\d.]+", scopes[-2]):
+        scopes = scopes[:-1]
+    return [scope for scope in scopes if scope]
 
 
 def _display_name(node) -> str:
