@@ -24,6 +24,12 @@ MAX_TEXT = 10_000
 GENERATORS = ("PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937")
 
 
+def _text(value) -> bool:
+    """A string graphnet could have written and may print: not too long, and without control
+    characters (an escape sequence would be obeyed by the reader's terminal)."""
+    return isinstance(value, str) and len(value) <= MAX_TEXT and value.isprintable()
+
+
 def check_checkpoint(params: dict, optimizer: dict, meta: dict, path) -> None:
     """Raise a CheckpointError (file ``path``, the offending field) for anything graphnet would
     not have written. Entries that are absent are not required here: the code that needs one
@@ -87,9 +93,10 @@ class _Checker:
     def text(self, meta: dict, key: str, field: str | None = None, *, optional=False) -> None:
         if key in meta:
             value = meta[key]
-            if (value is None and optional) or (isinstance(value, str) and len(value) <= MAX_TEXT):
+            if (value is None and optional) or _text(value):
                 return
-            self.fail(field or key, "a string" + (" or null" if optional else ""), value)
+            self.fail(field or key, f"a printable string of at most {MAX_TEXT:,} characters"
+                      + (" or null" if optional else ""), value)
 
     def version(self, meta: dict) -> None:
         value = meta.get("format_version", 0)
@@ -162,8 +169,12 @@ class _Checker:
     def names(self, meta: dict) -> None:
         names = meta.get("class_names", [])
         if not isinstance(names, list) or len(names) > MAX_NAMES or not all(
-                isinstance(name, str) and len(name) <= MAX_TEXT for name in names):
+                isinstance(name, str) for name in names):
             self.fail("class_names", "a list of names", f"<{type(names).__name__}>")
+        for index, name in enumerate(names):
+            if not _text(name):  # predict prints them as they are
+                self.fail(f"class_names[{index}]",
+                          f"a printable name of at most {MAX_TEXT:,} characters", name)
 
     def dataset(self, meta: dict) -> None:
         dataset = self.mapping(meta, "dataset")

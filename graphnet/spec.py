@@ -237,9 +237,13 @@ def parse_spec(data: dict, file: str | Path | None = None) -> Spec:
     graph_section = _table(data.get("graph", {}), "graph", problem)
     name = graph_section.get("name", Path(file).stem if file else "graph")
     description = graph_section.get("description", "")
-    for key, value in (("name", name), ("description", description)):
+    for key, value, allowed in (("name", name, ""), ("description", description, "\n\t")):
         if not isinstance(value, str):
             problem("wrong type", field=f"graph.{clip(key)}", expected="a string", found=_show(value))
+        elif not _printable(value, allowed):
+            problem("control characters in text that is printed", field=f"graph.{key}",
+                    expected="printable text" + (" (line breaks and tabs too)" if allowed else ""),
+                    found=_show(value))
     for key in graph_section:
         if key not in GRAPH_KEYS:
             problem("unknown key", field=f"graph.{clip(key)}", expected=", ".join(GRAPH_KEYS),
@@ -296,6 +300,12 @@ def _table(value, section: str, problem) -> dict:
         return value
     problem("wrong type", field=section, expected="a table/object", found=_show(value))
     return {}
+
+
+def _printable(text: str, allowed: str = "") -> bool:
+    """No control characters but ``allowed`` ones: a spec's names and texts are printed, and
+    an escape sequence in them would be obeyed by the reader's terminal."""
+    return all(char.isprintable() or char in allowed for char in text)
 
 
 def _valid_name(value) -> bool:
@@ -414,7 +424,10 @@ def _parse_outputs(section, node_names: list[str], input_names: list[str], probl
     section = _table(section, "outputs", problem)
     outputs = {}
     for key, target in section.items():
-        if not isinstance(target, str):
+        if isinstance(key, str) and not _printable(key):
+            problem("bad output name", field=f"outputs.{clip(key)}",
+                    expected="a printable name", found=_show(key))
+        elif not isinstance(target, str):
             problem("wrong type", field=f"outputs.{clip(key)}", expected="a node name",
                     found=_show(target))
         elif target not in node_names and target not in input_names:

@@ -67,6 +67,30 @@ def test_a_json_key_given_twice_is_refused_as_toml_refuses_it(tmp_path, run_cli,
     assert err.count("error:") == 1 and f"{path}: {message}" in err
 
 
+@pytest.mark.parametrize("change, field", [
+    ({"graph": {"name": "net\x1b[2J"}}, "graph.name"),
+    ({"graph": {"name": "tab\there"}}, "graph.name"),
+    ({"graph": {"description": "a\x1b]0;title\x07"}}, "graph.description"),
+    ({"outputs": {"scores\x1b[31m": "fc"}}, "outputs.scores\x1b[31m"),
+])
+def test_printed_text_with_control_characters_is_refused(change, field):
+    """Node and input names were refused unless printable; the graph's name and description
+    and the output names, which check, inspect and train print as they are, were not: an
+    escape sequence in a spec reached the reader's terminal."""
+    spec = {"inputs": {"x": {"shape": [4]}}, "nodes": [{"name": "fc", "op": "dense", "units": 2}],
+            **change}
+    with pytest.raises(SpecError) as caught:
+        load_spec(spec)
+    assert caught.value.field == field and "\x1b" not in str(caught.value)
+
+
+def test_a_description_may_hold_line_breaks_and_tabs():
+    spec = load_spec({"graph": {"description": "two\nlines\tand a tab"},
+                      "inputs": {"x": {"shape": [4]}},
+                      "nodes": [{"name": "fc", "op": "dense", "units": 2}]})
+    assert spec.description == "two\nlines\tand a tab"
+
+
 def test_empty_file(tmp_path):
     path = tmp_path / "empty.toml"
     path.write_text("  \n")

@@ -111,6 +111,9 @@ def returned_problem(dataset) -> str | None:
     names = dataset.class_names
     if not isinstance(names, list) or not all(isinstance(item, str) for item in names):
         return "its class_names are not a list of strings"
+    unprintable = next((item for item in names if not item.isprintable()), None)
+    if unprintable is not None:  # printed by training and predict, kept in checkpoints
+        return f"its class name {unprintable[:40]!r} holds control characters"
     return None
 
 
