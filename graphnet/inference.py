@@ -256,7 +256,9 @@ def stored_standardiser(meta: dict, image_shape, path) -> Standardiser:
     channels = image_shape[0] if len(image_shape) >= 3 else 1
     if len(standardise.mean) not in (1, channels) or len(standardise.std) != len(standardise.mean):
         raise CheckpointError("checkpoint's statistics do not fit the image input", file=path,
-                              field="standardise", expected=f"1 or {channels} channel(s)",
+                              field="standardise",
+                              expected="1 channel" if channels == 1 else
+                              f"1 or {channels} channels (one for all, or one each)",
                               found=f"{len(standardise.mean)}")
     return standardise
 

@@ -24,7 +24,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from .analysis import memory_estimate
-from .errors import CheckpointError, SpecError, UsageError
+from .errors import SpecError, UsageError
 from .op import Op, Window, format_shape
 from .registry import suggest
 
@@ -686,19 +686,15 @@ def load_image(path, graph, index: int = 0) -> tuple[str, np.ndarray]:
     return inputs[0], images[index % len(images)][None]
 
 
-def standardised(image: np.ndarray, meta: dict) -> tuple[np.ndarray, bool]:
+def standardised(image: np.ndarray, meta: dict, path=None) -> tuple[np.ndarray, bool]:
     """The image as the trained network saw its training data: standardised with the
-    statistics a checkpoint stores, when it stores them; returns (image, whether it was)."""
-    from .inference import Standardiser
+    statistics a checkpoint (``path``) stores, when it stores them, refused unless they fit
+    the image as predict refuses them; returns (image, whether it was)."""
+    from .inference import stored_standardiser
 
-    stats = meta.get("standardise") if meta else None
-    if not stats:
+    if not (meta and meta.get("standardise")):
         return image, False
-    try:
-        return Standardiser.from_meta(stats)(image), True
-    except (KeyError, TypeError, ValueError):
-        raise CheckpointError("the checkpoint's standardisation statistics are malformed",
-                              field="standardise") from None
+    return stored_standardiser(meta, image.shape[1:], path)(image), True
 
 
 def activation_maps(network, input_name: str, image: np.ndarray, node_names) -> dict:

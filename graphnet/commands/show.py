@@ -46,7 +46,7 @@ def run(args) -> int:
         print_warning(warning)
     node_name = inspection.pick_filter_node(graph, args.node)
     network = Network(graph, seed=args.seed)
-    meta = {}
+    meta, path = {}, None
     if args.checkpoint:
         path = find_checkpoint(args.checkpoint)
         meta = restore_params(path, network).meta
@@ -65,7 +65,7 @@ def run(args) -> int:
         untrained = True
     if args.input:
         input_name, image = inspection.load_image(args.input, graph, args.index)
-        fed, was_standardised = inspection.standardised(image, meta)
+        fed, was_standardised = inspection.standardised(image, meta, path)
         if was_standardised:
             source += "; the image is standardised with the training data's statistics"
         nodes = [node_name] if args.node else inspection.filter_nodes(graph)

@@ -127,6 +127,22 @@ def test_activation_maps_of_every_conv_layer(run_cli, screen, specs_dir, tmp_pat
     assert status == 0 and "wide_1x1 (conv2d)" in text and "stem (conv2d)" not in text
 
 
+def test_statistics_that_do_not_fit_the_input_are_refused_as_predict_refuses_them(
+        run_cli, specs_dir, tmp_path):
+    """show standardised with whatever the checkpoint held: a 3-channel mean for a 1-channel
+    input was broadcast into a 3-channel image, refused as "field 'image': input has the
+    wrong shape" without naming the checkpoint."""
+    checkpoint = save(tmp_path, specs_dir / "lenet5.toml",
+                      standardise={"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]})
+    data = tmp_path / "images.npz"
+    np.savez(data, images=np.zeros((1, 1, 28, 28), np.float32))
+    status, _, err = run_cli("show", specs_dir / "lenet5.toml", "--checkpoint", checkpoint,
+                             "--input", data)
+    assert status == 2 and "Traceback" not in err
+    assert (f"{checkpoint}: field 'standardise': checkpoint's statistics do not fit the image "
+            "input: expected 1 channel, found 3") in err
+
+
 def test_an_input_file_without_images_is_named(run_cli, specs_dir, tmp_path):
     """It was refused as "field '--index': expected 0..-1, found 0"."""
     data = tmp_path / "images.npz"
