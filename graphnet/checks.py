@@ -16,11 +16,14 @@ def spec_problems(graph) -> list[GraphnetError]:
     problems: list[GraphnetError] = []
     if graph.spec.train:
         # Only for a spec with [train]: reading it as training does costs the training imports.
-        from .train_config import TrainConfig
+        from .inference import bind
+        from .train_config import DatasetRequest, TrainConfig
 
         try:
             config = TrainConfig.from_graph(graph)
             graph.registry.entry("dataset", config.dataset, field_name="train.dataset")
+            bindings = bind(graph, config.image_input, config.label_input, config.logits_output)
+            DatasetRequest.of(graph, config, bindings).parse()  # as training reads them
         except GraphnetError as error:
             problems.append(error.with_context(file=graph.file))
     if "outputs" not in graph.spec.raw:

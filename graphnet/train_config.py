@@ -267,49 +267,75 @@ def _named_setting(section, overrides, key, default, labels, file, origins):
 
 # --- data ---------------------------------------------------------------------------------------
 def load_dataset(graph, config: TrainConfig, bindings: Bindings) -> tuple[Dataset, dict]:
-    """Load the configured dataset; returns it and the options it was loaded with.
+    """Load the configured dataset; returns it and the options it was loaded with (see
+    :class:`DatasetRequest`)."""
+    return DatasetRequest.of(graph, config, bindings).load(config.seed)
 
-    ``size`` and ``channels`` options the user did not set are filled from the image input's
-    shape, so ``shapes`` renders at the spec's resolution.
-    """
-    try:
-        entry = graph.registry.entry("dataset", config.dataset)
-    except GraphnetError as error:
-        raise _relocated(error, config.origins.get("dataset", ("default", "dataset")),
-                         config.file) from None
-    source_class = entry.value
-    options = dict(config.dataset_options)
-    shape = graph.nodes[bindings.image].shape
-    followed = set()  # options taken from the image input's shape
-    if len(shape) == 3:
-        channels, height, width = shape
-        if "channels" in source_class.options and "channels" not in options:
-            options["channels"] = channels
-            followed.add("channels")
-        if "size" in source_class.options and "size" not in options and height == width:
-            options["size"] = height
-            followed.add("size")
-    def located(error: GraphnetError) -> GraphnetError:
+
+@dataclass
+class DatasetRequest:
+    """The dataset training asks for: its registry entry and its options — ``[train]``'s and
+    the flags', and ``size`` and ``channels`` from the image input's shape where those leave
+    them out, so ``shapes`` renders at the spec's resolution. ``graphnet check`` parses the
+    options as training would, without loading any data."""
+
+    entry: Any
+    options: dict
+    followed: set
+    """The options taken from the image input's shape."""
+    config: TrainConfig
+    image: str
+    shape: tuple
+
+    @classmethod
+    def of(cls, graph, config: TrainConfig, bindings: Bindings) -> DatasetRequest:
+        try:
+            entry = graph.registry.entry("dataset", config.dataset)
+        except GraphnetError as error:
+            raise _relocated(error, config.origins.get("dataset", ("default", "dataset")),
+                             config.file) from None
+        options, followed = dict(config.dataset_options), set()
+        shape = graph.nodes[bindings.image].shape
+        if len(shape) == 3:
+            channels, height, width = shape
+            if "channels" in entry.value.options and "channels" not in options:
+                options["channels"] = channels
+                followed.add("channels")
+            if "size" in entry.value.options and "size" not in options and height == width:
+                options["size"] = height
+                followed.add("size")
+        return cls(entry, options, followed, config, bindings.image, shape)
+
+    def parse(self) -> dict:
+        """The options checked against the dataset's schema, defaults filled in."""
+        try:
+            return parse_options(self.entry.value.options, self.options,
+                                 what=f"dataset {self.config.dataset!r}")
+        except GraphnetError as error:
+            raise self.located(error) from None
+
+    def load(self, seed: int) -> tuple[Dataset, dict]:
+        parsed = self.parse()
+        try:
+            return load_from(self.entry, SimpleNamespace(**parsed), seed=seed,
+                             cache_dir=default_cache_dir()), parsed
+        except GraphnetError as error:
+            raise self.located(error) from None
+
+    def located(self, error: GraphnetError) -> GraphnetError:
         """A refused option, said where its value came from: the image input's shape, or
         [train] and the flags."""
-        if error.field in followed:
+        config = self.config
+        if error.field in self.followed:
             return SpecError(f"dataset {config.dataset!r} cannot make images of this input's "
                              f"shape: its {error.field!r}", file=config.file,
-                             field=f"inputs.{bindings.image}.shape", expected=error.expected,
-                             found=f"{error.found} (the shape is {list(shape)})",
+                             field=f"inputs.{self.image}.shape", expected=error.expected,
+                             found=f"{error.found} (the shape is {list(self.shape)})",
                              hint="change the input's shape, or train on another dataset")
-        if isinstance(error, SpecError) or (error.field in options and error.file is None):
+        if isinstance(error, SpecError) or (error.field in self.options and error.file is None):
             return config.error(f"dataset.{error.field}", error.message, expected=error.expected,
                                 found=error.found, hint=error.hint)
         return error
-
-    try:
-        parsed = parse_options(source_class.options, options, what=f"dataset {config.dataset!r}")
-        dataset = load_from(entry, SimpleNamespace(**parsed), seed=config.seed,
-                            cache_dir=default_cache_dir())
-    except GraphnetError as error:
-        raise located(error) from None
-    return dataset, parsed
 
 
 def check_dataset(graph, dataset: Dataset, bindings: Bindings) -> None:

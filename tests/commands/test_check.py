@@ -177,6 +177,19 @@ def test_train_section_is_checked(write_spec, run_cli, train, phrases):
         assert phrase in err, (phrase, err)
 
 
+def test_the_datasets_options_are_read_as_training_reads_them(write_spec, run_cli):
+    """shapes renders at the input's size, at least 16: check said ok to a 3×8×8 input with
+    a [train] section, and training then refused it."""
+    status, out, err = _whole(write_spec, run_cli, lambda s: s.update(train={"epochs": 1}))
+    assert status == 2 and "ok" not in out and "Traceback" not in err
+    assert "field 'inputs.image.shape': dataset 'shapes' cannot make images of this input's " \
+           "shape: its 'size': expected an integer >= 16 and <= 256, found 8" in err
+    status, out, err = _whole(write_spec, run_cli, lambda s: s.update(
+        train={"dataset": {"name": "shapes", "size": 4}}))
+    assert status == 2 and "field 'train.dataset.size': bad value for an option of dataset " \
+                           "'shapes': expected an integer >= 16 and <= 256, found 4" in err
+
+
 def test_a_loss_without_outputs_is_an_error_naming_outputs(write_spec, run_cli):
     status, out, err = _whole(write_spec, run_cli, lambda s: s.pop("outputs"))
     assert status == 2 and "Traceback" not in err
