@@ -26,6 +26,27 @@ TEST_FRACTION = Attr("float", default=0.2, minimum=0.05, maximum=0.5,
                      doc="share of each class held out for testing")
 
 
+def _check_generated_size(options) -> None:
+    """Refuse, before drawing a pixel, images that would not fit the memory limit: the images
+    of both splits, kept for the run, and the generator's working arrays for the larger one
+    (its ink and colour planes). 1,000,000 training images of 3×256×256 asked numpy for 244
+    GiB whatever GRAPHNET_MEMORY_LIMIT said."""
+    from graphnet.limits import LIMIT_ENV, memory_limit
+    from graphnet.text import format_bytes
+
+    pixels = options.size ** 2 * np.dtype(np.float32).itemsize
+    needed = pixels * ((options.train_size + options.test_size) * options.channels
+                       + max(options.train_size, options.test_size) * (options.channels + 1))
+    allowed = memory_limit()
+    if allowed is not None and needed > allowed:
+        shape = f"{options.channels}×{options.size}×{options.size}"
+        raise DataError(
+            f"{options.train_size:,} training and {options.test_size:,} test images of {shape} "
+            f"would take about {format_bytes(needed)} to generate, more than the memory limit "
+            f"of {format_bytes(allowed)}", field="train_size",
+            hint=f"ask for fewer or smaller images, or raise the limit with {LIMIT_ENV}")
+
+
 class Shapes(DatasetSource):
     """Generated edges, arcs, corners and outlines in 10 classes; no files, fixed by the seed."""
 
@@ -50,6 +71,7 @@ class Shapes(DatasetSource):
         if options.channels not in (1, 3):
             raise DataError("bad dataset option", field="channels", expected="1 or 3",
                             found=str(options.channels))
+        _check_generated_size(options)
         # Two independent streams from one seed: the test images are never trained on.
         train_stream, test_stream = np.random.SeedSequence(seed).spawn(2)
         splits = [Split(*generate(count, np.random.default_rng(stream), size=options.size,

@@ -93,6 +93,19 @@ def test_a_padded_window_that_dodges_the_activation_estimate_is_refused(tmp_path
         assert result.peak < 256 * MiB, result
 
 
+@pytest.mark.parametrize("command", [["train", "--run-dir", "run"],
+                                     ["data", "sample", "shapes", "-o", "images.npz"]])
+def test_generated_images_past_the_limit_are_refused_before_they_are_drawn(tmp_path, bounded_cli,
+                                                                           command):
+    options = ["--dataset-option", "train_size=1000000", "--dataset-option", "size=256"]
+    if command[0] == "train":
+        command = ["train", _spec(tmp_path / "big.json", shape=(3, 256, 256)), *command[1:]]
+    result = bounded_cli(*command, *options, cwd=tmp_path)
+    assert result.refused("1,000,000 training and", "test images of 3×256×256",
+                          "memory limit of 256.0 MiB", "train_size"), result
+    assert result.peak < 256 * MiB, result
+
+
 @pytest.mark.parametrize("command", ["gradcheck", "bench"])
 def test_a_huge_batch_is_refused_before_it_is_drawn(tiny, bounded_cli, command):
     extra = ["--no-memory", "--steps", "1"] if command == "bench" else []

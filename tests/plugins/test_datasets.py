@@ -51,6 +51,24 @@ def test_shapes_options():
         load(Shapes, channels=2)
 
 
+def test_shapes_refuses_images_past_the_memory_limit_before_drawing_them(monkeypatch):
+    """1,000,000 training images of 3×256×256 asked numpy for 244 GiB whatever the limit."""
+    import tracemalloc
+
+    monkeypatch.setenv("GRAPHNET_MEMORY_LIMIT", "64MiB")
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError) as caught:
+            load(Shapes, size=256, train_size=1_000_000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert caught.value.field == "train_size" and peak < 2**20
+    assert "1,000,000 training and 2,000 test images of 3×256×256 would take about" in \
+        str(caught.value) and "more than the memory limit of 64.0 MiB" in str(caught.value)
+    assert load(Shapes, size=16, train_size=10, test_size=10).image_shape == (3, 16, 16)
+
+
 # --- downloaded datasets ---------------------------------------------------------------------
 def put_idx_files(folder, count=7):
     folder.mkdir(parents=True)
