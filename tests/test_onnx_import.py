@@ -230,6 +230,9 @@ EXPORTS = {  # name: (dynamo, opset, fold constants / optimize)
     # and computes sizes, zero biases and clip bounds in the graph (folded on import)
     **{f"dynamo{opset}": (True, opset, True) for opset in range(17, 21)},
     **{f"dynamo{opset}_raw": (True, opset, False) for opset in range(17, 21)},
+    # a symbolic batch size (dynamic_shapes): sizes computed from Shape in the graph
+    **{f"dynamo{opset}_batch": (True, opset, True) for opset in (18, 20)},
+    **{f"dynamo{opset}_batch_raw": (True, opset, False) for opset in (18, 20)},
 }
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory):
@@ -250,9 +253,10 @@ def exported(tmp_path_factory):
             model(*example)  # the lazy layers take their sizes
             path = folder / f"{name}_{how}.onnx"
             if dynamo:
+                batch = ({0: torch.export.Dim("batch")},) if "_batch" in how else None
                 program = torch.onnx.export(model, example, dynamo=True, opset_version=opset,
                                             input_names=["image"], output_names=["logits"],
-                                            optimize=fold, verbose=False)
+                                            optimize=fold, verbose=False, dynamic_shapes=batch)
                 program.save(str(path))
             else:
                 torch.onnx.export(model, example, str(path), dynamo=False, opset_version=opset,
@@ -298,6 +302,7 @@ NEEDS_OPS = {"mobilenet": HAS_RELU6, "mobilenet_v2": HAS_RELU6, "ceil_pools": HA
 DEFAULT_CASES = [("residual", "ts11"), ("inception", "ts17"), ("mobilenet", "ts17_bn"),
                  ("ceil_pools", "ts11"), ("mobilenet", "dynamo20_raw")]
 FORWARD_CASES = [("mobilenet", "dynamo18"), ("resnet18", "dynamo18_raw"),
+                 ("residual", "dynamo18_batch_raw"),  # x.view(x.size(0), -1): the batch's Shape
                  ("mobilenet_v2", "ts13_bn"), ("vgg11", "dynamo19_raw")]
 ALL_CASES = [(net, how) for net in INPUT_SHAPE for how in EXPORTS
              # onnxruntime cannot load these: from opset 13 its shape inference keeps the last
@@ -313,7 +318,9 @@ def _run_case(exported, net, how, *, gradients=True):
         with pytest.raises(SpecError, match="not supported|lacks"):
             import_onnx(path)
         return
-    graph = _check_import(path, gradients=gradients)
+    # the dynamo exporter fixes the example's batch size of 2 unless told otherwise
+    fixed_batch = how.startswith("dynamo") and "_batch" not in how
+    graph = _check_import(path, batch=2 if fixed_batch else 3, gradients=gradients)
     ops = _ops(graph)
     if net == "mobilenet":
         assert "relu6" in ops and any(n.attrs.groups == 16 for n in graph.op_nodes
