@@ -28,6 +28,8 @@ FORMAT = 2
 """The newest spec format this graphnet reads (format 1: no blocks; 2: blocks)."""
 BLOCK_KEYS = ("args", "required", "inputs", "output", "nodes", "description")
 INSTANCE_KEYS = ("name", "block", "inputs", "repeat", "trainable")
+STRUCTURE = ("name", "op", "block", "inputs")
+"""A node's keys that shape the graph: never expressions, fixed where they are written."""
 """Keys of a block node that are not arguments of the block."""
 MAX_EXPRESSION = 200
 """Longest expression text: enough for any real formula, too short to build huge numbers."""
@@ -241,6 +243,14 @@ class _Expander:
                              "block)", found=_show(node), **where)
                 return None
             node_name = node.get("name")
+            fixed = next((key for key in STRUCTURE if _has_expression(node.get(key))), None)
+            if fixed is not None:  # else "${n}" was kept as a literal name, input or op
+                self.problem("expressions are allowed only in attribute values",
+                             node=node_name if isinstance(node_name, str) else None,
+                             field=f"{label}.{fixed}", expected="a plain value: a node's name, "
+                             "op, block and inputs are fixed where the block is written",
+                             found=_show(node[fixed]), **where)
+                return None
             if not _valid_name(node_name):
                 self.problem("bad or missing node name", field=f"{label}.name",
                              expected="a printable name", found=_show(node_name), **where)
@@ -330,7 +340,7 @@ class _Expander:
 
     def refuse_expressions(self, raw: dict, name: str) -> None:
         for key, value in raw.items():
-            if key not in ("name", "op", "block", "inputs") and _has_expression(value):
+            if key not in STRUCTURE and _has_expression(value):
                 self.problem("expressions are allowed only inside blocks", node=name,
                              field=str(key), expected="a plain value", found=_show(value))
 
@@ -459,7 +469,7 @@ class _Expander:
             previous = full
             values = {}
             for key, value in raw.items():
-                if key in ("name", "op", "block", "inputs"):
+                if key in STRUCTURE:
                     continue
                 try:
                     values[key] = substitute(value, args)

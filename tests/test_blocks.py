@@ -239,6 +239,19 @@ ERRORS = {
     "instance shapes that do not fit": (  # the second instance gets 8 channels, adds to 4
         lambda d: d["nodes"][0].update(filters=8),
         ["node 'layer.0.sum'", "field 'inputs'"]),
+    # these were kept as literal text: a node named 'layer.0.${name}', an op '${op}'
+    "expression as a name": (
+        lambda d: d["blocks"]["basic"]["nodes"][0].update(name="${filters}"),
+        ["block 'basic'", "field 'nodes[0].name'", "expressions are allowed only in attribute "
+         "values", "fixed where the block is written"]),
+    "expression as an input": (
+        lambda d: d["blocks"]["basic"]["nodes"][1].update(inputs=["${filters}"]),
+        ["block 'basic'", "field 'nodes[1].inputs'", "expressions are allowed only in attribute "
+         "values"]),
+    "expression as an op": (
+        lambda d: d["blocks"]["basic"]["nodes"][0].update(op="${filters}"),
+        ["block 'basic'", "field 'nodes[0].op'", "expressions are allowed only in attribute "
+         "values"]),
     "partial expression": (
         lambda d: d["blocks"]["basic"]["nodes"][0].update(init="he_${filters}"),
         ["block 'basic'", "node 'layer.0.conv'", "field 'init'", "must be the whole string"]),
