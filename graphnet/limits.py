@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 import os
 import re
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,9 +62,33 @@ def physical_memory() -> int | None:
     return pages * page_size if pages > 0 and page_size > 0 else None
 
 
+_in_force: ContextVar = ContextVar("graphnet_memory_limit", default=None)
+"""The limit a job was given (see :func:`limit_in_force`), as given; None: none was."""
+
+
+@contextmanager
+def limit_in_force(limit):
+    """Within it, :func:`memory_limit` without an argument is ``limit`` (when one is given):
+    a job's own limit — ``train(memory_limit=…)``, ``graphnet train --memory-limit`` — then
+    holds for the files it reads and the images it generates as for its graph; they were
+    checked against GRAPHNET_MEMORY_LIMIT or the default alone."""
+    if limit is None:
+        yield
+        return
+    memory_limit(limit)  # a bad limit is refused before anything runs
+    token = _in_force.set(limit)
+    try:
+        yield
+    finally:
+        _in_force.reset(token)
+
+
 def memory_limit(limit=None) -> int | None:
-    """The limit in bytes (None: no limit): ``limit`` if given, else the environment, else
-    :data:`DEFAULT_FRACTION` of physical memory."""
+    """The limit in bytes (None: no limit): ``limit`` if given, else the one in force (see
+    :func:`limit_in_force`), else the environment, else :data:`DEFAULT_FRACTION` of physical
+    memory."""
+    if limit is None:
+        limit = _in_force.get()
     if limit is not None:
         return parse_size(limit, field="--memory-limit")
     if os.environ.get(LIMIT_ENV, "").strip():

@@ -30,6 +30,7 @@ This module puts the pieces together; each lives in its own:
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -101,6 +102,17 @@ class TrainResult:
                                      self.standardise)
 
 
+def _within_memory_limit(function):
+    """``function``'s ``memory_limit`` holds for everything it does (see
+    :func:`graphnet.limits.limit_in_force`), the dataset it reads or generates included."""
+    @functools.wraps(function)
+    def run(*args, memory_limit=None, **kwargs):
+        with limits.limit_in_force(memory_limit):
+            return function(*args, memory_limit=memory_limit, **kwargs)
+    return run
+
+
+@_within_memory_limit
 def train(graph, dataset: Dataset | str | None = None, config: TrainConfig | None = None, *,
           run_dir: str | Path | None = None, resume: bool | str | Path = False,
           on_event: Callable[[Any], None] | None = None, labels: dict[str, str] | None = None,
@@ -112,7 +124,7 @@ def train(graph, dataset: Dataset | str | None = None, config: TrainConfig | Non
     """Train ``graph``; see the module docstring. ``resume`` is True (the run directory's
     checkpoint) or a checkpoint path. ``memory_limit`` (bytes or text such as ``"8GiB"``;
     default: see :mod:`graphnet.limits`) refuses a graph that would need more to train at the
-    configured batch size. The run holds its folder until it returns: another run into it is
+    configured batch size, and a dataset that would need more to read or generate. The run holds its folder until it returns: another run into it is
     refused, or with ``new_run_dir`` goes into a fresh ``RUN_DIR-2``, ``-3``, … (as does a
     new run where one was kept). Returns when done or interrupted (``result.interrupted``,
     ``result.stop_signal``). ``init_from`` (a checkpoint, or a run directory holding one, such

@@ -44,7 +44,8 @@ def _check_generated_size(options) -> None:
             f"{options.train_size:,} training and {options.test_size:,} test images of {shape} "
             f"would take about {format_bytes(needed)} to generate, more than the memory limit "
             f"of {format_bytes(allowed)}", field="train_size",
-            hint=f"ask for fewer or smaller images, or raise the limit with {LIMIT_ENV}")
+            hint=f"ask for fewer or smaller images, or raise the limit with --memory-limit "
+                 f"or {LIMIT_ENV}")
 
 
 class Shapes(DatasetSource):

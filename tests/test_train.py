@@ -550,3 +550,25 @@ def test_max_loss_growth_0_never_stops_but_still_warns(graph_of, tmp_path):
     warnings = [e.text for e in events if type(e).__name__ == "Notice"
                 if "the loss is growing" in e.text]
     assert len(warnings) == 1, warnings
+
+
+def test_the_runs_memory_limit_holds_for_the_images_it_generates(tmp_path, monkeypatch):
+    """train(memory_limit=…) and --memory-limit held for the graph only: the dataset was
+    read or generated against GRAPHNET_MEMORY_LIMIT or the default (75 % of the machine),
+    so a limit of 64 MiB let the shapes generator draw 440 MB of images."""
+    from graphnet import limits
+
+    monkeypatch.delenv(limits.LIMIT_ENV, raising=False)
+    graph = graphnet.load({"inputs": {"image": {"shape": [3, 64, 64]},
+                                      "label": {"shape": [], "dtype": "int64"}},
+                           "nodes": [{"name": "pool", "op": "global_avg_pool", "inputs": ["image"]},
+                                     {"name": "fc", "op": "dense", "units": 10},
+                                     {"name": "loss", "op": "softmax_cross_entropy",
+                                      "inputs": ["fc", "label"]}],
+                           "outputs": {"logits": "fc", "loss": "loss"}})
+    with pytest.raises(graphnet.GraphnetError) as caught:
+        graphnet.train.train(graph, epochs=1, run_dir=tmp_path, memory_limit="64MiB",
+                             dataset_options={"train_size": 3000})
+    assert "3,000 training and 2,000 test images of 3×64×64" in str(caught.value)
+    assert "more than the memory limit of 64.0 MiB" in str(caught.value)
+    assert limits.memory_limit() == int(limits.physical_memory() * limits.DEFAULT_FRACTION)

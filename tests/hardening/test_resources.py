@@ -51,6 +51,19 @@ def test_limit_precedence(monkeypatch, no_limit_env):
         limits.memory_limit()
 
 
+def test_a_limit_in_force_stands_for_the_environment_within_and_only_within(monkeypatch):
+    monkeypatch.setenv(limits.LIMIT_ENV, "2GiB")
+    with limits.limit_in_force("1MiB"):
+        assert limits.memory_limit() == 2**20             # files and datasets read within
+        assert limits.memory_limit("3MiB") == 3 * 2**20   # an explicit argument still wins
+        with limits.limit_in_force(None):                 # none given: the one in force stays
+            assert limits.memory_limit() == 2**20
+    assert limits.memory_limit() == 2 * 2**30
+    with pytest.raises(graphnet.UsageError, match="--memory-limit"):
+        with limits.limit_in_force("lots"):
+            pass
+
+
 def _allocation_peak(action) -> int:
     tracemalloc.start()
     try:
