@@ -22,7 +22,7 @@ from typing import Any
 
 from ..checkpoint import (BEST_NAME, CHECKPOINT_NAME, Checkpoint, restore_params, save_checkpoint,
                           spec_hash)
-from ..errors import CheckpointError
+from ..errors import CheckpointError, GraphnetError
 from ..files import atomic_write_text
 from ..inference import json_ready
 from ..op import Choices
@@ -184,15 +184,32 @@ def restore(loop, path: Path) -> None:
     schedule_state = {k[len("schedule/"):]: v for k, v in checkpoint.optimizer.items()
                       if k.startswith("schedule/")}
     if meta.get("optimizer") == config.optimizer:
-        loop.step.optimizer.load_state_dict(optimizer_state, params=network.flat_params())
+        _restore_state(loop.step.optimizer, path, "optimizer", optimizer_state,
+                       params=network.flat_params())
     else:
         emit(Notice(f"the checkpoint was trained with optimizer {meta.get('optimizer')!r}; "
                     f"{config.optimizer!r} starts with fresh state"))
     if meta.get("schedule") == config.schedule:
-        schedule.load_state_dict(schedule_state)
+        _restore_state(schedule, path, "schedule", schedule_state)
     if progress.epoch >= config.epochs:
         emit(Notice(f"the checkpoint has {progress.epoch} epochs, which is all of the "
                     f"{config.epochs} asked for; raise --epochs to train further"))
+
+
+def _restore_state(owner, path, kind: str, state: dict, **extra) -> None:
+    """``owner.load_state_dict(state)`` (an optimizer's or a schedule's), its refusals naming
+    the checkpoint: they named no file, and a schedule's state of the wrong shape (a list
+    where a number belongs) ended in a traceback."""
+    try:
+        owner.load_state_dict(state, **extra)
+    except GraphnetError as error:
+        if error.field is not None and not error.field.startswith(f"{kind}/"):
+            error.field = f"{kind}/{error.field}"
+        raise error.with_context(file=path) from None
+    except (TypeError, ValueError, KeyError) as error:
+        raise CheckpointError(f"checkpoint's {kind} state cannot be restored", file=path,
+                              field=kind, expected=f"the state {kind} {owner.name!r} writes",
+                              found=f"{type(error).__name__}: {error}") from None
 
 
 def _rates_differ(schedule: Schedule, trained_for: int, epoch: int, step: int) -> bool:

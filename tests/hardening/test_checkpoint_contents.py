@@ -157,3 +157,26 @@ def test_a_step_past_the_epoch_is_refused_on_resume(fresh, capsys):
     _set_meta(path, _meta_change(step="9999", partial="true"))
     _all_refuse([["train", spec, "--run-dir", run, "--resume", "--epochs", "2"]], capsys,
                 str(path), "step")
+
+
+@pytest.mark.parametrize("members, schedule, phrases", [
+    ({"optim/optimizer/velocity/ghost/weight": np.zeros((3, 3), np.float32)}, None,
+     ["field 'optimizer/velocity/ghost/weight'", "optimizer state names a parameter this graph "
+      "lacks"]),
+    # a list where the plateau schedule keeps a number: a TypeError's traceback, exit 1
+    ({"optim/schedule/scale": np.array([0.5, 0.5]), "optim/schedule/best": np.array(1.0),
+      "optim/schedule/bad_epochs": np.array(0)}, "plateau",
+     ["field 'schedule'", "checkpoint's schedule state cannot be restored"]),
+], ids=["optimizer", "schedule"])
+def test_optimizer_and_schedule_state_that_does_not_fit_is_refused_naming_the_file(
+        fresh, capsys, members, schedule, phrases):
+    spec, run, path = fresh
+    contents = _members(path)
+    contents.update({f"{name}.npy": _npy(array) for name, array in members.items()})
+    _write(path, contents)
+    flags = ["--epochs", "2"]
+    if schedule:
+        _set_meta(path, _meta_change(schedule=json.dumps(schedule)))
+        flags += ["--schedule", schedule]
+    _all_refuse([["train", spec, "--run-dir", run, "--resume", *flags]], capsys, str(path),
+                *phrases)
