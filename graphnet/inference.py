@@ -236,13 +236,28 @@ def load_trained(graph, path: str | Path, *, image_input=None, label_input=None,
     if meta.get("spec_hash") not in (None, spec_hash(graph)):
         warnings.append(f"{path}: written for a different version of this spec (its parameters "
                         "fit, so it is used)")
-    inputs = meta.get("bindings", {})
-    bindings = bind(graph, image_input or inputs.get("image"), label_input or inputs.get("label"),
-                    logits_output or inputs.get("logits"))
+    bindings = _bind_as_trained(graph, meta.get("bindings", {}), path, image=image_input,
+                                label=label_input, logits=logits_output)
     standardise = stored_standardiser(meta, graph.nodes[bindings.image].shape, path)
     return Trained(network, bindings, standardise,
                    class_names_for(meta.get("class_names"), bindings.classes), checkpoint,
                    warnings)
+
+
+def _bind_as_trained(graph, stored: dict, path, **given) -> Bindings:
+    """The bindings a checkpoint's run used (``stored``), unless ``given`` chooses others. One
+    that does not fit the graph is the checkpoint's: it was blamed on the spec's
+    ``train.image_input``, a key the spec need not have."""
+    chosen = {key: value if value is not None else stored.get(key) for key, value in given.items()}
+    try:
+        return bind(graph, chosen["image"], chosen["label"], chosen["logits"])
+    except SpecError as error:
+        key = (error.field or "").removeprefix("train.").rpartition("_")[0]
+        if given.get(key) is None and stored.get(key) is not None:
+            raise CheckpointError(f"the checkpoint's run used another graph: {error.message}",
+                                  file=path, field=f"bindings.{key}", expected=error.expected,
+                                  found=error.found) from None
+        raise
 
 
 def stored_standardiser(meta: dict, image_shape, path) -> Standardiser:

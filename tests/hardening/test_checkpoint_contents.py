@@ -180,3 +180,16 @@ def test_optimizer_and_schedule_state_that_does_not_fit_is_refused_naming_the_fi
         flags += ["--schedule", schedule]
     _all_refuse([["train", spec, "--run-dir", run, "--resume", *flags]], capsys, str(path),
                 *phrases)
+
+
+def test_bindings_that_do_not_fit_the_spec_are_the_checkpoints(fresh, tmp_path, capsys):
+    """A checkpoint whose run read its images from 'label' was refused as the spec's
+    "field 'train.image_input'", a key the spec does not have."""
+    spec, run, path = fresh
+    _set_meta(path, _meta_change(bindings__image='"label"'))
+    commands = _commands(spec, run, path, tmp_path)[1:]  # eval and predict read the bindings
+    _all_refuse(commands, capsys, f"{path}: field 'bindings.image': the checkpoint's run used "
+                "another graph", "found 'label'")
+    for command in commands:
+        main([str(word) for word in command])
+        assert "train.image_input" not in capsys.readouterr().err
