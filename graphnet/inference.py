@@ -239,9 +239,14 @@ def load_trained(graph, path: str | Path, *, image_input=None, label_input=None,
     bindings = _bind_as_trained(graph, meta.get("bindings", {}), path, image=image_input,
                                 label=label_input, logits=logits_output)
     standardise = stored_standardiser(meta, graph.nodes[bindings.image].shape, path)
+    names = meta.get("class_names")
+    if names and len(names) != bindings.classes:  # training writes one per score, or none
+        raise CheckpointError("the checkpoint's class names do not fit the class scores",
+                              file=path, field="class_names",
+                              expected=f"{bindings.classes} names, one per score of output "
+                                       f"{bindings.logits!r}", found=f"{len(names)} names")
     return Trained(network, bindings, standardise,
-                   class_names_for(meta.get("class_names"), bindings.classes), checkpoint,
-                   warnings)
+                   class_names_for(names, bindings.classes), checkpoint, warnings)
 
 
 def _bind_as_trained(graph, stored: dict, path, **given) -> Bindings:

@@ -182,14 +182,21 @@ def test_optimizer_and_schedule_state_that_does_not_fit_is_refused_naming_the_fi
                 *phrases)
 
 
-def test_bindings_that_do_not_fit_the_spec_are_the_checkpoints(fresh, tmp_path, capsys):
-    """A checkpoint whose run read its images from 'label' was refused as the spec's
-    "field 'train.image_input'", a key the spec does not have."""
+@pytest.mark.parametrize("change, phrases, not_said", [
+    # refused as the spec's "field 'train.image_input'", a key the spec does not have
+    ({"bindings__image": '"label"'}, ["field 'bindings.image': the checkpoint's run used "
+                                      "another graph", "found 'label'"], "train.image_input"),
+    # predict printed class indices instead, eval a confusion matrix of numbers
+    ({"class_names": '["a", "b"]'}, ["field 'class_names': the checkpoint's class names do not "
+                                     "fit the class scores: expected 10 names", "found 2 names"],
+     None),
+], ids=["bindings", "class_names"])
+def test_metadata_that_does_not_fit_the_spec_is_the_checkpoints(fresh, tmp_path, capsys, change,
+                                                                 phrases, not_said):
     spec, run, path = fresh
-    _set_meta(path, _meta_change(bindings__image='"label"'))
-    commands = _commands(spec, run, path, tmp_path)[1:]  # eval and predict read the bindings
-    _all_refuse(commands, capsys, f"{path}: field 'bindings.image': the checkpoint's run used "
-                "another graph", "found 'label'")
+    _set_meta(path, _meta_change(**change))
+    commands = _commands(spec, run, path, tmp_path)[1:]  # eval and predict read these
+    _all_refuse(commands, capsys, str(path), *phrases)
     for command in commands:
         main([str(word) for word in command])
-        assert "train.image_input" not in capsys.readouterr().err
+        assert not_said is None or not_said not in capsys.readouterr().err
