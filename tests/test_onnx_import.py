@@ -723,9 +723,15 @@ def test_constant_factors_and_terms_go_into_the_layers_weights():
     (helper.make_node("Mul", ["x", "x"], ["y"], name="the_node"), "Mul of two values"),
     (helper.make_node("Sub", ["x", "c1"], ["y"], name="the_node"), "Add of a constant is "
                                                                    "imported only as the bias"),
-], ids=["mul-row", "const-minus-x", "const-over-x", "mul-two-values", "sub-from-an-input"])
+    # zeros that broadcast to a higher rank make another shape: not the value itself
+    (helper.make_node("Add", ["x", "zeros"], ["y"], name="the_node"), "Add of a constant"),
+    (helper.make_node("Add", ["x", "zero_row"], ["y"], name="the_node"), "Add of a constant"),
+], ids=["mul-row", "const-minus-x", "const-over-x", "mul-two-values", "sub-from-an-input",
+        "add-zeros-of-higher-rank", "add-zeros-that-do-not-broadcast"])
 def test_arithmetic_that_no_layer_can_take_is_refused(node, why):
-    model = _conv_model([node], [("row", np.arange(1, 6)), ("c1", 2.0)], ["N", 2, 5, 5])
+    model = _conv_model([node], [("row", np.arange(1, 6)), ("c1", 2.0),
+                                 ("zeros", np.zeros((3, 1, 2, 5, 5))), ("zero_row", np.zeros(3))],
+                        [None] * 4)
     with pytest.raises(SpecError, match=why) as raised:
         import_onnx(model)
     assert "node 'the_node'" in str(raised.value)

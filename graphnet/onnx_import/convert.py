@@ -288,8 +288,8 @@ class Converter:
                 raise self.refuse(f"the {made_by} before it is imported only as {reader}: "
                                   "graphnet has no op for it", field=f"input {position + 1}",
                                   found=f"{name!r} from {maker!r}, read by {node.op_type}",
-                                  hint=NHWC_HINT if kind == "transpose"
-                                  and value.source in inputs else None)
+                                  hint=NHWC_HINT if value.source in inputs and "Transpose"
+                                  in (node.op_type, made_by) else None)
             return value
         if name in self.constants:
             raise self.refuse(f"input {position + 1} is a constant, where graphnet needs a "

@@ -464,8 +464,9 @@ def arithmetic(conv: Converter, node):
     constant = np.asarray(conv.constants[names[1 - position]])
     value = conv.tensor(node, position, takes=tuple(HELD_FOR))
     full = (1, *value.shape)
-    if np.all(constant == (0 if node.op_type in ("Add", "Sub") else 1)) \
-            and constant.ndim <= len(full) and np.broadcast_shapes(full, constant.shape) == full:
+    fits = constant.ndim <= len(full) and all(
+        size in (1, whole) for size, whole in zip(constant.shape[::-1], full[::-1]))
+    if fits and np.all(constant == (0 if node.op_type in ("Add", "Sub") else 1)):
         conv.alias(node, value)  # x + 0, x · 1 (Keras' Rescaling writes its offset of 0)
         return
     x = conv.tensor(node, position)
