@@ -721,8 +721,9 @@ def test_constant_factors_and_terms_go_into_the_layers_weights():
     (helper.make_node("Sub", ["c1", "x"], ["y"], name="the_node"), "a constant minus a value"),
     (helper.make_node("Div", ["c1", "x"], ["y"], name="the_node"), "a constant over a value"),
     (helper.make_node("Mul", ["x", "x"], ["y"], name="the_node"), "Mul of two values"),
-    (helper.make_node("Sub", ["x", "c1"], ["y"], name="the_node"), "Add of a constant is "
-                                                                   "imported only as the bias"),
+    # held for a Conv to take: as the model's output it has none
+    (helper.make_node("Sub", ["x", "c1"], ["y"], name="the_node"), "a graph output is the Mul, "
+                                                                   "Div, Add or Sub"),
     # zeros that broadcast to a higher rank make another shape: not the value itself
     (helper.make_node("Add", ["x", "zeros"], ["y"], name="the_node"), "Add of a constant"),
     (helper.make_node("Add", ["x", "zero_row"], ["y"], name="the_node"), "Add of a constant"),
@@ -734,7 +735,7 @@ def test_arithmetic_that_no_layer_can_take_is_refused(node, why):
                         [None] * 4)
     with pytest.raises(SpecError, match=why) as raised:
         import_onnx(model)
-    assert "node 'the_node'" in str(raised.value)
+    assert "'the_node'" in str(raised.value)
 
 
 def test_a_scaled_value_read_by_anything_but_a_conv_is_refused():
@@ -742,13 +743,15 @@ def test_a_scaled_value_read_by_anything_but_a_conv_is_refused():
              helper.make_node("Identity", ["s"], ["i"], name="same"),
              helper.make_node("Relu", ["i"], ["y"], name="after")]
     model = _conv_model(nodes, [("c1", 2.0)], ["N", 2, 5, 5])
-    with pytest.raises(SpecError, match="the Mul or Div by a constant before it") as raised:
+    with pytest.raises(SpecError, match="the Mul, Div, Add or Sub of a constant before it") \
+            as raised:
         import_onnx(model)
     assert "node 'after'" in str(raised.value) and "from 'scale'" in str(raised.value)
     # nor may it be what the model gives
     model = _conv_model(nodes[:1], [("c1", 2.0)], ["N", 2, 5, 5])
     model.graph.output[0].name = "s"
-    with pytest.raises(SpecError, match="a graph output is the Mul or Div by a constant 'scale'"):
+    with pytest.raises(SpecError, match="a graph output is the Mul, Div, Add or Sub of a "
+                                        "constant 'scale'"):
         import_onnx(model)
 
 
@@ -759,3 +762,30 @@ def test_a_grouped_conv_takes_a_per_channel_factor_for_each_of_its_groups():
     model = _conv_model(nodes, [("factor", rng.standard_normal((2, 1, 1))),
                                 ("w", rng.standard_normal((4, 1, 3, 3)))], ["N", 4, 3, 3])
     _equal_to_onnxruntime(model, rng.standard_normal((2, 2, 5, 5)).astype(np.float32))
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_a_normalization_before_a_conv_that_does_not_pad_goes_into_its_weights_and_bias(groups):
+    """(x - mean) / std per channel, as Keras' Normalization writes it, before a VALID conv:
+    the factor into the weights, the shifted taps into the bias."""
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Sub", ["x", "mean"], ["centred"], name="centre"),
+             helper.make_node("Div", ["centred", "std"], ["normal"], name="normalise"),
+             helper.make_node("Conv", ["normal", "w", "b"], ["y"], name="conv", group=groups)]
+    model = _conv_model(nodes, [("mean", rng.standard_normal((1, 2, 1, 1))),
+                                ("std", rng.uniform(0.5, 2, (2, 1, 1))),
+                                ("w", rng.standard_normal((4, 2 // groups, 3, 3))),
+                                ("b", rng.standard_normal(4))], ["N", 4, 3, 3])
+    graph = _equal_to_onnxruntime(model, rng.standard_normal((2, 2, 5, 5)).astype(np.float32))
+    assert _ops(graph) == ["conv2d"]
+
+
+def test_a_constant_added_before_a_conv_that_pads_is_refused():
+    """Its zero padding would not be shifted: a different network at the border."""
+    nodes = [helper.make_node("Add", ["x", "offset"], ["shifted"], name="offset"),
+             helper.make_node("Conv", ["shifted", "w"], ["y"], name="conv", pads=[1] * 4)]
+    model = _conv_model(nodes, [("offset", -1.0), ("w", np.ones((3, 2, 3, 3)))],
+                        ["N", 3, 5, 5])
+    with pytest.raises(SpecError, match="only when the Conv does not pad") as raised:
+        import_onnx(model)
+    assert "node 'conv'" in str(raised.value) and "Rescaling" in str(raised.value)

@@ -32,6 +32,8 @@ MODELS = Path(__file__).resolve().parent / "onnx_models"
     ("keras_flatten_13_nchw", ["conv2d", "relu", "max_pool2d", "conv2d", "relu", "flatten",
                                "dense"]),
     ("keras_flatten_17_nchw", None),
+    # Normalization's Sub and Mul before a conv that does not pad: its weights and bias
+    ("keras_normalized_valid_17_nchw", ["conv2d", "relu", "global_avg_pool", "dense"]),
 ])
 def test_keras_models_through_tf2onnx_import_equal_to_onnxruntime(name, ops):
     path = MODELS / f"{name}.onnx"
@@ -52,7 +54,7 @@ def test_keras_models_through_tf2onnx_import_equal_to_onnxruntime(name, ops):
 
 @pytest.mark.parametrize("name,why", [
     ("keras_flatten_17_nhwc", "the Transpose before it"),
-    ("keras_cnn_17_nhwc", "the Mul or Div by a constant before it"),
+    ("keras_cnn_17_nhwc", "the Mul, Div, Add or Sub of a constant before it"),
 ])
 def test_channels_last_exports_are_refused(name, why):
     with pytest.raises(SpecError, match=why) as raised:
@@ -61,3 +63,10 @@ def test_channels_last_exports_are_refused(name, why):
     # the first refused node: the input's Transpose, or its Rescaling, which tf2onnx put
     # before the Transpose; either way the message names the option that avoids both
     assert f"{name}.onnx" in message and "node '" in message and "--inputs-as-nchw" in message
+
+
+def test_a_normalization_before_a_conv_that_pads_is_refused():
+    """Keras' padding="same": the shifted image would be padded with zeros, not with the shift."""
+    with pytest.raises(SpecError, match="only when the Conv does not pad") as raised:
+        import_onnx(MODELS / "keras_normalized_same_17_nchw.onnx")
+    assert "Normalization" in str(raised.value) and "node '" in str(raised.value)

@@ -59,8 +59,8 @@ NHWC_HINT = ("a Transpose of a graph input is how tf2onnx feeds a channels-last 
              "model takes NCHW images as graphnet does")
 HELD_FOR = {  # kind held on a Tensor: (the ONNX node that made it, what may read it)
     "pad": ("Pad", "the padding of a Conv, MaxPool or AveragePool"),
-    "scale": ("Mul or Div by a constant", "scaled weights of a Conv (or of the Conv or Gemm "
-                                          "before it)"),
+    "affine": ("Mul, Div, Add or Sub of a constant", "the weights (and, where it does not "
+               "pad, the bias) of a Conv reading it, or of the Conv or Gemm right before it"),
     "transpose": ("Transpose", "the order of a flatten's features, taken into the weights of "
                                "the Gemm or MatMul reading that flatten (Keras' Flatten)"),
     "order": ("Transpose", "the order of the weights of the Gemm or MatMul reading it"),

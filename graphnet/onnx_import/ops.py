@@ -108,37 +108,53 @@ def _pad_of(conv: Converter, x: Tensor, op: str, exact: bool, what: str):
 
 @converts("Conv")
 def conv_op(conv: Converter, node):
-    x = conv.tensor(node, 0, takes=("pad", "scale"))
+    x = conv.tensor(node, 0, takes=("pad", "affine"))
     weight = conv.constant(node, 1)
     bias = conv.constant(node, 2, optional=True)
     if weight.ndim != 4:
         raise conv.refuse("graphnet imports 2-D convolutions only", field="input 2",
                           expected="a 4-D weight (filters, channels/groups, kh, kw)",
                           found=f"a {weight.ndim}-D weight")
+    if bias is not None and node.input[2] not in conv.initializers and not bias.any():
+        bias = None  # not a parameter: PyTorch's dynamo writes a bias-less conv's as Expand(0)
     groups = int(conv.attr(node, "group", 1))
-    scale = x.holds("scale")
-    if scale is not None:  # conv(x · s) is conv(x) with weights · s, whatever the padding
-        filters, per_group = weight.shape[:2]
-        by_filter = scale.reshape(groups, per_group)[np.arange(filters) // (filters // groups)]
-        weight = weight * by_filter[:, :, None, None]
     kernel = list(conv.attr(node, "kernel_shape", weight.shape[2:]))
     attrs = {"filters": int(weight.shape[0])}
     pad = _pad_of(conv, x, "Conv", x.holds("pad") is None or x.holds("pad")[4] == 0,
                   "with zeros")
     window, output_hw = _window_attrs(conv, node, "conv2d", x.shape, kernel, pad=pad)
     attrs.update(window)
+    if x.holds("affine") is not None:
+        weight, bias = _take_affine(conv, x.holds("affine"), weight, bias, groups, attrs)
     if attrs["stride"] == 1:  # conv2d's default (a pool's is its kernel: always written)
         del attrs["stride"]
     if groups != 1:
         attrs["groups"] = groups
     params = {"weight": weight}
-    if bias is not None and node.input[2] not in conv.initializers and not bias.any():
-        bias = None  # not a parameter: PyTorch's dynamo writes a bias-less conv's as Expand(0)
     if bias is None:
         attrs["bias"] = False
     else:
         params["bias"] = bias
     conv.emit(node, "conv2d", [x], attrs, params, shape=(attrs["filters"], *output_hw))
+
+
+def _take_affine(conv: Converter, affine, weight, bias, groups: int, attrs: dict):
+    """A Conv's weight and bias for its input ``x · scale + shift`` (per input channel): the
+    scale goes into the weights, exactly whatever the padding (0 · s is 0); the shift into the
+    bias only where the Conv does not pad, since its zero padding would not be shifted."""
+    filters, per_group = weight.shape[:2]
+    scale, shift = (values.reshape(groups, per_group)[np.arange(filters) // (filters // groups)]
+                    [:, :, None, None] for values in affine)
+    if affine[1].any():
+        if "padding" in attrs:
+            raise conv.refuse("a constant added before a Conv is imported only when the Conv "
+                              "does not pad: its zero padding would not be shifted",
+                              field="pads", found=f"padding {attrs['padding']}",
+                              hint="Keras' Rescaling with an offset, or Normalization, before "
+                                   "a convolution with padding='same' writes this")
+        shifted = (weight * shift).sum(axis=(1, 2, 3))
+        bias = shifted if bias is None else bias + shifted
+    return weight * scale, bias
 
 
 @converts("MaxPool", "AveragePool")
@@ -442,8 +458,8 @@ def _bias_vector(conv: Converter, bias, units: int, field: str):
 @converts("Add", "Sub", "Mul", "Div")
 def arithmetic(conv: Converter, node):
     """A residual sum; or a value and a constant (two constants are folded): adding zero or
-    multiplying by one is the value itself, an added constant is the bias of the layer before
-    it (:func:`_fold_bias`), a factor is taken into weights (:func:`_scale`)."""
+    multiplying by one is the value itself, any other constant goes into a layer's weights and
+    bias (:func:`_affine`)."""
     names = list(node.input)
     if not any(name in conv.constants for name in names):
         if node.op_type != "Add":
@@ -469,35 +485,44 @@ def arithmetic(conv: Converter, node):
     if fits and np.all(constant == (0 if node.op_type in ("Add", "Sub") else 1)):
         conv.alias(node, value)  # x + 0, x · 1 (Keras' Rescaling writes its offset of 0)
         return
-    x = conv.tensor(node, position)
+    x = conv.tensor(node, position, takes=("affine",))
+    constant = _per_channel(conv, constant, x, f"{node.op_type} of a constant")
     if node.op_type in ("Add", "Sub"):
-        _fold_bias(conv, node, x, constant if node.op_type == "Add" else -constant)
+        _affine(conv, node, x, term=constant if node.op_type == "Add" else -constant)
     else:
-        _scale(conv, node, x, constant if node.op_type == "Mul" else 1 / constant.astype(
-            np.float64))
+        _affine(conv, node, x, factor=constant if node.op_type == "Mul" else 1 / constant)
 
 
-def _fold_bias(conv: Converter, node, x: Tensor, bias):
-    """``x + constant``: the constant becomes the bias of the dense or conv that made x, when
-    nothing else reads x; anything else would be a different network."""
-    entry = x.entry
-    op = entry["op"] if entry else None
-    producer = next((name for name in node.input if name in conv.values), None)
-    bias = np.asarray(bias)
-    if op not in ("dense", "conv2d") or conv.uses[producer] != 1:
-        raise conv.refuse("Add of a constant is imported only as the bias of the Gemm, MatMul "
-                          "or Conv right before it (graphnet has no op adding a constant)",
-                          field="inputs", found=f"a constant of shape {list(bias.shape)} added "
-                          f"to the output of {op or 'an input'}")
-    units = x.shape[0]
-    if op == "conv2d":  # per channel: (C, 1, 1) or (1, C, 1, 1) broadcasts over the image
-        bias = _per_channel(conv, bias, x, "a constant added after a Conv")
+def _affine(conv: Converter, node, x: Tensor, *, factor=None, term=None):
+    """``x · factor`` or ``x + term`` (one value per channel). The Conv or Gemm that made x,
+    read by nothing else, takes it into its weights and bias; else it is held on the value (an
+    image's, composed with what it holds) for the Conv reading it (:func:`_take_affine`)."""
+    entry = x.entry or {}
+    producer = next(name for name in node.input if name in conv.values)
+    if x.held is None and entry.get("op") in ("conv2d", "dense") and conv.uses[producer] == 1:
+        params = conv.params[entry["name"]]
+        if factor is not None:
+            params["weight"] = params["weight"] * factor.reshape(
+                -1, *[1] * (params["weight"].ndim - 1))
+            if "bias" in params:
+                params["bias"] = params["bias"] * factor
+        else:
+            params["bias"] = params.get("bias", 0) + term
+            entry.pop("bias", None)  # bias = true is the default
+        conv.alias(node, x)
+        return
+    if len(x.shape) != 3:
+        raise conv.refuse(f"{node.op_type} of a constant is imported only into the weights and "
+                          "bias of the Conv or Gemm right before it or of a Conv reading it "
+                          "(graphnet has no op for it)", field="inputs",
+                          found=f"a value of shape {list(x.shape)} from "
+                                f"{entry.get('op') or 'an input'}")
+    scale, shift = x.holds("affine") or (np.ones(x.shape[0]), np.zeros(x.shape[0]))
+    if factor is not None:
+        scale, shift = scale * factor, shift * factor
     else:
-        bias = _bias_vector(conv, bias, units, "inputs")
-    params = conv.params[entry["name"]]
-    params["bias"] = params.get("bias", 0) + bias
-    entry.pop("bias", None)  # bias = true is the default
-    conv.alias(node, x)
+        shift = shift + term
+    conv.hold(node, x, x.shape, "affine", (scale, shift))
 
 
 def _per_channel(conv: Converter, constant, x: Tensor, what: str):
@@ -505,37 +530,14 @@ def _per_channel(conv: Converter, constant, x: Tensor, what: str):
     constant = np.asarray(constant)
     channels, rest = x.shape[0], x.shape[1:]
     expected = (channels, *[1] * len(rest))
+    constant = constant.astype(np.float64)
     if constant.size == 1:
-        return np.full(channels, constant.reshape(-1)[0], constant.dtype)
+        return np.full(channels, constant.reshape(-1)[0])
     if constant.ndim >= len(expected) and constant.shape[-len(expected):] == expected \
             and constant.size == channels:
         return constant.reshape(-1)
     raise conv.refuse(f"{what} must be one value, or one per channel", field="inputs",
                       expected=f"shape {list(expected)}", found=str(list(constant.shape)))
-
-
-def _scale(conv: Converter, node, x: Tensor, factor):
-    """``x`` times a constant, one value or one per channel: a Conv or Gemm right before it,
-    read by nothing else, takes it into its weights and bias; else a Conv reading it takes it
-    into its weights (Keras' Rescaling before the first conv)."""
-    factor = _per_channel(conv, np.asarray(factor, np.float64), x,
-                          f"the constant of a {node.op_type}")
-    entry = x.entry or {}
-    producer = next(name for name in node.input if name in conv.values)
-    if entry.get("op") in ("conv2d", "dense") and conv.uses[producer] == 1:
-        params = conv.params[entry["name"]]
-        params["weight"] = params["weight"] * factor.reshape(-1, *[1] * (params["weight"].ndim
-                                                                          - 1))
-        if "bias" in params:
-            params["bias"] = params["bias"] * factor
-        conv.alias(node, x)
-        return
-    if len(x.shape) != 3:
-        raise conv.refuse(f"{node.op_type} by a constant is imported only folded into the "
-                          "weights of the Conv or Gemm before it or of the Conv after it",
-                          field="inputs", found=f"a value of shape {list(x.shape)} from "
-                                                f"{entry.get('op') or 'an input'}")
-    conv.hold(node, x, x.shape, "scale", factor)
 
 
 @converts("Transpose")

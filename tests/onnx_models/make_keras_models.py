@@ -48,6 +48,16 @@ def flatten():
     return keras.Model(image, layers.Dense(10)(layers.Flatten()(x)))
 
 
+def normalized(padding):
+    """Normalization (x - mean) / std before a conv: exact in graphnet where the conv does not
+    pad (its zero padding would not be shifted)."""
+    image = keras.Input((12, 12, 3), name="image")
+    normalization = layers.Normalization(mean=[0.4, 0.5, 0.6], variance=[0.04, 0.09, 0.01])
+    x = layers.Conv2D(6, 3, padding=padding, activation="relu")(normalization(image))
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(image, layers.Dense(4)(x))
+
+
 def main():
     keras.utils.set_random_seed(0)
     for name, make in (("cnn", cnn), ("flatten", flatten)):
@@ -66,6 +76,13 @@ def main():
                                        output_path=path,
                                        inputs_as_nchw=["image"] if nchw else None)
             print("wrote", path)
+    for padding in ("valid", "same"):
+        model = normalized(padding)
+        signature = (tf.TensorSpec((None, 12, 12, 3), tf.float32, name="image"),)
+        path = f"keras_normalized_{padding}_17_nchw.onnx"
+        tf2onnx.convert.from_keras(model, input_signature=signature, opset=17, output_path=path,
+                                   inputs_as_nchw=["image"])
+        print("wrote", path)
 
 
 if __name__ == "__main__":
