@@ -104,8 +104,14 @@ def read_spec_file(path: str | Path) -> dict:
     """Parse a .toml or .json file into a dict; syntax errors name the line and column."""
     path = Path(path)
     if path.suffix.lower() not in (".toml", ".json"):
+        # an ONNX model carries weights a spec has no place for: loading only its graph
+        # would run it on fresh ones
+        hint = ("an ONNX model: graphnet.import_onnx(path) gives its graph and weights, and "
+                "every graphnet command takes the file as it is"
+                if path.suffix.lower() == ".onnx" else None)
         raise SpecError("cannot tell the spec's format", file=path,
-                        expected="a file ending in .toml or .json", found=repr(path.suffix or "no suffix"))
+                        expected="a file ending in .toml or .json",
+                        found=repr(path.suffix or "no suffix"), hint=hint)
     try:
         status = path.stat()
         if stat.S_ISDIR(status.st_mode):

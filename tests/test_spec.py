@@ -1,6 +1,7 @@
 """Reading and structurally validating spec files (graphnet.spec)."""
 import pytest
 
+import graphnet
 from graphnet.errors import SpecError
 from graphnet.spec import SpecErrors, load_spec
 
@@ -103,6 +104,20 @@ def test_unknown_suffix_and_missing_file(tmp_path):
         load_spec(tmp_path / "net.yaml")
     with pytest.raises(SpecError, match="not found"):
         load_spec(tmp_path / "missing.toml")
+
+
+def test_an_onnx_model_given_as_a_spec_names_the_importer(tmp_path):
+    """graphnet.load reads specs; an ONNX model's weights would be lost on the way, so the
+    refusal says how it is loaded instead."""
+    path = tmp_path / "net.onnx"
+    path.write_bytes(b"")
+    with pytest.raises(SpecError) as refused:
+        graphnet.load(path)
+    assert "graphnet.import_onnx(path)" in str(refused.value)
+    assert refused.value.hint is not None and refused.value.file == str(path)
+    with pytest.raises(SpecError) as other:
+        load_spec(tmp_path / "net.yaml")
+    assert other.value.hint is None
 
 
 def test_duplicate_node_names_and_unknown_input_are_all_reported():
