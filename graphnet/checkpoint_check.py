@@ -46,6 +46,8 @@ def check_checkpoint(params: dict, optimizer: dict, meta: dict, path) -> None:
         check.text(meta, key)
     if "partial" in meta and not isinstance(meta["partial"], bool):
         check.fail("partial", "true or false", meta["partial"])
+    if meta.get("reference_loss") is not None:  # the first step's loss; None before it
+        check.number(meta, "reference_loss", "reference_loss")
     check.history(meta)
     check.rng(meta)
     check.running(meta)

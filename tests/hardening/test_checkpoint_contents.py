@@ -113,6 +113,8 @@ METADATA = [  # (field, JSON text put there)
     ("standardise__std", '["1"]'), ("running__seen", "1e400"),
     ("dataset__options", '{"size": [1, 2]}'), ("bindings__image", "5"),
     ("class_names", '[1, 2]'), ("partial", '"yes"'),
+    # compared with each step's loss on resume: a TypeError's traceback, exit 1
+    ("reference_loss", '"low"'), ("reference_loss", "[1]"), ("reference_loss", "-1"),
     # text that predict and eval print as it is: an escape sequence the terminal would obey
     ("class_names", '["a\\u001b[2J", "b"]'), ("bindings__image", '"image\\u001b]0;x\\u0007"'),
     ("standardise", '{"mean": [0, 0, 0, 0, 0], "std": [1, 1, 1, 1, 1]}'),
