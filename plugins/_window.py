@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from graphnet.op import format_shape, shape_error
+from graphnet.op import Window, format_shape, shape_error
 
 
 @dataclass(frozen=True)
@@ -122,6 +122,14 @@ class SlidingWindow:
     def before(self) -> tuple[int, int]:
         """The padding before the first row and column: where the first window starts."""
         return self.pads[0], self.pads[2]
+
+    def field_window(self) -> Window:
+        """The layer's :class:`graphnet.op.Window`: how it grows the receptive field, and the
+        padding after the input (ceil_mode's overhang included) that its padded copy holds,
+        for the memory estimate."""
+        _, bottom, _, right = self.read_pads
+        return Window(self.kernel, self.stride, self.before, self.dilation,
+                      padding_end=(bottom, right))
 
     @property
     def read_pads(self) -> tuple[int, int, int, int]:

@@ -32,7 +32,7 @@ import numpy as np
 
 from graphnet.errors import UsageError
 from graphnet.hookspecs import hookimpl
-from graphnet.op import Attr, Op, Param, Window, shape_error
+from graphnet.op import Attr, Op, Param, shape_error
 
 from ._conv_kernels import ALTERNATIVES, KERNELS, ConvKernel
 from ._window import KeptPerShape, SlidingWindow, check_image, onnx_pads
@@ -112,8 +112,7 @@ class Conv2d(Op):
         return params
 
     def receptive_field(self, input_shapes, attrs):
-        window = self._window(input_shapes[0], attrs)
-        return Window(window.kernel, window.stride, window.before, window.dilation)
+        return self._window(input_shapes[0], attrs).field_window()
 
     def macs(self, input_shapes, output_shape, attrs):
         filters, out_h, out_w = output_shape

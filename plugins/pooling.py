@@ -27,7 +27,7 @@ import numpy as np
 
 from graphnet import parallel
 from graphnet.hookspecs import hookimpl
-from graphnet.op import GLOBAL, Attr, Op, Window, format_shape, shape_error
+from graphnet.op import GLOBAL, Attr, Op, format_shape, shape_error
 
 from ._pixels import pixel_items
 from ._window import KeptPerShape, SlidingWindow, check_image
@@ -85,8 +85,7 @@ class _Pool2d(Op):
 
     def receptive_field(self, input_shapes, attrs):
         # ceil_mode adds units at the end; each unit's field is the window's as ever
-        window = self._window(input_shapes[0], attrs)
-        return Window(window.kernel, window.stride, window.before, window.dilation)
+        return self._window(input_shapes[0], attrs).field_window()
 
     def _onnx_pool(self, window, builder, op_type: str, **attributes) -> str:
         """The ONNX node both windowed pools share: ``op_type`` over ``window``.

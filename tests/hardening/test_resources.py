@@ -234,13 +234,23 @@ def _windows():
 
 
 def test_a_window_s_padded_copy_is_estimated_exactly_when_it_states_its_end_padding():
-    from graphnet.op import Window
-
+    """As conv2d and the pools state it (SlidingWindow.field_window), ceil_mode's overhang
+    included."""
     for window in _windows():
-        stated = Window(window.kernel, window.stride, window.before, window.dilation,
-                        padding_end=(window.pads[1], window.pads[3]))
-        assert limits._padded_sizes(stated, window.input_hw, window.output_hw) == \
-            _padded_copy_sizes(window), window
+        assert limits._padded_sizes(window.field_window(), window.input_hw,
+                                    window.output_hw) == _padded_copy_sizes(window), window
+
+
+def test_the_built_in_layers_state_their_end_padding():
+    """conv2d's and max_pool2d's estimate is the padded copy itself, not the upper bound an
+    unstated end padding gets."""
+    graph = graphnet.load({"inputs": {"x": {"shape": [2, 9, 9]}}, "nodes": [
+        {"name": "c", "op": "conv2d", "filters": 2, "kernel": 3, "stride": 4,
+         "padding": [0, 0, 7, 5]},
+        {"name": "p", "op": "max_pool2d", "inputs": ["x"], "kernel": 2, "ceil_mode": True}]})
+    for name, padded in (("c", (16, 14)), ("p", (10, 10))):
+        window = limits._window_of(graph, name)
+        assert limits._padded_sizes(window, (9, 9), graph.nodes[name].shape[1:]) == padded
 
 
 def test_a_window_that_leaves_its_end_padding_unstated_is_never_underestimated_by_much():

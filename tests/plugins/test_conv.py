@@ -349,15 +349,16 @@ def test_macs_count_one_group_of_channels_per_filter():
 
 
 @pytest.mark.parametrize("raw, expected", [
-    ({"kernel": 3}, Window((3, 3), (1, 1), (0, 0), (1, 1))),
+    ({"kernel": 3}, Window((3, 3), (1, 1), (0, 0), (1, 1), (0, 0))),
     ({"kernel": [3, 5], "stride": 2, "padding": [1, 2], "dilation": [1, 2]},
-     Window((3, 5), (2, 2), (1, 2), (1, 2))),
+     Window((3, 5), (2, 2), (1, 2), (1, 2), (1, 2))),
     # same, 5×6 input: 3 rows of padding split 1 before / 2 after, 1 column split 0 / 1
-    ({"kernel": [4, 2], "padding": "same"}, Window((4, 2), (1, 1), (1, 0), (1, 1))),
-    # four sides [top, left, bottom, right]: the field starts at the top and left ones
-    ({"kernel": 3, "padding": [2, 1, 0, 3]}, Window((3, 3), (1, 1), (2, 1), (1, 1))),
+    ({"kernel": [4, 2], "padding": "same"}, Window((4, 2), (1, 1), (1, 0), (1, 1), (2, 1))),
+    # four sides [top, left, bottom, right]: the field starts at the top and left ones, the
+    # padded copy (the memory estimate) holds the bottom and right ones too
+    ({"kernel": 3, "padding": [2, 1, 0, 3]}, Window((3, 3), (1, 1), (2, 1), (1, 1), (0, 3))),
 ], ids=["plain", "strided-dilated", "same-asymmetric", "four-sides"])
-def test_receptive_field_names_the_padding_before(raw, expected):
+def test_receptive_field_names_the_padding_before_and_after(raw, expected):
     assert Conv2d().receptive_field([(2, 5, 6)], make_attrs(filters=1, **raw)) == expected
 
 

@@ -279,14 +279,23 @@ def test_stride_defaults_to_the_kernel():
     attrs = make_attrs(MaxPool2d, kernel=[2, 3])
     assert attrs.stride is None and attrs.padding == (0, 0)
     assert MaxPool2d().shape([(4, 8, 9)], attrs) == (4, 4, 3)
-    assert MaxPool2d().receptive_field([(4, 8, 9)], attrs) == Window((2, 3), (2, 3), (0, 0))
+    assert MaxPool2d().receptive_field([(4, 8, 9)], attrs) == Window((2, 3), (2, 3), (0, 0),
+                                                                     padding_end=(0, 0))
 
 
-def test_receptive_field_names_the_padding_before():
+def test_receptive_field_names_the_padding_before_and_after():
     attrs = make_attrs(AvgPool2d, kernel=[2, 3], stride=1, padding="same")
     # 7×8 input: 1 row of padding goes after, 2 columns split 1 / 1
     assert AvgPool2d().receptive_field([(2, 7, 8)], attrs) == Window((2, 3), (1, 1), (0, 1),
-                                                                      (1, 1))
+                                                                      (1, 1), (1, 1))
+
+
+def test_the_padding_after_holds_ceil_modes_overhang():
+    """ceil_mode's last window reads past the end padding: the padded copy holds that too."""
+    attrs = make_attrs(MaxPool2d, kernel=2, ceil_mode=True)
+    window = MaxPool2d().receptive_field([(1, 5, 4)], attrs)
+    assert MaxPool2d().shape([(1, 5, 4)], attrs) == (1, 3, 2)
+    assert window.padding == (0, 0) and window.padding_end == (1, 0)
 
 
 def test_macs():
