@@ -375,6 +375,11 @@ class Op:
         """Multiply-accumulates per sample."""
         return 0
 
+    def implementations(self, input_shapes: list[tuple], attrs: SimpleNamespace):
+        """The names of the interchangeable implementations that compute this node, which a
+        :class:`Choices` may name for it (a conv's kernels), or None: the op has no choice."""
+        return None
+
     # --- execution -------------------------------------------------------------------------
     def forward(self, inputs: list[np.ndarray], params: dict[str, np.ndarray],
                 attrs: SimpleNamespace, ctx: RunContext) -> tuple[np.ndarray, Any]:

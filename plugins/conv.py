@@ -170,6 +170,15 @@ class Conv2d(Op):
             choices.by_node[node] = kernel.name
         return kernel, window
 
+    def implementations(self, input_shapes, attrs):
+        """The kernels that compute this conv, by name (what a checkpoint may record)."""
+        _, window = self.choose_kernel(input_shapes[0], attrs)
+        return tuple(kernel.name for kernel in self._fitting(window, input_shapes[0][0], attrs))
+
+    def _fitting(self, window, channels: int, attrs) -> list[ConvKernel]:
+        return [kernel for kernel in self.kernels + self.alternatives
+                if kernel.fits(window, channels, attrs.filters, attrs.groups)]
+
     def kernel_named(self, name: str, window, channels: int, attrs, *, field: str):
         """This op's kernel called ``name``; a UsageError if there is none, or if it does not
         compute this conv (``window`` given)."""
@@ -178,8 +187,7 @@ class Conv2d(Op):
             if kernel.name == name:
                 if window is None or kernel.fits(window, channels, attrs.filters, attrs.groups):
                     return kernel
-                fitting = [k.name for k in kernels
-                           if k.fits(window, channels, attrs.filters, attrs.groups)]
+                fitting = [k.name for k in self._fitting(window, channels, attrs)]
                 raise UsageError(f"conv kernel {name!r} does not compute this convolution",
                                  field=field, expected="one of " + ", ".join(fitting),
                                  found=repr(name))

@@ -118,13 +118,28 @@ def _and(words: list[str]) -> str:
 
 
 # --- resuming -----------------------------------------------------------------------------------
-def choices_of(meta: dict) -> Choices:
+def choices_of(meta: dict, graph, path: Path) -> Choices:
     """The implementation choices a checkpoint's run made, pinned for the resumed run (a node
     it never ran is measured as usual). A checkpoint written before choices were recorded ran
-    every op's default, so the resumed run does too."""
+    every op's default, so the resumed run does too. A choice that does not compute its node
+    of this spec is the checkpoint's error (a node the spec lacks never runs: left alone)."""
     if "choices" not in meta:
         return Choices(measure=False)
-    return Choices(by_node=dict(meta["choices"]))
+    by_node = dict(meta["choices"])
+    for name, implementation in by_node.items():
+        node = graph.nodes.get(name)
+        if node is None or node.is_input:
+            continue
+        fitting = node.op.implementations([graph.nodes[source].shape for source in node.inputs],
+                                          node.attrs)
+        if fitting is None or implementation not in fitting:
+            raise CheckpointError(
+                f"the checkpoint's run chose an implementation that does not compute node "
+                f"{name!r} of this spec", file=path, field=f"choices.{name}",
+                expected=("one of " + ", ".join(fitting) if fitting
+                          else f"no choice: {node.op_name} has none"),
+                found=repr(implementation))
+    return Choices(by_node=by_node)
 
 
 def restore(loop, path: Path) -> None:
@@ -154,7 +169,7 @@ def restore(loop, path: Path) -> None:
         else:
             loop.shuffle_rng.bit_generator.state = meta["rng"]["shuffle"]
         loop.task.restore(meta, path)
-        network.choices = choices_of(meta)
+        network.choices = choices_of(meta, network.graph, path)
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"checkpoint lacks training state ({type(error).__name__}: "
                               f"{error}); was it written by graphnet train?", file=path) from None

@@ -169,13 +169,29 @@ def test_a_resumed_run_runs_the_kernels_its_checkpoint_recorded(graph, measured,
     assert any(not np.array_equal(default[key], straight[key]) for key in straight)
 
 
-def test_choices_from_a_checkpoint():
-    pinned = choices_of({"choices": {"conv1": "winograd2"}})
-    assert pinned.by_node == {"conv1": "winograd2"} and pinned.measure
-    assert not choices_of({}).measure  # written before choices: every op's default
+def test_choices_from_a_checkpoint(graph):
+    pinned = choices_of({"choices": {"conv1": "winograd2", "gone": "taps"}}, graph, "x.npz")
+    assert pinned.by_node == {"conv1": "winograd2", "gone": "taps"} and pinned.measure
+    assert not choices_of({}, graph, "x.npz").measure  # written before choices: the defaults
     with pytest.raises(CheckpointError) as error:
         check_checkpoint({}, {}, {"choices": {"conv1": 3}}, "x.npz")
     assert error.value.field == "choices.conv1"
+
+
+@pytest.mark.parametrize("node, name, expected", [
+    ("conv3", "winograd4", "one of tiled"),  # stride 2: no Winograd
+    ("conv1", "fft", "one of taps, "),
+    ("relu1", "taps", "no choice: relu has none"),
+])
+def test_a_recorded_choice_that_does_not_compute_its_node_is_the_checkpoints_error(
+        graph, node, name, expected):
+    """Refused as the checkpoint is read, naming it and the choice, not at the first step as
+    an error of the spec's node."""
+    with pytest.raises(CheckpointError) as error:
+        choices_of({"choices": {node: name}}, graph, "run/checkpoint.npz")
+    assert (error.value.file, error.value.field, error.value.found) == (
+        "run/checkpoint.npz", f"choices.{node}", repr(name))
+    assert error.value.expected.startswith(expected)
 
 
 class Costly:
