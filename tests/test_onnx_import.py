@@ -789,3 +789,17 @@ def test_a_constant_added_before_a_conv_that_pads_is_refused():
     with pytest.raises(SpecError, match="only when the Conv does not pad") as raised:
         import_onnx(model)
     assert "node 'conv'" in str(raised.value) and "Rescaling" in str(raised.value)
+
+
+@pytest.mark.parametrize("op", ["Mul", "Add"])
+def test_the_batch_size_is_not_taken_into_a_layers_weights(op):
+    """c · N or c + N: graphnet runs any batch size, so no weight can hold N."""
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+             helper.make_node("Shape", ["x"], ["shape"]), _int64("zero", 0),
+             helper.make_node("Gather", ["shape", "zero"], ["batch"]),
+             helper.make_node("Cast", ["batch"], ["n"], to=TensorProto.FLOAT),
+             helper.make_node(op, ["c", "n"], ["y"], name="the_node")]
+    model = _conv_model(nodes, [("w", np.ones((3, 2, 3, 3)))], ["N", 3, 3, 3])
+    with pytest.raises(SpecError, match="input 2 holds the batch size") as raised:
+        import_onnx(model)
+    assert "node 'the_node'" in str(raised.value) and "'n'" in str(raised.value)

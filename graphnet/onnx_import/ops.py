@@ -477,7 +477,7 @@ def arithmetic(conv: Converter, node):
         raise conv.refuse(f"a constant {'minus' if node.op_type == 'Sub' else 'over'} a value "
                           "computed by the network is not imported: graphnet has no op for it",
                           field="inputs", found=f"constant {names[0]!r} first")
-    constant = np.asarray(conv.constants[names[1 - position]])
+    constant = np.asarray(conv.constant(node, 1 - position))  # refused: the batch size
     value = conv.tensor(node, position, takes=tuple(HELD_FOR))
     full = (1, *value.shape)
     fits = constant.ndim <= len(full) and all(
