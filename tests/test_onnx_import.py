@@ -803,3 +803,52 @@ def test_the_batch_size_is_not_taken_into_a_layers_weights(op):
     with pytest.raises(SpecError, match="input 2 holds the batch size") as raised:
         import_onnx(model)
     assert "node 'the_node'" in str(raised.value) and "'n'" in str(raised.value)
+
+
+@pytest.mark.parametrize("op,constant", [("Mul", 2.0), ("Add", [1.0, -2.0, 3.0])])
+def test_a_layer_whose_output_is_read_elsewhere_does_not_take_a_factor_or_term(op, constant):
+    """Conv → c, Identity(c), · 2 or + bias, a VALID Conv: c is also an output, so the factor
+    or term goes into the second Conv (taking it as its input's), never into the first."""
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+             helper.make_node("Identity", ["c"], ["d"], name="same"),
+             helper.make_node(op, ["d", "k"], ["s"], name="affine"),
+             helper.make_node("Conv", ["s", "w2", "b2"], ["y"], name="conv2")]
+    model = _conv_model(nodes, [("w", rng.standard_normal((3, 2, 3, 3))),
+                                ("k", np.reshape(constant, (-1, 1, 1))),
+                                ("w2", rng.standard_normal((4, 3, 3, 3))),
+                                ("b2", rng.standard_normal(4))], ["N", 4, 1, 1])
+    model.graph.output.append(_value("c", ["N", 3, 3, 3]))
+    graph = _equal_to_onnxruntime(model, rng.standard_normal((2, 2, 5, 5)).astype(np.float32))
+    assert _ops(graph) == ["conv2d", "conv2d"]
+
+
+@pytest.mark.parametrize("op,layer", [("Mul", "Conv"), ("Add", "Conv"), ("Add", "Gemm")])
+def test_a_factor_or_term_on_a_layer_read_elsewhere_as_an_output_is_refused(op, layer):
+    """graphnet has no op scaling or shifting a value: with the layer's output read by
+    something else too, the factor or term cannot go into its weights and bias."""
+    shape, weight = ((["N", 3, 3, 3], np.ones((3, 2, 3, 3))) if layer == "Conv" else
+                     (["N", 3], np.ones((3, 50))))
+    nodes = [helper.make_node("Flatten", ["x"], ["f"], name="flat")] if layer == "Gemm" else []
+    nodes += [helper.make_node(layer, ["f" if layer == "Gemm" else "x", "w"], ["c"],
+                               name="layer", **({"transB": 1} if layer == "Gemm" else {})),
+              helper.make_node("Identity", ["c"], ["d"], name="same"),
+              helper.make_node(op, ["d", "k"], ["y"], name="the_node")]
+    model = _conv_model(nodes, [("w", weight), ("k", 2.0)], shape)
+    model.graph.output.append(_value("c", shape))
+    with pytest.raises(SpecError, match=f"{op} of a constant|a graph output is the Mul") \
+            as raised:
+        import_onnx(model)
+    assert "'the_node'" in str(raised.value) and "nothing else reads" in str(raised.value)
+
+
+def test_a_pooled_image_read_elsewhere_does_not_become_a_global_avg_pool():
+    """GlobalAveragePool → g, Identity, Flatten: g is an output too, (C, 1, 1) as ONNX's."""
+    nodes = [helper.make_node("GlobalAveragePool", ["x"], ["g"], name="pool"),
+             helper.make_node("Identity", ["g"], ["d"], name="same"),
+             helper.make_node("Flatten", ["d"], ["y"], name="flat")]
+    model = _conv_model(nodes, [], ["N", 2])
+    model.graph.output.append(_value("g", ["N", 2, 1, 1]))
+    x = np.random.default_rng(0).standard_normal((2, 2, 5, 5)).astype(np.float32)
+    graph = _equal_to_onnxruntime(model, x)
+    assert _ops(graph) == ["avg_pool2d", "flatten"]

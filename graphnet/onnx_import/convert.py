@@ -60,7 +60,8 @@ NHWC_HINT = ("a Transpose of a graph input is how tf2onnx feeds a channels-last 
 HELD_FOR = {  # kind held on a Tensor: (the ONNX node that made it, what may read it)
     "pad": ("Pad", "the padding of a Conv, MaxPool or AveragePool"),
     "affine": ("Mul, Div, Add or Sub of a constant", "the weights (and, where it does not "
-               "pad, the bias) of a Conv reading it, or of the Conv or Gemm right before it"),
+               "pad, the bias) of a Conv reading it, or of the Conv, Gemm or MatMul right "
+               "before it when nothing else reads that layer's output"),
     "transpose": ("Transpose", "the order of a flatten's features, taken into the weights of "
                                "the Gemm or MatMul reading that flatten (Keras' Flatten)"),
     "order": ("Transpose", "the order of the weights of the Gemm or MatMul reading it"),
@@ -318,6 +319,15 @@ class Converter:
 
     def used(self, name: str) -> bool:
         return bool(name) and self.uses[name] > 0
+
+    def readers_of_value(self, value: Tensor) -> int:
+        """How many nodes (and graph outputs) read the graphnet value ``value`` under any ONNX
+        name bound to it: an Identity, a zero Pad, x + 0 or a Dropout binds another name to the
+        same value, and its own read of it is not counted (what reads that name is). A fold
+        into the node making ``value`` (its weights, its op) needs this to be one, the reader
+        folding: else something else reads it as it was."""
+        names = [name for name, bound in self.values.items() if bound.source == value.source]
+        return sum(self.uses[name] for name in names) - (len(names) - 1)
 
     def emit(self, node, op: str, inputs: list[Tensor], attrs: dict | None = None,
              params: dict | None = None, *, shape: tuple[int, ...], suffix: str = "") -> Tensor:

@@ -334,8 +334,7 @@ def _flatten_in_order(conv: Converter, node, x: Tensor):
         # flattens its input itself, so it reads the unflattened value
         conv.alias(node, Tensor(x.source, (math.prod(x.shape),), x.entry))
         return
-    producer_uses = conv.uses[node.input[0]]
-    if x.flattens_to_global_pool and producer_uses == 1:
+    if x.flattens_to_global_pool and conv.readers_of_value(x) == 1:
         # the pool's (C, 1, 1) flattened: one global_avg_pool, as a person would write it
         name, inputs = x.entry["name"], x.entry["inputs"]
         x.entry.clear()
@@ -498,8 +497,7 @@ def _affine(conv: Converter, node, x: Tensor, *, factor=None, term=None):
     read by nothing else, takes it into its weights and bias; else it is held on the value (an
     image's, composed with what it holds) for the Conv reading it (:func:`_take_affine`)."""
     entry = x.entry or {}
-    producer = next(name for name in node.input if name in conv.values)
-    if x.held is None and entry.get("op") in ("conv2d", "dense") and conv.uses[producer] == 1:
+    if x.held is None and entry.get("op") in ("conv2d", "dense") and conv.readers_of_value(x) == 1:
         params = conv.params[entry["name"]]
         if factor is not None:
             params["weight"] = params["weight"] * factor.reshape(
@@ -513,8 +511,9 @@ def _affine(conv: Converter, node, x: Tensor, *, factor=None, term=None):
         return
     if len(x.shape) != 3:
         raise conv.refuse(f"{node.op_type} of a constant is imported only into the weights and "
-                          "bias of the Conv or Gemm right before it or of a Conv reading it "
-                          "(graphnet has no op for it)", field="inputs",
+                          "bias of the Conv, Gemm or MatMul right before it when nothing else "
+                          "reads that layer's output, or of a Conv reading it (graphnet has no "
+                          "op for it)", field="inputs",
                           found=f"a value of shape {list(x.shape)} from "
                                 f"{entry.get('op') or 'an input'}")
     scale, shift = x.holds("affine") or (np.ones(x.shape[0]), np.zeros(x.shape[0]))
