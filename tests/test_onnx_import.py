@@ -852,3 +852,17 @@ def test_a_pooled_image_read_elsewhere_does_not_become_a_global_avg_pool():
     x = np.random.default_rng(0).standard_normal((2, 2, 5, 5)).astype(np.float32)
     graph = _equal_to_onnxruntime(model, x)
     assert _ops(graph) == ["avg_pool2d", "flatten"]
+
+
+@pytest.mark.parametrize("op,constant,field", [
+    ("Div", [1.0, 0.0, 2.0], "input 2"), ("Mul", [1.0, np.inf, 2.0], "input 2"),
+    ("Add", [np.nan, 0.0, 2.0], "input 2")], ids=["div-by-zero", "mul-inf", "add-nan"])
+def test_a_factor_or_term_that_is_not_finite_is_refused(op, constant, field):
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+             helper.make_node(op, ["c", "k"], ["y"], name="the_node")]
+    model = _conv_model(nodes, [("w", np.ones((3, 2, 3, 3))),
+                                ("k", np.reshape(constant, (3, 1, 1)))], ["N", 3, 3, 3])
+    with pytest.raises(SpecError, match="holding a zero|not finite") as raised:
+        import_onnx(model)
+    message = str(raised.value)
+    assert "node 'the_node'" in message and field in message

@@ -486,10 +486,23 @@ def arithmetic(conv: Converter, node):
         return
     x = conv.tensor(node, position, takes=("affine",))
     constant = _per_channel(conv, constant, x, f"{node.op_type} of a constant")
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        value_of = {"Add": constant, "Sub": -constant, "Mul": constant, "Div": 1 / constant}
+    if not np.all(np.isfinite(value_of[node.op_type])):
+        what = "a Div by a constant holding a zero" if node.op_type == "Div" and \
+            not constant.all() else f"{node.op_type} of a constant that is not finite"
+        raise conv.refuse(f"{what} is not imported: it would make the layer's weights "
+                          "infinite or NaN", field=f"input {2 - position}",
+                          expected="finite values" + (", none zero" if node.op_type == "Div"
+                                                      else ""),
+                          found=f"{names[1 - position]!r}, holding "
+                                f"{int(np.sum(~np.isfinite(value_of[node.op_type])))} "
+                                + ("zero(s)" if "zero" in what else "value(s) not finite"))
+    constant = value_of[node.op_type]
     if node.op_type in ("Add", "Sub"):
-        _affine(conv, node, x, term=constant if node.op_type == "Add" else -constant)
+        _affine(conv, node, x, term=constant)
     else:
-        _affine(conv, node, x, factor=constant if node.op_type == "Mul" else 1 / constant)
+        _affine(conv, node, x, factor=constant)
 
 
 def _affine(conv: Converter, node, x: Tensor, *, factor=None, term=None):
