@@ -866,3 +866,16 @@ def test_a_factor_or_term_that_is_not_finite_is_refused(op, constant, field):
         import_onnx(model)
     message = str(raised.value)
     assert "node 'the_node'" in message and field in message
+
+
+@pytest.mark.parametrize("constant", [np.full((1, 1, 3, 1, 1), 2.0), np.full((1, 1, 1, 1, 1), 2.0)],
+                         ids=["per-channel", "one-value"])
+def test_a_factor_of_higher_rank_than_the_value_is_refused(constant):
+    """A rank-5 constant broadcasts the N×C×H×W value to rank 5: another shape."""
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+             helper.make_node("Mul", ["c", "k"], ["y"], name="the_node")]
+    model = _conv_model(nodes, [("w", np.ones((3, 2, 3, 3))), ("k", constant)],
+                        ["N", 1, 3, 3, 3])
+    with pytest.raises(SpecError, match="Mul of a constant must be") as raised:
+        import_onnx(model)
+    assert "node 'the_node'" in str(raised.value) and "rank" in str(raised.value)

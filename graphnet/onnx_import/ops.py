@@ -543,6 +543,11 @@ def _per_channel(conv: Converter, constant, x: Tensor, what: str):
     channels, rest = x.shape[0], x.shape[1:]
     expected = (channels, *[1] * len(rest))
     constant = constant.astype(np.float64)
+    if constant.ndim > len(expected) + 1:  # it would broadcast the value to a higher rank
+        raise conv.refuse(f"{what} must be one value, or one per channel, of at most the "
+                          "value's rank: a higher rank broadcasts it to another shape",
+                          field="inputs", expected=f"at most rank {len(expected) + 1}",
+                          found=f"rank {constant.ndim}, shape {list(constant.shape)}")
     if constant.size == 1:
         return np.full(channels, constant.reshape(-1)[0])
     if constant.ndim >= len(expected) and constant.shape[-len(expected):] == expected \
