@@ -879,3 +879,16 @@ def test_a_factor_of_higher_rank_than_the_value_is_refused(constant):
     with pytest.raises(SpecError, match="Mul of a constant must be") as raised:
         import_onnx(model)
     assert "node 'the_node'" in str(raised.value) and "rank" in str(raised.value)
+
+
+def test_a_zero_pad_as_wide_as_a_max_pools_window_is_refused():
+    """A window over the padding only: ONNX's maximum of zeros there, graphnet has none."""
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="act"),
+             _int64("pads", [0, 0, 2, 0, 0, 0, 0, 1]),  # 2 rows on top: the 2×2 window's
+             helper.make_node("Pad", ["r", "pads"], ["p"], name="pad"),
+             helper.make_node("MaxPool", ["p"], ["y"], name="the_node", kernel_shape=[2, 2],
+                              strides=[2, 2])]
+    model = _conv_model(nodes, [], ["N", 2, None, None])
+    with pytest.raises(SpecError, match="every window keeps a pixel of the image") as raised:
+        import_onnx(model)
+    assert "node 'the_node'" in str(raised.value)

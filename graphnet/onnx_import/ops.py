@@ -182,6 +182,7 @@ def pool_op(conv: Converter, node):
             "with -inf, or zeros after a ReLU, ReLU6 or sigmoid, and without ceil_mode")
     attrs, output_hw = _window_attrs(conv, node, op, x.shape, kernel, ceil_mode=ceil_mode,
                                      pad=pad)
+    _refuse_windows_of_padding_only(conv, x, pad, attrs, output_hw)
     if "dilation" in attrs:
         conv.require_attribute(op, "dilation", attrs["dilation"], "pooling with dilations")
     if ceil_mode:
@@ -190,6 +191,35 @@ def pool_op(conv: Converter, node):
     if average:  # ONNX's default leaves padding out of the divisor; graphnet's depends
         attrs["count_include_pad"] = include_pad
     conv.emit(node, op, [x], attrs, shape=(x.shape[0], *output_hw))
+
+
+def _refuse_windows_of_padding_only(conv: Converter, x: Tensor, pad, attrs: dict, output_hw):
+    """graphnet's pools keep a pixel of the image in every window; a Pad before the pool as
+    wide as its window (or its own pads) would leave one over padding only."""
+    padding = attrs.get("padding", 0)
+    padding = [padding] * 4 if isinstance(padding, int) else \
+        list(padding) * 2 if len(padding) == 2 else list(padding)
+    for axis in range(2):
+        size = x.shape[1 + axis] - pad[axis] - pad[axis + 2]  # the image before the Pad
+        kernel, stride, dilation = (
+            _pair_list(attrs.get(key, default))[axis]
+            for key, default in (("kernel", None), ("stride", 1), ("dilation", 1)))
+        for index in range(output_hw[axis]):
+            start = index * stride - padding[axis]
+            if not any(0 <= start + tap * dilation < size for tap in range(kernel)):
+                pads = f"{list(x.holds('pad')[:4])} from the Pad before it, " \
+                    if x.holds("pad") is not None else ""
+                raise conv.refuse(
+                    f"{conv.node.op_type} is imported only where every window keeps a pixel of "
+                    "the image: graphnet's pools have no window over padding alone",
+                    field="pads", expected="padding narrower than the window on each side",
+                    found=f"padding (top, left, bottom, right) {pads}{padding} in all: "
+                          f"window {index + 1} of {output_hw[axis]} "
+                          f"{('down', 'across')[axis]} covers padding only")
+
+
+def _pair_list(value) -> list[int]:
+    return [int(value)] * 2 if isinstance(value, (int, np.integer)) else [int(v) for v in value]
 
 
 def _not_negative(conv: Converter, x: Tensor) -> bool:
