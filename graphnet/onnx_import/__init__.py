@@ -8,7 +8,7 @@ write become graphnet specs with their parameters.
 ONNX nodes) and ``NET.npz``, a checkpoint every ``--checkpoint`` and ``train --init-from``
 take; every command that takes a SPEC takes an ``.onnx`` file too (imported in memory). ONNX
 graph inputs and outputs keep their names. What graphnet cannot express exactly is refused
-with one message per unsupported op type, never approximated. :data:`SUPPORTED_OPS` lists
+with one message per unsupported op type, never approximated. :func:`supported_ops` lists
 what is imported; :mod:`graphnet.onnx_import.ops` holds one converter per ONNX op.
 
 The ``onnx`` package (``graphnet[onnx]``) is imported only when a model is read.

@@ -6,10 +6,14 @@ either a constant (an initializer or a ``Constant`` node's output, kept as a num
 :data:`graphnet.onnx_import.ops.CONVERTERS`; what a converter cannot express exactly is
 refused with a message naming the ONNX node, never approximated.
 
-Two foldings keep the spec the one a person would write: an ``Add`` of a constant bias after a
-``MatMul`` or a bias-less ``Conv`` becomes that node's bias, and a global average pool followed by
-a flatten (``GlobalAveragePool`` + ``Flatten``, or ``ReduceMean`` + ``Reshape(N, -1)``) becomes
-one ``global_avg_pool``.
+Two foldings keep the spec the one a person would write: an ``Add``, ``Sub``, ``Mul`` or
+``Div`` of a constant (one value, or one per channel) after a ``Conv``, ``Gemm`` or ``MatMul``
+goes into that layer's weights and bias (a ``MatMul`` and the ``Add`` of its bias are one
+``dense``); on an image otherwise, into the weights and bias of the ``Conv`` reading it (see
+:mod:`graphnet.onnx_import.ops`). A global average pool followed by a flatten
+(``GlobalAveragePool`` + ``Flatten``, or ``ReduceMean`` + ``Reshape(N, -1)``) becomes one
+``global_avg_pool``. Each changes the node before it, so only where nothing else reads that
+node's value under any ONNX name (:meth:`Converter.readers_of_value`).
 """
 from __future__ import annotations
 
