@@ -29,8 +29,8 @@ def bound_for(graph: str, figure: str, batch: int) -> float | None:
 
 
 def main(paths):
-    print("| net | batch | figure | graphnet | PyTorch | ratio | must reach | load |")
-    print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| net | batch | figure | graphnet | PyTorch | ratio | must reach | load | others |")
+    print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     report = None
     for path in paths:
         with open(path, encoding="utf-8") as stream:
@@ -38,6 +38,8 @@ def main(paths):
         theirs, ratio = report["torch"], report["ratio"]
         graph, batch = report["graph"], report["batch_size"]
         load = report.get("load_average") or 0.0
+        others = report.get("other_cores")
+        others = "—" if others is None else f"{others:.1f}"
         for label, key, unit in FIGURES:
             if report.get(key) is None:
                 continue
@@ -45,7 +47,7 @@ def main(paths):
             verdict = "" if bound is None else (
                 f"≤ {bound:g} {'✓' if ratio[key] <= bound else '✗'}")
             print(f"| {graph} | {batch} | {label} | {report[key]:.1f} {unit} | "
-                  f"{theirs[key]:.1f} {unit} | {ratio[key]:.2f} | {verdict} | {load:.1f} |")
+                  f"{theirs[key]:.1f} {unit} | {ratio[key]:.2f} | {verdict} | {load:.1f} | {others} |")
     if report is None:
         return
     print()

@@ -350,7 +350,9 @@ def run(graph, config: BenchConfig) -> dict:
         graphnet.network.choices = Choices()
         report["torch_version"] = torch.__version__
     report["gemm_gflops"] = gemm_gflops()
+    others = OtherProcesses()
     samples = measure(runners, config)
+    report["other_cores"] = others.cores()
     for runner, sample in zip(runners, samples):
         figures = _figures(graph, sample, config.batch_size)
         if config.memory:
@@ -380,6 +382,49 @@ def _load_average() -> float | None:
         return os.getloadavg()[0]
     except (AttributeError, OSError):
         return None
+
+
+class OtherProcesses:
+    """The cores other processes kept busy from its making until :meth:`cores` is asked: the
+    machine's busy CPU time (Linux's /proc/stat, hypervisor steal included) less this
+    process's own, per second of wall time. The load average comes too late for a row: it is
+    a one-minute mean, taken as the row starts, and a test suite started during a run left
+    the rows it overlapped under the retake threshold while PyTorch's steps ran 5-20x slower
+    (its spinning OpenMP threads lose most to a competitor). None where /proc/stat is not."""
+
+    def __init__(self):
+        self.start = self._sample()
+
+    def cores(self) -> float | None:
+        end = self._sample()
+        if self.start is None or end is None:
+            return None
+        return other_cores(self.start, end)
+
+    @staticmethod
+    def _sample() -> tuple[float, float, float] | None:
+        """(wall seconds, the machine's busy CPU seconds, this process's CPU seconds)."""
+        try:
+            with open("/proc/stat", encoding="ascii") as stream:
+                fields = stream.readline().split()
+            ticks = os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, AttributeError):
+            return None
+        if not fields or fields[0] != "cpu" or len(fields) < 5:
+            return None
+        # user nice system idle iowait irq softirq steal (guest time is counted in user)
+        counts = [int(value) for value in fields[1:9]]
+        busy = sum(counts) - counts[3] - (counts[4] if len(counts) > 4 else 0)
+        own = os.times()
+        return time.perf_counter(), busy / ticks, own.user + own.system
+
+
+def other_cores(start: tuple, end: tuple) -> float:
+    """Cores other processes used on average between two samples of
+    :meth:`OtherProcesses._sample` (never below 0: the two clocks tick apart)."""
+    wall = end[0] - start[0]
+    others = (end[1] - start[1]) - (end[2] - start[2])
+    return max(others / wall, 0.0) if wall > 0 else 0.0
 
 
 BLAS_NAMES = {"openblas": "OpenBLAS", "mkl": "MKL", "blis": "BLIS"}

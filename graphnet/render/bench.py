@@ -47,7 +47,9 @@ def render_bench(report: dict) -> None:
            "process"
            if theirs else "")
         + (f"; load average {report['load_average']:.1f}"
-           if report.get("load_average") is not None else ""), soft_wrap=True)
+           if report.get("load_average") is not None else "")
+        + (f"; other processes used {report['other_cores']:.1f} cores while it ran"
+           if report.get("other_cores") is not None else ""), soft_wrap=True)
 
     summary = Table(title="step: forward, loss, backward, SGD momentum", title_justify="left")
     summary.add_column("figure")
