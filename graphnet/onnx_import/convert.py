@@ -394,6 +394,11 @@ class Converter:
         return _op_class(self.registry, op) is not None
 
 
+def ints(values) -> list[int]:
+    """``values`` (an attribute's list or a constant of any shape) as a flat list of ints."""
+    return [int(v) for v in np.ravel(values)]
+
+
 def _op_class(registry, op: str):
     entry = registry.entries["op"].get(op)
     return entry.value if entry is not None else None

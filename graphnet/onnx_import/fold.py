@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .convert import BatchShape, Converter, Tensor
+from .convert import BatchShape, Converter, Tensor, ints
 
 FOLDERS = {}
 """ONNX op type → (function(converter, node, inputs) evaluating it on constant inputs, None for
@@ -71,7 +71,7 @@ def gather(conv: Converter, node, inputs):
 @folds("Unsqueeze", moves=(0,))
 def unsqueeze(conv: Converter, node, inputs):
     data = np.asarray(inputs[0])
-    axes = _ints(inputs[1] if conv.opset >= 13 else conv.attr(node, "axes"))
+    axes = ints(inputs[1] if conv.opset >= 13 else conv.attr(node, "axes"))
     rank = data.ndim + len(axes)
     return data.reshape(_unsqueezed(data.shape, sorted(a % rank for a in axes)))
 
@@ -89,7 +89,7 @@ def squeeze(conv: Converter, node, inputs):
     axes = inputs[1] if conv.opset >= 13 and len(inputs) > 1 else conv.attr(node, "axes")
     if axes is None:
         return data.reshape([d for d in data.shape if d != 1])
-    return np.squeeze(data, axis=tuple(a % data.ndim for a in _ints(axes)))
+    return np.squeeze(data, axis=tuple(a % data.ndim for a in ints(axes)))
 
 
 @folds("Concat", moves=tuple(range(64)))
@@ -114,14 +114,14 @@ def cast_like(conv: Converter, node, inputs):
 
 @folds("Expand", moves=(0,))
 def expand(conv: Converter, node, inputs):
-    data, shape = np.asarray(inputs[0]), tuple(_ints(inputs[1]))
+    data, shape = np.asarray(inputs[0]), tuple(ints(inputs[1]))
     return np.broadcast_to(data, np.broadcast_shapes(data.shape, shape)).copy()
 
 
 @folds("Reshape", moves=(0,))
 def reshape(conv: Converter, node, inputs):
     data = np.asarray(inputs[0])
-    target = _ints(inputs[1] if conv.opset >= 5 else conv.attr(node, "shape"))
+    target = ints(inputs[1] if conv.opset >= 5 else conv.attr(node, "shape"))
     keep = not conv.attr(node, "allowzero", 0)
     return data.reshape([data.shape[i] if size == 0 and keep else size
                          for i, size in enumerate(target)])
@@ -136,9 +136,9 @@ def transpose(conv: Converter, node, inputs):
 def slice_(conv: Converter, node, inputs):
     data = np.asarray(inputs[0])
     if conv.opset >= 10:
-        starts, ends = _ints(inputs[1]), _ints(inputs[2])
-        axes = _ints(inputs[3]) if len(inputs) > 3 and inputs[3] is not None else None
-        steps = _ints(inputs[4]) if len(inputs) > 4 and inputs[4] is not None else None
+        starts, ends = ints(inputs[1]), ints(inputs[2])
+        axes = ints(inputs[3]) if len(inputs) > 3 and inputs[3] is not None else None
+        steps = ints(inputs[4]) if len(inputs) > 4 and inputs[4] is not None else None
     else:
         starts, ends = conv.attr(node, "starts"), conv.attr(node, "ends")
         axes, steps = conv.attr(node, "axes"), None
@@ -154,7 +154,7 @@ def slice_(conv: Converter, node, inputs):
 def constant_of_shape(conv: Converter, node, inputs):
     value = conv.attr(node, "value")
     fill = conv.to_array(value).reshape(-1)[0] if value is not None else np.float32(0)
-    return np.full(_ints(inputs[0]), fill, dtype=np.asarray(fill).dtype)
+    return np.full(ints(inputs[0]), fill, dtype=np.asarray(fill).dtype)
 
 
 @folds("Add", "Sub", "Mul", "Div")
@@ -165,7 +165,3 @@ def arithmetic(conv: Converter, node, inputs):
         return (np.sign(first) * np.sign(second) * quotient).astype(first.dtype)
     operation = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide}
     return operation[node.op_type](first, second).astype(first.dtype)
-
-
-def _ints(values) -> list[int]:
-    return [int(v) for v in np.ravel(values)]

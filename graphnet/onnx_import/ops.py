@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from .convert import HELD_FOR, Converter, Tensor, node_name
+from .convert import HELD_FOR, Converter, Tensor, ints, node_name
 
 CONVERTERS = {}
 
@@ -66,7 +66,7 @@ def _window_attrs(conv: Converter, node, op: str, input_shape, kernel, *, ceil_m
         raise conv.refuse("graphnet imports 2-D windows", field="pads",
                           found=f"pads {pads}, strides {stride}, dilations {dilation}")
     top, left, bottom, right = (int(p) + extra for p, extra in zip(pads, pad))
-    output_pads = [int(p) for p in pads]
+    output_pads = ints(pads)
     if top == bottom and left == right:
         padding = top if top == left else [top, left]
     else:
@@ -90,7 +90,7 @@ def _window_attrs(conv: Converter, node, op: str, input_shape, kernel, *, ceil_m
 
 
 def _pair(values):
-    values = [int(v) for v in values]
+    values = ints(values)
     return values[0] if values[0] == values[1] else values
 
 
@@ -239,9 +239,9 @@ def pad_op(conv: Converter, node):
         axes = conv.constant(node, 3, optional=True)
     else:
         pads, value, axes = conv.attr(node, "pads"), conv.attr(node, "value", 0.0), None
-    pads = [int(p) for p in np.ravel(pads)]
+    pads = ints(pads)
     rank = len(x.shape) + 1
-    axes = range(rank) if axes is None else [int(a) % rank for a in np.ravel(axes)]
+    axes = range(rank) if axes is None else [a % rank for a in ints(axes)]
     before, after = [0] * rank, [0] * rank
     for index, axis in enumerate(axes):
         before[axis], after[axis] = pads[index], pads[index + len(pads) // 2]
@@ -267,7 +267,7 @@ def reduce_mean(conv: Converter, node):
     x = conv.tensor(node, 0)
     if conv.opset >= 18:
         axes = conv.constant(node, 1, optional=True)
-        axes = None if axes is None else [int(a) for a in np.ravel(axes)]
+        axes = None if axes is None else ints(axes)
     else:
         axes = conv.attr(node, "axes")
     rank = len(x.shape) + 1
@@ -314,7 +314,7 @@ def reshape(conv: Converter, node):
         target = conv.constants[node.input[1]]
     else:
         target = conv.constant(node, 1) if conv.opset >= 5 else conv.attr(node, "shape")
-    target = [int(v) for v in np.ravel(target)]
+    target = ints(target)
     features = math.prod(x.shape)
     batch = (conv.shapes.get(node.input[0]) or [None])[0]
     allow_zero = bool(conv.attr(node, "allowzero", 0))
@@ -332,7 +332,7 @@ def squeeze(conv: Converter, node):
     x = conv.tensor(node, 0, takes=("transpose",))
     axes = conv.constant(node, 1, optional=True) if conv.opset >= 13 else conv.attr(node, "axes")
     rank = len(x.shape) + 1
-    axes = None if axes is None else sorted(int(a) % rank for a in np.ravel(axes))
+    axes = None if axes is None else sorted(a % rank for a in ints(axes))
     if rank != 4 or x.shape[1:] != (1, 1) or axes not in ([2, 3], None):
         raise conv.refuse("Squeeze is imported as the flatten of a (C, 1, 1) sample to (C,), "
                           "as a pooled image's, only", field="axes", expected="axes [2, 3] of "
