@@ -321,6 +321,16 @@ class Converter:
                           "keeps weights and sizes fixed", field=f"input {position + 1}",
                           found=f"{name!r}, computed by the network")
 
+    def axes(self, node, position: int, *, since: int) -> list[int] | None:
+        """``node``'s axes as ints (None when it gives none): its input ``position`` from opset
+        ``since`` on, where ONNX moved them from the ``axes`` attribute, which older opsets
+        read."""
+        if self.opset >= since:
+            axes = self.constant(node, position, optional=True)
+        else:
+            axes = self.attr(node, "axes")
+        return None if axes is None else ints(axes)
+
     def used(self, name: str) -> bool:
         return bool(name) and self.uses[name] > 0
 

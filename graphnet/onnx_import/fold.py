@@ -71,7 +71,7 @@ def gather(conv: Converter, node, inputs):
 @folds("Unsqueeze", moves=(0,))
 def unsqueeze(conv: Converter, node, inputs):
     data = np.asarray(inputs[0])
-    axes = ints(inputs[1] if conv.opset >= 13 else conv.attr(node, "axes"))
+    axes = conv.axes(node, 1, since=13)
     rank = data.ndim + len(axes)
     return data.reshape(_unsqueezed(data.shape, sorted(a % rank for a in axes)))
 
@@ -86,10 +86,10 @@ def _unsqueezed(shape, axes):
 @folds("Squeeze", moves=(0,))
 def squeeze(conv: Converter, node, inputs):
     data = np.asarray(inputs[0])
-    axes = inputs[1] if conv.opset >= 13 and len(inputs) > 1 else conv.attr(node, "axes")
+    axes = conv.axes(node, 1, since=13)
     if axes is None:
         return data.reshape([d for d in data.shape if d != 1])
-    return np.squeeze(data, axis=tuple(a % data.ndim for a in ints(axes)))
+    return np.squeeze(data, axis=tuple(a % data.ndim for a in axes))
 
 
 @folds("Concat", moves=tuple(range(64)))

@@ -236,12 +236,12 @@ def pad_op(conv: Converter, node):
     mode = conv.attr(node, "mode", "constant")
     if conv.opset >= 11:
         pads, value = conv.constant(node, 1), conv.constant(node, 2, optional=True)
-        axes = conv.constant(node, 3, optional=True)
     else:
-        pads, value, axes = conv.attr(node, "pads"), conv.attr(node, "value", 0.0), None
+        pads, value = conv.attr(node, "pads"), conv.attr(node, "value", 0.0)
     pads = ints(pads)
     rank = len(x.shape) + 1
-    axes = range(rank) if axes is None else [a % rank for a in ints(axes)]
+    axes = conv.axes(node, 3, since=11)  # an input only, optional (opset 18 on)
+    axes = range(rank) if axes is None else [a % rank for a in axes]
     before, after = [0] * rank, [0] * rank
     for index, axis in enumerate(axes):
         before[axis], after[axis] = pads[index], pads[index + len(pads) // 2]
@@ -265,11 +265,7 @@ def global_average_pool(conv: Converter, node):
 @converts("ReduceMean")
 def reduce_mean(conv: Converter, node):
     x = conv.tensor(node, 0)
-    if conv.opset >= 18:
-        axes = conv.constant(node, 1, optional=True)
-        axes = None if axes is None else ints(axes)
-    else:
-        axes = conv.attr(node, "axes")
+    axes = conv.axes(node, 1, since=18)
     rank = len(x.shape) + 1
     spatial = sorted(a % rank for a in axes) if axes else None
     if rank != 4 or spatial != [2, 3]:
@@ -330,9 +326,9 @@ def reshape(conv: Converter, node):
 @converts("Squeeze")
 def squeeze(conv: Converter, node):
     x = conv.tensor(node, 0, takes=("transpose",))
-    axes = conv.constant(node, 1, optional=True) if conv.opset >= 13 else conv.attr(node, "axes")
+    axes = conv.axes(node, 1, since=13)
     rank = len(x.shape) + 1
-    axes = None if axes is None else sorted(a % rank for a in ints(axes))
+    axes = None if axes is None else sorted(a % rank for a in axes)
     if rank != 4 or x.shape[1:] != (1, 1) or axes not in ([2, 3], None):
         raise conv.refuse("Squeeze is imported as the flatten of a (C, 1, 1) sample to (C,), "
                           "as a pooled image's, only", field="axes", expected="axes [2, 3] of "
