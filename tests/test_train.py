@@ -163,6 +163,16 @@ def test_resume_without_a_checkpoint_says_so(graph_of, tmp_path):
         train(graph_of(), run_dir=tmp_path, resume=True)
 
 
+def test_resuming_a_finished_run_says_to_raise_the_epochs(graph_of, tmp_path):
+    graph = graph_of()
+    train(graph, run_dir=tmp_path, epochs=1, limit_train=64)
+    notices = []
+    train(graph, run_dir=tmp_path, epochs=1, limit_train=64, resume=True,
+          on_event=lambda event: notices.append(getattr(event, "text", "")))
+    assert "the checkpoint's run has done 1 epoch, as many as --epochs 1 asks for; raise " \
+           "--epochs to train further" in notices
+
+
 def test_dataset_of_another_shape_names_both_shapes(graph_of, tmp_path):
     with pytest.raises(DataError) as caught:
         train(graph_of(dataset={"name": "toy", "size": 5}), run_dir=tmp_path)

@@ -207,8 +207,9 @@ def restore(loop, path: Path) -> None:
     if meta.get("schedule") == config.schedule:
         _restore_state(schedule, path, "schedule", schedule_state)
     if progress.epoch >= config.epochs:
-        emit(Notice(f"the checkpoint has {progress.epoch} epochs, which is all of the "
-                    f"{config.epochs} asked for; raise --epochs to train further"))
+        done = f"{progress.epoch} epoch{'s' if progress.epoch != 1 else ''}"
+        emit(Notice(f"the checkpoint's run has done {done}, as many as --epochs "
+                    f"{config.epochs} asks for; raise --epochs to train further"))
 
 
 def _restore_state(owner, path, kind: str, state: dict, **extra) -> None:
