@@ -73,7 +73,8 @@ class Attr:
 
     ``kind`` is one of:
 
-    - ``"int"``, ``"float"``, ``"bool"``, ``"str"`` — a scalar (``choices`` restricts a str);
+    - ``"int"``, ``"float"``, ``"bool"``, ``"str"`` — a scalar (``choices`` restricts a str or
+      an int);
     - ``"pair"`` — an int or ``[height, width]``, normalised to a tuple of two ints;
     - ``"padding"`` — ``"valid"``, ``"same"``, an int, ``[height, width]`` or four sides
       ``[top, left, bottom, right]`` (ONNX's ``pads`` order); normalised to the string or a tuple
@@ -127,7 +128,7 @@ class Attr:
                             found=_show(value))
 
         if self.kind == "int":
-            if not _is_int(value):
+            if not _is_int(value) or (self.choices and int(value) not in self.choices):
                 fail()
             self._check_bounds(value, fail)
             return int(value)

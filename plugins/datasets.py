@@ -54,7 +54,7 @@ class Shapes(DatasetSource):
     name = "shapes"
     options = {
         "size": Attr("int", default=32, minimum=16, maximum=256, doc="image height and width"),
-        "channels": Attr("int", default=3, minimum=1, maximum=3, doc="1 (grey) or 3 (colour)"),
+        "channels": Attr("int", default=3, choices=(1, 3), doc="1 (grey) or 3 (colour)"),
         "train_size": Attr("int", default=8000, minimum=10, maximum=1_000_000,
                            doc="training images"),
         "test_size": Attr("int", default=2000, minimum=10, maximum=1_000_000, doc="test images"),
@@ -69,9 +69,6 @@ class Shapes(DatasetSource):
     def load(self, options, *, seed, cache_dir=None):
         from graphnet.data.shapes import CLASS_NAMES, generate
 
-        if options.channels not in (1, 3):
-            raise DataError("bad dataset option", field="channels", expected="1 or 3",
-                            found=str(options.channels))
         _check_generated_size(options)
         # Two independent streams from one seed: the test images are never trained on.
         train_stream, test_stream = np.random.SeedSequence(seed).spawn(2)

@@ -188,6 +188,11 @@ def test_the_datasets_options_are_read_as_training_reads_them(write_spec, run_cl
         train={"dataset": {"name": "shapes", "size": 4}}))
     assert status == 2 and "field 'train.dataset.size': bad value for an option of dataset " \
                            "'shapes': expected an integer >= 16 and <= 256, found 4" in err
+    # a 2-channel input: shapes draws grey or colour images only (the schema says so, so check
+    # sees it; the plugin refused it only as training loaded the data)
+    status, out, err = _whole(write_spec, run_cli, lambda s: (
+        s["inputs"]["image"].update(shape=[2, 32, 32]), s.update(train={"epochs": 1})))
+    assert status == 2 and "field 'inputs.image.shape'" in err and "one of 1, 3" in err, err
 
 
 def test_a_loss_without_outputs_is_an_error_naming_outputs(write_spec, run_cli):

@@ -168,7 +168,7 @@ def _shapes_spec(path, shape):
 
 @pytest.mark.parametrize("shape, option, found", [
     ([1, 8, 8], "size", "expected an integer >= 16 and <= 256, found 8 (the shape is [1, 8, 8])"),
-    ([2, 16, 16], "channels", "expected 1 or 3, found 2 (the shape is [2, 16, 16])"),
+    ([2, 16, 16], "channels", "expected one of 1, 3, found 2 (the shape is [2, 16, 16])"),
 ])
 def test_a_dataset_option_that_follows_the_input_is_said_of_the_input(run_cli, tmp_path, shape,
                                                                       option, found):
@@ -182,4 +182,5 @@ def test_a_dataset_option_that_follows_the_input_is_said_of_the_input(run_cli, t
     status, out, err = run_cli("train", _shapes_spec(tmp_path / "ok.json", [1, 16, 16]),
                                "--dataset-option", "channels=2", "--run-dir", tmp_path / "run")
     assert status == 2
-    assert "field '--dataset-option channels': bad dataset option: expected 1 or 3" in err
+    assert ("field '--dataset-option channels': bad value for an option of dataset 'shapes': "
+            "expected one of 1, 3, found 2") in err

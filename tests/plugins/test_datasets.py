@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from graphnet.data.testing import cifar_bytes, idx_bytes, tar_bytes
-from graphnet.errors import DataError
+from graphnet.errors import DataError, SpecError
 from graphnet.options import parse_options
 from graphnet.registry import Registry
 from graphnet_plugins import datasets
@@ -47,7 +47,7 @@ def test_shapes_defaults_and_disjoint_streams():
 def test_shapes_options():
     dataset = load(Shapes, size=16, channels=1, train_size=10, test_size=10, noise=0.0)
     assert dataset.image_shape == (1, 16, 16)
-    with pytest.raises(DataError, match="1 or 3"):
+    with pytest.raises(SpecError, match="one of 1, 3"):  # the schema's: check reads it too
         load(Shapes, channels=2)
 
 
