@@ -38,6 +38,22 @@ value there is not computed with, so that read does not count as a use (a bias f
 the conv before it needs the conv's output to have one reader)."""
 
 
+@dataclass(frozen=True)
+class Held:
+    """An ONNX node graphnet has no op for, held on the value it outputs for the node reading
+    that value to take into its own attributes or weights (which nodes take each kind:
+    :data:`HELD_FOR`)."""
+
+    kind: str
+    """What is held: ``"pad"``, ``"affine"``, ``"transpose"`` or ``"order"``."""
+    data: Any
+    """The kind's data: ``pad`` (top, left, bottom, right, value); ``affine`` (per-channel
+    scale, shift); ``transpose`` (perm, the sample shape before it); ``order`` (the flattened
+    features' order, an index array)."""
+    made_by: str
+    """The name of the ONNX node that made the held value, for messages."""
+
+
 @dataclass
 class Tensor:
     """A value computed by the network: the graphnet node (or input) that holds it, its
@@ -48,27 +64,27 @@ class Tensor:
     entry: dict | None = None
     flattens_to_global_pool: bool = False
     """An average pool over the whole image: a flatten after it makes it ``global_avg_pool``."""
-    held: tuple | None = None
-    """``(kind, data, ONNX node)``: an ONNX node on ``source`` that graphnet has no op for,
-    held for the node reading it to take into its own attributes or weights (``shape`` is the
-    value's after it); which nodes take each kind is :data:`HELD_FOR`."""
+    held: Held | None = None
+    """An ONNX node on ``source`` that graphnet has no op for, held for the node reading it to
+    take (``shape`` is the value's after it)."""
 
     def holds(self, kind: str):
         """The data held of ``kind``, or None."""
-        return self.held[1] if self.held is not None and self.held[0] == kind else None
+        return self.held.data if self.held is not None and self.held.kind == kind else None
 
 
 NHWC_HINT = ("a Transpose of a graph input is how tf2onnx feeds a channels-last (NHWC) input "
              "to channels-first convs: export with tf2onnx's --inputs-as-nchw INPUT, and the "
              "model takes NCHW images as graphnet does")
-HELD_FOR = {  # kind held on a Tensor: (the ONNX node that made it, what may read it)
+HELD_FOR = {  # Held.kind: (the ONNX node that makes it, what may read it)
     "pad": ("Pad", "the padding of a Conv, MaxPool or AveragePool"),
     "affine": ("Mul, Div, Add or Sub of a constant", "the weights (and, where it does not "
                "pad, the bias) of a Conv reading it, or of the Conv, Gemm or MatMul right "
                "before it when nothing else reads that layer's output"),
     "transpose": ("Transpose", "the order of a flatten's features, taken into the weights of "
                                "the Gemm or MatMul reading that flatten (Keras' Flatten)"),
-    "order": ("Transpose", "the order of the weights of the Gemm or MatMul reading it"),
+    "order": ("flatten of a Transpose", "the order of the weights of the Gemm or MatMul "
+                                        "reading it"),
 }
 
 
@@ -160,8 +176,8 @@ class Converter:
                                 file=self.file, field=f"outputs.{output.name}",
                                 expected="an output computed by the network")
             if value.held is not None:
-                made_by, reader = HELD_FOR[value.held[0]]
-                raise Unsupported(f"a graph output is the {made_by} {value.held[2]!r}, "
+                held_op, reader = HELD_FOR[value.held.kind]
+                raise Unsupported(f"a graph output is the {held_op} {value.held.made_by!r}, "
                                   f"imported only as {reader}: graphnet has no op for it",
                                   file=self.file, field=f"outputs.{output.name}")
             outputs[output.name] = value.source
@@ -287,14 +303,16 @@ class Converter:
         name = node.input[position] if position < len(node.input) else ""
         if name in self.values:
             value = self.values[name]
-            if value.held is not None and value.held[0] not in takes:
-                (kind, _, maker), (made_by, reader) = value.held, HELD_FOR[value.held[0]]
+            held = value.held
+            if held is not None and held.kind not in takes:
+                held_op, reader = HELD_FOR[held.kind]
                 inputs = {graph_input.name for graph_input in self.graph.input}
-                raise self.refuse(f"the {made_by} before it is imported only as {reader}: "
+                of_transpose = node.op_type == "Transpose" or held.kind in ("transpose", "order")
+                raise self.refuse(f"the {held_op} before it is imported only as {reader}: "
                                   "graphnet has no op for it", field=f"input {position + 1}",
-                                  found=f"{name!r} from {maker!r}, read by {node.op_type}",
-                                  hint=NHWC_HINT if value.source in inputs and "Transpose"
-                                  in (node.op_type, made_by) else None)
+                                  found=f"{name!r} from {held.made_by!r}, read by {node.op_type}",
+                                  hint=NHWC_HINT if value.source in inputs and of_transpose
+                                  else None)
             return value
         if name in self.constants:
             raise self.refuse(f"input {position + 1} is a constant, where graphnet needs a "
@@ -362,7 +380,8 @@ class Converter:
         """Bind ``node``'s output to ``x`` with ``node`` held on it (:attr:`Tensor.held`), its
         shape after the node ``shape`` (None: ``x``'s)."""
         self.values[node.output[0]] = dataclasses.replace(
-            x, shape=x.shape if shape is None else shape, held=(kind, data, _display_name(node)))
+            x, shape=x.shape if shape is None else shape,
+            held=Held(kind, data, made_by=_display_name(node)))
 
     def alias(self, node, value) -> None:
         """ONNX ``node``'s first output is ``value`` (a Tensor or a constant array)."""
