@@ -484,7 +484,7 @@ def _bias_vector(conv: Converter, bias, units: int, field: str):
 def arithmetic(conv: Converter, node):
     """A residual sum; or a value and a constant (two constants are folded): adding zero or
     multiplying by one is the value itself, any other constant goes into a layer's weights and
-    bias (:func:`_affine`)."""
+    bias (:func:`_fold_affine_into_producer`, :func:`_hold_affine_for_reader`)."""
     names = list(node.input)
     if not any(name in conv.constants for name in names):
         if node.op_type != "Add":
@@ -525,29 +525,36 @@ def arithmetic(conv: Converter, node):
                                 f"{int(np.sum(~np.isfinite(value_of[node.op_type])))} "
                                 + ("zero(s)" if "zero" in what else "value(s) not finite"))
     constant = value_of[node.op_type]
-    if node.op_type in ("Add", "Sub"):
-        _affine(conv, node, x, term=constant)
-    else:
-        _affine(conv, node, x, factor=constant)
-
-
-def _affine(conv: Converter, node, x: Tensor, *, factor=None, term=None):
-    """``x · factor`` or ``x + term`` (one value per channel). The Conv or Gemm that made x,
-    read by nothing else, takes it into its weights and bias; else it is held on the value (an
-    image's, composed with what it holds) for the Conv reading it (:func:`_take_affine`)."""
+    factor, term = (None, constant) if node.op_type in ("Add", "Sub") else (constant, None)
     entry = x.entry or {}
     if x.held is None and entry.get("op") in ("conv2d", "dense") and conv.readers_of_value(x) == 1:
-        params = conv.params[entry["name"]]
-        if factor is not None:
-            params["weight"] = params["weight"] * factor.reshape(
-                -1, *[1] * (params["weight"].ndim - 1))
-            if "bias" in params:
-                params["bias"] = params["bias"] * factor
-        else:
-            params["bias"] = params.get("bias", 0) + term
-            entry.pop("bias", None)  # bias = true is the default
-        conv.alias(node, x)
-        return
+        _fold_affine_into_producer(conv, node, x, factor=factor, term=term)
+    else:
+        _hold_affine_for_reader(conv, node, x, factor=factor, term=term)
+
+
+def _fold_affine_into_producer(conv: Converter, node, x: Tensor, *, factor=None, term=None):
+    """``x · factor`` or ``x + term`` (one value per channel), where ``x`` is the output of a
+    Conv or Gemm that nothing else reads and holds nothing: taken into that layer's weights
+    and bias, and ``node``'s output is ``x``."""
+    entry = x.entry
+    params = conv.params[entry["name"]]
+    if factor is not None:
+        params["weight"] = params["weight"] * factor.reshape(
+            -1, *[1] * (params["weight"].ndim - 1))
+        if "bias" in params:
+            params["bias"] = params["bias"] * factor
+    else:
+        params["bias"] = params.get("bias", 0) + term
+        entry.pop("bias", None)  # bias = true is the default
+    conv.alias(node, x)
+
+
+def _hold_affine_for_reader(conv: Converter, node, x: Tensor, *, factor=None, term=None):
+    """``x · factor`` or ``x + term`` (one value per channel) that no layer before it can take:
+    held on the value (an image's; composed with an affine it already holds) for the Conv
+    reading it to take into its weights and bias (:func:`_take_affine`)."""
+    entry = x.entry or {}
     if len(x.shape) != 3:
         raise conv.refuse(f"{node.op_type} of a constant is imported only into the weights and "
                           "bias of the Conv, Gemm or MatMul right before it when nothing else "
