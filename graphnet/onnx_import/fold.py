@@ -19,10 +19,28 @@ from .convert import BatchShape, Converter, Tensor, ints
 FOLDERS = {}
 """ONNX op type → (function(converter, node, inputs) evaluating it on constant inputs, None for
 an absent optional one; the positions of the inputs whose elements it only moves or copies, so
-that a batch entry among them stays marked in its output)."""
+that a batch entry among them stays marked in its output, or :data:`ALL_INPUTS`)."""
+
+
+class _AllInputs:
+    """``moves`` of an op that moves the elements of every input, however many (Concat)."""
+
+    def __contains__(self, position: int) -> bool:
+        return True
+
+    def __repr__(self) -> str:
+        return "ALL_INPUTS"
+
+
+ALL_INPUTS = _AllInputs()
 
 
 def folds(*op_types, moves=()):
+    """Register the decorated ``function(converter, node, inputs)`` in :data:`FOLDERS` as the
+    fold of each ONNX op type in ``op_types``; ``moves`` are the positions of the inputs whose
+    elements it only moves or copies (:data:`ALL_INPUTS`: every one), so a batch-size entry
+    among them stays marked in its output rather than being refused
+    (:meth:`Converter.fold`)."""
     def register(function):
         for op_type in op_types:
             FOLDERS[op_type] = (function, moves)
@@ -92,7 +110,7 @@ def squeeze(conv: Converter, node, inputs):
     return np.squeeze(data, axis=tuple(a % data.ndim for a in axes))
 
 
-@folds("Concat", moves=tuple(range(64)))
+@folds("Concat", moves=ALL_INPUTS)
 def concat(conv: Converter, node, inputs):
     return np.concatenate([np.asarray(value) for value in inputs], axis=conv.attr(node, "axis"))
 
@@ -158,7 +176,7 @@ def constant_of_shape(conv: Converter, node, inputs):
 
 
 @folds("Add", "Sub", "Mul", "Div")
-def arithmetic(conv: Converter, node, inputs):
+def constant_arithmetic(conv: Converter, node, inputs):
     first, second = (np.asarray(value) for value in inputs)
     if node.op_type == "Div" and first.dtype.kind in "iu":  # ONNX's integer division truncates
         quotient = np.abs(first) // np.abs(second)

@@ -19,6 +19,10 @@ CONVERTERS = {}
 
 
 def converts(*op_types):
+    """Register the decorated ``function(converter, node)`` in :data:`CONVERTERS` as the
+    converter of each ONNX op type in ``op_types`` (a later registration of a type replaces an
+    earlier one). It reads the node's inputs through the converter and binds its outputs
+    (``emit``, ``alias`` or ``hold``), or refuses the node."""
     def register(function):
         for op_type in op_types:
             CONVERTERS[op_type] = function
@@ -66,7 +70,7 @@ def _window_attrs(conv: Converter, node, op: str, input_shape, kernel, *, ceil_m
         raise conv.refuse("graphnet imports 2-D windows", field="pads",
                           found=f"pads {pads}, strides {stride}, dilations {dilation}")
     top, left, bottom, right = (int(p) + extra for p, extra in zip(pads, pad))
-    output_pads = ints(pads)
+    own_pads = ints(pads)
     if top == bottom and left == right:
         padding = top if top == left else [top, left]
     else:
@@ -79,7 +83,7 @@ def _window_attrs(conv: Converter, node, op: str, input_shape, kernel, *, ceil_m
     if list(dilation) != [1, 1]:
         attrs["dilation"] = _pair(dilation)
     output_hw = []
-    for size, before, after, k, s, d in zip(input_shape[1:], output_pads[:2], output_pads[2:],
+    for size, before, after, k, s, d in zip(input_shape[1:], own_pads[:2], own_pads[2:],
                                             kernel, stride, dilation):
         windows = (size + before + after - d * (k - 1) - 1) / s
         count = (math.ceil(windows) if ceil_mode else math.floor(windows)) + 1
@@ -94,16 +98,17 @@ def _pair(values):
     return values[0] if values[0] == values[1] else values
 
 
-def _pad_of(conv: Converter, x: Tensor, op: str, exact: bool, what: str):
+def _pad_of(conv: Converter, x: Tensor, op: str, exact, what: str):
     """The sides of the Pad before a Conv or pool (zeros when there is none), refused unless
-    its value pads as ``op`` itself does (``exact``; ``what`` says what that needs)."""
-    if x.holds("pad") is None:
+    its value pads as ``op`` itself does (``exact(value)``; ``what`` says what that needs)."""
+    padding = x.holds("pad")
+    if padding is None:
         return (0, 0, 0, 0)
-    if not exact:
+    if not exact(padding[4]):
         raise conv.refuse(f"a Pad before {op} is imported as its padding only {what}",
                           field="input 1", found=f"pads (top, left, bottom, right, value) "
-                                                 f"{x.holds('pad')}")
-    return x.holds("pad")[:4]
+                                                 f"{padding}")
+    return padding[:4]
 
 
 @converts("Conv")
@@ -120,8 +125,7 @@ def conv_op(conv: Converter, node):
     groups = int(conv.attr(node, "group", 1))
     kernel = list(conv.attr(node, "kernel_shape", weight.shape[2:]))
     attrs = {"filters": int(weight.shape[0])}
-    pad = _pad_of(conv, x, "Conv", x.holds("pad") is None or x.holds("pad")[4] == 0,
-                  "with zeros")
+    pad = _pad_of(conv, x, "Conv", lambda value: value == 0, "with zeros")
     window, output_hw = _window_attrs(conv, node, "conv2d", x.shape, kernel, pad=pad)
     attrs.update(window)
     if x.holds("affine") is not None:
@@ -171,14 +175,14 @@ def pool_op(conv: Converter, node):
         not in ("NOTSET", "VALID")
     include_pad = bool(conv.attr(node, "count_include_pad", 0))
     if average:  # zeros it divides by: its own padding must count too
-        pad = _pad_of(conv, x, node.op_type, padding is None or not ceil_mode
-                      and padding[4] == 0 and (include_pad or not own_pads),
+        pad = _pad_of(conv, x, node.op_type, lambda value: not ceil_mode and value == 0
+                      and (include_pad or not own_pads),
                       "with zeros, without ceil_mode, and with count_include_pad = 1 when the "
                       "pool pads too")
         include_pad = include_pad or padding is not None
     else:  # max pooling pads with -inf; zeros are the same over values that are not negative
-        pad = _pad_of(conv, x, node.op_type, padding is None or not ceil_mode and (
-            padding[4] == -np.inf or padding[4] == 0 and _not_negative(conv, x)),
+        pad = _pad_of(conv, x, node.op_type, lambda value: not ceil_mode and (
+            value == -np.inf or value == 0 and _not_negative(conv, x)),
             "with -inf, or zeros after a ReLU, ReLU6 or sigmoid, and without ceil_mode")
     attrs, output_hw = _window_attrs(conv, node, op, x.shape, kernel, ceil_mode=ceil_mode,
                                      pad=pad)
@@ -481,7 +485,7 @@ def _bias_vector(conv: Converter, bias, units: int, field: str):
 
 # --- merges -------------------------------------------------------------------------------------
 @converts("Add", "Sub", "Mul", "Div")
-def arithmetic(conv: Converter, node):
+def sum_or_affine(conv: Converter, node):
     """A residual sum; or a value and a constant (two constants are folded): adding zero or
     multiplying by one is the value itself, any other constant goes into a layer's weights and
     bias (:func:`_fold_affine_into_producer`, :func:`_hold_affine_for_reader`)."""
