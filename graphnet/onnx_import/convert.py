@@ -339,6 +339,17 @@ class Converter:
                           "keeps weights and sizes fixed", field=f"input {position + 1}",
                           found=f"{name!r}, computed by the network")
 
+    def shape_target(self, node, position: int) -> tuple[list[int], bool]:
+        """A Reshape's target shape (input ``position``) as ints, and whether its first entry
+        is the batch size, taken from a Shape of a network value (see :attr:`batch_entries`):
+        the one place the batch size may go, as the batch axis, which stays open. The batch
+        size anywhere else is refused, as :meth:`constant` refuses it."""
+        name = node.input[position] if position < len(node.input) else ""
+        marks = np.ravel(self.batch_entries.get(name, False))
+        if marks[0] and not marks[1:].any():
+            return ints(self.constants[name]), True
+        return ints(self.constant(node, position)), False
+
     def axes(self, node, position: int, *, since: int) -> list[int] | None:
         """``node``'s axes as ints (None when it gives none): its input ``position`` from opset
         ``since`` on, where ONNX moved them from the ``axes`` attribute, which older opsets

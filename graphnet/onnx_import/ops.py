@@ -308,17 +308,14 @@ def flatten(conv: Converter, node):
 @converts("Reshape")
 def reshape(conv: Converter, node):
     x = conv.tensor(node, 0, takes=("transpose",))
-    # a size taken from a Shape of a network value is marked (see fold.py): the batch size
-    marks = np.ravel(conv.batch_entries.get(node.input[1], False)) if conv.opset >= 5 else [False]
-    if marks[0] and not any(marks[1:]):
-        target = conv.constants[node.input[1]]
+    if conv.opset >= 5:  # the target an input: its first entry may be the batch size
+        target, batch_first = conv.shape_target(node, 1)
     else:
-        target = conv.constant(node, 1) if conv.opset >= 5 else conv.attr(node, "shape")
-    target = ints(target)
+        target, batch_first = ints(conv.attr(node, "shape")), False
     features = math.prod(x.shape)
     batch = (conv.shapes.get(node.input[0]) or [None])[0]
     allow_zero = bool(conv.attr(node, "allowzero", 0))
-    batch_ok = marks[0] or (target[0] == 0 and not allow_zero) \
+    batch_ok = batch_first or (target[0] == 0 and not allow_zero) \
         or (batch is not None and target[0] == batch) \
         or (target[0] == -1 and len(target) == 2 and target[1] == features)
     if len(target) != 2 or not batch_ok or target[1] not in (-1, features):
