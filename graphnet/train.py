@@ -124,9 +124,10 @@ def train(graph, dataset: Dataset | str | None = None, config: TrainConfig | Non
     """Train ``graph``; see the module docstring. ``resume`` is True (the run directory's
     checkpoint) or a checkpoint path. ``memory_limit`` (bytes or text such as ``"8GiB"``;
     default: see :mod:`graphnet.limits`) refuses a graph that would need more to train at the
-    configured batch size, and a dataset that would need more to read or generate. The run holds its folder until it returns: another run into it is
-    refused, or with ``new_run_dir`` goes into a fresh ``RUN_DIR-2``, ``-3``, … (as does a
-    new run where one was kept). Returns when done or interrupted (``result.interrupted``,
+    configured batch size, and a dataset that would need more to read or generate. The run
+    holds its folder until it returns: another run into it is refused, or with
+    ``new_run_dir`` goes into a fresh ``RUN_DIR-2``, ``-3``, … (as does a new run where one
+    was kept). Returns when done or interrupted (``result.interrupted``,
     ``result.stop_signal``). ``init_from`` (a checkpoint, or a run directory holding one, such
     as ``graphnet import`` writes) starts a new run from its parameters with a fresh optimizer:
     fine-tuning; a checkpoint of another graph is refused naming the first parameter that
