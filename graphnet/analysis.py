@@ -97,7 +97,7 @@ def infer_shapes(graph) -> None:
         try:
             _check_input_kinds(graph, node)
             node.shape = tuple(int(d) for d in node.op.shape(
-                [graph.nodes[s].shape for s in node.inputs], node.attrs))
+                graph.input_shapes(node.name), node.attrs))
             if node.op.is_loss and node.shape != ():
                 raise SpecError("a loss op must produce a scalar", field="op",
                                 expected="shape ()", found=format_shape(node.shape))
@@ -143,7 +143,7 @@ def infer_params(graph) -> None:
     problems = []
     for node in graph.op_nodes:
         try:
-            input_shapes = [graph.nodes[s].shape for s in node.inputs]
+            input_shapes = graph.input_shapes(node.name)
             node.param_specs = dict(node.op.params(input_shapes, node.attrs))
             for param_name, param in node.param_specs.items():
                 _check_param(node, param_name, param)
@@ -200,7 +200,7 @@ def count_macs(graph) -> None:
     problems = []
     for node in graph.op_nodes:
         try:
-            node.macs = int(node.op.macs([graph.nodes[s].shape for s in node.inputs], node.shape,
+            node.macs = int(node.op.macs(graph.input_shapes(node.name), node.shape,
                                          node.attrs))
         except GraphnetError as error:
             problems.append(_located(graph, node, error))
@@ -219,7 +219,7 @@ def infer_receptive_fields(graph) -> None:
         fields = [graph.nodes[s].receptive_field for s in node.inputs]
         fields = [f for f in fields if f is not None]
         try:
-            contribution = node.op.receptive_field([graph.nodes[s].shape for s in node.inputs],
+            contribution = node.op.receptive_field(graph.input_shapes(node.name),
                                                    node.attrs)
         except GraphnetError as error:
             raise _located(graph, node, error) from None

@@ -274,7 +274,7 @@ def _epilogue_after(graph, node, output, in_plan, call) -> Epilogue | None:
     consumer = _only_consumer(graph, node, output, in_plan, "epilogue")
     if consumer is None or consumer.param_specs:
         return None
-    input_shapes = [graph.nodes[source].shape for source in node.inputs]
+    input_shapes = graph.input_shapes(node.name)
     if not call(node, "accepts_epilogue", input_shapes, node.attrs):
         return None
     return call(consumer, "epilogue", consumer.attrs)

@@ -91,6 +91,11 @@ class Graph:
     def op_nodes(self) -> list[Node]:
         return [self.nodes[n] for n in self.order if not self.nodes[n].is_input]
 
+    def input_shapes(self, name: str) -> list[tuple]:
+        """The per-sample shapes of node ``name``'s inputs, in order: what its op is asked
+        about (shape, params, MACs, receptive field, fusion, export)."""
+        return [self.nodes[source].shape for source in self.nodes[name].inputs]
+
     def consumers(self, name: str) -> list[str]:
         """The nodes that take ``name`` as an input, in execution order (each once)."""
         # From the DAG's edges, not a scan of every node: callers ask once per node.

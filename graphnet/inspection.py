@@ -629,7 +629,7 @@ def filter_nodes(graph) -> list[str]:
     for node in graph.op_nodes:
         if _filter_param(node) is None:
             continue
-        contribution = node.op.receptive_field([graph.nodes[s].shape for s in node.inputs],
+        contribution = node.op.receptive_field(graph.input_shapes(node.name),
                                                node.attrs)
         if isinstance(contribution, Window):
             found.append(node.name)

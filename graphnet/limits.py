@@ -198,7 +198,7 @@ def _window_of(graph, name: str):
     node = graph.nodes[name]
     if node.is_input or not node.inputs or node.shape is None or len(node.shape) != 3:
         return None
-    shapes = [graph.nodes[source].shape for source in node.inputs]
+    shapes = graph.input_shapes(name)
     if shapes[0] is None or len(shapes[0]) != 3:
         return None
     try:

@@ -44,7 +44,7 @@ def translate(graph, node, method: str, framework: str, argument):
                           found=f"{node.op_name!r} from plugin {node.plugin!r}",
                           hint=f"give its class a {method}(input_shapes, attrs, ...) method "
                                f"(see graphnet.op.Op.{method})")
-    input_shapes = [graph.nodes[source].shape for source in node.inputs]
+    input_shapes = graph.input_shapes(node.name)
     try:
         return getattr(node.op, method)(input_shapes, node.attrs, argument)
     except Exception as error:  # a plugin's bug: named, never a traceback

@@ -130,8 +130,7 @@ def choices_of(meta: dict, graph, path: Path) -> Choices:
         node = graph.nodes.get(name)
         if node is None or node.is_input:
             continue
-        fitting = node.op.implementations([graph.nodes[source].shape for source in node.inputs],
-                                          node.attrs)
+        fitting = node.op.implementations(graph.input_shapes(name), node.attrs)
         if fitting is None or implementation not in fitting:
             raise CheckpointError(
                 f"the checkpoint's run chose an implementation that does not compute node "
