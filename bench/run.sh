@@ -6,11 +6,22 @@
 # A row that starts while something else keeps the machine busy (load average above the
 # threads this run uses plus one), or during whose timed steps other processes kept more than
 # half a core busy, is taken again, up to twice, after a pause.
+#
+# Some machines set OPENBLAS_CORETYPE (and OPENBLAS_L2_SIZE) for old OpenBLAS builds. That pins
+# numpy's products to the named, often older, kernels, while PyTorch's oneDNN and MKL ignore it
+# and use the whole CPU: on an AVX-512 CPU pinned to Haswell numpy multiplies at half its rate.
+# For a like-for-like run, unset both in this command alone (the table's footer names the
+# kernels numpy ran, and each row first checks that both frameworks agree):
+#   env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE bash bench/run.sh 2 20
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads="${1:-2}"
 steps="${2:-20}"
 out="bench/results"
+if [ -n "${OPENBLAS_CORETYPE:-}" ]; then
+    echo "note: OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE pins numpy's BLAS kernels, PyTorch's not;" \
+         "see the top of bench/run.sh for a like-for-like run" >&2
+fi
 mkdir -p "$out"
 rows=("lenet5 64" "lenet5 256" "bench_classic 64" "bench_classic 256" "bench_classic 1"
       "cifar_resnet 64" "cifar_resnet 256")
