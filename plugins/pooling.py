@@ -376,15 +376,18 @@ class GlobalAvgPool(Op):
 
     def forward(self, inputs, params, attrs, ctx):
         images = inputs[0]
-        return images.mean(axis=(2, 3)), images.shape
+        return channel_means(images), images.shape
 
     def backward(self, grad_output, saved, params, attrs, ctx):
         if not ctx.wants_input_grad(0):
             return [None], {}
         batch, channels, height, width = saved
-        # written channels-last, the layout a conv below reads without a copy
+        # written channels-last, the layout a conv below reads without a copy; each pixel's
+        # C shares copied as one item, one loop over the pixels where a broadcast loops over
+        # C values per pixel (64×32×32×32, one thread: 0.25 → 0.09 ms)
         grad_input = np.empty((batch, height, width, channels), dtype=grad_output.dtype)
-        grad_input[...] = (grad_output * (1.0 / (height * width)))[:, None, None, :]
+        shares = np.ascontiguousarray(grad_output * (1.0 / (height * width)))
+        np.copyto(pixel_items(grad_input), pixel_items(shares)[:, None, None])
         return [grad_input.transpose(0, 3, 1, 2)], {}
 
     def to_torch(self, input_shapes, attrs, names):
@@ -398,6 +401,33 @@ class GlobalAvgPool(Op):
 
 
 # --- helpers ---------------------------------------------------------------------------------
+def channel_means(images: np.ndarray) -> np.ndarray:
+    """Each sample's mean of each channel, (N, C), of an NCHW-shaped batch: one BLAS product
+    of the pixels with a vector of 1 / (H·W) where the memory is a (N, H·W, C) or (N, C, H·W)
+    block, numpy's mean otherwise. numpy's mean over the two spatial axes of a channels-last
+    batch (a conv's output is one) loops over each pixel's few channels: 64×32×32×32 took
+    0.88 ms against the product's 0.10 (one thread), 64×64×8×8 0.063 against 0.011."""
+    batch, channels, height, width = images.shape
+    weights = np.full(height * width, 1 / (height * width), images.dtype)
+    pixels = flat_view(images.transpose(0, 2, 3, 1), (batch, height * width, channels))
+    if pixels is not None:
+        return np.matmul(weights, pixels)
+    planes = flat_view(images, (batch, channels, height * width))
+    if planes is not None:
+        return np.matmul(planes, weights)
+    return images.mean(axis=(2, 3))
+
+
+def flat_view(array: np.ndarray, shape: tuple) -> np.ndarray | None:
+    """``array`` reshaped to ``shape`` without a copy, or None where that needs one."""
+    view = array.view()
+    try:
+        view.shape = shape  # raises rather than copy
+    except AttributeError:
+        return None
+    return view
+
+
 def _torch_pads_itself(window: SlidingWindow) -> bool:
     """Whether PyTorch's pooling layers take this padding: both sides alike, at most half the
     kernel."""

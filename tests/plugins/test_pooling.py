@@ -263,6 +263,30 @@ def test_global_avg_pool_gradient(check_gradients):
     check_gradients(GlobalAvgPool(), [random((2, 3, 4, 5))], {}, SimpleNamespace())
 
 
+@pytest.mark.parametrize("layout", ["channels-first", "channels-last", "strided", "cut grid"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_global_avg_pool_averages_any_memory_layout(layout, dtype, context):
+    """The means come from a product where the memory is one block per sample, from numpy's
+    mean where it is not (every other row; a conv's output cut from a larger grid)."""
+    whole = random((3, 5, 9, 8), dtype=dtype)
+    x = {"channels-first": whole[:, :, :4, :6].copy(),
+         "channels-last": np.ascontiguousarray(whole[:, :, :4, :6].transpose(0, 2, 3, 1))
+                            .transpose(0, 3, 1, 2),
+         "strided": whole[:, :, ::2, :6],
+         "cut grid": np.ascontiguousarray(whole.transpose(0, 2, 3, 1))[:, :4, :6]
+                       .transpose(0, 3, 1, 2)}[layout]
+    output, saved = GlobalAvgPool().forward([x], {}, SimpleNamespace(), context(dtype=dtype))
+    expected = x.astype(np.float64).mean(axis=(2, 3))
+    assert output.dtype == dtype and output.shape == (3, 5)
+    assert np.allclose(output, expected, rtol=1e-6 if dtype == np.float32 else 1e-13)
+    grad_output = random((3, 5), seed=1, dtype=dtype)
+    (grad,), _ = GlobalAvgPool().backward(grad_output, saved, {}, SimpleNamespace(),
+                                          context(dtype=dtype))
+    pixels = x.shape[2] * x.shape[3]
+    assert np.allclose(grad, np.broadcast_to((grad_output / pixels)[:, :, None, None], x.shape),
+                       rtol=1e-6 if dtype == np.float32 else 1e-15, atol=0)
+
+
 def test_global_avg_pool_is_global_and_costs_every_element():
     assert GlobalAvgPool().receptive_field([(3, 4, 5)], SimpleNamespace()) == GLOBAL
     assert GlobalAvgPool().macs([(3, 4, 5)], (3,), SimpleNamespace()) == 3 * 4 * 5
