@@ -15,9 +15,12 @@ import numpy as np
 
 from .errors import CheckpointError
 
-MAX_COUNT = 10**7
-"""The largest epoch, step, sample count or class count a checkpoint may claim (graphnet's
-own runs stay far below; resuming walks over the epochs and steps already done)."""
+MAX_COUNTER = 2**53
+"""Largest epoch, step, global step or sample count: where float64 stops counting exactly.
+Resuming costs nothing per step done (its schedule check samples ``RATES_COMPARED`` steps), so
+only absurd values are refused; 2**53 steps of a microsecond each would take 285 years."""
+MAX_RECORDS = 10**7
+"""Longest history: each epoch rewrites all of it, so no run gets near 10**7 epochs' records."""
 MAX_NAMES = 100_000
 MAX_TEXT = 10_000
 """Longest string accepted in metadata (names, hashes)."""
@@ -82,8 +85,8 @@ class _Checker:
         if key in meta:
             value = meta[key]
             if isinstance(value, bool) or not isinstance(value, int) or \
-                    not 0 <= value <= MAX_COUNT:
-                self.fail(field or key, f"a whole number from 0 to {MAX_COUNT:,}", value)
+                    not 0 <= value <= MAX_COUNTER:
+                self.fail(field or key, f"a whole number from 0 to {MAX_COUNTER:,}", value)
 
     def number(self, meta: dict, key: str, field: str, *, positive=False) -> None:
         if key in meta:
@@ -102,7 +105,7 @@ class _Checker:
 
     def version(self, meta: dict) -> None:
         value = meta.get("format_version", 0)
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNTER:
             self.fail("format_version", "a whole number", value)
 
     # --- structures -------------------------------------------------------------------------
@@ -114,7 +117,7 @@ class _Checker:
 
     def history(self, meta: dict) -> None:
         records = meta.get("history", [])
-        if not isinstance(records, list) or len(records) > MAX_COUNT:
+        if not isinstance(records, list) or len(records) > MAX_RECORDS:
             self.fail("history", "a list of epoch records", f"<{type(records).__name__}>")
         for index, record in enumerate(records):
             field = f"history[{index}]"

@@ -11,6 +11,7 @@ import zipfile
 import numpy as np
 import pytest
 
+from graphnet.checkpoint import load_checkpoint
 from graphnet.cli import main
 
 SPEC = {"graph": {"name": "tiny"},
@@ -106,6 +107,8 @@ def _all_refuse(commands, capsys, *phrases):
 METADATA = [  # (field, JSON text put there)
     ("epoch", '"5"'), ("epoch", "1e30"), ("epoch", str(10**30)), ("epoch", "-1"),
     ("step", "NaN"), ("global_step", "Infinity"), ("format_version", '"one"'),
+    ("global_step", str(10**30)), ("global_step", "-1"), ("global_step", "true"),
+    ("global_step", '"12"'), ("step", str(2**53 + 1)),
     ("history", '[1, "a"]'), ("history", '[{"epoch": 1, "train_loss": "low"}]'),
     ("rng__network", '{"bit_generator": "PCG64", "state": "x"}'),
     ("rng__shuffle", '{"bit_generator": "Evil", "state": {}}'),
@@ -152,6 +155,21 @@ def test_an_absurd_epoch_or_step_does_not_loop_forever(fresh, tmp_path, bounded_
         result = bounded_cli("train", spec, "--run-dir", run, "--resume", "--epochs", "3",
                              timeout=60)
         assert result.refused(str(path), f"field '{field}'"), result
+
+
+def test_a_long_runs_checkpoint_is_resumed_and_read(fresh, tmp_path, capsys):
+    # 170 epochs of MNIST at batch size 1 are 10.2 million steps: that run's checkpoint was
+    # refused as corrupt, and the run lost, while one bound of 10**7 covered every counter.
+    spec, run, path = fresh
+    steps_done = 170 * 60_000
+    _set_meta(path, _meta_change(epoch="170", global_step=str(steps_done)))
+    for command in (["eval", spec, "--checkpoint", path],
+                    ["predict", spec, tmp_path / "image.npy", "--checkpoint", path],
+                    ["train", spec, "--run-dir", run, "--resume", "--epochs", "171"]):
+        status = main([str(word) for word in command])
+        assert status == 0, (command, capsys.readouterr().err)
+    meta = load_checkpoint(path).meta  # what the resumed run wrote is read back, too
+    assert (meta["epoch"], meta["global_step"]) == (171, steps_done + 4)
 
 
 def test_a_step_past_the_epoch_is_refused_on_resume(fresh, capsys):
