@@ -686,6 +686,24 @@ def test_tf2onnxs_channels_last_input_is_refused_with_the_export_option_that_avo
     assert "node 'y'" in message and "from 'to_nchw'" in message and "--inputs-as-nchw" in message
 
 
+@pytest.mark.parametrize("perm", [[0, 2, 1], [0, 2, 3, 7], [0, 2, 2, 1], [0, -1, 1, 2]],
+                         ids=["too-short", "out-of-range", "repeated", "negative"])
+@pytest.mark.parametrize("folded", [False, True], ids=["of-the-input", "of-a-constant"])
+def test_a_transpose_whose_perm_does_not_order_the_axes_is_refused(perm, folded):
+    # onnx's checker checks only the attribute's type: these ended in a traceback from numpy
+    # ("axes don't match array", IndexError), whether the Transpose was converted or folded
+    transpose = helper.make_node("Transpose", ["c" if folded else "x"], ["t"], name="to_nhwc",
+                                 perm=perm)
+    reader = helper.make_node("Add", ["x", "t"], ["y"]) if folded else \
+        helper.make_node("Flatten", ["t"], ["y"], axis=1)
+    model = _model([transpose, reader], [_value("x", ["N", 3, 4, 4])],
+                   [_value("y", ["N", 3, 4, 4] if folded else ["N", 48])],
+                   [("c", np.ones((1, 3, 4, 4)))] if folded else ())
+    with pytest.raises(SpecError, match="perm must name each axis once") as raised:
+        import_onnx(model)
+    assert "node 'to_nhwc', field 'perm'" in str(raised.value) and str(perm) in str(raised.value)
+
+
 def _conv_model(nodes, initializers, output_shape, opset=17):
     graph = helper.make_graph(nodes, "arithmetic", [_value("x", ["N", 2, 5, 5])],
                               [_value("y", output_shape)],

@@ -360,6 +360,16 @@ class Converter:
             axes = self.attr(node, "axes")
         return None if axes is None else ints(axes)
 
+    def permutation(self, node, rank: int) -> list[int]:
+        """A Transpose's ``perm`` as ints (ONNX's default: the ``rank`` axes reversed), refused
+        unless it names each axis once: onnx's checker checks only its type, and a perm too
+        short, repeated or out of range ended in a traceback from numpy."""
+        perm = ints(self.attr(node, "perm", range(rank - 1, -1, -1)))
+        if sorted(perm) != list(range(rank)):
+            raise self.refuse("a Transpose's perm must name each axis once", field="perm",
+                              expected=f"an order of the axes 0 to {rank - 1}", found=str(perm))
+        return perm
+
     def used(self, name: str) -> bool:
         return bool(name) and self.uses[name] > 0
 

@@ -147,7 +147,7 @@ def reshape(conv: Converter, node, inputs):
 
 @folds("Transpose", moves=(0,))
 def transpose(conv: Converter, node, inputs):
-    return np.transpose(inputs[0], conv.attr(node, "perm"))
+    return np.transpose(inputs[0], conv.permutation(node, np.ndim(inputs[0])))
 
 
 @folds("Slice", moves=(0,))

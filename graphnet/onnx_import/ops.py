@@ -595,8 +595,7 @@ def _per_channel(conv: Converter, constant, x: Tensor, what: str):
 def transpose(conv: Converter, node):
     """Held on the value for a flatten to take (Keras' Flatten of a channels-last image)."""
     x = conv.tensor(node, 0)
-    rank = len(x.shape) + 1
-    perm = [int(axis) for axis in conv.attr(node, "perm", range(rank - 1, -1, -1))]
+    perm = conv.permutation(node, len(x.shape) + 1)
     if perm[0] != 0:
         raise conv.refuse("a Transpose is imported only when it keeps the batch axis first",
                           field="perm", expected="perm[0] = 0", found=str(perm))
