@@ -189,9 +189,9 @@ def restore(loop, path: Path) -> None:
     if (isinstance(trained_for, int) and trained_for != config.epochs
             and meta.get("schedule") == config.schedule
             and _rates_differ(schedule, trained_for, progress.epoch, progress.step)):
-        emit(Notice(f"schedule {config.schedule!r} depends on the run's length: the steps taken "
-                    f"for {trained_for} epochs had other learning rates than a run of "
-                    f"{config.epochs} would have, so the result will differ from a straight "
+        emit(Notice(f"schedule {config.schedule!r} depends on the run's length: the steps "
+                    f"already taken had a {trained_for}-epoch run's learning rates, not a "
+                    f"{config.epochs}-epoch run's, so the result will differ from a straight "
                     f"{config.epochs}-epoch run"))
     optimizer_state = {k[len("optimizer/"):]: v for k, v in checkpoint.optimizer.items()
                        if k.startswith("optimizer/")}
