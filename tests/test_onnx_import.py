@@ -910,3 +910,56 @@ def test_a_zero_pad_as_wide_as_a_max_pools_window_is_refused():
     with pytest.raises(SpecError, match="every window keeps a pixel of the image") as raised:
         import_onnx(model)
     assert "node 'the_node'" in str(raised.value)
+
+
+# --- old and other exporters' forms: opsets 6-12, Caffe2, keras2onnx, onnx.helper graphs -------
+def _refusal(model) -> str:
+    with pytest.raises(SpecError) as raised:
+        import_onnx(model)
+    return str(raised.value)
+
+
+def _batch_norm_model(opset, outputs=("y",), **attributes):
+    rng = np.random.default_rng(0)
+    statistics = [(name, rng.standard_normal(3)) for name in ("scale", "bias", "mean")]
+    node = helper.make_node("BatchNormalization", ["x", "scale", "bias", "mean", "var"],
+                            list(outputs), name="bn", **attributes)
+    return _model([node], [_value("x", ["N", 3, 4, 4])], [_value("y", ["N", 3, 4, 4])],
+                  [*statistics, ("var", rng.random(3) + 0.5)], opset=opset)
+
+
+@pytest.mark.parametrize("opset", [7, 9, 13])
+def test_a_batch_norm_declaring_its_statistics_outputs_is_refused_as_training_mode(opset):
+    """Opsets 7-13 say training mode by the outputs: onnxruntime then normalises with the
+    batch's statistics, though nothing reads them (PyTorch wrote them for a model in train())."""
+    model = _batch_norm_model(opset, ["y", "mean_out", "var_out", "saved_mean", "saved_var"])
+    message = _refusal(model)
+    assert "node 'bn', field 'outputs'" in message and "training mode" in message
+
+
+@pytest.mark.parametrize("op", ["BatchNormalization", "Dropout"])
+@pytest.mark.parametrize("is_test", [None, 0])
+def test_training_mode_before_opset_7_is_refused(op, is_test):
+    """Before opset 7 ``is_test`` (default 0) chose the mode: 0 is training."""
+    attributes = {} if is_test is None else {"is_test": is_test}
+    if op == "Dropout":
+        model = _model([helper.make_node("Dropout", ["x"], ["y"], name="drop", **attributes)],
+                       [_value("x", ["N", 3])], [_value("y", ["N", 3])], opset=6)
+    else:
+        model = _batch_norm_model(6, **attributes)
+    message = _refusal(model)
+    assert "field 'is_test'" in message and "training mode" in message
+
+
+def test_batch_norm_and_dropout_in_test_mode_before_opset_7_import():
+    model = _batch_norm_model(6, is_test=1, epsilon=1e-3)
+    scale, bias, mean, var = (numpy_helper.to_array(t).reshape(1, 3, 1, 1)
+                              for t in model.graph.initializer)
+    x = np.random.default_rng(1).standard_normal((2, 3, 4, 4)).astype(np.float32)
+    graph, params = import_onnx(model)
+    np.testing.assert_allclose(graphnet.Network(graph, params=params).forward({"x": x})["y"],
+                               (x - mean) / np.sqrt(var + 1e-3) * scale + bias,
+                               rtol=1e-5, atol=1e-5)
+    dropout = _model([helper.make_node("Dropout", ["x"], ["y"], is_test=1, ratio=0.3)],
+                     [_value("x", ["N", 3])], [_value("y", ["N", 3])], opset=6)
+    assert _ops(import_onnx(dropout)[0]) == ["dropout"]

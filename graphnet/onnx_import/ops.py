@@ -381,6 +381,7 @@ def identity(conv: Converter, node):
 def dropout(conv: Converter, node):
     if len(node.output) > 1 and conv.used(node.output[1]):
         raise conv.refuse("the mask output of Dropout is not supported", field="output 2")
+    _refuse_training_mode_before_opset_7(conv, node)
     x = conv.tensor(node, 0)
     if conv.opset >= 12:
         ratio = conv.constant(node, 1, optional=True)
@@ -397,11 +398,29 @@ def dropout(conv: Converter, node):
 
 
 # --- layers -------------------------------------------------------------------------------------
+def _refuse_training_mode_before_opset_7(conv: Converter, node):
+    """Before opset 7, BatchNormalization and Dropout run in training mode (the batch's
+    statistics; dropped values) unless ``is_test`` is 1, and its default is 0 (PyTorch's
+    exporters of that time wrote 1 for a model in eval mode)."""
+    is_test = conv.attr(node, "is_test")
+    if conv.opset < 7 and not is_test:
+        raise conv.refuse(f"{node.op_type} before opset 7 runs in training mode unless "
+                          "is_test = 1: training mode is not imported", field="is_test",
+                          expected="1", found="0 (the default)" if is_test is None else "0")
+
+
 @converts("BatchNormalization")
 def batch_norm(conv: Converter, node):
-    if any(conv.used(name) for name in node.output[1:]):
-        raise conv.refuse("BatchNormalization's training outputs are not supported",
-                          field="outputs")
+    # the outputs of the statistics ask for training mode where they are declared, read or
+    # not: onnxruntime then normalises with the batch's statistics (opsets 7-13; from 14 on
+    # ONNX allows them only with training_mode = 1)
+    declared = [name for name in node.output[1:] if name]
+    if declared:
+        raise conv.refuse("BatchNormalization with its statistics' outputs declared runs in "
+                          "training mode, normalising with the batch's statistics: not "
+                          "imported", field="outputs", expected="one output (inference)",
+                          found=f"{len(declared) + 1} outputs: {', '.join(node.output)}")
+    _refuse_training_mode_before_opset_7(conv, node)
     if conv.attr(node, "training_mode", 0):
         raise conv.refuse("BatchNormalization in training mode is not imported",
                           field="training_mode", expected="0", found="1")
