@@ -963,3 +963,23 @@ def test_batch_norm_and_dropout_in_test_mode_before_opset_7_import():
     dropout = _model([helper.make_node("Dropout", ["x"], ["y"], is_test=1, ratio=0.3)],
                      [_value("x", ["N", 3])], [_value("y", ["N", 3])], opset=6)
     assert _ops(import_onnx(dropout)[0]) == ["dropout"]
+
+
+@pytest.mark.parametrize("op,opset", [("MaxPool", 11), ("AveragePool", 19)])
+def test_a_dilated_pool_with_same_padding_is_refused(op, opset):
+    """ONNX pads for the dilated window (a 7×6 image stays 7×6), onnxruntime for the kernel
+    alone (6×5)."""
+    node = helper.make_node(op, ["x"], ["y"], name="pool", kernel_shape=[2, 2],
+                            dilations=[2, 2], auto_pad="SAME_UPPER")
+    message = _refusal(_model([node], [_value("x", ["N", 3, 7, 6])],
+                              [_value("y", ["N", 3, None, None])], opset=opset))
+    assert "node 'pool', field 'auto_pad'" in message and "dilations 2" in message
+
+
+def test_a_conv_whose_kernel_shape_differs_from_its_weight_is_refused():
+    node = helper.make_node("Conv", ["x", "w"], ["y"], name="conv", kernel_shape=[2, 2])
+    message = _refusal(_model([node], [_value("x", ["N", 3, 4, 4])],
+                              [_value("y", ["N", 2, None, None])],
+                              [("w", np.ones((2, 3, 3, 3)))], opset=9))
+    assert "node 'conv', field 'kernel_shape'" in message and "expected [3, 3], found [2, 2]" \
+        in message

@@ -123,7 +123,11 @@ def conv_op(conv: Converter, node):
     if bias is not None and node.input[2] not in conv.initializers and not bias.any():
         bias = None  # not a parameter: PyTorch's dynamo writes a bias-less conv's as Expand(0)
     groups = int(conv.attr(node, "group", 1))
-    kernel = list(conv.attr(node, "kernel_shape", weight.shape[2:]))
+    kernel = ints(conv.attr(node, "kernel_shape", weight.shape[2:]))
+    if kernel != list(weight.shape[2:]):
+        raise conv.refuse("Conv's kernel_shape differs from its weight's kernel",
+                          field="kernel_shape", expected=str(list(weight.shape[2:])),
+                          found=str(kernel))
     attrs = {"filters": int(weight.shape[0])}
     pad = _pad_of(conv, x, "Conv", lambda value: value == 0, "with zeros")
     window, output_hw = _window_attrs(conv, node, "conv2d", x.shape, kernel, pad=pad)
@@ -189,6 +193,15 @@ def pool_op(conv: Converter, node):
     _refuse_windows_of_padding_only(conv, x, pad, attrs, output_hw)
     if "dilation" in attrs:
         conv.require_attribute(op, "dilation", attrs["dilation"], "pooling with dilations")
+        auto_pad = conv.attr(node, "auto_pad", "NOTSET")
+        if auto_pad.startswith("SAME"):
+            # ONNX sizes the padding for the dilated window; onnxruntime for the kernel
+            # alone, which gives a smaller output: which one the model meant is not known
+            raise conv.refuse(f"a dilated {node.op_type} with auto_pad {auto_pad} is not "
+                              "imported: ONNX's rule and onnxruntime pad it differently, to "
+                              "different output sizes", field="auto_pad",
+                              expected="explicit pads, VALID or no dilations",
+                              found=f"auto_pad {auto_pad}, dilations {attrs['dilation']}")
     if ceil_mode:
         conv.require_attribute(op, "ceil_mode", True, "ceil_mode")
         attrs["ceil_mode"] = True
