@@ -983,3 +983,19 @@ def test_a_conv_whose_kernel_shape_differs_from_its_weight_is_refused():
                               [("w", np.ones((2, 3, 3, 3)))], opset=9))
     assert "node 'conv', field 'kernel_shape'" in message and "expected [3, 3], found [2, 2]" \
         in message
+
+
+@pytest.mark.parametrize("opset,shape,axis", [
+    (9, [5, 1, 1], None),  # Caffe2's SqueezeNet: a softmax of the pooled N×C×1×1 scores
+    (11, [1, 1, 5], 1),
+    (11, [3, 1, 5], 2),
+])
+def test_a_softmax_before_opset_13_over_one_axis_longer_than_1_imports(opset, shape, axis):
+    """Before opset 13 the axes from ``axis`` on are flattened into one: where the others have
+    size 1 that is the softmax over the one that does not."""
+    node = helper.make_node("Softmax", ["x"], ["y"], name="softmax",
+                            **({} if axis is None else {"axis": axis}))
+    model = _model([node], [_value("x", ["N", *shape])], [_value("y", ["N", *shape])],
+                   opset=opset)
+    x = np.random.default_rng(1).standard_normal((2, *shape)).astype(np.float32)
+    assert _ops(_equal_to_onnxruntime(model, x)) == ["softmax"]

@@ -692,10 +692,17 @@ def softmax(conv: Converter, node):
     x = conv.tensor(node, 0)
     rank = len(x.shape) + 1
     axis = int(conv.attr(node, "axis", 1 if conv.opset < 13 else -1)) % rank
-    if conv.opset < 13 and axis != rank - 1:
-        # before opset 13 Softmax normalises the flattened axes from `axis` on, together
-        raise conv.refuse("Softmax before opset 13 is imported over the last axis only",
-                          field="axis", expected=f"{rank - 1} (the last)", found=str(axis))
+    if conv.opset < 13 and axis != 0:
+        # before opset 13 Softmax normalises the axes from `axis` on together, flattened: over
+        # one axis where the others have size 1 (Caffe2's SqueezeNet: N×1000×1×1, axis 1)
+        sizes = dict(enumerate(x.shape, start=1))
+        wider = [other for other in range(axis, rank) if sizes[other] != 1]
+        if len(wider) > 1:
+            raise conv.refuse("Softmax before opset 13 normalises the axes from its axis on "
+                              "together: imported where at most one of them is longer than 1",
+                              field="axis", expected=f"{rank - 1} (the last)",
+                              found=f"{axis}, over a sample of shape {list(x.shape)}")
+        axis = wider[0] if wider else rank - 1
     if axis == 0:
         raise conv.refuse("Softmax over the batch axis is not imported", field="axis",
                           found="0")
