@@ -22,9 +22,9 @@ from graphnet.onnx_import import import_onnx, supported_ops  # noqa: E402
 from onnx import numpy_helper  # noqa: E402
 
 CASE_MODULES = ("add", "averagepool", "batch_normalization", "clip", "concat", "constant", "conv",
-                "dropout", "flatten", "gather", "gemm", "globalaveragepool", "identity",
-                "leakyrelu", "matmul", "maxpool", "reducemean", "relu", "reshape", "shape",
-                "sigmoid", "softmax", "tanh", "unsqueeze",
+                "dropout", "flatten", "gather", "gemm", "globalaveragepool", "globalmaxpool",
+                "identity", "leakyrelu", "matmul", "maxpool", "reducemean", "relu", "reshape",
+                "shape", "sigmoid", "softmax", "sum", "tanh", "unsqueeze",
                 # folded (evaluated on constants): refused on network values, never a crash
                 "cast", "castlike", "constantofshape", "div", "expand", "mul", "slice",
                 "squeeze", "sub")
@@ -43,9 +43,9 @@ MUST_IMPORT = {  # a core the importer must get right (the rest: right or refuse
     "test_gemm_default_vector_bias", "test_globalaveragepool", "test_relu", "test_sigmoid",
     "test_tanh", "test_leakyrelu", "test_softmax_axis_1", "test_flatten_axis1",
     "test_concat_2d_axis_1", "test_identity", "test_matmul_2d", "test_dropout_default",
-    "test_add", "test_reshape_reduced_dims",
+    "test_add", "test_reshape_reduced_dims", "test_globalmaxpool", "test_sum_example",
 }
-SHORT_FORM = 40
+SHORT_FORM = 42
 """Cases the default run takes (every MUST_IMPORT one, then others in name order);
 `pytest -m slow` runs them all."""
 

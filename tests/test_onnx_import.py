@@ -468,7 +468,7 @@ def test_a_fixed_batch_size_is_read_as_the_batch_axis():
 
 def test_supported_ops_are_listed():
     assert {"Conv", "BatchNormalization", "Gemm", "MaxPool", "AveragePool", "Clip", "Softmax",
-            "GlobalAveragePool", "ReduceMean", "Flatten", "Reshape", "MatMul", "Add", "Concat",
+            "GlobalAveragePool", "GlobalMaxPool", "Sum", "ReduceMean", "Flatten", "Reshape", "MatMul", "Add", "Concat",
             "Dropout", "Identity", "Constant", "Relu", "LeakyRelu", "Sigmoid", "Tanh",
             # folded: evaluated when their inputs are constants
             "Shape", "Gather", "Unsqueeze", "Squeeze", "Cast", "CastLike", "Expand", "Slice",
@@ -999,3 +999,46 @@ def test_a_softmax_before_opset_13_over_one_axis_longer_than_1_imports(opset, sh
                    opset=opset)
     x = np.random.default_rng(1).standard_normal((2, *shape)).astype(np.float32)
     assert _ops(_equal_to_onnxruntime(model, x)) == ["softmax"]
+
+
+def test_a_global_max_pool_becomes_a_max_pool_over_the_whole_image():
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("GlobalMaxPool", ["x"], ["g"], name="pool"),
+             helper.make_node("Flatten", ["g"], ["f"], name="flatten"),
+             helper.make_node("Gemm", ["f", "w"], ["y"], name="fc", transB=1)]
+    model = _model(nodes, [_value("x", ["N", 3, 4, 5])], [_value("y", ["N", 2])],
+                   [("w", rng.standard_normal((2, 3)))], opset=11)
+    graph = _equal_to_onnxruntime(model, rng.standard_normal((2, 3, 4, 5)).astype(np.float32))
+    assert _ops(graph) == ["max_pool2d", "flatten", "dense"]
+
+
+@pytest.mark.parametrize("opset", [6, 8, 13])
+def test_a_sum_of_values_is_an_add(opset):
+    """Sum, as Caffe2 and old exporters write a residual sum; of one value, that value."""
+    nodes = [helper.make_node("Relu", ["x"], ["a"]), helper.make_node("Tanh", ["x"], ["b"]),
+             helper.make_node("Sum", ["a", "b", "x"], ["s"], name="sum"),
+             helper.make_node("Sum", ["s"], ["y"], name="sum_of_one")]
+    model = _model(nodes, [_value("x", ["N", 3, 4, 4])], [_value("y", ["N", 3, 4, 4])],
+                   opset=opset)
+    x = np.random.default_rng(1).standard_normal((2, 3, 4, 4)).astype(np.float32)
+    graph, params = import_onnx(model)
+    assert _ops(graph) == ["relu", "tanh", "add"]
+    np.testing.assert_allclose(graphnet.Network(graph, params=params).forward({"x": x})["y"],
+                               np.maximum(x, 0) + np.tanh(x) + x, rtol=1e-6, atol=1e-6)
+
+
+def test_a_sum_of_values_of_different_shapes_is_refused():
+    nodes = [helper.make_node("MaxPool", ["x"], ["p"], kernel_shape=[2, 2]),
+             helper.make_node("Sum", ["x", "p"], ["y"], name="sum")]
+    message = _refusal(_model(nodes, [_value("x", ["N", 3, 4, 4])],
+                              [_value("y", ["N", 3, 4, 4])], opset=9))
+    assert "node 'sum', field 'inputs'" in message and "[3, 4, 4] and [3, 3, 3]" in message
+
+
+@pytest.mark.parametrize("opset", [6, 11])
+def test_a_clip_without_bounds_is_the_value_itself(opset):
+    nodes = [helper.make_node("Clip", ["x"], ["c"], name="clip"),
+             helper.make_node("Relu", ["c"], ["y"])]
+    graph, _ = import_onnx(_model(nodes, [_value("x", ["N", 3])], [_value("y", ["N", 3])],
+                                  opset=opset))
+    assert _ops(graph) == ["relu"]

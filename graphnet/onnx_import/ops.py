@@ -279,6 +279,11 @@ def global_average_pool(conv: Converter, node):
     _whole_image_mean(conv, node, conv.tensor(node, 0), keepdims=True)
 
 
+@converts("GlobalMaxPool")
+def global_max_pool(conv: Converter, node):
+    _whole_image_window(conv, node, conv.tensor(node, 0), "max_pool2d")
+
+
 @converts("ReduceMean")
 def reduce_mean(conv: Converter, node):
     x = conv.tensor(node, 0)
@@ -293,17 +298,26 @@ def reduce_mean(conv: Converter, node):
 
 
 def _whole_image_mean(conv: Converter, node, x: Tensor, *, keepdims: bool):
-    if len(x.shape) != 3:
-        raise conv.refuse("global average pooling needs (channels, height, width) samples",
-                          field="input 1", found=str(list(x.shape)))
-    channels, height, width = x.shape
     if not keepdims:
-        conv.emit(node, "global_avg_pool", [x], shape=(channels,))
+        _require_image(conv, x, "global average pooling")
+        conv.emit(node, "global_avg_pool", [x], shape=(x.shape[0],))
         return
     # (C, 1, 1), as ONNX keeps it; a flatten right after makes it one global_avg_pool
-    tensor = conv.emit(node, "avg_pool2d", [x], {"kernel": _pair([height, width])},
-                       shape=(channels, 1, 1))
-    tensor.flattens_to_global_pool = True
+    _whole_image_window(conv, node, x, "avg_pool2d").flattens_to_global_pool = True
+
+
+def _whole_image_window(conv: Converter, node, x: Tensor, op: str) -> Tensor:
+    """A pool (``op``) of one window over the whole image: (C, 1, 1), as ONNX keeps it."""
+    _require_image(conv, x, "global pooling")
+    channels, height, width = x.shape
+    return conv.emit(node, op, [x], {"kernel": _pair([height, width])},
+                     shape=(channels, 1, 1))
+
+
+def _require_image(conv: Converter, x: Tensor, what: str):
+    if len(x.shape) != 3:
+        raise conv.refuse(f"{what} needs (channels, height, width) samples",
+                          field="input 1", found=str(list(x.shape)))
 
 
 # --- shapes -------------------------------------------------------------------------------------
@@ -523,12 +537,7 @@ def sum_or_affine(conv: Converter, node):
         if node.op_type != "Add":
             raise conv.refuse(f"{node.op_type} of two values computed by the network is not "
                               "imported: graphnet has no op for it", field="inputs")
-        first, second = conv.tensor(node, 0), conv.tensor(node, 1)
-        if first.shape != second.shape:
-            raise conv.refuse("Add is imported for values of one shape (a residual sum) only: "
-                              "graphnet's add does not broadcast", field="inputs",
-                              found=f"{list(first.shape)} and {list(second.shape)}")
-        conv.emit(node, "add", [first, second], shape=first.shape)
+        _residual_sum(conv, node)
         return
     position = 0 if names[0] in conv.values else 1
     if position == 1 and node.op_type in ("Sub", "Div"):
@@ -564,6 +573,25 @@ def sum_or_affine(conv: Converter, node):
         _fold_affine_into_producer(conv, node, x, factor=factor, term=term)
     else:
         _hold_affine_for_reader(conv, node, x, factor=factor, term=term)
+
+
+@converts("Sum")
+def sum_of_values(conv: Converter, node):
+    """A residual sum of two or more values (an old exporter's, Caffe2's); of one, the value."""
+    if len(node.input) == 1:
+        conv.alias(node, conv.tensor(node, 0))
+    else:
+        _residual_sum(conv, node)
+
+
+def _residual_sum(conv: Converter, node):
+    """graphnet's add of ``node``'s inputs, values of one shape computed by the network."""
+    tensors = [conv.tensor(node, position) for position in range(len(node.input))]
+    if len({tensor.shape for tensor in tensors}) > 1:
+        raise conv.refuse(f"{node.op_type} is imported for values of one shape (a residual "
+                          "sum) only: graphnet's add does not broadcast", field="inputs",
+                          found=" and ".join(str(list(tensor.shape)) for tensor in tensors))
+    conv.emit(node, "add", tensors, shape=tensors[0].shape)
 
 
 def _fold_affine_into_producer(conv: Converter, node, x: Tensor, *, factor=None, term=None):
@@ -673,7 +701,9 @@ def clip(conv: Converter, node):
     finite = np.finfo(np.float32).max
     low = None if low is None or low <= -finite else _number(low)
     high = None if high is None or high >= finite else _number(high)
-    if low == 0 and high is None:
+    if low is None and high is None:
+        conv.alias(node, x)  # no bounds (ONNX's defaults): the value itself
+    elif low == 0 and high is None:
         conv.emit(node, "relu", [x], shape=x.shape)
     elif low == 0 and high == 6 and conv.has_op("relu6"):
         conv.emit(node, "relu6", [x], shape=x.shape)
