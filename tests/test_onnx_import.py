@@ -1042,3 +1042,24 @@ def test_a_clip_without_bounds_is_the_value_itself(opset):
     graph, _ = import_onnx(_model(nodes, [_value("x", ["N", 3])], [_value("y", ["N", 3])],
                                   opset=opset))
     assert _ops(graph) == ["relu"]
+
+
+def test_a_constant_broadcast_from_an_axis_before_opset_7_is_one_per_channel():
+    """Opset 6's ``broadcast = 1, axis = 1``: a (C,) constant lines up with the channels, not,
+    as from opset 7 on, with the last axis (onnxruntime runs no opset 6: numpy is the
+    reference)."""
+    rng = np.random.default_rng(0)
+    weight, term, factor = rng.standard_normal((3, 2, 1, 1)), rng.standard_normal(3), \
+        rng.standard_normal(3)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+             helper.make_node("Add", ["c", "term"], ["a"], broadcast=1, axis=1),
+             helper.make_node("Mul", ["a", "factor"], ["y"], broadcast=1, axis=1)]
+    model = _model(nodes, [_value("x", ["N", 2, 3, 3])], [_value("y", ["N", 3, 3, 3])],
+                   [("w", weight), ("term", term), ("factor", factor)], opset=6)
+    x = rng.standard_normal((2, 2, 3, 3)).astype(np.float32)
+    graph, params = import_onnx(model)
+    expected = (np.einsum("oi,nihw->nohw", weight[:, :, 0, 0], x) + term[:, None, None]) \
+        * factor[:, None, None]
+    assert _ops(graph) == ["conv2d"]
+    np.testing.assert_allclose(graphnet.Network(graph, params=params).forward({"x": x})["y"],
+                               expected, rtol=1e-5, atol=1e-5)

@@ -546,6 +546,8 @@ def sum_or_affine(conv: Converter, node):
                           field="inputs", found=f"constant {names[0]!r} first")
     constant = np.asarray(conv.constant(node, 1 - position))  # refused: the batch size
     value = conv.tensor(node, position, takes=tuple(HELD_FOR))
+    if position == 0:
+        constant = _aligned_as_from_opset_7(conv, node, constant, rank=len(value.shape) + 1)
     full = (1, *value.shape)
     fits = constant.ndim <= len(full) and all(
         size in (1, whole) for size, whole in zip(constant.shape[::-1], full[::-1]))
@@ -592,6 +594,18 @@ def _residual_sum(conv: Converter, node):
                           "sum) only: graphnet's add does not broadcast", field="inputs",
                           found=" and ".join(str(list(tensor.shape)) for tensor in tensors))
     conv.emit(node, "add", tensors, shape=tensors[0].shape)
+
+
+def _aligned_as_from_opset_7(conv: Converter, node, constant, *, rank: int):
+    """Before opset 7 an Add, Sub, Mul or Div with ``broadcast = 1`` and an ``axis`` lines its
+    second input's axes up with the first's from that axis on (Caffe2's per-channel (C,) at
+    axis 1), where later opsets line them up from the last: ``constant`` with the trailing
+    ones that make the later rule read it alike."""
+    axis = conv.attr(node, "axis")
+    if conv.opset >= 7 or not conv.attr(node, "broadcast", 0) or axis is None:
+        return constant
+    trailing = rank - axis % rank - constant.ndim
+    return constant.reshape(*constant.shape, *[1] * trailing)
 
 
 def _fold_affine_into_producer(conv: Converter, node, x: Tensor, *, factor=None, term=None):
