@@ -1063,3 +1063,27 @@ def test_a_constant_broadcast_from_an_axis_before_opset_7_is_one_per_channel():
     assert _ops(graph) == ["conv2d"]
     np.testing.assert_allclose(graphnet.Network(graph, params=params).forward({"x": x})["y"],
                                expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_batch_norm_with_spatial_0_over_features_imports():
+    """Statistics per activation (opsets 7-8) over a vector of features are per feature, as
+    MXNet and Caffe2 write a BatchNorm1d; over an image they would be per pixel: refused."""
+    rng = np.random.default_rng(0)
+    statistics = [(name, rng.standard_normal(3)) for name in ("scale", "bias", "mean")]
+    statistics.append(("var", rng.random(3) + 0.5))
+    node = helper.make_node("BatchNormalization", ["x", "scale", "bias", "mean", "var"], ["y"],
+                            name="bn", spatial=0)
+    model = _model([node], [_value("x", ["N", 3])], [_value("y", ["N", 3])], statistics,
+                   opset=7)
+    assert _ops(_equal_to_onnxruntime(model, rng.standard_normal((2, 3)).astype(np.float32))) \
+        == ["batch_norm"]
+    message = _refusal(_batch_norm_model(7, spatial=0))
+    assert "node 'bn', field 'spatial'" in message and "[3, 4, 4]" in message
+
+
+def test_batch_norm_statistics_of_another_size_than_the_channels_are_refused():
+    node = helper.make_node("BatchNormalization", ["x", "four", "four", "four", "four"], ["y"],
+                            name="bn")
+    message = _refusal(_model([node], [_value("x", ["N", 3, 4, 4])],
+                              [_value("y", ["N", 3, 4, 4])], [("four", np.ones(4))], opset=9))
+    assert "node 'bn', field 'input 2'" in message and "expected 3 values" in message

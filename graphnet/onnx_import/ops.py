@@ -451,14 +451,26 @@ def batch_norm(conv: Converter, node):
     if conv.attr(node, "training_mode", 0):
         raise conv.refuse("BatchNormalization in training mode is not imported",
                           field="training_mode", expected="0", found="1")
-    if not conv.attr(node, "spatial", 1):
-        raise conv.refuse("BatchNormalization with spatial = 0 is not supported",
-                          field="spatial", expected="1", found="0")
     x = conv.tensor(node, 0)
     if len(x.shape) not in (1, 3):
         raise conv.refuse("batch norm over features or image channels only", field="input 1",
                           found=str(list(x.shape)))
-    weight, bias, mean, var = (conv.constant(node, i) for i in (1, 2, 3, 4))
+    if not conv.attr(node, "spatial", 1) and math.prod(x.shape[1:]) != 1:
+        # spatial = 0 (opsets 7-8) keeps statistics per activation: per channel where a
+        # channel is one value, as after a dense layer (MXNet's and Caffe2's BatchNorm1d)
+        raise conv.refuse("BatchNormalization with spatial = 0 (statistics per activation) is "
+                          "imported over features or 1×1 images only", field="spatial",
+                          expected="1, or samples of shape (C,) or (C, 1, 1)",
+                          found=f"0, over samples of shape {list(x.shape)}")
+    statistics = []
+    for position in (1, 2, 3, 4):
+        values = conv.constant(node, position)
+        if values.size != x.shape[0]:
+            raise conv.refuse("batch norm needs one value per channel", field=f"input "
+                              f"{position + 1}", expected=f"{x.shape[0]} values",
+                              found=f"shape {list(values.shape)}")
+        statistics.append(values.reshape(-1))
+    weight, bias, mean, var = statistics
     attrs = {}
     eps = _number(conv.attr(node, "epsilon", 1e-5))
     # ONNX's momentum weighs the running statistics, graphnet's (PyTorch's) the batch
