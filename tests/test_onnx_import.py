@@ -224,8 +224,9 @@ INPUT_SHAPE = {"residual": (3, 8, 8), "inception": (3, 8, 8), "mobilenet": (3, 8
                "ceil_pools": (3, 9, 9), "resnet18": (3, 32, 32), "mobilenet_v2": (3, 16, 16),
                "vgg11": (3, 32, 32)}
 EXPORTS = {  # name: (dynamo, opset, fold constants / optimize)
-    **{f"ts{opset}": (False, opset, True) for opset in range(11, 21)},
-    **{f"ts{opset}_bn": (False, opset, False) for opset in range(11, 21)},
+    # opsets 7-10 as older PyTorch releases wrote them (the TorchScript exporter still does)
+    **{f"ts{opset}": (False, opset, True) for opset in range(7, 21)},
+    **{f"ts{opset}_bn": (False, opset, False) for opset in range(7, 21)},
     # the dynamo exporter writes opset 18 when asked for 17; optimize=False keeps batch norm
     # and computes sizes, zero biases and clip bounds in the graph (folded on import)
     **{f"dynamo{opset}": (True, opset, True) for opset in range(17, 21)},
@@ -303,7 +304,8 @@ DEFAULT_CASES = [("residual", "ts11"), ("inception", "ts17"), ("mobilenet", "ts1
                  ("ceil_pools", "ts11"), ("mobilenet", "dynamo20_raw")]
 FORWARD_CASES = [("mobilenet", "dynamo18"), ("resnet18", "dynamo18_raw"),
                  ("residual", "dynamo18_batch_raw"),  # x.view(x.size(0), -1): the batch's Shape
-                 ("mobilenet_v2", "ts13_bn"), ("vgg11", "dynamo19_raw")]
+                 ("mobilenet_v2", "ts13_bn"), ("vgg11", "dynamo19_raw"),
+                 ("inception", "ts7"), ("mobilenet", "ts9_bn")]  # opsets of older releases
 ALL_CASES = [(net, how) for net in INPUT_SHAPE for how in EXPORTS
              # onnxruntime cannot load these: from opset 13 its shape inference keeps the last
              # ceil_mode window that its kernel (and PyTorch, and graphnet) drops
