@@ -1089,3 +1089,11 @@ def test_batch_norm_statistics_of_another_size_than_the_channels_are_refused():
     message = _refusal(_model([node], [_value("x", ["N", 3, 4, 4])],
                               [_value("y", ["N", 3, 4, 4])], [("four", np.ones(4))], opset=9))
     assert "node 'bn', field 'input 2'" in message and "expected 3 values" in message
+
+
+def test_a_concat_of_one_value_is_that_value():
+    nodes = [helper.make_node("Concat", ["x"], ["c"], name="concat", axis=1),
+             helper.make_node("Relu", ["c"], ["y"])]
+    graph, _ = import_onnx(_model(nodes, [_value("x", ["N", 3, 4, 4])],
+                                  [_value("y", ["N", 3, 4, 4])], opset=9))
+    assert _ops(graph) == ["relu"]

@@ -697,6 +697,9 @@ def concat(conv: Converter, node):
     if axis % rank != 1:
         raise conv.refuse("Concat is imported along the channel axis (1) only", field="axis",
                           expected="1", found=str(axis))
+    if len(tensors) == 1:
+        conv.alias(node, tensors[0])  # graphnet's concat joins two or more
+        return
     channels = sum(t.shape[0] for t in tensors)
     conv.emit(node, "concat", tensors, shape=(channels, *tensors[0].shape[1:]))
 
