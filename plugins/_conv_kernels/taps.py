@@ -19,7 +19,10 @@ gradient, and the input gradient adds each tap's output gradient × weightᵀ at
 tap read, the output gradient sitting on the same grid with zeros at the gap positions.
 Up to 32 filters (on grids without pairs) both run a kernel row's taps as one product,
 through the output gradient copied kernel-width pixels wide (:class:`WideGradient`: the
-classic net's conv2 backward 1.03-1.09x faster at batch 64, 1.07-1.11x at 256).
+classic net's conv2 backward 1.03-1.09x faster at batch 64, 1.07-1.11x at 256). From 32
+channels the weight gradient's products read a copy of the input with every kernel row's
+pixels side by side (:func:`stacked_input`), kh times deeper (the classic net's conv3
+backward 1.1x faster).
 
 Measured at batch 256 on two threads against the kernel-row products of :mod:`.tiled`,
 on the bench's 32-channel 3×3 layer over 32×32: forward and input gradient 1.3x faster, weight
@@ -97,6 +100,15 @@ class TapKernel:
     best), 1.07-1.11x at 256 (194.9 → 176.0 ms), 1.04x at 1; 64 → 32 over 16×16 1.08-1.13x;
     32 → 32 over 16×16 1.03-1.07x; 8 and 16 channels over 16×16 1.07-1.13x and 1.04-1.09x;
     48 → 48 1.03x; 32 → 64 (the classic net's conv3) 0.95-1.01x."""
+    stack_min_channels: int = 32
+    """Fewest channels for a weight gradient over the input rows of every kernel row side by
+    side (:func:`stacked_input`): kh times as many rows in each product. 3×3, one tile in
+    cache, one thread, the products and the copy (OpenBLAS's SkylakeX kernels): 32 → 32 over
+    32×32 with the widened gradient 0.57 → 0.45 ms, tap by tap 0.66 → 0.55; 32 → 64 over
+    16×16 0.60 → 0.46; 64 → 64 over 8×8 0.63 → 0.58; at 16 channels the products gained
+    nothing (0.19 ms each way) for the copy. In the classic net (two threads, CPU time,
+    median of interleaved steps), conv3's backward (32 → 64) 9.7 → 8.8 ms at batch 64 and
+    40.1 → 35.9 at 256, conv2's (32 → 32, widened) 18.7 → 18.1 and 74.9 → 72.5."""
     name = "taps"
 
     def fits(self, window: SlidingWindow, channels: int, filters: int, groups: int) -> bool:
@@ -127,7 +139,8 @@ class TapKernel:
     def backward(self, grad_output, images, weight, window: SlidingWindow, groups: int = 1, *,
                  input_grad: bool, param_grads: bool, bias: bool, epilogue=None, output=None):
         grid, tile = self.grid(images, weight, window)
-        products = grid.gradient_products(wide=len(weight) <= self.wide_filters)
+        products = grid.gradient_products(wide=len(weight) <= self.wide_filters,
+                                          stacked=images.shape[1] >= self.stack_min_channels)
         return tap_backward(grad_output, images, weight, grid, tile, input_grad=input_grad,
                             param_grads=param_grads, bias=bias, epilogue=epilogue,
                             output=output, products=products)
@@ -173,19 +186,23 @@ class TapGrid:
         self.after = max(0, max(self.offsets))
         self.pairs = pair_plan(tuple(self.offsets)) if pairs else None
         self._gradients = ((PairGradient(self),) if pairs
-                           else (TapGradient(self), WideGradient(self)))
+                           else (TapGradient(self), WideGradient(self),
+                                 StackedTapGradient(self), StackedWideGradient(self)))
 
-    def gradient_products(self, wide: bool = False):
+    def gradient_products(self, wide: bool = False, stacked: bool = False):
         """How the backward's products run on this grid: over pixel pairs on a grid of pairs,
         else one kernel row at a time through a widened gradient if ``wide`` (and the kernel
-        is wider than one pixel), else one tap at a time. Each of :class:`TapGradient`,
-        :class:`PairGradient` and :class:`WideGradient` gives the gradient buffer's zero
-        ``margins``, the ``source`` the products read, a tile's weight gradient ``part``, the
-        input gradient's ``matrices`` and products (``add_input``), and ``taps`` from the sum
-        of the parts."""
-        if wide and self.pairs is None and self.window.kernel[1] > 1:
-            return self._gradients[1]
-        return self._gradients[0]
+        is wider than one pixel), else one tap at a time; with ``stacked`` (and a kernel
+        taller than one pixel) the weight gradient's products read every kernel row's input
+        at once. Each of :class:`TapGradient`, :class:`PairGradient`, :class:`WideGradient`
+        and the stacked two gives the gradient buffer's zero ``margins``, the ``source`` the
+        products read, a tile's weight gradient ``part``, the input gradient's ``matrices``
+        and products (``add_input``), and ``taps`` from the sum of the parts."""
+        if self.pairs is not None:
+            return self._gradients[0]
+        kernel_h, kernel_w = self.window.kernel
+        choice = int(wide and kernel_w > 1) + 2 * int(stacked and kernel_h > 1)
+        return self._gradients[choice]
 
     @property
     def waste(self) -> float:
@@ -407,6 +424,85 @@ class WideGradient:
         """(taps, channels, filters) from the weight products' blocks."""
         blocks = total.reshape(-1, channels, self.kernel_w, filters)[:, :, ::-1]
         return blocks.transpose(0, 2, 1, 3).reshape(-1, channels, filters)
+
+
+def stacked_input(inputs: np.ndarray, grid: TapGrid, positions: int) -> np.ndarray:
+    """This thread's copy of the input rows the kernel rows' taps read, side by side: row j
+    holds ``inputs[grid.before + offset(r, 0) + j]`` for each kernel row r, kh·C values, for
+    j < ``positions`` + the kernel's reach along a row, (kw − 1)·dilation. One product over
+    it computes a tap for every kernel row at once: (kh·C × positions) by the gradient, where
+    one tap's product is C rows deep, which BLAS runs slowly (3×3 over 32 channels, one tile
+    in cache: the nine taps' weight products at 130 GFLOP/s, three stacked ones at 174).
+    ``inputs`` is the tile's input buffer (:meth:`TapGrid.buffer`)."""
+    channels = inputs.shape[1]
+    kernel_w, dilation = grid.window.kernel[1], grid.window.dilation[1]
+    reach = (kernel_w - 1) * dilation
+    bases = grid.offsets[::kernel_w]
+    # a buffer for the tile's capacity, so that a short last tile reuses it
+    capacity = len(inputs) - grid.before - grid.after + reach
+    stacked = parallel.scratch("conv_taps_stacked", (capacity, len(bases) * channels),
+                               inputs.dtype)[:positions + reach]
+    before, rows = grid.before, positions + reach
+    for row, base in enumerate(bases):
+        np.copyto(stacked[:, row * channels:(row + 1) * channels],
+                  inputs[before + base:before + base + rows])
+    return stacked
+
+
+class StackedWeightPart:
+    """The weight gradient's products over :func:`stacked_input` (every kernel row's input
+    side by side), for a gradient class that gives their ``stacked_terms``; the rest of the
+    class (margins, input gradient, taps) is its own."""
+
+    def __init__(self, grid: TapGrid):
+        super().__init__(grid)
+        self.grid = grid
+
+    def weight_part(self, inputs, source, channels: int, filters: int, positions: int):
+        """A tile's weight gradient, from its input buffer and what the products read."""
+        stacked = stacked_input(inputs, self.grid, positions)
+        return blas.strided_products(stacked, source,
+                                     np.empty(self.part_shape(channels, filters), source.dtype),
+                                     self.stacked_terms(channels, filters, positions))
+
+
+class StackedTapGradient(StackedWeightPart, TapGradient):
+    """:class:`TapGradient` with the weight gradient one product per kernel column over the
+    stacked input: column c's product gives taps (r, c) for every r, (kh·channels × filters),
+    so a tile's part holds the taps column by column."""
+
+    def __init__(self, grid: TapGrid):
+        super().__init__(grid)
+        (self.kernel_h, self.kernel_w), self.dilation = grid.window.kernel, grid.window.dilation[1]
+
+    def part_shape(self, channels: int, filters: int) -> tuple:
+        return (self.tap_count * channels * filters,)
+
+    @functools.lru_cache(maxsize=64)
+    def stacked_terms(self, channels: int, filters: int, positions: int) -> tuple:
+        """:func:`graphnet.blas.strided_products` terms, one per kernel column."""
+        deep = self.kernel_h * channels
+        return tuple((True, deep, filters, positions, column * self.dilation * deep, deep,
+                      self.margins[0] * filters, filters, column * deep * filters, filters, 0.0)
+                     for column in range(self.kernel_w))
+
+    def taps(self, total: np.ndarray, channels: int, filters: int) -> np.ndarray:
+        """(taps, channels, filters) from the kernel columns' blocks."""
+        columns = total.reshape(self.kernel_w, self.kernel_h, channels, filters)
+        return columns.transpose(1, 0, 2, 3).reshape(-1, channels, filters)
+
+
+class StackedWideGradient(StackedWeightPart, WideGradient):
+    """:class:`WideGradient` with the weight gradient one product over the stacked input and
+    the widened gradient: (kh·channels × kw·filters), every tap at once, laid out as
+    WideGradient's kernel-row blocks."""
+
+    @functools.lru_cache(maxsize=64)
+    def stacked_terms(self, channels: int, filters: int, positions: int) -> tuple:
+        """The one :func:`graphnet.blas.strided_products` term of the weight gradient."""
+        deep, wide = len(self.bases) * channels, self.kernel_w * filters
+        return ((True, deep, wide, positions + self.reach, 0, deep,
+                 (self.margins[0] - self.reach) * wide, wide, 0, wide, 0.0),)
 
 
 def tap_weights(weight: np.ndarray) -> np.ndarray:

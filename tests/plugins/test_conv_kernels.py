@@ -407,11 +407,15 @@ def test_a_fused_relu_on_channels_last_layouts_equals_relu_after_the_direct_kern
 
 # The tap kernel's backward through the output gradient copied kernel-width pixels wide
 # (taps.WideGradient), taken up to TapKernel.wide_filters filters where the grid has no pairs:
-# against the direct kernel and against the taps one at a time (wide_filters=0).
+# against the direct kernel and against the taps one at a time (wide_filters=0); each also
+# with the weight gradient over every kernel row's input at once (taps.stacked_input), as
+# from TapKernel.stack_min_channels channels.
 
 WIDE = TapKernel(min_channels=1, max_waste=math.inf, pair_channels=(1, 0),
-                 wide_filters=1 << 30)
+                 wide_filters=1 << 30, stack_min_channels=1 << 30)
 ONE_TAP_AT_A_TIME = dataclasses.replace(WIDE, wide_filters=0)
+WIDE_STACKED = dataclasses.replace(WIDE, stack_min_channels=1)
+ONE_TAP_STACKED = dataclasses.replace(ONE_TAP_AT_A_TIME, stack_min_channels=1)
 
 WIDE_CASES = [case for case in CASES if case.get("stride", (1, 1)) == (1, 1)] + [
     dict(kernel=(3, 3), pads=(2, 2, 2, 2)),
@@ -420,7 +424,8 @@ WIDE_CASES = [case for case in CASES if case.get("stride", (1, 1)) == (1, 1)] + 
 ]
 
 
-@pytest.mark.parametrize("kernel", [WIDE, ONE_TAP_AT_A_TIME], ids=["wide", "one-tap"])
+@pytest.mark.parametrize("kernel", [WIDE, ONE_TAP_AT_A_TIME, WIDE_STACKED, ONE_TAP_STACKED],
+                         ids=["wide", "one-tap", "wide-stacked", "one-tap-stacked"])
 @pytest.mark.parametrize("case", WIDE_CASES, ids=lambda case: ",".join(
     f"{name}={setting}" for name, setting in case.items()))
 @pytest.mark.parametrize("hw", [(9, 8), (7, 9), (5, 3)])
@@ -444,8 +449,9 @@ def test_wide_gradients_with_a_fused_relu_in_any_tiles_and_threads(dtype, rtol):
     output, saved = WIDE.forward(images, weight, bias, window, 1, epilogue=RELU)
     output = output.transpose(0, 3, 1, 2)
     expected = run(DirectKernel(), images, weight, bias, window, grad_output * (output > 0))[1:]
-    for tile, threads in [(1, 1), (2, 3), (None, 1), (3, 3)]:
-        kernel = dataclasses.replace(WIDE, tile=tile)
+    for tile, threads, stacked in [(1, 1, False), (2, 3, True), (None, 1, True), (3, 3, False),
+                                   (1, 1, True)]:
+        kernel = dataclasses.replace(WIDE, tile=tile, stack_min_channels=1 if stacked else 99)
         for input_grad, param_grads in [(True, True), (True, False), (False, True)]:
             with thread_count(threads):
                 found = kernel.backward(grad_output, saved, weight, window, 1,
