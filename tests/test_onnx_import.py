@@ -1097,3 +1097,26 @@ def test_a_concat_of_one_value_is_that_value():
     graph, _ = import_onnx(_model(nodes, [_value("x", ["N", 3, 4, 4])],
                                   [_value("y", ["N", 3, 4, 4])], opset=9))
     assert _ops(graph) == ["relu"]
+
+
+@pytest.mark.parametrize("batch,channels", [(1, 3), ("N", 1)])
+def test_a_squeeze_without_axes_that_would_remove_the_batch_or_channels_is_refused(batch,
+                                                                                     channels):
+    """Squeeze without axes (PyTorch's ``x.squeeze()``) removes every axis of size 1:
+    onnxruntime gives (C,) for a model of batch 1, graphnet's flatten (1, C)."""
+    nodes = [helper.make_node("GlobalAveragePool", ["x"], ["g"]),
+             helper.make_node("Squeeze", ["g"], ["y"], name="squeeze")]
+    squeezed = [channels] if batch == 1 else [batch]
+    model = _model(nodes, [_value("x", [batch, channels, 4, 4])], [_value("y", squeezed)],
+                   opset=11)
+    message = _refusal(model)
+    assert "node 'squeeze', field 'axes'" in message
+    assert f"shape [{batch!r}, {channels}, 1, 1]".replace("'", "") in message
+
+
+def test_a_squeeze_without_axes_of_a_batch_left_open_imports_with_a_note():
+    nodes = [helper.make_node("GlobalAveragePool", ["x"], ["g"]),
+             helper.make_node("Squeeze", ["g"], ["y"], name="squeeze")]
+    imported = import_spec(_model(nodes, [_value("x", ["N", 3, 4, 4])],
+                                  [_value("y", ["N", 3])], opset=11))
+    assert any("Squeeze 'squeeze' has no axes" in note for note in imported.notes)

@@ -362,6 +362,16 @@ def squeeze(conv: Converter, node):
                           "as a pooled image's, only", field="axes", expected="axes [2, 3] of "
                           "an N×C×1×1 value", found=f"axes {axes} of a sample of shape "
                                                     f"{list(x.shape)}")
+    if axes is None:  # every axis of size 1 goes: the batch's too, in a batch of 1
+        batch = (conv.shapes.get(node.input[0]) or [None])[0]
+        if batch == 1 or x.shape[0] == 1:
+            raise conv.refuse("Squeeze without axes removes every axis of size 1, here the "
+                              "batch's or the channels' too, which graphnet keeps",
+                              field="axes", expected="axes [2, 3]",
+                              found="none, over a value of shape [" + ", ".join(
+                                  str(size) for size in (batch or "N", *x.shape)) + "]")
+        conv.notes.append(f"Squeeze {node_name(node)!r} has no axes: ONNX removes the batch "
+                          "axis too when a batch of 1 runs, the imported flatten keeps it")
     _flatten(conv, node, x)
 
 
