@@ -60,6 +60,7 @@ import numpy as np
 
 from graphnet import blas, parallel
 
+from .._pixels import channel_rows
 from .._window import SlidingWindow
 from .pairs import pair_plan
 
@@ -528,7 +529,8 @@ def tap_forward(images: np.ndarray, weight: np.ndarray, bias, grid: TapGrid, til
         inputs = grid.buffer("input", tile, source[part], count, grid.before, grid.after)
         products = output_grid[part.start * grid.per_sample:part.stop * grid.per_sample]
         if bias is not None:
-            products[...] = bias  # the taps' products are added onto it by BLAS
+            rows, row = channel_rows(products, bias)
+            rows[...] = row  # the taps' products are added onto it by BLAS
         if grid.pairs is None:
             blas.sum_products(inputs, starts, taps, products, accumulate=bias is not None)
         else:

@@ -21,7 +21,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from graphnet import blas, parallel
 
-from .._pixels import pixel_items
+from .._pixels import channel_rows, pixel_items
 from .._window import SlidingWindow
 from .im2col import (flipped_weight_matrix, im2col, scatter_taps, strided_windows,
                      torch_layout, transposed_gradient, transposed_window, weight_matrix,
@@ -124,7 +124,8 @@ class TiledKernel:
 
         def finish(product):
             if bias is not None and not columns.ones:
-                product += bias
+                rows, row = channel_rows(product, bias)
+                rows += row
             if epilogue is not None:
                 epilogue.forward(product)
 

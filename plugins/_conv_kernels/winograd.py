@@ -55,7 +55,7 @@ import numpy as np
 
 from graphnet import blas, parallel
 
-from .._pixels import pixel_items
+from .._pixels import channel_rows, pixel_items
 from .._window import SlidingWindow
 from .im2col import transposed_fits, transposed_window
 
@@ -159,7 +159,8 @@ class WinogradKernel:
             block = output[part]
             grid.write_outputs(products, block, inverse, tile)
             if bias is not None:
-                block += bias
+                rows, row = channel_rows(block, bias)
+                rows += row
             if epilogue is not None:
                 epilogue.forward(block)  # the crop's values too: never read
 
