@@ -81,7 +81,8 @@ def render_bench(report: dict) -> None:
                 parts.append(f"{mode}: not compared ({escape(result['skipped'])})")
             else:
                 parts.append(f"{mode}: worst relative difference {result['worst']:.1e}"
-                             + (f" ({escape(result['where'])})" if result["where"] else ""))
+                             + (f" ({escape(result['where'])})" if result["where"] else "")
+                             + _rounding_note(result.get("float64")))
         verdict = "[green]agree[/]" if agreement["passed"] else "[bold red]DISAGREE[/]"
         console.print(f"outputs and gradients {verdict} with PyTorch — " + "; ".join(parts),
                       soft_wrap=True)
@@ -89,6 +90,14 @@ def render_bench(report: dict) -> None:
             for mode, result in agreement["modes"].items():
                 for key, value in (result.get("failures") or {}).items():
                     console.print(f"  [red]{mode}: {escape(key)} differs by {value:.1e}[/]")
+
+
+def _rounding_note(exact: dict | None) -> str:
+    """Why a float32 difference over the tolerance still agrees: the float64 recheck's."""
+    if exact is None:
+        return ""
+    return (f", float32 rounding the network amplifies: in float64 {exact['worst']:.0e}"
+            + (f" ({escape(exact['where'])})" if exact["where"] else ""))
 
 
 def render_workers(report: dict) -> None:

@@ -105,6 +105,46 @@ def _assert_agree(graph, batch_size=4):
     return report
 
 
+def test_a_float32_difference_that_float64_removes_is_rounding(monkeypatch):
+    """graphnet bench's recheck: ResNet-18's untrained layer4 gradients differ by 8e-2 in
+    float32 and 6e-14 in float64; such a network passes, its float32 figure still shown."""
+    import graphnet.testing as testing
+    graph = load(AVERAGE_POOLS)
+    network = Network(graph, seed=3)
+    feeds = random_feeds(graph, 2, 5, dtype=np.float32)
+    by_dtype = {np.float32: 8e-2, np.float64: 6e-14}
+    monkeypatch.setattr(testing, "differences", lambda graph, network, feeds, **_: {
+        "gradient layer4/weight": by_dtype[network.dtype.type]})
+    assert not check_agreement(graph, network, feeds)["passed"]
+    report = check_agreement(graph, network, feeds, exact_recheck=True)
+    assert report["passed"]
+    assert report["modes"]["eval"]["worst"] == 8e-2
+    assert report["modes"]["eval"]["float64"] == {"worst": 6e-14,
+                                                  "where": "gradient layer4/weight"}
+
+
+def test_a_translation_that_computes_otherwise_fails_the_float64_recheck_too(monkeypatch):
+    pytest.importorskip("torch")
+    import graphnet.testing as testing
+    graph = load(AVERAGE_POOLS)
+    network = Network(graph, seed=3)
+    feeds = random_feeds(graph, 2, 5, dtype=np.float32)
+    real_build = testing.build
+
+    def build_with_a_scaled_output(graph, network):
+        model = real_build(graph, network)
+        forward = model.module.forward
+        model.module.forward = lambda *inputs: {name: value * 1.001 for name, value
+                                               in forward(*inputs).items()}
+        return model
+
+    monkeypatch.setattr(testing, "build", build_with_a_scaled_output)
+    report = check_agreement(graph, network, feeds, exact_recheck=True)
+    assert not report["passed"]
+    assert "float64" not in report["modes"]["eval"]
+    assert report["modes"]["eval"]["failures"]
+
+
 def test_every_builtin_op_translates_itself(builtin_ops, assert_generic):
     for name, op_class in builtin_ops.items():
         assert op_class.to_torch is not Op.to_torch, name

@@ -47,3 +47,17 @@ def test_node_names_and_figures_are_whole_at_the_width(monkeypatch, with_torch, 
         line = next(line for line in table.splitlines() if f" {name} " in line)
         assert (f" {kernel} " in line) is shown, (name, table)
     assert not [line for line in table.splitlines() if len(line) > width]
+
+
+def test_agreement_by_float64_recheck_says_the_float32_difference_is_rounding(monkeypatch):
+    console = Console(width=200, record=True, file=io.StringIO(), color_system=None)
+    monkeypatch.setitem(render._consoles, "out", console)
+    shown = report(with_torch=True)
+    shown["agreement"] = {"passed": True, "modes": {"training": {
+        "worst": 8.5e-2, "where": "gradient layer4.conv2/weight", "failures": {},
+        "float64": {"worst": 6e-14, "where": "gradient layer1.0.bn1/bias"}}}}
+    render_bench(shown)
+    text = console.export_text()
+    assert "agree with PyTorch" in text and "DISAGREE" not in text
+    assert ("training: worst relative difference 8.5e-02 (gradient layer4.conv2/weight), "
+            "float32 rounding the network amplifies: in float64 6e-14") in text
