@@ -15,8 +15,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from .._window import SlidingWindow
+from .depthwise import DepthwiseKernel
 from .direct import DirectKernel
-from .grouped import DepthwiseKernel, GroupedKernel
+from .grouped import GroupedKernel
 from .taps import TapKernel
 from .tiled import TiledKernel
 from .winograd import WinogradKernel

@@ -1,4 +1,5 @@
-"""Convolutions of several groups: im2col over blocks of samples, and depthwise by kernel taps.
+"""Convolutions of several groups: im2col over blocks of samples (depthwise ones, a channel per
+group, have a kernel of their own: :mod:`.depthwise`).
 
 Groups add a leading group axis to every matrix and one batched product does all groups;
 group-major memory keeps each group's matrix contiguous, which BLAS needs (strided per-group
@@ -16,8 +17,7 @@ from graphnet import blas
 
 from .._window import SlidingWindow
 from .im2col import (flipped_weight_matrix, im2col, padded_channels_last, scatter_taps,
-                     torch_layout, transposed_gradient, transposed_window, weight_matrix,
-                     window_view)
+                     torch_layout, transposed_gradient, transposed_window, weight_matrix)
 
 
 @dataclass(frozen=True)
@@ -132,58 +132,6 @@ class GroupedKernel:
         per_block = max(1, self.block_bytes // max(1, per_sample))
         return [slice(start, min(start + per_block, batch))
                 for start in range(0, batch, per_block)]
-
-
-@dataclass(frozen=True)
-class DepthwiseKernel(GroupedKernel):
-    """One input channel per group: im2col would gather single elements a whole pixel apart,
-    so whole-array multiply-adds in a loop over kernel taps (measured about 3x faster, forward
-    and backward)."""
-
-    name = "depthwise"
-
-    def fits(self, window: SlidingWindow, channels: int, filters: int, groups: int) -> bool:
-        return groups == channels and groups > 1
-
-    def output(self, padded, weight, window: SlidingWindow, groups: int) -> np.ndarray:
-        """Filter c·multiplier + m sees input channel c only."""
-        batch, _, _, channels = padded.shape
-        multiplier = weight.shape[0] // channels
-        taps = weight.reshape(channels, multiplier, *window.kernel)
-        output = np.empty((batch, *window.output_hw, channels, multiplier), dtype=padded.dtype)
-        product = np.empty_like(output)
-        for row, col, rows, cols in window.taps():
-            if row == col == 0:
-                np.multiply(padded[:, rows, cols, :, None], taps[:, :, 0, 0], out=output)
-            else:
-                np.multiply(padded[:, rows, cols, :, None], taps[:, :, row, col], out=product)
-                output += product
-        return output.reshape(batch, *window.output_hw, channels * multiplier)
-
-    def weight_gradient(self, padded, grad_nhwc, window: SlidingWindow, groups: int):
-        """In (filters, 1, kh, kw) layout."""
-        batch, out_h, out_w, filters = grad_nhwc.shape
-        channels = padded.shape[3]
-        grad_by_channel = grad_nhwc.reshape(batch, out_h, out_w, channels, filters // channels)
-        grad_weight = np.einsum("nhwcij,nhwcm->cmij", window_view(padded, window),
-                                grad_by_channel)
-        return grad_weight.reshape(filters, 1, *window.kernel)
-
-    def input_gradient(self, grad_nhwc, weight, window: SlidingWindow, groups: int):
-        batch, channels = len(grad_nhwc), groups
-        top, _, left, _ = window.pads
-        height, width = window.input_hw
-        multiplier = weight.shape[0] // channels
-        taps = weight.reshape(channels, multiplier, *window.kernel)
-        grad_by_channel = grad_nhwc.reshape(*grad_nhwc.shape[:3], channels, multiplier)
-        grad_padded = np.zeros((batch, *window.padded_hw, channels), dtype=grad_nhwc.dtype)
-        for row, col, rows, cols in window.taps():
-            if multiplier == 1:
-                grad_padded[:, rows, cols] += grad_nhwc * taps[:, 0, row, col]
-            else:
-                grad_padded[:, rows, cols] += np.einsum("nhwcm,cm->nhwc", grad_by_channel,
-                                                        taps[:, :, row, col])
-        return grad_padded[:, top:top + height, left:left + width]
 
 
 def matmul_into(columns: np.ndarray, matrix: np.ndarray, destination: np.ndarray) -> None:

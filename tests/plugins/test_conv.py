@@ -203,7 +203,7 @@ def test_both_input_gradient_methods_hold_for_every_case(name, method, context):
     ((32, 16, 16), {"filters": 32, "kernel": 3, "stride": 2, "padding": 1}, "tiled", True),
     ((3, 32, 32), {"filters": 16, "kernel": 5}, "tiled", True),   # RGB: channel planes
     ((4, 8, 8), {"filters": 4, "kernel": 3, "padding": 1}, "tiled", True),
-    ((8, 8, 8), {"filters": 8, "kernel": 3, "groups": 8}, "depthwise", False),
+    ((8, 8, 8), {"filters": 8, "kernel": 3, "groups": 8}, "depthwise", True),
     ((8, 8, 8), {"filters": 8, "kernel": 3, "groups": 2}, "grouped", False),
 ], ids=["taps", "strided", "rgb", "few-channels", "depthwise", "grouped"])
 def test_the_op_takes_the_first_kernel_that_fits(input_shape, raw, chosen, epilogue):

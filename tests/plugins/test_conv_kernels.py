@@ -17,8 +17,8 @@ import pytest
 
 from graphnet import blas, parallel
 from graphnet.fusion import Epilogue
-from graphnet_plugins._conv_kernels import (DirectKernel, GroupedKernel, TapKernel, TiledKernel,
-                                            WinogradKernel)
+from graphnet_plugins._conv_kernels import (DepthwiseKernel, DirectKernel, GroupedKernel,
+                                            TapKernel, TiledKernel, WinogradKernel)
 from graphnet_plugins._window import SlidingWindow
 
 METHODS = {
@@ -535,3 +535,66 @@ def test_col2im_by_stride_phases_equals_the_direct_kernel(case, dtype, rtol, gro
         assert found.dtype == dtype
         np.testing.assert_allclose(found, expected, rtol=rtol,
                                    atol=rtol * max(np.abs(expected).max(), 1))
+
+
+# --- depthwise: one input channel per group -------------------------------------------------
+RELU6 = Epilogue(lambda values: np.clip(values, 0, 6, out=values),
+                 lambda grad, output, out: np.multiply(grad, (output > 0) & (output < 6),
+                                                       out=out))
+
+
+def run_grouped(kernel, images, weight, bias, window, grad_output, groups, *, epilogue=None,
+                input_grad=True, param_grads=True):
+    """(output, input gradient, weight gradient, bias gradient) of a ``groups``-group conv."""
+    output, saved = kernel.forward(images, weight, bias, window, groups, epilogue=epilogue)
+    nchw = output.transpose(0, 3, 1, 2)
+    grads = kernel.backward(grad_output, saved, weight, window, groups, input_grad=input_grad,
+                            param_grads=param_grads, bias=bias is not None, epilogue=epilogue,
+                            output=nchw)
+    return (output, *grads)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: ",".join(
+    f"{name}={setting}" for name, setting in case.items()))
+@pytest.mark.parametrize("channels, multiplier", [(6, 1), (3, 2)])
+@pytest.mark.parametrize("tile, threads", [(None, 1), (1, 3), (2, 2)])
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-10), (np.float32, 2e-4)])
+def test_depthwise_equals_the_direct_kernel(case, channels, multiplier, tile, threads, dtype,
+                                           rtol):
+    """Every tap's multiply-add, over tiles of one, two or all samples (the last short) on one
+    to three threads, against the direct kernel; float32 stays float32."""
+    rng = np.random.default_rng(21)
+    images = rng.standard_normal((5, 9, 8, channels)).astype(dtype).transpose(0, 3, 1, 2)
+    weight = rng.standard_normal((channels * multiplier, 1, *case["kernel"])).astype(dtype)
+    bias = rng.standard_normal(channels * multiplier).astype(dtype)
+    window = SlidingWindow(images.shape[2:], **case)
+    grad_output = rng.standard_normal((5, channels * multiplier,
+                                       *window.output_hw)).astype(dtype)
+    with thread_count(threads):
+        found = run_grouped(DepthwiseKernel(tile=tile), images, weight, bias, window,
+                            grad_output, channels)
+    expected = run_grouped(DirectKernel(), images, weight, bias, window, grad_output, channels)
+    for value, wanted in zip(found, expected):
+        assert value.dtype == dtype
+        np.testing.assert_allclose(value, wanted, rtol=rtol, atol=rtol * np.abs(wanted).max())
+
+
+@pytest.mark.parametrize("input_grad, param_grads", [(True, False), (False, True)])
+def test_depthwise_with_a_fused_relu6_computes_only_what_is_asked(input_grad, param_grads):
+    rng = np.random.default_rng(22)
+    images = rng.standard_normal((4, 8, 7, 6)) * 4
+    weight, bias = rng.standard_normal((8, 1, 3, 3)), rng.standard_normal(8)
+    window = SlidingWindow((7, 6), (3, 3), pads=(1, 1, 1, 1))
+    grad_output = rng.standard_normal((4, 8, 7, 6))
+    found = run_grouped(DepthwiseKernel(tile=3), images, weight, bias, window, grad_output, 8,
+                        epilogue=RELU6, input_grad=input_grad, param_grads=param_grads)
+    plain, _ = DirectKernel().forward(images, weight, bias, window, 8)
+    assert np.array_equal(found[0] >= 6, plain >= 6) and found[0].max() <= 6
+    np.testing.assert_allclose(found[0], np.clip(plain, 0, 6), rtol=1e-12)
+    inside = ((plain > 0) & (plain < 6)).transpose(0, 3, 1, 2)
+    expected = run_grouped(DirectKernel(), images, weight, bias, window, grad_output * inside, 8)
+    for value, wanted, asked in zip(found[1:], expected[1:],
+                                    (input_grad, param_grads, param_grads)):
+        assert (value is not None) == asked
+        if asked:
+            np.testing.assert_allclose(value, wanted, rtol=1e-10, atol=1e-12)
