@@ -14,6 +14,7 @@ Images arrive NCHW-shaped in any memory layout; outputs and input gradients are 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,7 +42,14 @@ class TiledKernel:
     row_min_columns: int = 64
     """Kernel-row products (see Columns) need at least this many columns (kernel width ×
     channels) to pay: LeNet's 5×5 over 6 channels (30) measured 1.5x slower that way, 3×3
-    over 32 (96) 1.13x faster."""
+    over 32 (96) 1.13x faster. They also need a sample's output positions to be no fewer
+    than the filters: the products run one per sample (a row matrix per sample, each
+    sample's weight panel packed again by BLAS), and with fewer rows than columns that
+    packing costs more than the multiplying. 3×3 at batch 64, one product per kernel row
+    against one im2col product per tile: 512 → 512 over 4×4 (VGG-11's fourth stage) forward
+    25.7 → 17.6 ms, backward 84.7 → 47.8; over 2×2 25.9 → 9.6 and 73.3 → 35.8; 256 → 256
+    over 8×8 14.9 → 12.9 and 31.7 → 28.5; 64 → 64 over 8×8 (the CIFAR ResNet's third stage,
+    64 positions for 64 filters) kept its kernel rows: 1.24 against 1.23 ms forward."""
     plane_channels: int = 3
     """Inputs with at most this many channels are gathered as channel planes (see Columns)."""
     tile_bytes: int = 12 << 20
@@ -272,9 +280,11 @@ class Columns:
         batch, channels, height, width = images.shape
         self.window = window
         self.planes = channels <= kernel.plane_channels
-        # stride 1, channels-last, rows wide enough for BLAS: one product per kernel row
+        # stride 1, channels-last, rows wide enough for BLAS, and samples with at least as
+        # many positions as filters: one product per kernel row (see row_min_columns)
         self.rows = (window.stride == (1, 1) and not self.planes
-                     and window.kernel[1] * channels >= kernel.row_min_columns)
+                     and window.kernel[1] * channels >= kernel.row_min_columns
+                     and math.prod(window.output_hw) >= filters)
         self.group = 1
         # colour planes gather their channel vectors of 3 slowly: grouped, an RGB image's
         # 3×3 conv into 6 or 16 filters measured 1.2-1.6x slower (gathering 0.9 against 0.5

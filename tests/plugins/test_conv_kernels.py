@@ -598,3 +598,14 @@ def test_depthwise_with_a_fused_relu6_computes_only_what_is_asked(input_grad, pa
         assert (value is not None) == asked
         if asked:
             np.testing.assert_allclose(value, wanted, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("channels, hw, rows", [(64, (8, 8), True), (512, (4, 4), False),
+                                                (256, (8, 8), False)])
+def test_kernel_rows_only_where_samples_have_as_many_positions_as_filters(channels, hw, rows):
+    """One product per kernel row runs per sample: with fewer positions than filters (VGG's
+    late 512-channel layers), the tile's im2col product instead."""
+    from graphnet_plugins._conv_kernels.tiled import Columns
+    window = SlidingWindow(hw, (3, 3), pads=(1, 1, 1, 1))
+    images = np.zeros((4, channels, *hw), np.float32)
+    assert Columns(images, window, TiledKernel(), filters=channels).rows is rows
