@@ -43,11 +43,12 @@ class DepthwiseKernel:
         return groups == channels and groups > 1
 
     def takes_epilogue(self, window, channels, filters, groups) -> bool:
-        """Always: each tile's output is in cache (MobileNet's ReLU6 after each depthwise
-        filter then costs no pass over memory of its own)."""
+        """Always: each tile's output is in cache, so a ReLU or ReLU6 right after the conv
+        costs no pass over memory of its own."""
         return True
 
     def samples_per_tile(self, images: np.ndarray, window: SlidingWindow) -> int:
+        """Samples per tile: about ``tile_bytes`` of padded input, every thread a few tiles."""
         padded_h, padded_w = window.padded_hw
         per_sample = padded_h * padded_w * images.shape[1] * images.itemsize
         return self.tile or parallel.tile_items(per_sample, self.tile_bytes, total=len(images))
@@ -56,9 +57,8 @@ class DepthwiseKernel:
                 epilogue=None):
         """(output NHWC, saved): filter c·multiplier + m sees input channel c only. Saved:
         the input itself (backward pads its tiles again)."""
-        batch, channels = images.shape[:2]
-        filters = len(weight)
-        taps = tap_weights(weight, channels)
+        batch, filters = len(images), len(weight)
+        taps = tap_weights(weight)
         source = images.transpose(0, 2, 3, 1)
         output = np.empty((batch, *window.output_hw, filters), dtype=images.dtype)
         tile = self.samples_per_tile(images, window)
@@ -87,7 +87,7 @@ class DepthwiseKernel:
                  input_grad: bool, param_grads: bool, bias: bool, epilogue=None, output=None):
         batch, channels = images.shape[:2]
         filters = len(weight)
-        taps = tap_weights(weight, channels)
+        taps = tap_weights(weight)
         source = images.transpose(0, 2, 3, 1)
         grad_nhwc = grad_output.transpose(0, 2, 3, 1)
         output_nhwc = None if epilogue is None else output.transpose(0, 2, 3, 1)
@@ -145,7 +145,7 @@ class DepthwiseKernel:
         return grad_input, grad_weight, grad_bias
 
 
-def tap_weights(weight: np.ndarray, channels: int) -> np.ndarray:
+def tap_weights(weight: np.ndarray) -> np.ndarray:
     """(filters, 1, kh, kw) → (taps, filters): each tap's weight for every output channel,
     which is channel c·multiplier + m of input channel c."""
     return np.ascontiguousarray(weight.reshape(len(weight), -1).T)

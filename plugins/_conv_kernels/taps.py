@@ -445,15 +445,15 @@ def stacked_input(inputs: np.ndarray, grid: TapGrid, positions: int) -> np.ndarr
     channels = inputs.shape[1]
     kernel_w, dilation = grid.window.kernel[1], grid.window.dilation[1]
     reach = (kernel_w - 1) * dilation
+    rows = positions + reach
     bases = grid.offsets[::kernel_w]
     # a buffer for the tile's capacity, so that a short last tile reuses it
     capacity = len(inputs) - grid.before - grid.after + reach
     stacked = parallel.scratch("conv_taps_stacked", (capacity, len(bases) * channels),
-                               inputs.dtype)[:positions + reach]
-    before, rows = grid.before, positions + reach
+                               inputs.dtype)[:rows]
     for row, base in enumerate(bases):
-        np.copyto(stacked[:, row * channels:(row + 1) * channels],
-                  inputs[before + base:before + base + rows])
+        start = grid.before + base
+        np.copyto(stacked[:, row * channels:(row + 1) * channels], inputs[start:start + rows])
     return stacked
 
 
