@@ -557,18 +557,19 @@ def run_grouped(kernel, images, weight, bias, window, grad_output, groups, *, ep
 @pytest.mark.parametrize("case", CASES, ids=lambda case: ",".join(
     f"{name}={setting}" for name, setting in case.items()))
 @pytest.mark.parametrize("channels, multiplier", [(6, 1), (3, 2)])
-@pytest.mark.parametrize("tile, threads", [(None, 1), (1, 3), (2, 2)])
+@pytest.mark.parametrize("batch, tile, threads", [(5, None, 1), (5, 1, 3), (5, 2, 2),
+                                                  (1, None, 2)])
 @pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-10), (np.float32, 2e-4)])
-def test_depthwise_equals_the_direct_kernel(case, channels, multiplier, tile, threads, dtype,
-                                           rtol):
+def test_depthwise_equals_the_direct_kernel(case, channels, multiplier, batch, tile, threads,
+                                           dtype, rtol):
     """Every tap's multiply-add, over tiles of one, two or all samples (the last short) on one
-    to three threads, against the direct kernel; float32 stays float32."""
+    to three threads, and a batch of one, against the direct kernel; float32 stays float32."""
     rng = np.random.default_rng(21)
-    images = rng.standard_normal((5, 9, 8, channels)).astype(dtype).transpose(0, 3, 1, 2)
+    images = rng.standard_normal((batch, 9, 8, channels)).astype(dtype).transpose(0, 3, 1, 2)
     weight = rng.standard_normal((channels * multiplier, 1, *case["kernel"])).astype(dtype)
     bias = rng.standard_normal(channels * multiplier).astype(dtype)
     window = SlidingWindow(images.shape[2:], **case)
-    grad_output = rng.standard_normal((5, channels * multiplier,
+    grad_output = rng.standard_normal((batch, channels * multiplier,
                                        *window.output_hw)).astype(dtype)
     with thread_count(threads):
         found = run_grouped(DepthwiseKernel(tile=tile), images, weight, bias, window,
