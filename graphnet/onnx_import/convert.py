@@ -350,15 +350,39 @@ class Converter:
             return ints(self.constants[name]), True
         return ints(self.constant(node, position)), False
 
-    def axes(self, node, position: int, *, since: int) -> list[int] | None:
+    def axes(self, node, position: int, *, since: int, rank: int | None = None
+             ) -> list[int] | None:
         """``node``'s axes as ints (None when it gives none): its input ``position`` from opset
         ``since`` on, where ONNX moved them from the ``axes`` attribute, which older opsets
-        read."""
+        read. Given the ``rank`` they index, each is counted from 0 and checked
+        (:meth:`distinct_axes`)."""
         if self.opset >= since:
             axes = self.constant(node, position, optional=True)
         else:
             axes = self.attr(node, "axes")
-        return None if axes is None else ints(axes)
+        if axes is None:
+            return None
+        return ints(axes) if rank is None else self.distinct_axes(node, ints(axes), rank)
+
+    def axis(self, node, axis: int, rank: int, *, field: str = "axis") -> int:
+        """``axis`` of a rank-``rank`` value counted from 0 (ONNX counts a negative one from the
+        end), refused outside ``-rank`` to ``rank - 1``: numpy raised there, and ``% rank``
+        read it as another axis."""
+        if not -rank <= axis < rank:
+            raise self.refuse(f"{node.op_type}'s {field} names no axis of a rank-{rank} value",
+                              field=field,
+                              expected=f"an axis from {-rank} to {rank - 1}", found=str(axis))
+        return axis % rank
+
+    def distinct_axes(self, node, axes, rank: int, *, field: str = "axes") -> list[int]:
+        """``axes`` of a rank-``rank`` value counted from 0 (:meth:`axis`), refused when one
+        names an axis twice."""
+        counted = [self.axis(node, axis, rank, field=field) for axis in axes]
+        if len(set(counted)) != len(counted):
+            raise self.refuse(f"{node.op_type}'s {field} must name each axis once", field=field,
+                              expected=f"distinct axes of a rank-{rank} value",
+                              found=str(list(axes)))
+        return counted
 
     def permutation(self, node, rank: int) -> list[int]:
         """A Transpose's ``perm`` as ints (ONNX's default: the ``rank`` axes reversed), refused

@@ -257,8 +257,12 @@ def pad_op(conv: Converter, node):
         pads, value = conv.attr(node, "pads"), conv.attr(node, "value", 0.0)
     pads = ints(pads)
     rank = len(x.shape) + 1
-    axes = conv.axes(node, 3, since=11)  # an input only, optional (opset 18 on)
-    axes = range(rank) if axes is None else [a % rank for a in axes]
+    axes = conv.axes(node, 3, since=11, rank=rank)  # an input only, optional (opset 18 on)
+    axes = range(rank) if axes is None else axes
+    if len(pads) != 2 * len(axes):
+        raise conv.refuse("a Pad's pads must give a start and an end for each axis it pads",
+                          field="pads", expected=f"{2 * len(axes)} values",
+                          found=f"{len(pads)}: {pads}")
     before, after = [0] * rank, [0] * rank
     for index, axis in enumerate(axes):
         before[axis], after[axis] = pads[index], pads[index + len(pads) // 2]
@@ -287,9 +291,9 @@ def global_max_pool(conv: Converter, node):
 @converts("ReduceMean")
 def reduce_mean(conv: Converter, node):
     x = conv.tensor(node, 0)
-    axes = conv.axes(node, 1, since=18)
     rank = len(x.shape) + 1
-    spatial = sorted(a % rank for a in axes) if axes else None
+    axes = conv.axes(node, 1, since=18, rank=rank)
+    spatial = sorted(axes) if axes else None
     if rank != 4 or spatial != [2, 3]:
         raise conv.refuse("ReduceMean is imported as a mean over the image (global average "
                           "pooling) only", field="axes", expected="axes [2, 3] of an N×C×H×W "
@@ -324,9 +328,11 @@ def _require_image(conv: Converter, x: Tensor, what: str):
 @converts("Flatten")
 def flatten(conv: Converter, node):
     x = conv.tensor(node, 0, takes=("transpose",))
-    axis = int(conv.attr(node, "axis", 1))
     rank = len(x.shape) + 1
-    if axis % rank != 1:
+    axis = int(conv.attr(node, "axis", 1))
+    if axis != rank:  # Flatten's axis may also be the rank: all in the first dimension
+        axis = conv.axis(node, axis, rank)
+    if axis != 1:
         raise conv.refuse("Flatten is imported with axis 1 (each sample to a vector) only",
                           field="axis", expected="1", found=str(axis))
     _flatten(conv, node, x)
@@ -354,9 +360,9 @@ def reshape(conv: Converter, node):
 @converts("Squeeze")
 def squeeze(conv: Converter, node):
     x = conv.tensor(node, 0, takes=("transpose",))
-    axes = conv.axes(node, 1, since=13)
     rank = len(x.shape) + 1
-    axes = None if axes is None else sorted(a % rank for a in axes)
+    axes = conv.axes(node, 1, since=13, rank=rank)
+    axes = None if axes is None else sorted(axes)
     if rank != 4 or x.shape[1:] != (1, 1) or axes not in ([2, 3], None):
         raise conv.refuse("Squeeze is imported as the flatten of a (C, 1, 1) sample to (C,), "
                           "as a pooled image's, only", field="axes", expected="axes [2, 3] of "
@@ -626,7 +632,7 @@ def _aligned_as_from_opset_7(conv: Converter, node, constant, *, rank: int):
     axis = conv.attr(node, "axis")
     if conv.opset >= 7 or not conv.attr(node, "broadcast", 0) or axis is None:
         return constant
-    trailing = rank - axis % rank - constant.ndim
+    trailing = rank - conv.axis(node, axis, rank) - constant.ndim
     return constant.reshape(*constant.shape, *[1] * trailing)
 
 
@@ -704,7 +710,7 @@ def concat(conv: Converter, node):
     tensors = [conv.tensor(node, i) for i in range(len(node.input))]
     rank = len(tensors[0].shape) + 1
     axis = int(conv.attr(node, "axis"))
-    if axis % rank != 1:
+    if conv.axis(node, axis, rank) != 1:
         raise conv.refuse("Concat is imported along the channel axis (1) only", field="axis",
                           expected="1", found=str(axis))
     if len(tensors) == 1:
@@ -760,7 +766,7 @@ def clip(conv: Converter, node):
 def softmax(conv: Converter, node):
     x = conv.tensor(node, 0)
     rank = len(x.shape) + 1
-    axis = int(conv.attr(node, "axis", 1 if conv.opset < 13 else -1)) % rank
+    axis = conv.axis(node, int(conv.attr(node, "axis", 1 if conv.opset < 13 else -1)), rank)
     if conv.opset < 13 and axis != 0:
         # before opset 13 Softmax normalises the axes from `axis` on together, flattened: over
         # one axis where the others have size 1 (Caffe2's SqueezeNet: N×1000×1×1, axis 1)
