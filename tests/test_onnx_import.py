@@ -1120,3 +1120,188 @@ def test_a_squeeze_without_axes_of_a_batch_left_open_imports_with_a_note():
     imported = import_spec(_model(nodes, [_value("x", ["N", 3, 4, 4])],
                                   [_value("y", ["N", 3])], opset=11))
     assert any("Squeeze 'squeeze' has no axes" in note for note in imported.notes)
+
+
+# --- malformed attributes and constants: the importer's message, never a traceback ------------
+# onnx's checker checks types, not values: an axis out of range, a Reshape's two -1s, a Slice's
+# step 0 pass it. Each is refused naming the node and field, and `graphnet import` exits 2; the
+# valid corners of the same checks (negative axes, indices and steps, a Reshape's 0 and -1)
+# import as onnxruntime runs them.
+CONSTANT_SHAPE = (2, 3, 4)
+"""The shape of ``c``, the constant the folded ops read."""
+
+
+def _ints(name, values):
+    return numpy_helper.from_array(np.asarray(values, np.int64), name)
+
+
+def _floats(name, values):
+    return numpy_helper.from_array(np.asarray(values, np.float32), name)
+
+
+def _malformed_model(nodes, initializers, *, opset=17, input_shape=("N", 3, 4, 4)):
+    graph = helper.make_graph(nodes, "malformed", [_value("x", list(input_shape))],
+                              [_value("y", ["N", "a", "b", "c"])], initializers)
+    return helper.make_model(graph,
+                             opset_imports=[helper.make_operatorsetid("", opset)])
+
+
+def _folded(op_type, inputs, initializers=(), *, opset=17, **attributes):
+    """An ``op_type`` node named ``bad`` over constants (``c`` of :data:`CONSTANT_SHAPE`),
+    folded on import, whose output is added to the input."""
+    nodes = [helper.make_node(op_type, inputs, ["f"], name="bad", **attributes),
+             helper.make_node("Add", ["x", "f"], ["y"], name="add")]
+    return _malformed_model(nodes, [_floats("c", np.ones(CONSTANT_SHAPE)), *initializers],
+                            opset=opset)
+
+
+def _converted(op_type, inputs, initializers=(), *, opset=17, then=(), input_shape=None,
+               **attributes):
+    """An ``op_type`` node named ``bad`` over the input ``x``, converted on import (``then``:
+    the nodes reading its output ``b``, else it is the output)."""
+    output = "b" if then else "y"
+    nodes = [helper.make_node(op_type, ["x", *inputs], [output], name="bad", **attributes),
+             *then]
+    return _malformed_model(nodes, list(initializers), opset=opset,
+                            **({"input_shape": input_shape} if input_shape else {}))
+
+
+_CONV_AFTER = (helper.make_node("Conv", ["b", "w"], ["y"], name="conv"),)
+_CONV_WEIGHT = _floats("w", np.ones((2, 3, 3, 3)))
+
+MALFORMED = {
+    # id: (model, the field named, a part of the message)
+    "reshape-two-minus-ones": (_folded("Reshape", ["c", "t"], [_ints("t", [-1, -1, 4])]),
+                               "input 2", "negative but for one -1"),
+    "reshape-negative-size": (_folded("Reshape", ["c", "t"], [_ints("t", [-2, 12])]),
+                              "input 2", "negative but for one -1"),
+    "reshape-zero-beyond-rank": (_folded("Reshape", ["c", "t"], [_ints("t", [2, 3, 4, 0])]),
+                                 "input 2", "where the input has no axis"),
+    "reshape-other-size": (_folded("Reshape", ["c", "t"], [_ints("t", [5, 5])]),
+                           "input 2", "as many elements as its input"),
+    "reshape-minus-one-not-whole": (_folded("Reshape", ["c", "t"], [_ints("t", [5, -1])]),
+                                    "input 2", "a whole size"),
+    "reshape-allowzero-size-0": (_folded("Reshape", ["c", "t"], [_ints("t", [0, 24])],
+                                         allowzero=1), "input 2", "allowzero = 1"),
+    "reshape-opset-1-attribute": (_folded("Reshape", ["c"], opset=4, shape=[-1, -1]),
+                                  "shape", "negative but for one -1"),
+    "slice-step-0": (_folded("Slice", ["c", "s", "e", "a", "st"], [
+        _ints("s", [0]), _ints("e", [1]), _ints("a", [0]), _ints("st", [0])]),
+        "steps", "must not be 0"),
+    "slice-lengths-differ": (_folded("Slice", ["c", "s", "e"], [
+        _ints("s", [0, 0]), _ints("e", [1])]), "starts", "must have one length"),
+    "slice-axis-out-of-range": (_folded("Slice", ["c", "s", "e", "a"], [
+        _ints("s", [0]), _ints("e", [1]), _ints("a", [5])]), "axes", "names no axis"),
+    "slice-axis-repeated": (_folded("Slice", ["c", "s", "e", "a"], [
+        _ints("s", [0, 0]), _ints("e", [1, 1]), _ints("a", [0, -3])]),
+        "axes", "each axis once"),
+    "slice-opset-9-attributes": (_folded("Slice", ["c"], opset=9, starts=[0], ends=[1],
+                                         axes=[7]), "axes", "names no axis"),
+    "gather-index-out-of-range": (_folded("Gather", ["c", "i"], [_ints("i", [2])]),
+                                  "input 2", "indices from -2 to 1"),
+    "gather-axis-out-of-range": (_folded("Gather", ["c", "i"], [_ints("i", [0])], axis=3),
+                                 "axis", "names no axis"),
+    "unsqueeze-axis-out-of-range": (_folded("Unsqueeze", ["c", "a"], [_ints("a", [4])]),
+                                    "axes", "names no axis"),
+    "unsqueeze-axis-repeated": (_folded("Unsqueeze", ["c", "a"], [_ints("a", [0, 0])]),
+                                "axes", "each axis once"),
+    "squeeze-axis-out-of-range": (_folded("Squeeze", ["c", "a"], [_ints("a", [3])]),
+                                  "axes", "names no axis"),
+    "squeeze-axis-longer-than-1": (_folded("Squeeze", ["c", "a"], [_ints("a", [1])]),
+                                   "axes", "axes of size 1 only"),
+    "squeeze-converted-axes-out-of-range": (
+        _converted("Squeeze", ["a"], [_ints("a", [6, 7])], input_shape=("N", 3, 1, 1)),
+        "axes", "names no axis"),
+    "concat-axis-out-of-range": (_folded("Concat", ["c", "c"], axis=3), "axis",
+                                 "names no axis"),
+    "concat-ranks-differ": (_folded("Concat", ["c", "d"], [_floats("d", np.ones((3, 4)))],
+                                    axis=0), "inputs", "one shape but along its axis"),
+    "concat-shapes-differ": (_folded("Concat", ["c", "d"], [_floats("d", np.ones((2, 2, 4)))],
+                                     axis=0), "inputs", "one shape but along its axis"),
+    "concat-converted-axis-out-of-range": (_converted("Concat", ["x"], axis=5), "axis",
+                                           "names no axis"),
+    "expand-shapes-do-not-broadcast": (_folded("Expand", ["c", "s"], [_ints("s", [5, 4])]),
+                                       "input 2", "must broadcast"),
+    "flatten-axis-out-of-range": (_converted("Flatten", [], axis=9), "axis", "names no axis"),
+    "flatten-axis-wrapping-to-1": (_converted("Flatten", [], axis=-7), "axis", "names no axis"),
+    "pad-too-few-pads": (_converted("Pad", ["p"], [_ints("p", [0, 0, 1]), _CONV_WEIGHT],
+                                    then=_CONV_AFTER), "pads", "expected 8 values"),
+    "pad-attribute-too-few-pads": (_converted("Pad", [], [_CONV_WEIGHT], opset=9,
+                                              pads=[0, 0, 1], then=_CONV_AFTER),
+                                   "pads", "expected 8 values"),
+    "pad-pads-not-two-per-axis": (_converted("Pad", ["p", "", "a"], [
+        _ints("p", [1, 1, 1, 1]), _ints("a", [2]), _CONV_WEIGHT], opset=18, then=_CONV_AFTER),
+        "pads", "expected 2 values"),
+    "pad-axis-out-of-range": (_converted("Pad", ["p", "", "a"], [
+        _ints("p", [1, 1]), _ints("a", [9]), _CONV_WEIGHT], opset=18, then=_CONV_AFTER),
+        "axes", "names no axis"),
+    "reduce-mean-axes-out-of-range": (_converted("ReduceMean", [], opset=13, axes=[6, 7]),
+                                      "axes", "names no axis"),
+    "softmax-axis-out-of-range": (_converted("Softmax", [], axis=4), "axis", "names no axis"),
+    "cast-to-string": (_folded("Cast", ["c"], to=TensorProto.STRING), "to",
+                       "numeric element type"),
+    "cast-to-unknown-type": (_folded("Cast", ["c"], to=999), "to", "numeric element type"),
+    "constant-of-shape-negative": (_folded("ConstantOfShape", ["s"], [_ints("s", [2, -3])]),
+                                   "input 1", "must not be negative"),
+}
+
+
+@pytest.mark.parametrize("case", MALFORMED)
+def test_a_malformed_attribute_or_constant_is_refused_naming_node_and_field(case, tmp_path,
+                                                                             run_cli):
+    # each of these ended in a traceback from numpy or onnx, or imported an axis wrapped to
+    # another one (% rank), a -2 read as -1, or slice bounds cut short by zip
+    model, field, why = MALFORMED[case]
+    path = tmp_path / "model.onnx"
+    onnx.save(model, path)
+    with pytest.raises(SpecError, match=why) as raised:
+        import_onnx(path)
+    assert f"model.onnx: node 'bad', field '{field}'" in str(raised.value)
+    status, _, error = run_cli("import", path, "-o", tmp_path / "net.toml")
+    assert status == 2 and f"node 'bad', field '{field}'" in error
+    assert "Traceback" not in error
+
+
+def test_negative_axes_indices_and_steps_and_reshape_zeros_fold_as_onnxruntime_runs_them():
+    """A per-channel shift cut from a constant by Gather, Slice, Squeeze, Unsqueeze, Reshape
+    and Expand with the axes counted from the end, a factor from ConstantOfShape: both go into
+    the conv's weights and bias, as onnxruntime computes them."""
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Gather", ["c", "last"], ["g"], axis=-3),  # (1, 3, 4)
+             helper.make_node("Slice", ["g", "three", "minus_five", "minus_one", "minus_two"],
+                              ["s"]),  # (1, 3, 2): columns 3 and 1
+             helper.make_node("Squeeze", ["s", "minus_three"], ["q"]),  # (3, 2)
+             helper.make_node("Slice", ["q", "one", "two", "one"], ["column"]),  # (3, 1)
+             helper.make_node("Unsqueeze", ["column", "first_and_last"], ["u"]),  # (1, 3, 1, 1)
+             helper.make_node("Reshape", ["u", "target"], ["r"]),  # (1, 3, 1, 1)
+             helper.make_node("Expand", ["r", "channels"], ["shift"]),
+             helper.make_node("ConstantOfShape", ["channels_shape"], ["factor"],
+                              value=numpy_helper.from_array(np.array([0.5], np.float32))),
+             helper.make_node("Add", ["x", "shift"], ["shifted"]),
+             helper.make_node("Mul", ["shifted", "factor"], ["scaled"]),
+             helper.make_node("Conv", ["scaled", "w"], ["y"], name="conv")]
+    graph = helper.make_graph(nodes, "valid", [_value("x", ["N", 3, 4, 4])],
+                              [_value("y", ["N", 2, 2, 2])], [
+        _floats("c", rng.standard_normal(CONSTANT_SHAPE)),
+        _floats("w", rng.standard_normal((2, 3, 3, 3))),
+        _ints("last", [-1]), _ints("three", [3]), _ints("minus_five", [-5]),
+        _ints("minus_one", [-1]), _ints("minus_two", [-2]), _ints("minus_three", [-3]),
+        _ints("one", [1]), _ints("two", [2]), _ints("first_and_last", [0, -1]),
+        _ints("target", [0, -1, 1, 0]), _ints("channels", [3, 1, 1]),
+        _ints("channels_shape", [3, 1, 1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_operatorsetid("", 17)])
+    _equal_to_onnxruntime(model, rng.standard_normal((2, 3, 4, 4)).astype(np.float32))
+
+
+def test_a_pad_by_axes_a_concat_and_a_flatten_with_negative_axes_import_as_onnxruntime_runs():
+    rng = np.random.default_rng(1)
+    nodes = [helper.make_node("Pad", ["x", "pads", "", "axes"], ["padded"]),
+             helper.make_node("Conv", ["padded", "w"], ["c"], name="conv"),
+             helper.make_node("Concat", ["c", "x"], ["joined"], axis=-3),
+             helper.make_node("Flatten", ["joined"], ["y"], axis=-3)]
+    graph = helper.make_graph(nodes, "valid", [_value("x", ["N", 3, 4, 4])],
+                              [_value("y", ["N", 80])], [
+        _floats("w", rng.standard_normal((2, 3, 3, 3))), _ints("pads", [1, 1, 1, 1]),
+        _ints("axes", [-2, -1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_operatorsetid("", 18)])
+    _equal_to_onnxruntime(model, rng.standard_normal((2, 3, 4, 4)).astype(np.float32))

@@ -12,6 +12,8 @@ element type. The batch size is not static: see :meth:`Converter.fold` for how i
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .convert import BatchShape, Converter, Tensor, ints
@@ -48,9 +50,17 @@ def folds(*op_types, moves=()):
     return register
 
 
-def _dtype(element_type: int):
-    from onnx import helper
+def _dtype(conv: Converter, node, element_type: int, field: str):
+    """The numpy type of ONNX ``element_type``, refused unless numeric: a string (or an unknown
+    type number) has no value an import could compute with."""
+    from onnx import TensorProto, helper
 
+    known = element_type in helper.get_all_tensor_dtypes()
+    if not known or np.dtype(helper.tensor_dtype_to_np_dtype(element_type)).kind not in "biufc":
+        name = TensorProto.DataType.Name(element_type) if known else "unknown"
+        raise conv.refuse(f"{node.op_type} is imported to a numeric element type only",
+                          field=field, expected="a numeric ONNX element type (FLOAT, INT64, ...)",
+                          found=f"{element_type} ({name})")
     return helper.tensor_dtype_to_np_dtype(element_type)
 
 
@@ -82,16 +92,22 @@ def shape(conv: Converter, node, inputs):
 
 @folds("Gather", moves=(0,))
 def gather(conv: Converter, node, inputs):
-    data, indices = inputs
-    return np.take(data, indices, axis=conv.attr(node, "axis", 0))
+    data, indices = np.asarray(inputs[0]), np.asarray(inputs[1])
+    axis = conv.axis(node, int(conv.attr(node, "axis", 0)), data.ndim)
+    size = data.shape[axis]
+    if indices.size and not -size <= indices.min() <= indices.max() < size:
+        raise conv.refuse("a Gather's indices must lie within the axis it gathers from",
+                          field="input 2", expected=f"indices from {-size} to {size - 1}",
+                          found=str(ints(indices)))
+    return np.take(data, indices, axis=axis)
 
 
 @folds("Unsqueeze", moves=(0,))
 def unsqueeze(conv: Converter, node, inputs):
     data = np.asarray(inputs[0])
     axes = conv.axes(node, 1, since=13)
-    rank = data.ndim + len(axes)
-    return data.reshape(_unsqueezed(data.shape, sorted(a % rank for a in axes)))
+    rank = data.ndim + len(axes)  # the axes index the output
+    return data.reshape(_unsqueezed(data.shape, sorted(conv.distinct_axes(node, axes, rank))))
 
 
 def _unsqueezed(shape, axes):
@@ -107,24 +123,36 @@ def squeeze(conv: Converter, node, inputs):
     axes = conv.axes(node, 1, since=13)
     if axes is None:
         return data.reshape([d for d in data.shape if d != 1])
-    return np.squeeze(data, axis=tuple(a % data.ndim for a in axes))
+    axes = conv.distinct_axes(node, axes, data.ndim)
+    if any(data.shape[axis] != 1 for axis in axes):
+        raise conv.refuse("a Squeeze removes axes of size 1 only", field="axes",
+                          expected="axes of size 1",
+                          found=f"axes {axes} of a constant of shape {list(data.shape)}")
+    return np.squeeze(data, axis=tuple(axes))
 
 
 @folds("Concat", moves=ALL_INPUTS)
 def concat(conv: Converter, node, inputs):
-    return np.concatenate([np.asarray(value) for value in inputs], axis=conv.attr(node, "axis"))
+    arrays = [np.asarray(value) for value in inputs]
+    axis = conv.axis(node, int(conv.attr(node, "axis")), arrays[0].ndim)
+    others = {(array.ndim, array.shape[:axis] + array.shape[axis + 1:]) for array in arrays}
+    if len(others) > 1:
+        raise conv.refuse("a Concat's inputs must have one shape but along its axis",
+                          field="inputs", expected=f"sizes equal but along axis {axis}",
+                          found=" and ".join(str(list(array.shape)) for array in arrays))
+    return np.concatenate(arrays, axis=axis)
 
 
 @folds("Cast", moves=(0,))
 def cast(conv: Converter, node, inputs):
-    return np.asarray(inputs[0]).astype(_dtype(conv.attr(node, "to")))
+    return np.asarray(inputs[0]).astype(_dtype(conv, node, conv.attr(node, "to"), "to"))
 
 
 @folds("CastLike", moves=(0,))
 def cast_like(conv: Converter, node, inputs):
     data, like = inputs
     if isinstance(like, Tensor):  # a network value: the element type ONNX gives it
-        dtype = _dtype(conv.element_types.get(node.input[1], 1))
+        dtype = _dtype(conv, node, conv.element_types.get(node.input[1], 1), "input 2")
     else:
         dtype = np.asarray(like).dtype
     return np.asarray(data).astype(dtype)
@@ -133,6 +161,13 @@ def cast_like(conv: Converter, node, inputs):
 @folds("Expand", moves=(0,))
 def expand(conv: Converter, node, inputs):
     data, shape = np.asarray(inputs[0]), tuple(ints(inputs[1]))
+    # ONNX's broadcasting, from the last axis: sizes equal, or one of them 1
+    clashing = [(size, target) for size, target in zip(data.shape[::-1], shape[::-1])
+                if size != target and 1 not in (size, target)]
+    if clashing or min(shape, default=0) < 0:
+        raise conv.refuse("an Expand's shape must broadcast with its input's", field="input 2",
+                          expected=f"sizes that broadcast with {list(data.shape)}",
+                          found=str(list(shape)))
     return np.broadcast_to(data, np.broadcast_shapes(data.shape, shape)).copy()
 
 
@@ -141,8 +176,31 @@ def reshape(conv: Converter, node, inputs):
     data = np.asarray(inputs[0])
     target = ints(inputs[1] if conv.opset >= 5 else conv.attr(node, "shape"))
     keep = not conv.attr(node, "allowzero", 0)
-    return data.reshape([data.shape[i] if size == 0 and keep else size
-                         for i, size in enumerate(target)])
+    return data.reshape(_reshape_sizes(conv, node, data.shape, target, keep_zeros=keep))
+
+
+def _reshape_sizes(conv: Converter, node, shape, target, *, keep_zeros: bool) -> list[int]:
+    """A Reshape's ``target`` for an input of ``shape``: a 0 the input's size there (where
+    ``keep_zeros``), at most one -1 (inferred). Refused unless ONNX's rules give it the input's
+    number of elements: numpy raised, or read a -2 as a -1."""
+    sizes = [shape[i] if size == 0 and keep_zeros and i < len(shape) else size
+             for i, size in enumerate(target)]
+    known, total = math.prod(size for size in sizes if size != -1), math.prod(shape)
+    if keep_zeros and 0 in target[len(shape):]:
+        why = "a 0 keeps the input's size at its position, where the input has no axis"
+    elif min(sizes, default=0) < -1 or sizes.count(-1) > 1:
+        why = "its sizes must not be negative but for one -1 (inferred)"
+    elif -1 in sizes and (known == 0 or total % known):
+        why = "its -1 must stand for a whole size"
+    elif -1 not in sizes and known != total:
+        why = "it must hold as many elements as its input"
+    else:
+        return sizes
+    raise conv.refuse(f"a Reshape's target is malformed: {why}",
+                      field="input 2" if conv.opset >= 5 else "shape",
+                      expected=f"a shape of {total} elements for an input of shape {list(shape)}"
+                               + ("" if keep_zeros else " (allowzero = 1: a 0 is a size of 0)"),
+                      found=str(target))
 
 
 @folds("Transpose", moves=(0,))
@@ -160,11 +218,19 @@ def slice_(conv: Converter, node, inputs):
     else:
         starts, ends = conv.attr(node, "starts"), conv.attr(node, "ends")
         axes, steps = conv.attr(node, "axes"), None
-    axes = range(len(starts)) if axes is None else axes
+    axes = conv.distinct_axes(node, range(len(starts)) if axes is None else axes, data.ndim)
     steps = [1] * len(starts) if steps is None else steps
+    if not len(starts) == len(ends) == len(axes) == len(steps):
+        raise conv.refuse("a Slice's starts, ends, axes and steps must have one length",
+                          field="starts", expected="one entry each per axis sliced",
+                          found=f"starts {list(starts)}, ends {list(ends)}, axes {axes}, "
+                                f"steps {list(steps)}")
+    if 0 in steps:
+        raise conv.refuse("a Slice's steps must not be 0", field="steps",
+                          expected="steps other than 0", found=str(list(steps)))
     index = [slice(None)] * data.ndim
     for axis, start, end, step in zip(axes, starts, ends, steps):
-        index[axis % data.ndim] = slice(start, end, step)
+        index[axis] = slice(start, end, step)
     return data[tuple(index)]
 
 
@@ -172,7 +238,11 @@ def slice_(conv: Converter, node, inputs):
 def constant_of_shape(conv: Converter, node, inputs):
     value = conv.attr(node, "value")
     fill = conv.to_array(value).reshape(-1)[0] if value is not None else np.float32(0)
-    return np.full(ints(inputs[0]), fill, dtype=np.asarray(fill).dtype)
+    sizes = ints(inputs[0])
+    if min(sizes, default=0) < 0:
+        raise conv.refuse("a ConstantOfShape's sizes must not be negative", field="input 1",
+                          expected="sizes of 0 or more", found=str(sizes))
+    return np.full(sizes, fill, dtype=np.asarray(fill).dtype)
 
 
 @folds("Add", "Sub", "Mul", "Div")
