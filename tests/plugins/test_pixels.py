@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from graphnet_plugins._pixels import LONG_ROW_VALUES, channel_rows, pixel_items
+from graphnet_plugins._pixels import CHANNEL_ROW_VALUES, channel_rows, pixel_items
 
 
 @pytest.mark.parametrize("shape", [(5, 7, 9, 16), (1, 1, 1, 3), (6, 32), (2, 11, 13, 64)])
@@ -12,7 +12,7 @@ def test_channel_rows_add_the_vector_to_every_pixel_in_place(shape):
     expected = values + vector
     rows, row = channel_rows(values, vector)
     assert np.shares_memory(rows, values) and rows.shape[1] == len(row)
-    assert len(row) <= max(LONG_ROW_VALUES, shape[-1]) and len(row) % shape[-1] == 0
+    assert len(row) <= max(CHANNEL_ROW_VALUES, shape[-1]) and len(row) % shape[-1] == 0
     rows += row
     assert np.array_equal(values, expected)
 
