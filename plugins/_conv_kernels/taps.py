@@ -193,9 +193,11 @@ class TapGrid:
         self.before = max(0, -min(self.offsets))
         self.after = max(0, max(self.offsets))
         self.pairs = pair_plan(tuple(self.offsets)) if pairs else None
-        self._gradients = ((PairGradient(self),) if pairs
-                           else (TapGradient(self), WideGradient(self),
-                                 StackedTapGradient(self), StackedWideGradient(self)))
+        # made once (their terms are cached per object), keyed as gradient_products picks
+        self._gradients = ({"pairs": PairGradient(self)} if pairs else
+                           {(False, False): TapGradient(self), (True, False): WideGradient(self),
+                            (False, True): StackedTapGradient(self),
+                            (True, True): StackedWideGradient(self)})
 
     def gradient_products(self, wide: bool = False, stacked: bool = False):
         """How the backward's products run on this grid: over pixel pairs on a grid of pairs,
@@ -207,10 +209,9 @@ class TapGrid:
         products read, a tile's weight gradient ``part``, the input gradient's ``matrices``
         and products (``add_input``), and ``taps`` from the sum of the parts."""
         if self.pairs is not None:
-            return self._gradients[0]
+            return self._gradients["pairs"]
         kernel_h, kernel_w = self.window.kernel
-        choice = int(wide and kernel_w > 1) + 2 * int(stacked and kernel_h > 1)
-        return self._gradients[choice]
+        return self._gradients[wide and kernel_w > 1, stacked and kernel_h > 1]
 
     @property
     def waste(self) -> float:
