@@ -120,10 +120,9 @@ def _unsqueezed(shape, axes):
 @folds("Squeeze", moves=(0,))
 def squeeze(conv: Converter, node, inputs):
     data = np.asarray(inputs[0])
-    axes = conv.axes(node, 1, since=13)
+    axes = conv.axes(node, 1, since=13, rank=data.ndim)
     if axes is None:
         return data.reshape([d for d in data.shape if d != 1])
-    axes = conv.distinct_axes(node, axes, data.ndim)
     if any(data.shape[axis] != 1 for axis in axes):
         raise conv.refuse("a Squeeze removes axes of size 1 only", field="axes",
                           expected="axes of size 1",
